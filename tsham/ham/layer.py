@@ -1,0 +1,197 @@
+"""The HAM layer: a Gated DeltaNet state plus a routed KV scratchpad, merged by gates."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from tsham.ham.config import HamConfig
+from tsham.ham.routers import RouterInput, build_router
+from tsham.ham.state import HamLayerState
+from tsham.ops import compact_routed, gated_delta, naive_gated_delta, scratchpad_attn, scratchpad_decode
+
+
+@dataclass
+class LayerDiagnostics:
+    """What one HAM layer did with a chunk (read by probes and training logs).
+
+    Attributes:
+        mask: routed tokens ``[B, T, H]`` bool. scores: router scores ``[B, T, H]`` or None.
+        realised: routed fraction (scalar tensor). counts: routed tokens per (stream, head) ``[B, H]``.
+        aux_loss: the router's auxiliary loss or None.
+    """
+
+    mask: torch.Tensor
+    scores: torch.Tensor | None
+    realised: torch.Tensor
+    counts: torch.Tensor
+    aux_loss: torch.Tensor | None
+
+
+def check_inputs(x: torch.Tensor, d_model: int, flags: torch.Tensor | None, where: str) -> None:
+    """x: ``[B, T, D]`` finite; flags: ``[B, T, F]`` or None. Else ValueError naming the problem."""
+    if x.dim() != 3 or x.shape[-1] != d_model:
+        raise ValueError(f"{where}: x must be [B, T, D={d_model}]; got {tuple(x.shape)}")
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{where}: x contains NaN or inf; mark missing values with an observed mask before the "
+                         "encoder instead of passing NaN")
+    if flags is not None and (flags.dim() != 3 or flags.shape[:2] != x.shape[:2]):
+        raise ValueError(f"{where}: flags must be [B, T, F] with B, T = {tuple(x.shape[:2])}; got {tuple(flags.shape)}")
+
+
+class HamLayer(nn.Module):
+    """Hybrid Associative Memory mixer: ``x: [B, T, D] -> [B, T, D]``.
+
+    Per head: q, k, v from a short causal conv (SiLU), q and k L2-normalised; the gated delta rule
+    gives ``o_gdn`` and the prediction error e_t; the router picks tokens; the scratchpad attends to them
+    with a learned per-head temperature; ``o = sigma(Wr x) RMSNorm(o_gdn) + sigma(Wk x) RMSNorm(o_kv)``;
+    then a SiLU output gate and the output projection.
+
+    Args:
+        config: widths, router and its arguments (see :class:`HamConfig`).
+        layer_idx: depth of this layer (per-layer router targets).
+
+    Parameters: ``D * (2HK + 2HV + 4H) + HV * D + conv_size * (2HK + HV) + 3H + 2V`` plus the router's.
+    """
+
+    def __init__(self, config: HamConfig, layer_idx: int = 0, device=None, dtype=None):
+        super().__init__()
+        factory_kwargs = {"device": device, "dtype": dtype}
+        c = config
+        self.config, self.layer_idx = c, layer_idx
+        H, K, V, D = c.num_heads, c.head_dim, c.head_dim_v, c.d_model
+        self.qkv_proj = nn.Linear(D, H * (2 * K + V), bias=False, **factory_kwargs)
+        self.conv_weight = nn.Parameter(torch.empty(H * (2 * K + V), c.conv_size, **factory_kwargs))
+        self.ab_proj = nn.Linear(D, 2 * H, bias=False, **factory_kwargs)  # decay input a, write strength b
+        self.A_log = nn.Parameter(torch.empty(H, **factory_kwargs))
+        self.dt_bias = nn.Parameter(torch.empty(H, **factory_kwargs))
+        self.merge_proj = nn.Linear(D, 2 * H, **factory_kwargs)  # per-head gates of the GDN and scratchpad reads
+        self.kv_log_scale = nn.Parameter(torch.full((H,), math.log(math.sqrt(K)), **factory_kwargs))
+        self.gdn_norm = nn.Parameter(torch.ones(V, **factory_kwargs))
+        self.kv_norm = nn.Parameter(torch.ones(V, **factory_kwargs))
+        self.gate_proj = nn.Linear(D, H * V, bias=False, **factory_kwargs)
+        self.o_proj = nn.Linear(H * V, D, bias=False, **factory_kwargs)
+        self.router = build_router(c.router, D, layer_idx, H, **c.router_kwargs_for(layer_idx))
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        nn.init.uniform_(self.conv_weight, -(self.config.conv_size**-0.5), self.config.conv_size**-0.5)
+        self.A_log.copy_(torch.empty_like(self.A_log).uniform_(1, 16).log())  # decay rates, as in Mamba-2 / GDN
+        dt = torch.exp(torch.empty_like(self.dt_bias).uniform_(math.log(1e-3), math.log(1e-1)))
+        self.dt_bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
+        nn.init.zeros_(self.merge_proj.weight)
+        nn.init.zeros_(self.merge_proj.bias)
+
+    # -- stages shared by the parallel forward and the streaming step -------------------------------------------
+    def project(self, x: torch.Tensor, conv_prefix: torch.Tensor | None = None):
+        """``x: [B, T, D]`` -> q, k ``[B, T, H, K]``, v ``[B, T, H, V]``, g, beta ``[B, T, H]``, conv tail.
+
+        ``conv_prefix`` ``[B, W-1, C]`` holds the pre-conv projections before x (zeros when None); the
+        returned tail is the last ``W-1`` of them, the conv state for the next chunk.
+        """
+        c = self.config
+        H, K, W = c.num_heads, c.head_dim, c.conv_size
+        u = self.qkv_proj(x)  # (B, T, C)
+        if conv_prefix is None:
+            conv_prefix = u.new_zeros(u.shape[0], W - 1, u.shape[-1])
+        u = torch.cat([conv_prefix.to(u.dtype), u], 1)
+        tail = u[:, u.shape[1] - (W - 1):]
+        u = F.silu(F.conv1d(u.transpose(1, 2), self.conv_weight[:, None], groups=u.shape[-1]).transpose(1, 2))
+        q, k, v = u.split([H * K, H * K, u.shape[-1] - 2 * H * K], -1)
+        q, k = (F.normalize(rearrange(t, "b t (h d) -> b t h d", h=H).float(), dim=-1) for t in (q, k))
+        v = rearrange(v, "b t (h d) -> b t h d", h=H)  # (B, T, H, V)
+        a, b = self.ab_proj(x).float().chunk(2, -1)  # (B, T, H) each
+        g = -self.A_log.float().exp() * F.softplus(a + self.dt_bias.float())
+        return q, k, v, g, torch.sigmoid(b), tail
+
+    def merge(self, x: torch.Tensor, o_gdn: torch.Tensor, o_kv: torch.Tensor) -> torch.Tensor:
+        """Gated merge of the two reads ``[B, T, H, V]`` and the output projection -> ``[B, T, D]``."""
+        V, eps = self.config.head_dim_v, self.config.norm_eps
+        gate_gdn, gate_kv = torch.sigmoid(self.merge_proj(x)).unsqueeze(-1).chunk(2, -2)  # (B, T, H, 1) each
+        o = gate_gdn * F.rms_norm(o_gdn, (V,), self.gdn_norm, eps) + gate_kv * F.rms_norm(o_kv, (V,), self.kv_norm, eps)
+        o = rearrange(o, "b t h v -> b t (h v)") * F.silu(self.gate_proj(x))
+        return self.o_proj(o.to(x.dtype))
+
+    def kv_query(self, q: torch.Tensor) -> torch.Tensor:
+        """Scratchpad queries: the GDN queries times a learned per-head temperature (q and k are unit vectors)."""
+        return q * self.kv_log_scale.float().exp()[:, None]
+
+    # -- parallel forward --------------------------------------------------------------------------------------
+    def forward(
+        self,
+        x: torch.Tensor,
+        flags: torch.Tensor | None = None,
+        oracle_mask: torch.Tensor | None = None,
+        return_state: bool = False,
+    ):
+        """``x: [B, T, D] -> y [B, T, D]``, :class:`LayerDiagnostics` (and the stream state if asked).
+
+        Args:
+            flags: event flags ``[B, T, F]`` for the event router. oracle_mask: ``[B, T]`` for the oracle router.
+            return_state: also return a :class:`HamLayerState` from which :meth:`step` continues the stream.
+        """
+        check_inputs(x, self.config.d_model, flags, "HamLayer")
+        q, k, v, g, beta, tail = self.project(x)
+        o_gdn, final, e = gated_delta(q, k, v, g, beta, output_final_state=return_state)
+        x_prev = F.pad(x, (0, 0, 1, -1))
+        route = self.router(RouterInput(x, x_prev, e.detach(), v.detach().float(), flags, oracle_mask))
+        v_kv = v if route.value_scale is None else v * route.value_scale[..., None].to(v.dtype)
+        indices, counts = compact_routed(route.mask)
+        o_kv = scratchpad_attn(self.kv_query(q), k, v_kv, indices, counts, scale=1.0, window=route.window,
+                               sinks=route.sinks)
+        y = self.merge(x, o_gdn, o_kv.float())
+        diag = LayerDiagnostics(route.mask, route.scores, route.mask.float().mean(), counts, route.aux_loss)
+        if not return_state:
+            return y, diag
+        state = self.init_state(x.shape[0], x.device, offset=0)
+        state.gdn, state.conv, state.x_prev, state.offset = final, tail, x[:, -1], x.shape[1]
+        state.window, state.sinks = route.window, route.sinks
+        state.append(k, v.float(), route.mask)
+        return y, diag, state
+
+    # -- streaming ---------------------------------------------------------------------------------------------
+    def init_state(self, batch_size: int, device=None, offset: int = 0) -> HamLayerState:
+        """An empty stream state for ``batch_size`` streams."""
+        c = self.config
+        H, K, V = c.num_heads, c.head_dim, c.head_dim_v
+        z = lambda *s: torch.zeros(*s, device=device)  # noqa: E731
+        return HamLayerState(
+            gdn=z(batch_size, H, K, V), conv=z(batch_size, c.conv_size - 1, H * (2 * K + V)),
+            k_cache=z(batch_size, 1, H, K), v_cache=z(batch_size, 1, H, V),
+            counts=torch.zeros(batch_size, H, dtype=torch.long, device=device), x_prev=z(batch_size, c.d_model),
+            offset=offset, window=self.router.cap, sinks=self.router.sinks,
+        )
+
+    def step(
+        self,
+        x: torch.Tensor,
+        state: HamLayerState,
+        flags: torch.Tensor | None = None,
+        oracle_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, HamLayerState, LayerDiagnostics]:
+        """One token per stream: ``x: [B, D] -> y [B, D]``; ``state`` is updated in place and returned.
+
+        flags ``[B, F]`` and oracle_mask ``[B]`` / ``[B, H]`` are the current token's.
+        """
+        x = x[:, None]  # (B, 1, D)
+        flags = None if flags is None else flags[:, None]
+        oracle_mask = None if oracle_mask is None else oracle_mask[:, None]
+        check_inputs(x, self.config.d_model, flags, "HamLayer.step")
+        q, k, v, g, beta, state.conv = self.project(x, state.conv)
+        o_gdn, state.gdn, e = naive_gated_delta(q, k, v, g, beta, initial_state=state.gdn, output_final_state=True)
+        route = self.router(
+            RouterInput(x, state.x_prev[:, None], e, v.float(), flags, oracle_mask, offset=state.offset)
+        )
+        state.append(k, v.float(), route.mask)
+        k_cache, v_cache, live = state.cache()
+        o_kv = scratchpad_decode(self.kv_query(q)[:, 0], k_cache, v_cache, live, scale=1.0)
+        y = self.merge(x, o_gdn, o_kv[:, None].float())[:, 0]
+        state.x_prev, state.offset = x[:, 0], state.offset + 1
+        diag = LayerDiagnostics(route.mask, route.scores, route.mask.float().mean(), state.counts, route.aux_loss)
+        return y, state, diag

@@ -1,0 +1,124 @@
+"""The router contract: every routing policy turns per-token evidence into a hard mask over tokens.
+
+A router is built as ``Router(d_model, layer_idx, num_heads, **policy_kwargs)`` and called with a
+:class:`RouterInput`; it returns a :class:`RouterOutput` whose ``mask`` ``[B, T, H]`` says which tokens
+enter the scratchpad. Score-based policies share the threshold machinery here: a fixed threshold
+(the cache grows with the data), or a feedback controller that drives the threshold toward a target
+fraction while training, plus an optional cap (only the last ``cap`` routed tokens stay visible,
+with ``sinks`` first ones kept), which bounds the cache in streaming use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class RouterInput:
+    """What a router may look at for a chunk of T tokens (all ``[B, T, ...]``, time-major).
+
+    Attributes:
+        x: layer input ``[B, T, D]``.
+        x_prev: layer input one step earlier ``[B, T, D]`` (zeros before the first token).
+        error: GDN prediction error e_t ``[B, T, H, V]`` (detached).
+        value: GDN values v_t ``[B, T, H, V]`` (detached).
+        flags: external event flags ``[B, T, F]`` or None.
+        oracle_mask: given routing ``[B, T]`` or ``[B, T, H]`` bool, or None.
+        offset: absolute position of the first token (streaming).
+    """
+
+    x: torch.Tensor
+    x_prev: torch.Tensor
+    error: torch.Tensor
+    value: torch.Tensor
+    flags: torch.Tensor | None = None
+    oracle_mask: torch.Tensor | None = None
+    offset: int = 0
+
+
+@dataclass
+class RouterOutput:
+    """A routing decision.
+
+    Attributes:
+        mask: ``[B, T, H]`` bool, True where the token enters the scratchpad.
+        scores: ``[B, T, H]`` float routing score (None for score-free policies).
+        value_scale: ``[B, T, H]`` multiplier on the cached values carrying the task gradient to a learned
+            router (1 in value), or None.
+        aux_loss: scalar auxiliary loss of the router (e.g. the uncertainty fit), or None.
+        window: visible routed tokens per query (the cap), or None for all.
+        sinks: with ``window``, the first routed tokens that always stay visible.
+    """
+
+    mask: torch.Tensor
+    scores: torch.Tensor | None = None
+    value_scale: torch.Tensor | None = None
+    aux_loss: torch.Tensor | None = None
+    window: int | None = None
+    sinks: int = 0
+
+
+def per_head(x: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """``[B, T]`` -> ``[B, T, H]`` (broadcast view); ``[B, T, H]`` passes through."""
+    return x[..., None].expand(*x.shape, num_heads) if x.dim() == 2 else x
+
+
+class Router(nn.Module):
+    """Base of every routing policy: scores -> threshold (fixed or controlled) -> mask.
+
+    Args:
+        d_model: width of the layer input. layer_idx: depth of the layer (for per-layer policies).
+        num_heads: scratchpad heads; masks are ``[B, T, H]``.
+        threshold: initial threshold tau; a token is routed when ``score >= tau``.
+        target: target routed fraction; while training, ``tau += controller_lr * (realised - target)``
+            after every forward. None keeps tau fixed.
+        controller_lr: step of the controller.
+        cap: keep only the last ``cap`` routed tokens visible to each query (bounded cache), or None.
+        sinks: with ``cap``, the first ``sinks`` routed tokens stay visible.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        layer_idx: int,
+        num_heads: int,
+        threshold: float = 0.5,
+        target: float | None = None,
+        controller_lr: float = 0.05,
+        cap: int | None = None,
+        sinks: int = 0,
+    ):
+        super().__init__()
+        if target is not None and not 0.0 <= target <= 1.0:
+            raise ValueError(f"{type(self).__name__}: target fraction must lie in [0, 1]; got {target}")
+        if cap is not None and cap < 1:
+            raise ValueError(f"{type(self).__name__}: cap must be a positive number of tokens or None; got {cap}")
+        self.d_model, self.layer_idx, self.num_heads = d_model, layer_idx, num_heads
+        self.target, self.controller_lr, self.cap, self.sinks = target, controller_lr, cap, sinks
+        self.register_buffer("tau", torch.tensor(float(threshold)))
+
+    def score(self, inp: RouterInput) -> torch.Tensor:
+        """Routing score ``[B, T]`` (one decision per token) or ``[B, T, H]`` (per head); may carry gradient."""
+        raise NotImplementedError
+
+    def extras(self, inp: RouterInput, score: torch.Tensor) -> dict:
+        """Optional ``value_scale`` / ``aux_loss`` of a policy, from the undetached score (none by default)."""
+        return {}
+
+    def forward(self, inp: RouterInput) -> RouterOutput:
+        """inp -> RouterOutput with mask ``[B, T, H]``."""
+        raw = self.score(inp)
+        scores = per_head(raw.detach(), self.num_heads)
+        return RouterOutput(mask=self.threshold(scores), scores=scores, window=self.cap, sinks=self.sinks,
+                            **self.extras(inp, raw))
+
+    def threshold(self, scores: torch.Tensor) -> torch.Tensor:
+        """``scores >= tau``; while training with a target, then moves tau toward the target fraction."""
+        mask = scores >= self.tau
+        if self.training and self.target is not None:
+            with torch.no_grad():
+                self.tau += self.controller_lr * (mask.float().mean() - self.target)
+        return mask
