@@ -73,9 +73,11 @@ class Router(nn.Module):
         d_model: width of the layer input. layer_idx: depth of the layer (for per-layer policies).
         num_heads: scratchpad heads; masks are ``[B, T, H]``.
         threshold: initial threshold tau; a token is routed when ``score >= tau``.
-        target: target routed fraction; while training, ``tau += controller_lr * (realised - target)``
-            after every forward. None keeps tau fixed.
-        controller_lr: step of the controller.
+        target: target routed fraction; while training, after every forward, the controller moves tau in log
+            space, ``tau *= exp(controller_lr * clip((realised - target) / target, -1, 1))``. None keeps tau fixed.
+            (Log space because score scales differ by orders of magnitude across routers and data: an additive
+            step that suits sigmoid scores is far too coarse for surprise ratios around 1e-2.)
+        controller_lr: largest log-step of the controller per forward.
         cap: keep only the last ``cap`` routed tokens visible to each query (bounded cache), or None.
         sinks: with ``cap``, the first ``sinks`` routed tokens stay visible.
     """
@@ -87,7 +89,7 @@ class Router(nn.Module):
         num_heads: int,
         threshold: float = 0.5,
         target: float | None = None,
-        controller_lr: float = 0.05,
+        controller_lr: float = 0.1,
         cap: int | None = None,
         sinks: int = 0,
     ):
@@ -120,5 +122,6 @@ class Router(nn.Module):
         mask = scores >= self.tau
         if self.training and self.target is not None:
             with torch.no_grad():
-                self.tau += self.controller_lr * (mask.float().mean() - self.target)
+                error = (mask.float().mean() - self.target) / max(self.target, 1e-3)
+                self.tau.clamp_(min=1e-6).mul_(torch.exp(self.controller_lr * error.clamp(-1.0, 1.0)))
         return mask

@@ -50,9 +50,9 @@ def masked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, vis: tor
     Returns:
         ``[B, T, H, V]`` float32.
     """
-    if k.shape[1] == 0:  # an empty cache: nothing to read
-        return q.new_zeros(*q.shape[:3], v.shape[-1], dtype=torch.float32)
     scores = torch.einsum("bthk,bshk->bhts", q.float(), k.float()) * scale
+    if k.shape[1] == 0:  # an empty cache reads zeros (still a function of q, k, v: their gradients are zeros)
+        return torch.einsum("bhts,bshv->bthv", scores, v.float())
     peak = scores.masked_fill(~vis, float("-inf")).amax(-1, keepdim=True)
     peak = torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak)).detach()
     # Masked entries become exp(-inf) = 0 before any overflow can happen, so gradients stay finite.
