@@ -66,6 +66,15 @@ def per_head(x: torch.Tensor, num_heads: int) -> torch.Tensor:
     return x[..., None].expand(*x.shape, num_heads) if x.dim() == 2 else x
 
 
+def target_quantile(scores: torch.Tensor, fraction: float) -> torch.Tensor:
+    """The threshold that routes ``fraction`` of ``scores`` (the m-th largest score, m = round(fraction * n))."""
+    flat = scores.detach().flatten().float()
+    m = round(fraction * flat.numel())
+    if m == 0:
+        return flat.max() + 1.0  # route nothing
+    return flat.kthvalue(flat.numel() - m + 1).values
+
+
 class Router(nn.Module):
     """Base of every routing policy: scores -> threshold (fixed or controlled) -> mask.
 
@@ -73,11 +82,12 @@ class Router(nn.Module):
         d_model: width of the layer input. layer_idx: depth of the layer (for per-layer policies).
         num_heads: scratchpad heads; masks are ``[B, T, H]``.
         threshold: initial threshold tau; a token is routed when ``score >= tau``.
-        target: target routed fraction; while training, after every forward, the controller moves tau in log
-            space, ``tau *= exp(controller_lr * clip((realised - target) / target, -1, 1))``. None keeps tau fixed.
-            (Log space because score scales differ by orders of magnitude across routers and data: an additive
-            step that suits sigmoid scores is far too coarse for surprise ratios around 1e-2.)
-        controller_lr: largest log-step of the controller per forward.
+        target: target routed fraction. While training, after every forward the controller moves tau toward
+            the batch's score quantile at that fraction, ``tau += controller_lr * (q_batch - tau)``: the realised
+            fraction converges geometrically whatever the router's score scale. None keeps tau fixed. (The plain
+            feedback ``tau += lr * (realised - target)`` crawled on surprise ratios near 1e-2 and oscillated on
+            narrow sigmoid scores: no single lr suits every router.)
+        controller_lr: fraction of the way tau moves toward the batch quantile per forward (0 < lr <= 1).
         cap: keep only the last ``cap`` routed tokens visible to each query (bounded cache), or None.
         sinks: with ``cap``, the first ``sinks`` routed tokens stay visible.
     """
@@ -96,6 +106,8 @@ class Router(nn.Module):
         super().__init__()
         if target is not None and not 0.0 <= target <= 1.0:
             raise ValueError(f"{type(self).__name__}: target fraction must lie in [0, 1]; got {target}")
+        if not 0.0 < controller_lr <= 1.0:
+            raise ValueError(f"{type(self).__name__}: controller_lr must lie in (0, 1]; got {controller_lr}")
         if cap is not None and cap < 1:
             raise ValueError(f"{type(self).__name__}: cap must be a positive number of tokens or None; got {cap}")
         self.d_model, self.layer_idx, self.num_heads = d_model, layer_idx, num_heads
@@ -122,6 +134,5 @@ class Router(nn.Module):
         mask = scores >= self.tau
         if self.training and self.target is not None:
             with torch.no_grad():
-                error = (mask.float().mean() - self.target) / max(self.target, 1e-3)
-                self.tau.clamp_(min=1e-6).mul_(torch.exp(self.controller_lr * error.clamp(-1.0, 1.0)))
+                self.tau.add_(self.controller_lr * (target_quantile(scores, self.target) - self.tau))
         return mask

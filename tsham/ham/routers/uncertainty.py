@@ -26,8 +26,7 @@ class UncertaintyRouter(Router):
         super().__init__(d_model, layer_idx, num_heads, **kwargs)
         self.per_head = per_head
         self.log_var = nn.Linear(d_model, num_heads if per_head else 1)
-        nn.init.zeros_(self.log_var.weight)
-        nn.init.constant_(self.log_var.bias, -1.0)
+        nn.init.constant_(self.log_var.bias, -1.0)  # predicted surprise starts near exp(-1)
 
     def score(self, inp: RouterInput) -> torch.Tensor:
         log_var = self.log_var(inp.x_prev).float()  # (B, T, 1 or H)
