@@ -4,8 +4,10 @@ import sys
 import pytest
 import torch
 
-# Triton kernels run on the CPU through the interpreter; it must be set before triton is imported.
-os.environ.setdefault("TRITON_INTERPRET", "1")
+# Without a GPU, Triton kernels run through the interpreter (set before triton is imported; torch does not
+# import it). On a GPU machine the real kernels run.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 sys.path.insert(0, os.path.dirname(__file__))
 
 

@@ -1,0 +1,49 @@
+"""The installed package: namespace mapping, console script, demo."""
+
+import subprocess
+import sys
+
+import pytest
+
+
+def test_top_level_folders_map_into_the_tsham_namespace():
+    import tsham.datasets
+    import tsham.experiments
+    import tsham.probes
+
+    for mod, folder in ((tsham.datasets, "datasets"), (tsham.probes, "probes"), (tsham.experiments, "experiments")):
+        assert mod.__file__.replace("\\", "/").endswith(f"{folder}/__init__.py")
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "tsham.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_cli_info():
+    out = run_cli("info")
+    assert out.returncode == 0, out.stderr
+    assert "torch" in out.stdout and "gated_delta" in out.stdout and "scratchpad" in out.stdout
+
+
+def test_cli_unknown_subcommand_fails_cleanly():
+    out = run_cli("teleport")
+    assert out.returncode == 2 and "invalid choice" in out.stderr
+
+
+def test_demo_table_is_sane():
+    from tsham.demo import DEMO_ROUTERS, run_demo
+
+    reports = {r.router: r for r in run_demo(batch=2, length=96, warmup=15, progress=False)}
+    assert set(reports) == set(DEMO_ROUTERS)
+    assert reports["all"].kv_fraction == 1.0 and reports["none"].kv_fraction == 0.0
+    assert reports["event"].shift_capture == 1.0  # flags are the shifts themselves
+    assert reports["none"].slots_per_stream == 0.0
+    for name in ("surprise", "random"):
+        assert 0.02 < reports[name].kv_fraction < 0.25, (name, reports[name])
+
+
+@pytest.mark.parametrize("args", [["demo", "--batch", "1", "--length", "32", "--warmup", "2"]])
+def test_cli_demo_runs(args):
+    out = run_cli(*args)
+    assert out.returncode == 0, out.stderr
+    assert "surprise" in out.stdout and "KV fraction" in out.stdout
