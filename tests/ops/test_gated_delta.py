@@ -1,4 +1,8 @@
-"""gated_delta: chunked torch path and the CUDA dispatch against fla's recurrent reference."""
+"""gated_delta: chunked torch path and the CUDA dispatch against fla's recurrent reference.
+
+GPU tests (marked ``gpu``) last run 2026-11-25 on an NVIDIA H100 80GB HBM3 (torch 2.11 + cu130, triton 3.6,
+fla-core 0.6.0 + tilelang through ../shared/gpu): 5 passed (this file's two and tests/ham's three).
+"""
 
 import pytest
 import torch

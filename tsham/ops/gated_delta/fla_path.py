@@ -26,6 +26,8 @@ def fla_gated_delta(q, k, v, g, beta, scale=None, initial_state=None, output_fin
         q, k, v, g, beta, scale=scale, initial_state=initial_state, output_final_state=output_final_state
     )
     with torch.no_grad():
+        # fla's internal kernels read raw memory (its public entry point makes inputs contiguous; these do not).
+        k, v, g, beta = (t.contiguous() for t in (k, v, g, beta))
         # fla keeps cumulative decays in log2 units (scale=RCP_LN2), as its own forward does.
         g_cum = chunk_local_cumsum(g, chunk_size=64, scale=RCP_LN2)
         w, u, _ = chunk_gated_delta_rule_fwd_intra(k=k, v=v, g=g_cum, beta=beta, chunk_size=64)
