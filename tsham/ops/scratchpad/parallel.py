@@ -1,0 +1,154 @@
+"""Launchers, autograd Function and public functions of the Triton scratchpad kernels."""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import torch
+import triton
+
+from tsham.ops.checks import check_qkv
+from tsham.ops.scratchpad.kernels import (
+    scratchpad_bwd_dkdv_kernel,
+    scratchpad_bwd_dq_kernel,
+    scratchpad_decode_kernel,
+    scratchpad_fwd_kernel,
+)
+from tsham.ops.scratchpad.naive import check_routing
+
+
+def seen_counts(indices: torch.Tensor, counts: torch.Tensor, T: int) -> torch.Tensor:
+    """``[B, H, T]`` int32: how many live slots hold positions <= t (a binary search per query, no host sync)."""
+    B, S, H = indices.shape
+    live = torch.arange(S, device=indices.device)[None, :, None] < counts[:, None, :]
+    positions = torch.where(live, indices, T).to(torch.int32).permute(0, 2, 1).contiguous()  # ascending per row
+    queries = torch.arange(T, device=indices.device, dtype=torch.int32).expand(B, H, T).contiguous()
+    return torch.searchsorted(positions, queries, right=True).to(torch.int32)
+
+
+def _blocks(K: int, V: int) -> dict:
+    BK, BV = (max(16, triton.next_power_of_2(d)) for d in (K, V))
+    return {"BT": 64, "BS": 64 if max(BK, BV) <= 64 else 32, "BK": BK, "BV": BV}
+
+
+def _launch_opts(K: int, V: int) -> dict:
+    return {"num_warps": 4 if max(K, V) <= 64 else 8, "num_stages": 2}
+
+
+class ScratchpadAttnFunction(torch.autograd.Function):
+    """Routed causal attention with a FlashAttention-2 style backward over the compact cache."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, indices, counts, scale, window, sinks):
+        B, T, H, K, V = check_qkv(q, k, v, "parallel_scratchpad_attn")
+        q, k, v = (t.contiguous() for t in (q, k, v))
+        indices, counts = indices.to(torch.int32).contiguous(), counts.to(torch.int32).contiguous()
+        seen = seen_counts(indices, counts, T)
+        o = torch.empty(B, T, H, V, dtype=q.dtype, device=q.device)
+        lse = torch.empty(B, H, T, dtype=torch.float32, device=q.device)
+        blocks = _blocks(K, V)
+        scratchpad_fwd_kernel[(triton.cdiv(T, blocks["BT"]), B * H)](
+            q, k, v, indices, seen, o, lse, scale, T, indices.shape[1], window or 0, sinks,
+            H=H, K=K, V=V, HAS_WINDOW=window is not None, **blocks, **_launch_opts(K, V),
+        )
+        ctx.save_for_backward(q, k, v, indices, counts, seen, o, lse)
+        ctx.scale, ctx.window, ctx.sinks = scale, window, sinks
+        return o
+
+    @staticmethod
+    def backward(ctx, do):
+        q, k, v, indices, counts, seen, o, lse = ctx.saved_tensors
+        B, T, H, K = q.shape
+        V, S = v.shape[-1], indices.shape[1]
+        do = do.contiguous()
+        delta = (o.float() * do.float()).sum(-1).permute(0, 2, 1).contiguous()  # (B, H, T)
+        dq = torch.empty_like(q)
+        dk, dv = torch.zeros_like(k), torch.zeros_like(v)  # unrouted positions get no gradient
+        blocks, opts = _blocks(K, V), _launch_opts(K, V)
+        common = dict(H=H, K=K, V=V, HAS_WINDOW=ctx.window is not None, **blocks, **opts)
+        scratchpad_bwd_dq_kernel[(triton.cdiv(T, blocks["BT"]), B * H)](
+            q, k, v, indices, seen, lse, delta, do, dq, ctx.scale, T, S, ctx.window or 0, ctx.sinks, **common
+        )
+        scratchpad_bwd_dkdv_kernel[(triton.cdiv(S, blocks["BS"]), B * H)](
+            q, k, v, indices, counts, seen, lse, delta, do, dk, dv, ctx.scale, T, S, ctx.window or 0, ctx.sinks,
+            **common,
+        )
+        return dq, dk, dv, None, None, None, None, None
+
+
+def parallel_scratchpad_attn(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    indices: torch.Tensor,
+    counts: torch.Tensor,
+    scale: float | None = None,
+    window: int | None = None,
+    sinks: int = 0,
+) -> torch.Tensor:
+    r"""Routed causal attention in Triton; same signature and result as :func:`naive_scratchpad_attn`.
+
+    Args:
+        q, k: ``[B, T, H, K]``; v: ``[B, T, H, V]`` (fp32, fp16 or bf16; K, V up to 128, any T).
+        indices: ``[B, S, H]`` int routed positions, ascending for slots ``< counts``; S may be T (as
+            :func:`compact_routed` gives with ``slots=T``), so no host sync is needed: the kernels read counts.
+        counts: ``[B, H]`` int. scale: default ``K ** -0.5``. window, sinks: as in the naive twin.
+
+    Returns:
+        o ``[B, T, H, V]`` in q's dtype.
+    """
+    B, T, H, K, _ = check_qkv(q, k, v, "parallel_scratchpad_attn")
+    check_routing(indices, counts, B, H, "parallel_scratchpad_attn")
+    return ScratchpadAttnFunction.apply(q, k, v, indices, counts, K**-0.5 if scale is None else scale, window, sinks)
+
+
+@functools.cache
+def _target_programs(device_index: int) -> int:
+    """About two programs per SM keep the GPU busy in decode (a fixed 16 under the CPU interpreter)."""
+    if os.environ.get("TRITON_INTERPRET") == "1" or not torch.cuda.is_available():
+        return 16
+    return 2 * torch.cuda.get_device_properties(device_index).multi_processor_count
+
+
+def parallel_scratchpad_decode(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    counts: torch.Tensor,
+    scale: float | None = None,
+    window: int | None = None,
+    sinks: int = 0,
+) -> torch.Tensor:
+    """One query per stream in Triton (flash-decoding splits); same signature as :func:`scratchpad_decode`.
+
+    Args:
+        q: ``[B, H, K]``; k_cache ``[B, S, H, K]``; v_cache ``[B, S, H, V]``; counts ``[B, H]`` live slots.
+
+    Returns:
+        o ``[B, H, V]`` in q's dtype.
+    """
+    B, S, H, K = k_cache.shape
+    V = v_cache.shape[-1]
+    if q.shape != (B, H, K) or v_cache.shape[:3] != (B, S, H):
+        raise ValueError(f"parallel_scratchpad_decode: q must be [B, H, K] and k/v caches [B, S, H, K/V]; got q "
+                         f"{tuple(q.shape)}, k_cache {tuple(k_cache.shape)}, v_cache {tuple(v_cache.shape)}")
+    check_routing(torch.empty(B, 0, H, dtype=torch.int32), counts, B, H, "parallel_scratchpad_decode")
+    BS, BK, BV = 64, max(16, triton.next_power_of_2(K)), max(16, triton.next_power_of_2(V))
+    want = triton.cdiv(_target_programs(q.device.index or 0), B * H)
+    split = triton.cdiv(triton.cdiv(max(S, 1), max(1, min(want, triton.cdiv(S, BS)))), BS) * BS
+    n_split = triton.cdiv(max(S, 1), split)
+    o_part = torch.empty(B * H, n_split, V, dtype=torch.float32, device=q.device)
+    m_part = torch.empty(B * H, n_split, dtype=torch.float32, device=q.device)
+    l_part = torch.empty_like(m_part)
+    scratchpad_decode_kernel[(n_split, B * H)](
+        q.contiguous(), k_cache.contiguous(), v_cache.contiguous(), counts.to(torch.int32).contiguous(),
+        o_part, m_part, l_part, K**-0.5 if scale is None else scale, S, split, window or 0, sinks,
+        H=H, K=K, V=V, HAS_WINDOW=window is not None, BS=BS, BK=BK, BV=BV, num_warps=4,
+    )
+    # Merge the splits: rescale each by exp(m_split - m_max); a stream with an empty cache reads zeros.
+    m_max = m_part.amax(-1, keepdim=True)
+    weight = torch.exp(m_part - torch.where(torch.isinf(m_max), 0.0, m_max))
+    denom = (l_part * weight).sum(-1, keepdim=True)
+    o = (o_part * weight[..., None]).sum(1) / torch.where(denom > 0, denom, 1.0)
+    return o.view(B, H, V).to(q.dtype)
