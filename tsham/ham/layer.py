@@ -104,11 +104,12 @@ class HamLayer(nn.Module):
         tail = u[:, u.shape[1] - (W - 1):]
         u = F.silu(F.conv1d(u.transpose(1, 2), self.conv_weight[:, None], groups=u.shape[-1]).transpose(1, 2))
         q, k, v = u.split([H * K, H * K, u.shape[-1] - 2 * H * K], -1)
-        q, k = (F.normalize(rearrange(t, "b t (h d) -> b t h d", h=H).float(), dim=-1) for t in (q, k))
         v = rearrange(v, "b t (h d) -> b t h d", h=H)  # (B, T, H, V)
+        # Normalise in fp32, then one dtype for q, k, v (the kernels' matmuls take a single input dtype).
+        q, k = (F.normalize(rearrange(t, "b t (h d) -> b t h d", h=H).float(), dim=-1).to(v.dtype) for t in (q, k))
         a, b = self.ab_proj(x).float().chunk(2, -1)  # (B, T, H) each
-        g = -self.A_log.float().exp() * F.softplus(a + self.dt_bias.float())
-        return q, k, v, g, torch.sigmoid(b), tail
+        g = -self.A_log.float().exp() * F.softplus(a + self.dt_bias.float())  # log decay stays fp32
+        return q, k, v, g, torch.sigmoid(b).to(v.dtype), tail
 
     def merge(self, x: torch.Tensor, o_gdn: torch.Tensor, o_kv: torch.Tensor) -> torch.Tensor:
         """Gated merge of the two reads ``[B, T, H, V]`` and the output projection -> ``[B, T, D]``."""
@@ -120,7 +121,7 @@ class HamLayer(nn.Module):
 
     def kv_query(self, q: torch.Tensor) -> torch.Tensor:
         """Scratchpad queries: the GDN queries times a learned per-head temperature (q and k are unit vectors)."""
-        return q * self.kv_log_scale.float().exp()[:, None]
+        return (q.float() * self.kv_log_scale.float().exp()[:, None]).to(q.dtype)
 
     # -- parallel forward --------------------------------------------------------------------------------------
     def forward(
@@ -142,7 +143,8 @@ class HamLayer(nn.Module):
         x_prev = F.pad(x, (0, 0, 1, -1))
         route = self.router(RouterInput(x, x_prev, e.detach(), v.detach().float(), flags, oracle_mask))
         v_kv = v if route.value_scale is None else v * route.value_scale[..., None].to(v.dtype)
-        indices, counts = compact_routed(route.mask)
+        # On CUDA the index tensor keeps all T slots: no host sync; the kernels read the counts.
+        indices, counts = compact_routed(route.mask, slots=x.shape[1] if x.is_cuda else None)
         o_kv = scratchpad_attn(self.kv_query(q), k, v_kv, indices, counts, scale=1.0, window=route.window,
                                sinks=route.sinks)
         y = self.merge(x, o_gdn, o_kv.float())

@@ -90,7 +90,7 @@ def gated_delta(
 
     Same signature and returns as :func:`chunk_gated_delta` (o ``[B, T, H, V]``, final_state
     ``[B, H, K, V]`` or None, e ``[B, T, H, V]``). On CUDA, o and the state carry gradients through fla's
-    kernel; e is recovered from fla's forward intermediates without gradient (routers only read it).
+    kernels; e comes out of the same forward (fla's ``v_new = beta e``) without gradient: routers only read it.
     """
     if q.is_cuda:
         from tsham.ops.gated_delta.fla_path import fla_gated_delta

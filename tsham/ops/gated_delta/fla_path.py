@@ -1,4 +1,11 @@
-"""CUDA path of the gated delta rule through fla-core (imported lazily: it costs seconds to import)."""
+"""CUDA path of the gated delta rule through fla-core's chunk kernels, with the prediction error fused in.
+
+fla's forward already computes ``v_new = beta_t e_t`` per token (the WY write vector, kept to compute the
+output); its public function drops it. This Function runs the same kernels as fla's
+``ChunkGatedDeltaRuleFunction`` (cumsum -> intra-chunk WY -> state recurrence -> output), returns e from
+``v_new`` at no extra kernel cost, and hands the backward to fla's own ``chunk_gated_delta_rule_bwd``
+(which routes to tilelang on Hopper). fla is imported lazily: importing it costs seconds.
+"""
 
 from __future__ import annotations
 
@@ -6,32 +13,51 @@ import torch
 
 from tsham.ops.checks import check_qkv
 
+CHUNK = 64  # fla's chunk size for the gated delta rule
+
+
+class FlaGatedDeltaFunction(torch.autograd.Function):
+    """(q, k, v, g, beta, scale, initial_state, output_final_state) -> (o, final_state, e); e has no gradient."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, g, beta, scale, initial_state, output_final_state):
+        from fla.ops.common.chunk_delta_h import chunk_gated_delta_rule_fwd_h
+        from fla.ops.common.chunk_o import chunk_fwd_o
+        from fla.ops.gated_delta_rule.chunk_fwd import chunk_gated_delta_rule_fwd_intra
+        from fla.ops.utils import chunk_local_cumsum
+        from fla.ops.utils.constant import RCP_LN2
+
+        # fla's kernels read raw memory; its public entry makes inputs contiguous, and so must we.
+        q, k, v, g, beta = (t.contiguous() for t in (q, k, v, g, beta))
+        g_cum = chunk_local_cumsum(g, chunk_size=CHUNK, scale=RCP_LN2)  # log2 units, as fla's kernels expect
+        w, u, A = chunk_gated_delta_rule_fwd_intra(k=k, v=v, g=g_cum, beta=beta, chunk_size=CHUNK)
+        h, v_new, final_state = chunk_gated_delta_rule_fwd_h(
+            k=k, w=w, u=u, g=g_cum, initial_state=initial_state, output_final_state=output_final_state,
+            chunk_size=CHUNK,
+        )
+        o = chunk_fwd_o(q=q, k=k, v=v_new, h=h, g=g_cum, scale=scale, chunk_size=CHUNK)
+        # e_t = v_new_t / beta_t; beta is a sigmoid (never 0 in practice), clamped to keep e finite.
+        e = v_new.float() / beta.float().clamp_min(1e-6)[..., None]
+        ctx.save_for_backward(q, k, v, g_cum, beta, A, initial_state)
+        ctx.scale = scale
+        ctx.mark_non_differentiable(e)
+        return o.to(q.dtype), final_state, e
+
+    @staticmethod
+    def backward(ctx, do, dht, de):
+        from fla.ops.gated_delta_rule.chunk import chunk_gated_delta_rule_bwd
+
+        q, k, v, g_cum, beta, A, initial_state = ctx.saved_tensors
+        dq, dk, dv, db, dg, dh0, _, _ = chunk_gated_delta_rule_bwd(
+            q=q, k=k, v=v, g=g_cum, beta=beta, A=A, scale=ctx.scale, initial_state=initial_state,
+            do=do.contiguous(), dht=None if dht is None else dht.contiguous(), chunk_size=CHUNK,
+        )
+        return dq.to(q), dk.to(k), dv.to(v), dg.to(g_cum), db.to(beta), None, dh0, None
+
 
 def fla_gated_delta(q, k, v, g, beta, scale=None, initial_state=None, output_final_state=False):
-    """fla-core's chunk_gated_delta_rule for o and the state, plus the prediction error e without gradient.
-
-    Shapes as in :func:`tsham.ops.chunk_gated_delta`. fla's forward computes ``v_new = beta_t e_t`` per
-    token (its WY write vector); e is that divided by beta (beta is a sigmoid, so never 0 in practice;
-    it is clamped at 1e-6 to keep e finite). Costs one extra forward of the intra-chunk and state kernels
-    (no output kernel); the kernels issue fuses it.
-    """
-    from fla.ops.gated_delta_rule import chunk_gated_delta_rule
-    from fla.ops.gated_delta_rule.chunk_fwd import chunk_gated_delta_rule_fwd_intra
-    from fla.ops.common.chunk_delta_h import chunk_gated_delta_rule_fwd_h
-    from fla.ops.utils import chunk_local_cumsum
-    from fla.ops.utils.constant import RCP_LN2
-
-    check_qkv(q, k, v, "gated_delta")
-    o, final_state = chunk_gated_delta_rule(
-        q, k, v, g, beta, scale=scale, initial_state=initial_state, output_final_state=output_final_state
-    )
-    with torch.no_grad():
-        # fla's internal kernels read raw memory (its public entry point makes inputs contiguous; these do not).
-        k, v, g, beta = (t.contiguous() for t in (k, v, g, beta))
-        # fla keeps cumulative decays in log2 units (scale=RCP_LN2), as its own forward does.
-        g_cum = chunk_local_cumsum(g, chunk_size=64, scale=RCP_LN2)
-        w, u, _ = chunk_gated_delta_rule_fwd_intra(k=k, v=v, g=g_cum, beta=beta, chunk_size=64)
-        h0 = None if initial_state is None else initial_state.float()
-        _, v_new, _ = chunk_gated_delta_rule_fwd_h(k=k, w=w, u=u, g=g_cum, initial_state=h0, output_final_state=False)
-        e = v_new.float() / beta.float().clamp_min(1e-6)[..., None]
-    return o.float(), (None if final_state is None else final_state.float()), e
+    """Shapes and returns as :func:`tsham.ops.chunk_gated_delta`; o in q's dtype, e float32 without gradient."""
+    B, T, H, K, V = check_qkv(q, k, v, "gated_delta")
+    scale = K**-0.5 if scale is None else scale
+    o, final_state, e = FlaGatedDeltaFunction.apply(q, k, v, g, beta, scale, initial_state, output_final_state)
+    return o, final_state, e

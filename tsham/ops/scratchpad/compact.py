@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from tsham.ops.checks import check_qkv
-from tsham.ops.scratchpad.naive import check_routing, masked_attention, visible_slots
+from tsham.ops.scratchpad.naive import check_counts, check_routing, masked_attention, visible_slots
 
 
 def compact_routed(mask: torch.Tensor, slots: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,7 +60,7 @@ def compact_scratchpad_attn(
     return masked_attention(q, k_c, v_c, vis, scale).to(q.dtype)
 
 
-def scratchpad_decode(
+def torch_scratchpad_decode(
     q: torch.Tensor,
     k_cache: torch.Tensor,
     v_cache: torch.Tensor,
@@ -70,6 +70,8 @@ def scratchpad_decode(
     sinks: int = 0,
 ) -> torch.Tensor:
     """One new query per stream against that stream's scratchpad (already holding the new token if routed).
+
+    The plain-torch decode (CPU, and the twin of the Triton decode kernel).
 
     Args:
         q: ``[B, H, K]``. k_cache: ``[B, S, H, K]``; v_cache: ``[B, S, H, V]``; slots ``< counts`` are live.
@@ -82,7 +84,7 @@ def scratchpad_decode(
         raise ValueError(f"scratchpad_decode: q must be [B, H, K] and k_cache [B, S, H, K]; got q {tuple(q.shape)}, "
                          f"k_cache {tuple(k_cache.shape)}")
     B, S, H, K = k_cache.shape
-    check_routing(torch.zeros(B, S, H, dtype=torch.int32), counts, B, H, "scratchpad_decode")
+    check_counts(counts, B, H, "scratchpad_decode")
     scale = K**-0.5 if scale is None else scale
     slot = torch.arange(S, device=q.device)
     vis = slot < counts[..., None]  # (B, H, S)

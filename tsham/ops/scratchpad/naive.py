@@ -7,13 +7,20 @@ import torch
 from tsham.ops.checks import check_qkv, check_shape
 
 
+def check_counts(counts: torch.Tensor, B: int, H: int, op: str) -> None:
+    """counts: [B, H] integer, else ValueError."""
+    check_shape(counts, (B, H), "counts", op)
+    if counts.is_floating_point():
+        raise ValueError(f"{op}: counts must be an integer tensor; got {counts.dtype}")
+
+
 def check_routing(indices: torch.Tensor, counts: torch.Tensor, B: int, H: int, op: str) -> None:
     """indices: [B, S, H] integer slots, counts: [B, H] integer, else ValueError."""
     if indices.dim() != 3 or indices.shape[0] != B or indices.shape[2] != H:
         raise ValueError(f"{op}: indices must be [B={B}, S, H={H}]; got {tuple(indices.shape)}")
-    check_shape(counts, (B, H), "counts", op)
-    if indices.is_floating_point() or counts.is_floating_point():
-        raise ValueError(f"{op}: indices and counts must be integer tensors; got {indices.dtype}, {counts.dtype}")
+    if indices.is_floating_point():
+        raise ValueError(f"{op}: indices must be an integer tensor; got {indices.dtype}")
+    check_counts(counts, B, H, op)
 
 
 def visible_slots(

@@ -15,7 +15,7 @@ from tsham.ops.scratchpad.kernels import (
     scratchpad_decode_kernel,
     scratchpad_fwd_kernel,
 )
-from tsham.ops.scratchpad.naive import check_routing
+from tsham.ops.scratchpad.naive import check_counts, check_routing
 
 
 def seen_counts(indices: torch.Tensor, counts: torch.Tensor, T: int) -> torch.Tensor:
@@ -133,7 +133,7 @@ def parallel_scratchpad_decode(
     if q.shape != (B, H, K) or v_cache.shape[:3] != (B, S, H):
         raise ValueError(f"parallel_scratchpad_decode: q must be [B, H, K] and k/v caches [B, S, H, K/V]; got q "
                          f"{tuple(q.shape)}, k_cache {tuple(k_cache.shape)}, v_cache {tuple(v_cache.shape)}")
-    check_routing(torch.empty(B, 0, H, dtype=torch.int32), counts, B, H, "parallel_scratchpad_decode")
+    check_counts(counts, B, H, "parallel_scratchpad_decode")
     BS, BK, BV = 64, max(16, triton.next_power_of_2(K)), max(16, triton.next_power_of_2(V))
     want = triton.cdiv(_target_programs(q.device.index or 0), B * H)
     split = triton.cdiv(triton.cdiv(max(S, 1), max(1, min(want, triton.cdiv(S, BS)))), BS) * BS
