@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -22,7 +23,12 @@ def machine() -> str:
 
 
 def git_revision() -> str:
-    """Short git revision of the checkout (with '+dirty' when it has uncommitted changes), or 'unknown'."""
+    """Short git revision of the checkout (with '+dirty' when it has uncommitted changes), or 'unknown'.
+
+    ``TSHAM_REVISION`` overrides it, for copies of the tree without .git (the GPU machine's).
+    """
+    if os.environ.get("TSHAM_REVISION"):
+        return os.environ["TSHAM_REVISION"]
     try:
         here = Path(__file__).resolve().parent
         rev = subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], cwd=here, text=True).strip()

@@ -72,7 +72,7 @@ class HamStack(nn.Module):
 
         flags ``[B, T, F]`` and oracle_mask ``[B, T]`` reach every layer's router.
         """
-        check_inputs(x, self.config.d_model, flags, "HamStack")
+        check_inputs(x, self.config, flags, "HamStack")
         diags, states = [], []
         for block in self.blocks:
             x, diag, *state = block(x, flags, oracle_mask, return_state)

@@ -24,6 +24,7 @@ class HamConfig:
     router_kwargs: dict = field(default_factory=dict)  # policy arguments, e.g. {"target": 0.1}
     mlp_ratio: float = 4.0  # SwiGLU hidden width = mlp_ratio * d_model * 2 / 3
     norm_eps: float = 1e-6  # RMSNorm epsilon
+    check_inputs: bool = True  # validate shapes and finiteness on every call (the NaN check syncs a GPU)
 
     def __post_init__(self):
         if self.d_model <= 0 or self.n_layers <= 0 or self.num_heads <= 0 or self.head_dim <= 0:

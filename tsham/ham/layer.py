@@ -33,11 +33,14 @@ class LayerDiagnostics:
     aux_loss: torch.Tensor | None
 
 
-def check_inputs(x: torch.Tensor, d_model: int, flags: torch.Tensor | None, where: str) -> None:
-    """x: ``[B, T, D]`` finite; flags: ``[B, T, F]`` or None. Else ValueError naming the problem."""
-    if x.dim() != 3 or x.shape[-1] != d_model:
-        raise ValueError(f"{where}: x must be [B, T, D={d_model}]; got {tuple(x.shape)}")
-    if not torch.isfinite(x).all():
+def check_inputs(x: torch.Tensor, config: HamConfig, flags: torch.Tensor | None, where: str) -> None:
+    """x: ``[B, T, D]`` finite; flags: ``[B, T, F]`` or None. Else ValueError naming the problem.
+
+    Shapes are always checked; finiteness only with ``config.check_inputs`` (it reads a flag back from the GPU).
+    """
+    if x.dim() != 3 or x.shape[-1] != config.d_model:
+        raise ValueError(f"{where}: x must be [B, T, D={config.d_model}]; got {tuple(x.shape)}")
+    if config.check_inputs and not torch.isfinite(x).all():
         raise ValueError(f"{where}: x contains NaN or inf; mark missing values with an observed mask before the "
                          "encoder instead of passing NaN")
     if flags is not None and (flags.dim() != 3 or flags.shape[:2] != x.shape[:2]):
@@ -137,7 +140,7 @@ class HamLayer(nn.Module):
             flags: event flags ``[B, T, F]`` for the event router. oracle_mask: ``[B, T]`` for the oracle router.
             return_state: also return a :class:`HamLayerState` from which :meth:`step` continues the stream.
         """
-        check_inputs(x, self.config.d_model, flags, "HamLayer")
+        check_inputs(x, self.config, flags, "HamLayer")
         q, k, v, g, beta, tail = self.project(x)
         o_gdn, final, e = gated_delta(q, k, v, g, beta, output_final_state=return_state)
         x_prev = F.pad(x, (0, 0, 1, -1))
@@ -184,7 +187,7 @@ class HamLayer(nn.Module):
         x = x[:, None]  # (B, 1, D)
         flags = None if flags is None else flags[:, None]
         oracle_mask = None if oracle_mask is None else oracle_mask[:, None]
-        check_inputs(x, self.config.d_model, flags, "HamLayer.step")
+        check_inputs(x, self.config, flags, "HamLayer.step")
         q, k, v, g, beta, state.conv = self.project(x, state.conv)
         o_gdn, state.gdn, e = naive_gated_delta(q, k, v, g, beta, initial_state=state.gdn, output_final_state=True)
         route = self.router(
