@@ -47,8 +47,11 @@ def check_against_naive(B, T, H, K, V, kind, window, sinks, full, dtype, device,
     out = parallel_scratchpad_attn(q_, k_, v_, indices, counts, window=window, sinks=sinks)
     (out.float() * do).sum().backward()
     for name, r, o in (("o", ref, out), ("dq", q32.grad, q_.grad), ("dk", k32.grad, k_.grad), ("dv", v32.grad, v_.grad)):
-        if r.abs().max() == 0:  # nothing visible, or (dq) a softmax over a single key: zero up to rounding
-            assert o.abs().max() <= ratios["o"], f"{name}: expected zeros, got max {o.abs().max().item():.2e}"
+        if r.abs().max() == 0:
+            # Nothing visible, or a softmax over a single key (dq = dk = 0 exactly in fp32 maths): zero up to the
+            # rounding of dp - delta, which TF32 / bf16 matmuls leave at ~1e-2 of the unit-scale inputs.
+            atol = 10 * ratios["o"]
+            assert o.abs().max() <= atol, f"{name}: expected zeros, got max {o.abs().max().item():.2e}"
         else:
             assert_close(name, r, o.float(), ratios[name])
 

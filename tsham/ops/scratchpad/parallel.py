@@ -27,13 +27,27 @@ def seen_counts(indices: torch.Tensor, counts: torch.Tensor, T: int) -> torch.Te
     return torch.searchsorted(positions, queries, right=True).to(torch.int32)
 
 
-def _blocks(K: int, V: int) -> dict:
+INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+# Query block BT, slot block BS, warps, pipeline stages; tuned per head size on the GPU.
+CONFIGS = [triton.Config({"BT": bt, "BS": bs}, num_warps=w, num_stages=st) for bt, bs, w, st in
+           [(64, 32, 4, 2), (64, 64, 4, 2), (64, 64, 4, 3), (128, 32, 8, 3), (128, 64, 8, 2), (128, 64, 8, 3)]]
+
+
+def tuned(kernel):
+    """Autotuned on the GPU; the CPU interpreter cannot benchmark, so it runs one fixed config (see _fixed)."""
+    return kernel if INTERPRET else triton.autotune(CONFIGS, key=["K", "V", "HAS_WINDOW"])(kernel)
+
+
+fwd_kernel, dq_kernel, dkdv_kernel = map(
+    tuned, (scratchpad_fwd_kernel, scratchpad_bwd_dq_kernel, scratchpad_bwd_dkdv_kernel)
+)
+
+
+def _sizes(K: int, V: int) -> dict:
+    """Padded head sizes, plus the fixed block config when the kernels are not autotuned."""
     BK, BV = (max(16, triton.next_power_of_2(d)) for d in (K, V))
-    return {"BT": 64, "BS": 64 if max(BK, BV) <= 64 else 32, "BK": BK, "BV": BV}
-
-
-def _launch_opts(K: int, V: int) -> dict:
-    return {"num_warps": 4 if max(K, V) <= 64 else 8, "num_stages": 2}
+    fixed = {"BT": 64, "BS": 64 if max(BK, BV) <= 64 else 32} if INTERPRET else {}
+    return {"BK": BK, "BV": BV, **fixed}
 
 
 class ScratchpadAttnFunction(torch.autograd.Function):
@@ -47,10 +61,9 @@ class ScratchpadAttnFunction(torch.autograd.Function):
         seen = seen_counts(indices, counts, T)
         o = torch.empty(B, T, H, V, dtype=q.dtype, device=q.device)
         lse = torch.empty(B, H, T, dtype=torch.float32, device=q.device)
-        blocks = _blocks(K, V)
-        scratchpad_fwd_kernel[(triton.cdiv(T, blocks["BT"]), B * H)](
+        fwd_kernel[lambda meta: (triton.cdiv(T, meta["BT"]), B * H)](
             q, k, v, indices, seen, o, lse, scale, T, indices.shape[1], window or 0, sinks,
-            H=H, K=K, V=V, HAS_WINDOW=window is not None, **blocks, **_launch_opts(K, V),
+            H=H, K=K, V=V, HAS_WINDOW=window is not None, **_sizes(K, V),
         )
         ctx.save_for_backward(q, k, v, indices, counts, seen, o, lse)
         ctx.scale, ctx.window, ctx.sinks = scale, window, sinks
@@ -65,12 +78,11 @@ class ScratchpadAttnFunction(torch.autograd.Function):
         delta = (o.float() * do.float()).sum(-1).permute(0, 2, 1).contiguous()  # (B, H, T)
         dq = torch.empty_like(q)
         dk, dv = torch.zeros_like(k), torch.zeros_like(v)  # unrouted positions get no gradient
-        blocks, opts = _blocks(K, V), _launch_opts(K, V)
-        common = dict(H=H, K=K, V=V, HAS_WINDOW=ctx.window is not None, **blocks, **opts)
-        scratchpad_bwd_dq_kernel[(triton.cdiv(T, blocks["BT"]), B * H)](
+        common = dict(H=H, K=K, V=V, HAS_WINDOW=ctx.window is not None, **_sizes(K, V))
+        dq_kernel[lambda meta: (triton.cdiv(T, meta["BT"]), B * H)](
             q, k, v, indices, seen, lse, delta, do, dq, ctx.scale, T, S, ctx.window or 0, ctx.sinks, **common
         )
-        scratchpad_bwd_dkdv_kernel[(triton.cdiv(S, blocks["BS"]), B * H)](
+        dkdv_kernel[lambda meta: (triton.cdiv(S, meta["BS"]), B * H)](
             q, k, v, indices, counts, seen, lse, delta, do, dk, dv, ctx.scale, T, S, ctx.window or 0, ctx.sinks,
             **common,
         )
