@@ -33,6 +33,21 @@ def _scores(b_q, k, idx, i_b, i_h, j0, c_hi, b_seen, T, S, scale,
 
 
 @triton.jit
+def _seen(idx, i_b, i_h, o_t, count, S, STEPS, H: tl.constexpr):
+    """Per query t: live slots with position <= t, by a binary search over the ascending indices (STEPS rounds)."""
+    lo = tl.zeros_like(o_t)
+    hi = tl.zeros_like(o_t) + count
+    for _ in range(STEPS):
+        active = lo < hi
+        mid = (lo + hi) // 2
+        b_pos = tl.load(idx + (i_b * S + mid).to(tl.int64) * H + i_h, mask=active, other=0)
+        right = active & (b_pos <= o_t)
+        lo = tl.where(right, mid + 1, lo)
+        hi = tl.where(active & ~right, mid, hi)
+    return lo
+
+
+@triton.jit
 def _slot_ranges(b_seen, m_t, WINDOW, SINKS, HAS_WINDOW: tl.constexpr, BS: tl.constexpr):
     """Slot blocks a query block visits: sinks [0, sink_end) and the main range [lo, c_hi)."""
     c_hi = tl.max(tl.where(m_t, b_seen, 0))
@@ -81,7 +96,7 @@ def _dq_block(b_q, b_do, b_lse, b_delta, b_dq, k, v, idx, i_b, i_h, j0, c_hi, b_
 
 
 @triton.jit
-def scratchpad_fwd_kernel(q, k, v, idx, seen, o, lse, scale, T, S, WINDOW, SINKS,
+def scratchpad_fwd_kernel(q, k, v, idx, counts, seen, o, lse, scale, T, S, STEPS, WINDOW, SINKS,
                           H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, HAS_WINDOW: tl.constexpr,
                           BT: tl.constexpr, BS: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr):
     i_t, i_bh = tl.program_id(0), tl.program_id(1)
@@ -89,7 +104,8 @@ def scratchpad_fwd_kernel(q, k, v, idx, seen, o, lse, scale, T, S, WINDOW, SINKS
     o_t = i_t * BT + tl.arange(0, BT)
     m_t = o_t < T
     o_k, o_v = tl.arange(0, BK), tl.arange(0, BV)
-    b_seen = tl.load(seen + i_bh.to(tl.int64) * T + o_t, mask=m_t, other=0)
+    b_seen = _seen(idx, i_b, i_h, o_t, tl.load(counts + i_bh), S, STEPS, H)
+    tl.store(seen + i_bh.to(tl.int64) * T + o_t, b_seen, mask=m_t)  # kept for the backward kernels
     p_q = q + ((i_b * T + o_t).to(tl.int64) * H + i_h) * K
     b_q = tl.load(p_q[:, None] + o_k[None, :], mask=m_t[:, None] & (o_k[None, :] < K), other=0.)
 
@@ -235,3 +251,21 @@ def scratchpad_decode_kernel(q, k_cache, v_cache, counts, o_part, m_part, l_part
     tl.store(o_part + out * V + o_v, b_acc, mask=o_v < V)
     tl.store(m_part + out + tl.arange(0, 1), b_m)
     tl.store(l_part + out + tl.arange(0, 1), b_l)
+
+
+@triton.jit
+def scratchpad_decode_combine_kernel(o_part, m_part, l_part, o, N_SPLIT, V: tl.constexpr,
+                                     BN: tl.constexpr, BV: tl.constexpr):
+    """Merges the splits of one (stream, head): rescale by exp(m_split - m_max); an empty cache reads zeros."""
+    i_bh = tl.program_id(0)
+    o_n, o_v = tl.arange(0, BN), tl.arange(0, BV)
+    m_n = o_n < N_SPLIT
+    p = i_bh.to(tl.int64) * N_SPLIT + o_n
+    b_m = tl.load(m_part + p, mask=m_n, other=float("-inf"))
+    b_l = tl.load(l_part + p, mask=m_n, other=0.)
+    m_max = tl.max(b_m, 0)
+    b_w = tl.where(b_m == float("-inf"), 0., tl.exp(b_m - tl.where(m_max == float("-inf"), 0., m_max)))
+    b_acc = tl.load(o_part + p[:, None] * V + o_v[None, :], mask=m_n[:, None] & (o_v[None, :] < V), other=0.)
+    denom = tl.sum(b_l * b_w, 0)
+    b_o = tl.sum(b_acc * b_w[:, None], 0) / tl.where(denom > 0, denom, 1.)
+    tl.store(o + i_bh.to(tl.int64) * V + o_v, b_o.to(o.dtype.element_ty), mask=o_v < V)

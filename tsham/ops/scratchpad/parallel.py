@@ -12,25 +12,17 @@ from tsham.ops.checks import check_qkv
 from tsham.ops.scratchpad.kernels import (
     scratchpad_bwd_dkdv_kernel,
     scratchpad_bwd_dq_kernel,
+    scratchpad_decode_combine_kernel,
     scratchpad_decode_kernel,
     scratchpad_fwd_kernel,
 )
 from tsham.ops.scratchpad.naive import check_counts, check_routing
 
 
-def seen_counts(indices: torch.Tensor, counts: torch.Tensor, T: int) -> torch.Tensor:
-    """``[B, H, T]`` int32: how many live slots hold positions <= t (a binary search per query, no host sync)."""
-    B, S, H = indices.shape
-    live = torch.arange(S, device=indices.device)[None, :, None] < counts[:, None, :]
-    positions = torch.where(live, indices, T).to(torch.int32).permute(0, 2, 1).contiguous()  # ascending per row
-    queries = torch.arange(T, device=indices.device, dtype=torch.int32).expand(B, H, T).contiguous()
-    return torch.searchsorted(positions, queries, right=True).to(torch.int32)
-
-
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 # Query block BT, slot block BS, warps, pipeline stages; tuned per head size on the GPU.
 CONFIGS = [triton.Config({"BT": bt, "BS": bs}, num_warps=w, num_stages=st) for bt, bs, w, st in
-           [(64, 32, 4, 2), (64, 64, 4, 2), (64, 64, 4, 3), (128, 32, 8, 3), (128, 64, 8, 2), (128, 64, 8, 3)]]
+           [(64, 32, 4, 3), (64, 64, 4, 2), (128, 64, 8, 2), (128, 64, 8, 3)]]
 
 
 def tuned(kernel):
@@ -58,11 +50,12 @@ class ScratchpadAttnFunction(torch.autograd.Function):
         B, T, H, K, V = check_qkv(q, k, v, "parallel_scratchpad_attn")
         q, k, v = (t.contiguous() for t in (q, k, v))
         indices, counts = indices.to(torch.int32).contiguous(), counts.to(torch.int32).contiguous()
-        seen = seen_counts(indices, counts, T)
+        S = indices.shape[1]
         o = torch.empty(B, T, H, V, dtype=q.dtype, device=q.device)
         lse = torch.empty(B, H, T, dtype=torch.float32, device=q.device)
+        seen = torch.empty(B, H, T, dtype=torch.int32, device=q.device)  # slots visible per query, for backward
         fwd_kernel[lambda meta: (triton.cdiv(T, meta["BT"]), B * H)](
-            q, k, v, indices, seen, o, lse, scale, T, indices.shape[1], window or 0, sinks,
+            q, k, v, indices, counts, seen, o, lse, scale, T, S, S.bit_length(), window or 0, sinks,
             H=H, K=K, V=V, HAS_WINDOW=window is not None, **_sizes(K, V),
         )
         ctx.save_for_backward(q, k, v, indices, counts, seen, o, lse)
@@ -158,9 +151,8 @@ def parallel_scratchpad_decode(
         o_part, m_part, l_part, K**-0.5 if scale is None else scale, S, split, window or 0, sinks,
         H=H, K=K, V=V, HAS_WINDOW=window is not None, BS=BS, BK=BK, BV=BV, num_warps=4,
     )
-    # Merge the splits: rescale each by exp(m_split - m_max); a stream with an empty cache reads zeros.
-    m_max = m_part.amax(-1, keepdim=True)
-    weight = torch.exp(m_part - torch.where(torch.isinf(m_max), 0.0, m_max))
-    denom = (l_part * weight).sum(-1, keepdim=True)
-    o = (o_part * weight[..., None]).sum(1) / torch.where(denom > 0, denom, 1.0)
-    return o.view(B, H, V).to(q.dtype)
+    o = torch.empty(B, H, V, dtype=q.dtype, device=q.device)
+    scratchpad_decode_combine_kernel[(B * H,)](
+        o_part, m_part, l_part, o, n_split, V=V, BN=max(2, triton.next_power_of_2(n_split)), BV=BV
+    )
+    return o
