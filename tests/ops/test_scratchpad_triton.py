@@ -90,7 +90,7 @@ GPU_CASES = [  # (B, T, H, D, routing, window, sinks, full-width indices)
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=["fp32", "bf16", "fp16"])
 @pytest.mark.parametrize(("B", "T", "H", "D", "kind", "window", "sinks", "full"), GPU_CASES, ids=lambda x: str(x))
 def test_cuda_matches_naive(B, T, H, D, kind, window, sinks, full, dtype):
     # fp32 matmuls run as TF32 in the kernels; bf16 rounds inputs and probabilities.

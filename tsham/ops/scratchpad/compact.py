@@ -24,15 +24,17 @@ def compact_routed(mask: torch.Tensor, slots: int | None = None) -> tuple[torch.
     if mask.dim() != 3 or mask.dtype != torch.bool:
         raise ValueError(f"compact_routed: mask must be a bool [B, T, H] tensor; got {mask.dtype} {tuple(mask.shape)}")
     B, T, H = mask.shape
-    counts = mask.sum(1)
+    # Scan along a contiguous time axis, in int32: a scan over a strided axis was ~3 ms at B=2, T=16k, H=8 (H100).
+    mask_ht = mask.transpose(1, 2).contiguous()  # (B, H, T)
+    slot = mask_ht.to(torch.int32).cumsum(-1, dtype=torch.int32) - 1
+    counts = slot[..., -1] + 1 if T else torch.zeros(B, H, dtype=torch.int32, device=mask.device)
     S = int(counts.max()) if slots is None else slots
-    slot = mask.long().cumsum(1) - 1
     # Unrouted tokens (and routed ones past S) are scattered into a spill column S that is cut off.
-    slot = torch.where(mask & (slot < S), slot, S)
-    indices = torch.full((B, S + 1, H), T, dtype=torch.int32, device=mask.device)
-    positions = torch.arange(T, dtype=torch.int32, device=mask.device)[None, :, None].expand(B, T, H)
-    indices.scatter_(1, slot, positions)
-    return indices[:, :S].contiguous(), counts.clamp(max=S).int()
+    slot = torch.where(mask_ht & (slot < S), slot, S).long()
+    indices = torch.full((B, H, S + 1), T, dtype=torch.int32, device=mask.device)
+    positions = torch.arange(T, dtype=torch.int32, device=mask.device).expand(B, H, T)
+    indices.scatter_(-1, slot, positions)
+    return indices[..., :S].transpose(1, 2).contiguous(), counts.clamp(max=S)
 
 
 def compact_scratchpad_attn(
