@@ -14,9 +14,9 @@ import statistics
 import time
 
 import torch
-
 from tsham.experiments.baseline_layers import AttentionLayer, GdnLayer
 from tsham.experiments.common import header, write_results
+
 from tsham.ham import HamConfig, HamLayer
 
 # A fast controller (0.5) so that 20 warm-up forwards reach the budget; the default (0.1) suits training runs.
@@ -68,7 +68,8 @@ def format_table(rows: list[dict]) -> str:
     lines = ["| T | layer | KV fraction | fwd+bwd ms | / GDN only | / attention |", "|---|---|---|---|---|---|"]
     for r in rows:
         frac = "-" if r["kv_fraction"] is None else f"{r['kv_fraction']:.3f}"
-        lines.append(f"| {r['T']} | {r['layer']} | {frac} | {r['ms']:.1f} | {r['vs_gdn']:.2f} | {r['vs_attention']:.2f} |")
+        lines.append(f"| {r['T']} | {r['layer']} | {frac} | {r['ms']:.1f} | {r['vs_gdn']:.2f} | "
+                     f"{r['vs_attention']:.2f} |")
     return "\n".join(lines)
 
 

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import argparse
 import time
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from triton.testing import do_bench
-
 from tsham.experiments.common import header, write_results
+
 from tsham.ops import compact_routed, naive_scratchpad_attn
 from tsham.ops.scratchpad import parallel_scratchpad_attn, parallel_scratchpad_decode
 
@@ -82,18 +83,18 @@ def kernel_section(quick: bool) -> list[dict]:
             for t in (q, k, v):
                 t.requires_grad_()
             qh, kh, vh = (t.detach().transpose(1, 2).contiguous().requires_grad_() for t in (q, k, v))
-            sdpa = lambda: F.scaled_dot_product_attention(qh, kh, vh, is_causal=True)  # noqa: E731
+            sdpa = partial(F.scaled_dot_product_attention, qh, kh, vh, is_causal=True)
             sdpa_fwd, sdpa_fb = ms(sdpa), ms(fwd_bwd(sdpa, (qh, kh, vh), do.transpose(1, 2).contiguous()))
         except torch.OutOfMemoryError:
             rows.append({"shape": (B, T, H, D), "skipped": "out of memory"})
             continue
         for f in FRACTIONS:
             indices, counts = compact_routed(torch.rand(B, T, H, device="cuda") < f, slots=T)  # no host sync
-            ours = lambda: parallel_scratchpad_attn(q, k, v, indices, counts)  # noqa: E731
+            ours = partial(parallel_scratchpad_attn, q, k, v, indices, counts)
             row = {"shape": (B, T, H, D), "f": f, "sdpa_fwd": sdpa_fwd, "sdpa_fb": sdpa_fb,
                    "ours_fwd": ms(ours), "ours_fb": ms(fwd_bwd(ours, (q, k, v), do))}
             if T <= 4096 and f in (0.125, 1.0):
-                naive = lambda: naive_scratchpad_attn(q, k, v, indices, counts)  # noqa: E731
+                naive = partial(naive_scratchpad_attn, q, k, v, indices, counts)
                 row["naive_fb"] = ms(fwd_bwd(naive, (q, k, v), do))
             if (B, T, H, D) in FLEX_AT and f in FLEX_FRACTIONS and not quick:
                 row.update(flex_times(q, k, v, indices, counts, do))
@@ -118,10 +119,11 @@ def decode_section(quick: bool) -> list[dict]:
             counts = torch.full((streams, H), length, device="cuda", dtype=torch.int32)
             # SDPA gets its own contiguous (N, H, L, D) layout where memory allows, strided views otherwise.
             contiguous = streams * length <= 64 * 8192
-            kh, vh = ((t.transpose(1, 2).contiguous() if contiguous else t.transpose(1, 2)) for t in (k_cache, v_cache))
+            kh, vh = (t.transpose(1, 2) for t in (k_cache, v_cache))
+            kh, vh = (kh.contiguous(), vh.contiguous()) if contiguous else (kh, vh)
             qh = q[:, :, None]
-            ours = ms(lambda: parallel_scratchpad_decode(q, k_cache, v_cache, counts)) * 1e3
-            sdpa = ms(lambda: F.scaled_dot_product_attention(qh, kh, vh)) * 1e3
+            ours = ms(partial(parallel_scratchpad_decode, q, k_cache, v_cache, counts)) * 1e3
+            sdpa = ms(partial(F.scaled_dot_product_attention, qh, kh, vh)) * 1e3
             gbytes = 2 * streams * length * H * D * 2 / 1e9
             rows.append({"streams": streams, "cache": length, "ours_us": ours, "sdpa_us": sdpa,
                          "sdpa_layout": "contiguous" if contiguous else "strided view",
@@ -134,6 +136,7 @@ def decode_section(quick: bool) -> list[dict]:
 
 def layer_section(quick: bool) -> list[dict]:
     from tsham.experiments.baseline_layers import AttentionLayer, GdnLayer
+
     from tsham.ham import HamConfig, HamLayer
 
     rows = []
@@ -141,7 +144,8 @@ def layer_section(quick: bool) -> list[dict]:
     for B, T in [(4, 4096)] if quick else [(4, 4096), (2, 16384)]:
         torch.manual_seed(0)
         x = torch.randn(B, T, base["d_model"], device="cuda")
-        ham = HamLayer(HamConfig(**base, router="surprise", router_kwargs={"target": 0.25, "controller_lr": 0.5})).cuda()
+        routing = {"target": 0.25, "controller_lr": 0.5}
+        ham = HamLayer(HamConfig(**base, router="surprise", router_kwargs=routing)).cuda()
         layers = {"ham (surprise, f=0.25)": ham, "gdn only": GdnLayer(HamConfig(**base)).cuda(),
                   "sdpa attention": AttentionLayer(HamConfig(**base)).cuda()}
         with torch.autocast("cuda", dtype=torch.bfloat16):
@@ -150,13 +154,14 @@ def layer_section(quick: bool) -> list[dict]:
                     realised = ham(x)[1].realised.item()
             times = {}
             for name, layer in layers.items():
-                def step(layer=layer):
+                def step(layer=layer, x=x):
                     out = layer(x)
                     (out[0] if isinstance(out, tuple) else out).float().square().mean().backward()
                 times[name] = ms(step)
         for name, t in times.items():
             rows.append({"B": B, "T": T, "layer": name, "fb_ms": t, "vs_sdpa": t / times["sdpa attention"],
-                         "vs_gdn": t / times["gdn only"], "kv_fraction": realised if name.startswith("ham") else None})
+                         "vs_gdn": t / times["gdn only"],
+                         "kv_fraction": realised if name.startswith("ham") else None})
             print(rows[-1], flush=True)
     return rows
 
@@ -184,14 +189,14 @@ def kernel_table(rows):
 
 
 def decode_table(rows):
-    lines = ["| streams | cache | ours us | SDPA us | ours/SDPA | ours TB/s | SDPA layout |", "|---|---|---|---|---|---|---|"]
+    lines = ["| streams | cache | ours us | SDPA us | ours/SDPA | ours TB/s | SDPA layout |", "|---" * 7 + "|"]
     lines += [f"| {r['streams']} | {r['cache']} | {r['ours_us']:.1f} | {r['sdpa_us']:.1f} | {r['ratio']:.2f} | "
               f"{r['ours_TBps']:.2f} | {r['sdpa_layout']} |" for r in rows]
     return "\n".join(lines)
 
 
 def layer_table(rows):
-    lines = ["| B | T | layer | KV fraction | fwd+bwd ms | / SDPA layer | / GDN only |", "|---|---|---|---|---|---|---|"]
+    lines = ["| B | T | layer | KV fraction | fwd+bwd ms | / SDPA layer | / GDN only |", "|---" * 7 + "|"]
     lines += [f"| {r['B']} | {r['T']} | {r['layer']} | {fmt(r['kv_fraction'])} | {r['fb_ms']:.3f} | "
               f"{r['vs_sdpa']:.2f} | {r['vs_gdn']:.2f} |" for r in rows]
     return "\n".join(lines)

@@ -23,10 +23,12 @@ def backends() -> list[tuple[str, str, str]]:
     cuda = torch.cuda.is_available()
     fla = _version("fla") if cuda else "needs CUDA"
     interp = "TRITON_INTERPRET=1 (CPU)" if os.environ.get("TRITON_INTERPRET") == "1" else "off"
+    gpu = "usable" if cuda else "needs CUDA"
     return [
         ("gated_delta", "torch chunks (parallel in chunks)", "usable"),
-        ("gated_delta", "fla-core chunk kernel", "usable" if cuda and not fla.startswith("not") else fla),
+        ("gated_delta", "fla-core chunk kernels + error", "usable" if cuda and not fla.startswith("not") else fla),
         ("scratchpad", "torch compact cache", "usable"),
+        ("scratchpad", "Triton fwd/bwd/decode kernels", gpu if cuda or interp == "off" else "usable (interpreter)"),
         ("triton", "interpreter", interp),
     ]
 

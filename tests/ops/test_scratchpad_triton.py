@@ -46,7 +46,8 @@ def check_against_naive(B, T, H, K, V, kind, window, sinks, full, dtype, device,
     q_, k_, v_ = (t.to(dtype).requires_grad_() for t in (q, k, v))
     out = parallel_scratchpad_attn(q_, k_, v_, indices, counts, window=window, sinks=sinks)
     (out.float() * do).sum().backward()
-    for name, r, o in (("o", ref, out), ("dq", q32.grad, q_.grad), ("dk", k32.grad, k_.grad), ("dv", v32.grad, v_.grad)):
+    pairs = (("o", ref, out), ("dq", q32.grad, q_.grad), ("dk", k32.grad, k_.grad), ("dv", v32.grad, v_.grad))
+    for name, r, o in pairs:
         if r.abs().max() == 0:
             # Nothing visible, or a softmax over a single key (dq = dk = 0 exactly in fp32 maths): zero up to the
             # rounding of dp - delta, which TF32 / bf16 matmuls leave at ~1e-2 of the unit-scale inputs.

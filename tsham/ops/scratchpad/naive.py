@@ -48,7 +48,9 @@ def visible_slots(
     return vis
 
 
-def masked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, vis: torch.Tensor, scale: float) -> torch.Tensor:
+def masked_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, vis: torch.Tensor, scale: float
+) -> torch.Tensor:
     """Softmax attention restricted to ``vis``; a query that sees nothing gets a zero output.
 
     Args:

@@ -18,7 +18,6 @@ from tsham.ops.scratchpad.kernels import (
 )
 from tsham.ops.scratchpad.naive import check_counts, check_routing
 
-
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 # Query block BT, slot block BS, warps, pipeline stages; tuned per head size on the GPU.
 CONFIGS = [triton.Config({"BT": bt, "BS": bs}, num_warps=w, num_stages=st) for bt, bs, w, st in
