@@ -17,7 +17,8 @@ CPU_CASES = [  # (B, T, H, K, V, routing, window, sinks, full-width indices)
     (1, 63, 2, 60, 60, 0.3, None, 0, True),
     (2, 100, 3, 16, 12, 0.1, None, 0, False),
     (2, 150, 2, 32, 32, 0.5, 7, 2, True),
-    (1, 40, 1, 8, 8, 0.0, None, 0, True),  # empty cache
+    (1, 40, 1, 8, 8, 0.0, None, 0, True),  # empty cache, T-wide index tensor
+    (2, 40, 2, 8, 8, 0.0, None, 0, False),  # empty cache, zero-width index tensor
     (1, 130, 1, 16, 16, 1.0, None, 0, False),  # everything routed
     (1, 130, 1, 16, 16, 1.0, 70, 3, True),  # full routing with a window: sliding-window attention
     (2, 17, 2, 16, 16, "one", None, 0, True),  # one routed token

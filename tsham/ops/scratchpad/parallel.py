@@ -74,6 +74,8 @@ class ScratchpadAttnFunction(torch.autograd.Function):
         dq_kernel[lambda meta: (triton.cdiv(T, meta["BT"]), B * H)](
             q, k, v, indices, seen, lse, delta, do, dq, ctx.scale, T, S, ctx.window or 0, ctx.sinks, **common
         )
+        if S == 0:  # an empty cache: no key or value was read
+            return dq, dk, dv, None, None, None, None, None
         dkdv_kernel[lambda meta: (triton.cdiv(S, meta["BS"]), B * H)](
             q, k, v, indices, counts, seen, lse, delta, do, dk, dv, ctx.scale, T, S, ctx.window or 0, ctx.sinks,
             **common,
