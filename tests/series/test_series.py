@@ -1,0 +1,72 @@
+"""Instance scaling and training windows."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from tsham.series import InstanceScaler, observed_mask, sample_windows
+
+
+def test_scaler_round_trip_and_statistics():
+    x = torch.randn(3, 50, 4) * torch.tensor([1.0, 10.0, 0.1, 5.0]) + torch.tensor([0.0, 100.0, -3.0, 7.0])
+    scaled, loc, scale = InstanceScaler()(x)
+    assert scaled.dtype == torch.float32 and loc.shape == (3, 1, 4) and scale.shape == (3, 1, 4)
+    torch.testing.assert_close(scaled.mean(1), torch.zeros(3, 4), atol=1e-5, rtol=0)
+    torch.testing.assert_close(scaled.pow(2).mean(1), torch.ones(3, 4), atol=1e-4, rtol=0)
+    torch.testing.assert_close(InstanceScaler.inverse(scaled, loc, scale), x, atol=1e-4, rtol=1e-5)
+
+
+def test_scaler_uses_observed_values_only():
+    x = torch.randn(2, 40, 1)
+    x_missing = x.clone()
+    x_missing[:, ::3] = math.nan
+    scaled, loc, scale = InstanceScaler()(x_missing)
+    keep = ~torch.isnan(x_missing)
+    expected_loc = torch.stack([x[b][keep[b]].mean() for b in range(2)])
+    torch.testing.assert_close(loc.flatten(), expected_loc)
+    assert (scaled[~keep] == 0).all() and torch.isfinite(scaled).all()
+
+
+def test_scaler_constant_and_empty_channels():
+    x = torch.full((1, 20, 3), 5.0)
+    x[..., 1] = 0.0
+    x[..., 2] = math.nan
+    scaled, loc, scale = InstanceScaler()(x)
+    assert (scaled == 0).all()
+    assert loc.flatten().tolist() == [5.0, 0.0, 0.0] and scale.flatten().tolist() == [5.0, 1.0, 1.0]
+    torch.testing.assert_close(InstanceScaler.inverse(scaled, loc, scale)[..., :2], x[..., :2])
+
+
+def test_scaler_bad_input():
+    with pytest.raises(ValueError, match=r"\[B, T, C\]"):
+        InstanceScaler()(torch.randn(10, 3))
+    with pytest.raises(ValueError, match="inf"):
+        observed_mask(torch.tensor([1.0, math.inf]))
+    with pytest.raises(ValueError, match="does not match"):
+        InstanceScaler()(torch.randn(1, 5, 2), torch.ones(1, 5, 1))
+
+
+def test_windows_fields_padding_and_determinism():
+    rng = np.random.default_rng(0)
+    short = np.arange(10, dtype=np.float32)
+    batch = sample_windows([short], context_length=16, horizon=3, num_windows=50, rng=rng)
+    assert batch["past_target"].shape == (50, 16, 1) and batch["future_target"].shape == (50, 3, 1)
+    # the context is left-padded as missing, the horizon is always fully observed here
+    assert (batch["past_observed_values"][:, :6] == 0).all() and (batch["future_observed_values"] == 1).all()
+    for n in range(50):  # the future continues the past: consecutive integers
+        last = batch["past_target"][n, -1, 0]
+        assert batch["future_target"][n, :, 0].tolist() == [last + 1, last + 2, last + 3]
+    again = sample_windows([short], 16, 3, 50, np.random.default_rng(0))
+    assert all(torch.equal(batch[k], again[k]) for k in batch)
+
+
+def test_windows_bad_input():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="long enough"):
+        sample_windows([np.ones(3)], 8, 5, 1, rng)
+    with pytest.raises(ValueError, match="same number of channels"):
+        sample_windows([np.ones((20, 1)), np.ones((20, 2))], 8, 2, 4, rng)
+    with pytest.raises(ValueError, match="positive"):
+        sample_windows([np.ones(20)], 8, 0, 1, rng)

@@ -1,0 +1,66 @@
+"""Missing values and per-channel instance scaling, computed on observed values only."""
+
+from __future__ import annotations
+
+import torch
+
+
+def observed_mask(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """NaN means missing: ``values [..]`` -> (values with NaN replaced by 0, observed mask, same shape, bool).
+
+    Infinite values are not missing data but broken data: they raise ValueError.
+    """
+    if torch.isinf(values).any():
+        raise ValueError("series contains inf; use NaN for missing values")
+    observed = ~torch.isnan(values)
+    return torch.where(observed, values, torch.zeros_like(values)), observed
+
+
+class InstanceScaler:
+    """Per-series, per-channel standardisation on observed values only; invertible.
+
+    ``scaled = (x - loc) / scale`` with loc the observed mean and scale the observed standard deviation of
+    each (series, channel) over the time axis. Robust cases: a channel with no observed value gets loc 0,
+    scale 1; a constant channel (std below ``min_scale * max(1, |loc|)``) gets scale ``max(|loc|, 1)``, so
+    it maps to 0 exactly and its level is kept in ``loc``. Missing positions come out as 0.
+
+    Args:
+        min_scale: relative floor under which a channel counts as constant.
+
+    Examples::
+        >>> scaler = InstanceScaler()
+        >>> scaled, loc, scale = scaler(past_target, past_observed)  # [B, T, C] each, loc/scale [B, 1, C]
+        >>> forecast = scaler.inverse(scaled_forecast, loc, scale)
+    """
+
+    def __init__(self, min_scale: float = 1e-5):
+        self.min_scale = min_scale
+
+    def __call__(self, values: torch.Tensor, observed: torch.Tensor | None = None):
+        """values ``[B, T, C]`` (NaN = missing unless ``observed`` is given) -> scaled ``[B, T, C]`` float32,
+        loc ``[B, 1, C]``, scale ``[B, 1, C]``."""
+        if values.dim() != 3:
+            raise ValueError(f"InstanceScaler: values must be [B, T, C]; got {tuple(values.shape)}")
+        values = values.float()
+        if observed is None:
+            values, observed = observed_mask(values)
+        elif observed.shape != values.shape:
+            raise ValueError(f"InstanceScaler: observed mask {tuple(observed.shape)} does not match values "
+                             f"{tuple(values.shape)}")
+        else:
+            observed = observed.bool()
+            values = torch.where(observed, values, torch.zeros_like(values))
+        weight = observed.float()
+        n = weight.sum(1, keepdim=True)  # (B, 1, C)
+        loc = (values * weight).sum(1, keepdim=True) / n.clamp_min(1)
+        var = ((values - loc).pow(2) * weight).sum(1, keepdim=True) / n.clamp_min(1)
+        std = var.sqrt()
+        constant = std < self.min_scale * loc.abs().clamp_min(1.0)
+        scale = torch.where(constant, loc.abs().clamp_min(1.0), std)
+        scaled = torch.where(observed, (values - loc) / scale, torch.zeros_like(values))
+        return scaled, loc, scale
+
+    @staticmethod
+    def inverse(scaled: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        """Back to data units: ``scaled * scale + loc``; scaled may carry extra leading axes (e.g. quantiles)."""
+        return scaled * scale + loc
