@@ -169,3 +169,10 @@ def test_layer_on_cuda_matches_cpu(router):
         y.pow(2).sum().backward()
         y_gpu.pow(2).sum().backward()
         assert_close("dx", x.grad, x_gpu.grad.cpu(), 1e-2)
+
+
+def test_first_controlled_forward_starts_at_the_target():
+    """With a target, the first training batch calibrates tau to its own quantile: no warm-up from `threshold`."""
+    layer = make_layer(target=0.1, threshold=123.0).train()
+    _, diag = layer(torch.randn(4, 64, 32))
+    assert abs(diag.realised.item() - 0.1) < 0.01

@@ -86,7 +86,8 @@ class Router(nn.Module):
             the batch's score quantile at that fraction, ``tau += controller_lr * (q_batch - tau)``: the realised
             fraction converges geometrically whatever the router's score scale. None keeps tau fixed. (The plain
             feedback ``tau += lr * (realised - target)`` crawled on surprise ratios near 1e-2 and oscillated on
-            narrow sigmoid scores: no single lr suits every router.)
+            narrow sigmoid scores: no single lr suits every router.) The first training forward with a target
+            sets tau to its batch quantile outright, so ``threshold`` only matters without a target.
         controller_lr: fraction of the way tau moves toward the batch quantile per forward (0 < lr <= 1).
         cap: keep only the last ``cap`` routed tokens visible to each query (bounded cache), or None.
         sinks: with ``cap``, the first ``sinks`` routed tokens stay visible.
@@ -113,6 +114,7 @@ class Router(nn.Module):
         self.d_model, self.layer_idx, self.num_heads = d_model, layer_idx, num_heads
         self.target, self.controller_lr, self.cap, self.sinks = target, controller_lr, cap, sinks
         self.register_buffer("tau", torch.tensor(float(threshold)))
+        self._calibrated = False  # set by the first training forward with a target
 
     def score(self, inp: RouterInput) -> torch.Tensor:
         """Routing score ``[B, T]`` (one decision per token) or ``[B, T, H]`` (per head); may carry gradient."""
@@ -131,8 +133,13 @@ class Router(nn.Module):
 
     def threshold(self, scores: torch.Tensor) -> torch.Tensor:
         """``scores >= tau``; while training with a target, then moves tau toward the target fraction."""
-        mask = scores >= self.tau
-        if self.training and self.target is not None:
-            with torch.no_grad():
-                self.tau.add_(self.controller_lr * (target_quantile(scores, self.target) - self.tau))
+        if not (self.training and self.target is not None):
+            return scores >= self.tau
+        with torch.no_grad():
+            quantile = target_quantile(scores, self.target)
+            if not self._calibrated:  # the first controlled batch starts at its own quantile, not at `threshold`
+                self.tau.copy_(quantile)
+                self._calibrated = True
+            mask = scores >= self.tau
+            self.tau.add_(self.controller_lr * (quantile - self.tau))
         return mask
