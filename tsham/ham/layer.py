@@ -80,6 +80,8 @@ class HamLayer(nn.Module):
         self.gate_proj = nn.Linear(D, H * V, bias=False, **factory_kwargs)
         self.o_proj = nn.Linear(H * V, D, bias=False, **factory_kwargs)
         self.router = build_router(c.router, D, layer_idx, H, **c.router_kwargs_for(layer_idx))
+        for p in (self.A_log, self.dt_bias, self.kv_log_scale, self.conv_weight):
+            p._no_weight_decay = True  # rates, biases and temperatures: decay would pull them to meaningless values
         self.reset_parameters()
 
     @torch.no_grad()
