@@ -1,0 +1,119 @@
+"""TshamModel: shapes, inputs of every kind, causality of the future, loss, checkpoints."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from tsham.checkpoint import load_checkpoint, save_checkpoint
+from tsham.config import TshamConfig
+from tsham.model import TshamModel
+
+
+def tiny(router="surprise", **router_kwargs):
+    cfg = TshamConfig.small(d_model=32, patch_length=8, n_layers=2, num_heads=2, head_dim=16, router=router,
+                            router_kwargs=router_kwargs)
+    return TshamModel(cfg)
+
+
+def test_shapes_any_channels_and_horizons():
+    model = tiny().eval()
+    for C, T, H in [(1, 50, 13), (3, 64, 8), (2, 7, 30)]:  # T shorter than a patch, H not a multiple of it
+        out = model(torch.randn(2, T, C), horizon=H)
+        assert out.quantiles.shape == (2, C, 9, H)
+        assert (out.quantiles.diff(dim=2) >= 0).all()  # quantiles do not cross
+        assert out.median.shape == (2, C, H) and 0 <= out.kv_fraction.item() <= 1
+
+
+def test_covariates_flags_missing_values():
+    model = tiny("event").eval()
+    B, T, H = 2, 40, 12
+    target = torch.randn(B, T, 2)
+    target[0, 5:9, 1] = math.nan
+    out = model(target, H, past_covariates=torch.randn(B, T, 1), future_covariates=torch.randn(B, T + H, 2),
+                event_flags=(torch.rand(B, T + H, 1) < 0.1).float())
+    assert torch.isfinite(out.quantiles).all() and out.quantiles.shape == (B, 2, 9, H)
+    assert out.layers[0].mask.shape[1] == out.num_context_patches + math.ceil(H / 8)
+
+
+def test_future_covariates_reach_the_forecast_and_past_does_not_leak():
+    model = tiny().eval()
+    target, fut = torch.randn(1, 32, 1), torch.randn(1, 32 + 16, 1)
+    base = model(target, 16, future_covariates=fut).quantiles
+    changed = fut.clone()
+    changed[:, -8:] += 3.0  # a change in the last future patch only
+    moved = model(target, 16, future_covariates=changed).quantiles
+    torch.testing.assert_close(moved[..., :8], base[..., :8])  # earlier forecast steps are causal
+    assert not torch.allclose(moved[..., 8:], base[..., 8:])
+
+
+def test_scale_equivariance():
+    """Forecasts follow an affine change of the data units (instance scaling)."""
+    model = tiny().eval()
+    x = torch.randn(2, 48, 1)
+    a = model(x, 8).quantiles
+    b = model(x * 10 + 5, 8).quantiles
+    torch.testing.assert_close(b, a * 10 + 5, rtol=1e-4, atol=1e-3)
+
+
+def test_loss_trains():
+    torch.manual_seed(0)
+    model = tiny(target=0.25)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    t = torch.arange(80.0)
+    series = torch.sin(2 * math.pi * t / 16)[None, :, None].repeat(8, 1, 1) + 0.05 * torch.randn(8, 80, 1)
+    losses = []
+    for _ in range(40):
+        out = model(series[:, :64], 16)
+        loss = model.loss(out, series[:, 64:])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_checkpoint_round_trip(tmp_path):
+    model = tiny("learned", target=0.1).eval()
+    model.stack.blocks[0].mixer.router.tau.fill_(0.37)
+    x = torch.randn(2, 40, 2)
+    path = save_checkpoint(model, tmp_path / "ckpt")
+    loaded = load_checkpoint(path)
+    torch.testing.assert_close(loaded(x, 10).quantiles, model(x, 10).quantiles)
+    assert loaded.stack.blocks[0].mixer.router.tau.item() == pytest.approx(0.37)
+    assert loaded.config == model.config
+
+
+def test_checkpoint_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        load_checkpoint(tmp_path / "nowhere")
+    path = save_checkpoint(tiny(), tmp_path / "ckpt")
+    meta = json.loads((path / "config.json").read_text())
+    meta["format_version"] = 999
+    (path / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="format version 999"):
+        load_checkpoint(path)
+    meta["format_version"] = 1
+    meta["config"]["ham"]["d_model"] = 48
+    meta["config"]["patch"]["d_model"] = 48
+    meta["config"]["head"]["d_model"] = 48
+    (path / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="does not match its config"):
+        load_checkpoint(path)
+    meta["config"]["ham"]["colour"] = "blue"
+    (path / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="unknown fields"):
+        load_checkpoint(path)
+
+
+def test_bad_input():
+    model = tiny().eval()
+    with pytest.raises(ValueError, match="horizon must lie"):
+        model(torch.randn(1, 20, 1), 0)
+    with pytest.raises(ValueError, match="future_covariates must be"):
+        model(torch.randn(1, 20, 1), 5, future_covariates=torch.randn(1, 20, 1))
+    with pytest.raises(ValueError, match="event_flags must cover"):
+        model(torch.randn(1, 20, 1), 5, event_flags=torch.zeros(1, 7, 1))
+    with pytest.raises(ValueError, match="non-overlapping"):
+        TshamConfig.small().__class__(patch=TshamConfig.small().patch.__class__(patch_length=16, stride=8))

@@ -1,0 +1,59 @@
+"""Checkpoints: safetensors weights + a JSON config with a format version (no pickle anywhere)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+import tsham
+from tsham.config import FORMAT_VERSION, TshamConfig
+from tsham.model import TshamModel
+
+WEIGHTS, CONFIG = "model.safetensors", "config.json"
+
+
+def save_checkpoint(model: TshamModel, path: str | Path) -> Path:
+    """Writes ``path/model.safetensors`` and ``path/config.json``; returns the folder."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(path / WEIGHTS), metadata={"format_version": str(FORMAT_VERSION)})
+    meta = {"format_version": FORMAT_VERSION, "tsham_version": tsham.__version__, "config": model.config.to_dict()}
+    (path / CONFIG).write_text(json.dumps(meta, indent=1))
+    return path
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> TshamModel:
+    """Reads a folder written by :func:`save_checkpoint`; every mismatch is a clear error.
+
+    Raises:
+        FileNotFoundError: the folder or one of its two files is missing.
+        ValueError: another format version, an unreadable config, or weights that do not fit the config.
+    """
+    path = Path(path)
+    for name in (CONFIG, WEIGHTS):
+        if not (path / name).is_file():
+            raise FileNotFoundError(f"checkpoint file {path / name} not found (a tsham checkpoint is a folder with "
+                                    f"{CONFIG} and {WEIGHTS})")
+    try:
+        meta = json.loads((path / CONFIG).read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path / CONFIG} is not valid JSON: {err}") from None
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ValueError(f"checkpoint {path} has format version {version}; this tsham ({tsham.__version__}) reads "
+                         f"version {FORMAT_VERSION}")
+    model = TshamModel(TshamConfig.from_dict(meta["config"]))
+    state = load_file(str(path / WEIGHTS))
+    expected = model.state_dict()
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    wrong = [f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
+             if k in state and state[k].shape != v.shape]
+    if missing or unexpected or wrong:
+        raise ValueError(f"checkpoint {path} does not match its config: missing {missing[:5]}, unexpected "
+                         f"{unexpected[:5]}, wrong shapes {wrong[:5]}")
+    model.load_state_dict(state)
+    return model.to(device).eval()

@@ -1,0 +1,182 @@
+"""TshamModel: series -> patches -> HAM stack -> quantile forecasts. The only module that knows every stage."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tsham.config import TshamConfig
+from tsham.ham import HamStack, LayerDiagnostics
+from tsham.heads import QuantileHead, pinball_loss
+from tsham.patch import ChannelRole, PatchEncoder, channel_identity
+from tsham.series import InstanceScaler
+
+
+@dataclass
+class TshamOutput:
+    """What one forward returns.
+
+    Attributes:
+        quantiles: forecasts in data units ``[B, C, Q, H]`` (C target channels; ``[:, c]`` is the usual
+            ``(B, Q, H)``), quantiles ascending.
+        scaled_quantiles: the same before inverse scaling (what the loss sees).
+        loc, scale: per-target scaling ``[B, 1, C]``.
+        layers: per-layer :class:`LayerDiagnostics` (routing masks over patch tokens, realised KV fraction,
+            scratchpad sizes); what probes read.
+        num_context_patches: tokens before the first forecast token.
+    """
+
+    quantiles: torch.Tensor
+    scaled_quantiles: torch.Tensor
+    loc: torch.Tensor
+    scale: torch.Tensor
+    layers: list[LayerDiagnostics]
+    num_context_patches: int
+    median_index: int
+
+    @property
+    def median(self) -> torch.Tensor:
+        """Point forecast ``[B, C, H]``: the 0.5 quantile."""
+        return self.quantiles[:, :, self.median_index]
+
+    @property
+    def kv_fraction(self) -> torch.Tensor:
+        """Realised KV fraction averaged over layers (scalar tensor)."""
+        return torch.stack([d.realised for d in self.layers]).mean()
+
+
+def _as_3d(x: torch.Tensor | None, name: str, B: int, T: int) -> torch.Tensor | None:
+    """``[B, T]`` -> ``[B, T, 1]``; checks batch and length."""
+    if x is None:
+        return None
+    x = x[..., None] if x.dim() == 2 else x
+    if x.dim() != 3 or x.shape[0] != B or x.shape[1] != T:
+        raise ValueError(f"{name} must be [B={B}, T={T}, C]; got {tuple(x.shape)}")
+    return x
+
+
+class TshamModel(nn.Module):
+    """Probabilistic forecaster over any number of target, covariate and flag channels.
+
+    The context is left-padded (as missing) to whole patches and followed by ``ceil(H / P)`` future patches
+    in which targets and past covariates are missing while future covariates and flags are known; the HAM
+    stack runs causally over all tokens and the head reads each future token into P steps of Q quantiles
+    per target channel (direct multi-patch output: one forward per forecast, no rollout).
+
+    Args:
+        config: :class:`TshamConfig`.
+    """
+
+    def __init__(self, config: TshamConfig):
+        super().__init__()
+        self.config = config
+        D = config.ham.d_model
+        self.encoder = PatchEncoder(config.patch)
+        self.stack = HamStack(config.ham)
+        self.target_id = nn.Linear(config.patch.channel_id_dim, D, bias=False)  # which target to read out
+        self.head = QuantileHead(config.head)
+        self.scaler = InstanceScaler()
+
+    def forward(
+        self,
+        past_target: torch.Tensor,
+        horizon: int,
+        past_observed_values: torch.Tensor | None = None,
+        past_covariates: torch.Tensor | None = None,
+        future_covariates: torch.Tensor | None = None,
+        event_flags: torch.Tensor | None = None,
+    ) -> TshamOutput:
+        """Forecast ``horizon`` steps.
+
+        Args:
+            past_target: ``[B, T, C]`` or ``[B, T]``; NaN = missing (or give past_observed_values).
+            past_observed_values: ``[B, T, C]`` 1 where observed.
+            past_covariates: ``[B, T, Cp]`` known up to now. future_covariates: ``[B, T + H, Cf]`` known ahead.
+            event_flags: ``[B, T + H, F]`` (or ``[B, T, F]``: none known ahead) 0/1 events, also read by
+                event routers.
+        """
+        B, T = past_target.shape[:2]
+        if not 0 < horizon <= self.config.max_horizon:
+            raise ValueError(f"horizon must lie in 1..{self.config.max_horizon}; got {horizon}")
+        past_target = _as_3d(past_target, "past_target", B, T)
+        C = past_target.shape[-1]
+        if past_observed_values is not None:
+            past_observed_values = _as_3d(past_observed_values, "past_observed_values", B, T)
+            if past_observed_values.shape != past_target.shape:
+                raise ValueError(f"past_observed_values {tuple(past_observed_values.shape)} must match past_target "
+                                 f"{tuple(past_target.shape)}")
+        P = self.config.patch.patch_length
+        n_future = math.ceil(horizon / P)
+        pad = (-T) % P
+        full = T + n_future * P  # context steps + whole future patches, before the left pad
+
+        scaled, loc, scale = self.scaler(past_target, past_observed_values)
+        observed = (past_observed_values if past_observed_values is not None else ~past_target.isnan()).float()
+        values, masks, roles = [self._extend(scaled, full)], [self._extend(observed, full)], [ChannelRole.TARGET] * C
+        if past_covariates is not None:
+            cov, cov_obs = self._scaled(_as_3d(past_covariates, "past_covariates", B, T), T)
+            values.append(self._extend(cov, full))
+            masks.append(self._extend(cov_obs, full))
+            roles += [ChannelRole.PAST_COVARIATE] * cov.shape[-1]
+        if future_covariates is not None:
+            cov, cov_obs = self._scaled(_as_3d(future_covariates, "future_covariates", B, T + horizon), T)
+            values.append(self._extend(cov, full))
+            masks.append(self._extend(cov_obs, full))
+            roles += [ChannelRole.FUTURE_COVARIATE] * cov.shape[-1]
+        flags = None
+        if event_flags is not None:
+            length = event_flags.shape[1] if event_flags.dim() >= 2 else -1
+            if length not in (T, T + horizon):
+                raise ValueError(f"event_flags must cover T={T} or T+H={T + horizon} steps; got {length}")
+            flag_values = _as_3d(event_flags, "event_flags", B, length).float().nan_to_num(0.0)
+            flag_known = torch.ones_like(flag_values)
+            values.append(self._extend(flag_values, full))
+            masks.append(self._extend(flag_known, full))
+            roles += [ChannelRole.EVENT_FLAG] * flag_values.shape[-1]
+            # routers see one flag per patch token: set when any step of the patch is flagged
+            flags = F.pad(self._extend(flag_values, full), (0, 0, pad, 0)).unflatten(1, (-1, P)).amax(2)
+
+        x = F.pad(torch.cat(values, -1), (0, 0, pad, 0))  # left pad to whole patches
+        m = F.pad(torch.cat(masks, -1), (0, 0, pad, 0))
+        role_ids = torch.tensor([int(r) for r in roles], device=x.device)
+        tokens, _ = self.encoder(x, m, role_ids)  # (B, N, D)
+        hidden, layers = self.stack(tokens, flags=flags)
+        n_context = hidden.shape[1] - n_future
+        future = hidden[:, n_context:]  # (B, n_future, D)
+        read = future[:, None] + self.target_id(channel_identity(C, self.config.patch.channel_id_dim, x.device))[
+            None, :, None]  # (B, C, n_future, D)
+        out = self.head(read.reshape(-1, read.shape[-1]), P)  # (B * C * n_future, Q, P)
+        Q = out.shape[1]
+        out = out.view(B, C, n_future, Q, P).permute(0, 1, 3, 2, 4).reshape(B, C, Q, n_future * P)[..., :horizon]
+        quantiles = self.scaler.inverse(out, loc.permute(0, 2, 1)[..., None], scale.permute(0, 2, 1)[..., None])
+        return TshamOutput(quantiles, out, loc, scale, layers, n_context, self.head.median_index)
+
+    def loss(self, output: TshamOutput, future_target: torch.Tensor,
+             future_observed_values: torch.Tensor | None = None) -> torch.Tensor:
+        """Pinball loss on the scaled future ``[B, H, C]`` (NaN = missing), plus the routers' auxiliary losses."""
+        B, C, Q, H = output.scaled_quantiles.shape
+        future_target = _as_3d(future_target, "future_target", B, H)
+        observed = (future_observed_values if future_observed_values is not None else ~future_target.isnan())
+        observed = _as_3d(observed, "future_observed_values", B, H).float()
+        target = ((future_target.nan_to_num(0.0) - output.loc) / output.scale).permute(0, 2, 1).reshape(B * C, H)
+        pred = output.scaled_quantiles.reshape(B * C, Q, H)
+        loss = pinball_loss(pred, target, observed.permute(0, 2, 1).reshape(B * C, H), self.config.head.quantiles)
+        aux = self.stack.aux_loss(output.layers)
+        return loss if aux is None else loss + aux
+
+    def _scaled(self, covariate: torch.Tensor, context: int):
+        """Scales a covariate ``[B, t, C]`` by its statistics over the context steps only (so a forecast step
+        never depends on later covariate values); returns scaled values (0 where missing) and the mask."""
+        _, loc, scale = self.scaler(covariate[:, :context])
+        observed = ~covariate.isnan()
+        scaled = torch.where(observed, (covariate.float().nan_to_num(0.0) - loc) / scale, 0.0)
+        return scaled, observed.float()
+
+    @staticmethod
+    def _extend(x: torch.Tensor, length: int) -> torch.Tensor:
+        """Right-pads the time axis of ``[B, t, C]`` to ``length`` with zeros (unknown / unobserved)."""
+        return F.pad(x, (0, 0, 0, length - x.shape[1]))
