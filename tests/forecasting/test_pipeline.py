@@ -1,0 +1,60 @@
+"""TshamPipeline: predict on ragged arrays, predict_df round trip, checkpoint loading, bad input."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from tsham.checkpoint import save_checkpoint
+from tsham.config import TshamConfig
+from tsham.forecasting import TshamPipeline
+from tsham.model import TshamModel
+
+
+@pytest.fixture
+def pipeline(tmp_path):
+    torch.manual_seed(0)
+    cfg = TshamConfig.small(d_model=32, patch_length=8, n_layers=1, num_heads=2, head_dim=16)
+    cfg.context_length = 64
+    return TshamPipeline.load(save_checkpoint(TshamModel(cfg), tmp_path / "tiny"))
+
+
+def test_predict_ragged_and_missing(pipeline):
+    series = [np.sin(np.arange(100) / 4), np.r_[np.arange(10.0), np.nan, np.arange(5.0)], np.ones(3)]
+    q = pipeline.predict(series, horizon=12)
+    assert q.shape == (3, 9, 12) and np.isfinite(q).all()
+    assert (np.diff(q, axis=1) >= 0).all()
+    # only the last context_length steps matter
+    longer = [np.r_[np.random.randn(500), series[0][-64:]]]
+    np.testing.assert_allclose(pipeline.predict(longer, 12), pipeline.predict([series[0][-64:]], 12), rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_predict_df(pipeline):
+    stamps = pd.date_range("2024-01-01", periods=48, freq="h")
+    df = pd.concat([pd.DataFrame({"id": name, "timestamp": stamps, "target": np.random.randn(48) + i})
+                    for i, name in enumerate(["a", "b"])])
+    df.loc[df.index[5], "target"] = math.nan
+    out = pipeline.predict_df(df.sample(frac=1.0, random_state=0), horizon=6)  # any row order
+    assert list(out.columns) == ["id", "timestamp", *[str(q) for q in pipeline.quantiles], "predictions"]
+    assert len(out) == 12 and set(out["id"]) == {"a", "b"}
+    first = out[out["id"] == "a"]["timestamp"]
+    assert first.iloc[0] == stamps[-1] + pd.Timedelta(hours=1) and first.iloc[-1] == stamps[-1] + pd.Timedelta(hours=6)
+    np.testing.assert_allclose(out["predictions"], out["0.5"])
+
+
+def test_bad_input(pipeline):
+    with pytest.raises(ValueError, match="empty or all NaN"):
+        pipeline.predict([np.array([np.nan, np.nan])], 4)
+    with pytest.raises(ValueError, match="horizon must lie"):
+        pipeline.predict([np.ones(10)], 0)
+    with pytest.raises(ValueError, match=r"columns \['target'\]"):
+        pipeline.predict_df(pd.DataFrame({"id": [1], "timestamp": ["2024-01-01"], "y": [1.0]}), 3)
+    irregular = pd.DataFrame({"id": 1, "timestamp": pd.to_datetime(["2024-01-01", "2024-01-03", "2024-01-04",
+                                                                     "2024-01-09"]), "target": [1.0, 2, 3, 4]})
+    with pytest.raises(ValueError, match="cannot infer the frequency"):
+        pipeline.predict_df(irregular, 3)
+    with pytest.raises(FileNotFoundError):
+        TshamPipeline.load("/nonexistent/checkpoint")
