@@ -1,0 +1,7 @@
+"""Dataset cards, the verified download cache and loaders (installed as ``tsham.datasets``)."""
+
+from tsham.datasets.cache import data_dir, fetch
+from tsham.datasets.cards import CARDS, DatasetCard
+from tsham.datasets.loaders import load, load_ett, load_m4
+
+__all__ = ["CARDS", "DatasetCard", "data_dir", "fetch", "load", "load_ett", "load_m4"]

@@ -1,0 +1,37 @@
+"""Loaders of the registered datasets into pandas / numpy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from tsham.datasets.cache import fetch
+from tsham.datasets.cards import CARDS
+
+
+def load_ett(name: str, download: bool = True) -> pd.DataFrame:
+    """ETTh1 / ETTh2 as a DataFrame indexed by hourly timestamps, columns HUFL .. OT (OT is the usual target)."""
+    card = CARDS[name]
+    (relative,) = card.files
+    df = pd.read_csv(fetch(card, relative, download), parse_dates=["date"]).set_index("date")
+    df.index.freq = pd.infer_freq(df.index)
+    return df
+
+
+def load_m4(name: str, download: bool = True) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """M4 hourly / weekly: (train series, test continuations), one float array per series, in file order."""
+    card = CARDS[name]
+    parts = []
+    for relative in card.files:  # train first, then test
+        table = pd.read_csv(fetch(card, relative, download), index_col=0)
+        parts.append([row.dropna().to_numpy(np.float32) for _, row in table.iterrows()])
+    train, test = parts
+    if len(train) != len(test) or any(len(t) != card.horizon for t in test):
+        raise ValueError(f"{name}: train and test files do not pair up ({len(train)} vs {len(test)} series)")
+    return train, test
+
+
+def load(name: str, download: bool = True):
+    """Any registered dataset by name (see ``tsham.datasets.CARDS``)."""
+    if name not in CARDS:
+        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(sorted(CARDS))}")
+    return load_ett(name, download) if name.startswith("ett") else load_m4(name, download)

@@ -1,0 +1,51 @@
+"""Dataset cards and the cache: the offline copies in ../shared/data (CI points TSHAM_DATA_DIR there)."""
+
+import os
+from pathlib import Path
+
+import pytest
+from tsham.datasets import CARDS, fetch, load
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+needs_data = pytest.mark.skipif(not (Path(os.environ.get("TSHAM_DATA_DIR", SHARED)) / "ett").is_dir(),
+                                reason="no offline data copy (set TSHAM_DATA_DIR)")
+
+
+@pytest.fixture(autouse=True)
+def _data_dir(monkeypatch):
+    if "TSHAM_DATA_DIR" not in os.environ and SHARED.is_dir():
+        monkeypatch.setenv("TSHAM_DATA_DIR", str(SHARED))
+
+
+@needs_data
+def test_ett_loads_with_hourly_index():
+    df = load("etth1", download=False)
+    assert list(df.columns) == ["HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL", "OT"]
+    assert len(df) == 17420 and df.index.freqstr == "h"
+    assert CARDS["etth1"].splits["test"] == (11520, 14400)
+
+
+@needs_data
+@pytest.mark.parametrize(("name", "count", "horizon"), [("m4_hourly", 414, 48), ("m4_weekly", 359, 13)])
+def test_m4_loads(name, count, horizon):
+    train, test = load(name, download=False)
+    assert len(train) == len(test) == count and all(len(t) == horizon for t in test)
+
+
+def test_missing_file_names_file_and_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv("TSHAM_DATA_DIR", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=r"ett/ETTh2.csv .* not in .*download disabled"):
+        fetch("etth2", "ett/ETTh2.csv", download=False)
+
+
+def test_corrupt_file_is_rejected(tmp_path, monkeypatch):
+    monkeypatch.setenv("TSHAM_DATA_DIR", str(tmp_path))
+    (tmp_path / "ett").mkdir()
+    (tmp_path / "ett" / "ETTh1.csv").write_text("date,OT\n")
+    with pytest.raises(ValueError, match="md5"):
+        fetch("etth1", "ett/ETTh1.csv", download=False)
+
+
+def test_unknown_dataset():
+    with pytest.raises(ValueError, match="unknown dataset 'ettx'; known"):
+        load("ettx")
