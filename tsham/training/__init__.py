@@ -1,5 +1,7 @@
-"""Training utilities (the training loop and checkpoints arrive with the forecasting model)."""
+"""Training: optimizer groups, training windows from a series pool, the Lightning task and ``train``."""
 
+from tsham.training.data import PoolSeries, WindowStream
 from tsham.training.optim import make_optimizer, param_groups
+from tsham.training.train import ForecastTask, TrainConfig, train
 
-__all__ = ["make_optimizer", "param_groups"]
+__all__ = ["ForecastTask", "PoolSeries", "TrainConfig", "WindowStream", "make_optimizer", "param_groups", "train"]

@@ -1,0 +1,47 @@
+"""A few Lightning steps on synthetic data: export, load, forecast, resume."""
+
+import numpy as np
+import pytest
+import torch
+
+from tsham.checkpoint import load_checkpoint
+from tsham.config import TshamConfig
+from tsham.datasets import synthetic_mix
+from tsham.training import PoolSeries, TrainConfig, WindowStream, train
+
+
+def tiny_config():
+    cfg = TshamConfig.small(d_model=32, patch_length=8, n_layers=1, num_heads=2, head_dim=16,
+                            router="surprise", router_kwargs={"target": 0.25})
+    cfg.context_length = 48
+    return cfg
+
+
+def test_window_stream_layouts():
+    pool = [PoolSeries.from_synthetic(s) for s in synthetic_mix(12, 200, seed=1)]
+    stream = iter(WindowStream(pool, context_length=32, horizon=8, batch_size=4))
+    for _ in range(10):
+        batch = next(stream)
+        ct = batch["past_target"].shape[-1]
+        assert batch["past_target"].shape == (4, 32, ct) and batch["future_target"].shape == (4, 8, ct)
+        if "event_flags" in batch:
+            assert batch["event_flags"].shape[:2] == (4, 32)
+
+
+def test_train_export_load_forecast_resume(tmp_path):
+    pool = [PoolSeries.from_synthetic(s) for s in synthetic_mix(16, 160, seed=0)]
+    pool.append(PoolSeries.from_array(np.sin(np.arange(160) / 3)))
+    run = TrainConfig(steps=6, batch_size=4, horizon=8, warmup_steps=2, kv_warmup_steps=4, log_every=1)
+    model = train(tiny_config(), run, pool, tmp_path, progress=False)
+    loaded = load_checkpoint(tmp_path / "model")
+    assert loaded.stack.blocks[0].mixer.router.target == 0.25  # the warm-up did not leak into the export
+    x = torch.randn(2, 40, 1)
+    torch.testing.assert_close(loaded(x, 8).quantiles, model(x, 8).quantiles)
+    assert (tmp_path / "lightning" / "last.ckpt").is_file() and (tmp_path / "model" / "train_config.json").is_file()
+    longer = TrainConfig(steps=8, batch_size=4, horizon=8, warmup_steps=2, log_every=1)
+    train(tiny_config(), longer, pool, tmp_path, resume=True, progress=False)
+
+
+def test_resume_without_a_run(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        train(tiny_config(), TrainConfig(steps=1), [PoolSeries.from_array(np.ones(100))], tmp_path, resume=True)

@@ -1,0 +1,80 @@
+"""Training batches from a pool of series with GluonTS field names."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import IterableDataset
+
+from tsham.patch import ChannelRole
+from tsham.series import sample_windows
+
+
+@dataclass
+class PoolSeries:
+    """One training series: targets ``[T, Ct]``, past covariates ``[T, Cp]``, event flags ``[T, F]`` (NaN = missing)."""
+
+    target: np.ndarray
+    past_covariates: np.ndarray
+    flags: np.ndarray
+
+    @classmethod
+    def from_synthetic(cls, s) -> PoolSeries:
+        """From a :class:`tsham.datasets.SyntheticSeries` (its roles say which channels are targets)."""
+        roles = np.array([int(r) for r in s.roles])
+        return cls(s.values[:, roles == ChannelRole.TARGET], s.values[:, roles != ChannelRole.TARGET], s.flags)
+
+    @classmethod
+    def from_array(cls, values: np.ndarray) -> PoolSeries:
+        """A target-only series ``[T]`` or ``[T, C]``."""
+        values = np.asarray(values, dtype=np.float32).reshape(len(values), -1)
+        return cls(values, np.zeros((len(values), 0), np.float32), np.zeros((len(values), 0), np.float32))
+
+    @property
+    def signature(self) -> tuple[int, int, int]:
+        return self.target.shape[1], self.past_covariates.shape[1], self.flags.shape[1]
+
+
+class WindowStream(IterableDataset):
+    """Endless batches of training windows; each batch comes from series of one channel layout.
+
+    Yields dicts: ``past_target [B, L, Ct]``, ``past_observed_values``, ``future_target [B, H, Ct]``,
+    ``future_observed_values``, and, where the layout has them, ``past_covariates [B, L, Cp]`` and
+    ``event_flags [B, L, F]`` (context only: flags are not assumed known ahead in generic pretraining).
+    """
+
+    def __init__(self, pool: list[PoolSeries], context_length: int, horizon: int, batch_size: int, seed: int = 0):
+        if not pool:
+            raise ValueError("WindowStream: the series pool is empty")
+        self.groups = defaultdict(list)
+        for s in pool:
+            self.groups[s.signature].append(s)
+        self.context_length, self.horizon, self.batch_size, self.seed = context_length, horizon, batch_size, seed
+
+    def __iter__(self):
+        worker = torch.utils.data.get_worker_info()
+        rng = np.random.default_rng([self.seed, worker.id if worker else 0])
+        keys = list(self.groups)
+        weights = np.array([len(self.groups[k]) for k in keys], dtype=float)
+        while True:
+            key = keys[rng.choice(len(keys), p=weights / weights.sum())]
+            yield self._batch(self.groups[key], key, rng)
+
+    def _batch(self, group: list[PoolSeries], key: tuple[int, int, int], rng: np.random.Generator) -> dict:
+        ct, cp, _ = key
+        joined = [np.concatenate([s.target, s.past_covariates, s.flags], -1) for s in group]
+        w = sample_windows(joined, self.context_length, self.horizon, self.batch_size, rng)
+        batch = {
+            "past_target": w["past_target"][..., :ct], "past_observed_values": w["past_observed_values"][..., :ct],
+            "future_target": w["future_target"][..., :ct],
+            "future_observed_values": w["future_observed_values"][..., :ct],
+        }
+        if cp:
+            past = w["past_target"][..., ct:ct + cp]
+            batch["past_covariates"] = torch.where(w["past_observed_values"][..., ct:ct + cp] > 0, past, torch.nan)
+        if key[2]:
+            batch["event_flags"] = w["past_target"][..., ct + cp:]
+        return batch
