@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 import torch
+from tsham.datasets import synthetic_mix
 
 from tsham.checkpoint import load_checkpoint
 from tsham.config import TshamConfig
-from tsham.datasets import synthetic_mix
 from tsham.training import PoolSeries, TrainConfig, WindowStream, train
 
 
