@@ -58,6 +58,97 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _series_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--id-column", default="id", help="series id column (absent: the file is one series)")
+    p.add_argument("--timestamp-column", default="timestamp")
+    p.add_argument("--target", default="target", help="value column")
+
+
+def cmd_forecast(args: argparse.Namespace) -> int:
+    from tsham.forecasting import TshamPipeline
+    from tsham.forecasting.plot import plot_forecasts
+    from tsham.io import long_frame, read_table, series_of
+
+    pipe = TshamPipeline.load(args.model)
+    df = long_frame(read_table(args.input), args.id_column, args.timestamp_column, args.target)
+    out = pipe.predict_df(df, args.horizon, args.id_column, args.timestamp_column, args.target, freq=args.freq)
+    out.to_csv(args.output, index=False)
+    print(f"wrote {len(out)} rows ({out[args.id_column].nunique()} series x {args.horizon} steps) to {args.output}")
+    if args.plot:
+        names = list(dict.fromkeys(df.sort_values([args.id_column, args.timestamp_column])[args.id_column]))
+        series = series_of(df, args.id_column, args.timestamp_column, args.target)
+        shown = list(zip(names, series, strict=True))[: args.plot_series]
+        quantiles = pipe.predict([s for _, s in shown], args.horizon)
+        items = [(name, s, q, pipe.routing_map(s, args.horizon)) for (name, s), q in zip(shown, quantiles, strict=True)]
+        print(f"wrote {plot_forecasts(items, pipe.quantiles, args.plot, context_shown=4 * args.horizon)}")
+    return 0
+
+
+def _pool_from_args(args: argparse.Namespace):
+    from tsham.datasets import synthetic_mix
+    from tsham.io import long_frame, read_table, series_of
+    from tsham.training import PoolSeries
+
+    pool = [PoolSeries.from_synthetic(s) for s in synthetic_mix(args.synthetic, args.series_length, args.seed)]
+    if args.input:
+        df = long_frame(read_table(args.input), args.id_column, args.timestamp_column, args.target)
+        pool += [PoolSeries.from_array(s) for s in series_of(df, args.id_column, args.timestamp_column, args.target)]
+    if not pool:
+        raise ValueError("no training data: give --input and/or --synthetic N > 0")
+    return pool
+
+
+def _train_config(args: argparse.Namespace):
+    from tsham.training import TrainConfig
+
+    return TrainConfig(steps=args.steps, batch_size=args.batch_size, horizon=args.horizon, lr=args.lr,
+                       warmup_steps=min(args.warmup, args.steps), kv_warmup_steps=args.kv_warmup, seed=args.seed)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from tsham.config import TshamConfig
+    from tsham.training import train
+
+    router_kwargs = {} if args.router in ("all", "none") else {"target": args.kv_target}
+    config = TshamConfig.small(d_model=args.d_model, patch_length=args.patch_length, n_layers=args.layers,
+                               num_heads=args.heads, head_dim=args.d_model // args.heads, router=args.router,
+                               router_kwargs=router_kwargs)
+    config.context_length = args.context_length
+    train(config, _train_config(args), _pool_from_args(args), args.out, resume=args.resume)
+    print(f"model written to {args.out}/model")
+    return 0
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from tsham.checkpoint import load_checkpoint
+    from tsham.training import train
+
+    base = load_checkpoint(args.model)
+    config = base.config
+    if args.kv_target is not None:
+        config.ham.router_kwargs["target"] = args.kv_target
+    frozen = {"none": [], "encoder": ["encoder."], "stack": ["encoder.", "stack."]}[args.freeze]
+    model = train(config, _train_config(args), _pool_from_args(args), args.out, init_from=base,
+                  frozen=tuple(frozen))
+    print(f"fine-tuned model written to {args.out}/model ({sum(p.numel() for p in model.parameters())} parameters)")
+    return 0
+
+
+def _training_args(p: argparse.ArgumentParser, steps: int, lr: float, synthetic: int) -> None:
+    p.add_argument("--out", required=True, help="run folder: model/ (safetensors + config) and lightning/ state")
+    p.add_argument("--input", help="CSV/parquet of the user's series (long format)")
+    _series_args(p)
+    p.add_argument("--synthetic", type=int, default=synthetic, help="synthetic series in the training pool")
+    p.add_argument("--series-length", type=int, default=2048, help="length of each synthetic series")
+    p.add_argument("--steps", type=int, default=steps)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--horizon", type=int, default=64, help="forecast steps per training window")
+    p.add_argument("--lr", type=float, default=lr)
+    p.add_argument("--warmup", type=int, default=100, help="learning-rate warm-up steps")
+    p.add_argument("--kv-warmup", type=int, default=0, help="steps over which the KV target anneals")
+    p.add_argument("--seed", type=int, default=0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tsham", description="Time-series models on Hybrid Associative Memory.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -68,13 +159,48 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--warmup", type=int, default=40, help="controller warm-up batches")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=cmd_demo)
+
+    fc = sub.add_parser("forecast", help="forecast a CSV/parquet of series with a trained model")
+    fc.add_argument("--model", required=True, help="checkpoint folder (model.safetensors + config.json)")
+    fc.add_argument("--input", required=True, help="long table: id, timestamp, target columns")
+    fc.add_argument("--horizon", type=int, required=True)
+    _series_args(fc)
+    fc.add_argument("--freq", help="pandas frequency of the timestamps (inferred if absent)")
+    fc.add_argument("--output", default="forecast.csv", help="CSV of quantiles")
+    fc.add_argument("--plot", help="PNG: context, forecast band and the steps the scratchpad kept")
+    fc.add_argument("--plot-series", type=int, default=4, help="series shown in the plot")
+    fc.set_defaults(func=cmd_forecast)
+
+    tr = sub.add_parser("train", help="train a model on synthetic data and/or your series")
+    _training_args(tr, steps=1000, lr=1e-3, synthetic=500)
+    tr.add_argument("--context-length", type=int, default=512)
+    tr.add_argument("--patch-length", type=int, default=16)
+    tr.add_argument("--d-model", type=int, default=64)
+    tr.add_argument("--layers", type=int, default=2)
+    tr.add_argument("--heads", type=int, default=4)
+    tr.add_argument("--router", default="surprise", help="routing policy (tsham.ham.ROUTERS)")
+    tr.add_argument("--kv-target", type=float, default=0.1, help="target KV fraction")
+    tr.add_argument("--resume", action="store_true", help="continue the run in --out")
+    tr.set_defaults(func=cmd_train)
+
+    ft = sub.add_parser("finetune", help="adapt a checkpoint to your series")
+    ft.add_argument("--model", required=True, help="checkpoint folder to start from")
+    _training_args(ft, steps=200, lr=1e-4, synthetic=0)
+    ft.add_argument("--freeze", choices=["none", "encoder", "stack"], default="none",
+                    help="keep the patch encoder (and the HAM stack) fixed")
+    ft.add_argument("--kv-target", type=float, default=None, help="new target KV fraction")
+    ft.set_defaults(func=cmd_finetune)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``tsham`` console script."""
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as err:  # bad input: one clear line, no stack trace
+        print(f"tsham {args.command}: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -54,6 +54,21 @@ class TshamPipeline:
             out.append(self.model(batch[..., None], horizon).quantiles[:, 0].cpu().numpy())
         return np.concatenate(out)
 
+    @torch.no_grad()
+    def routing_map(self, series: np.ndarray, horizon: int) -> np.ndarray:
+        """Per context step of one series ``[T]``: share of layers and heads whose scratchpad holds its patch.
+
+        Only the last ``context_length`` steps are seen; earlier steps get 0.
+        """
+        batch = self._stack([np.asarray(series, dtype=np.float32).reshape(-1)])
+        out = self.model(batch[..., None], horizon)
+        P, T = self.model.config.patch.patch_length, batch.shape[1]
+        share = torch.stack([d.mask[0].float().mean(-1) for d in out.layers]).mean(0)  # (N,) over patch tokens
+        steps = share[: out.num_context_patches].repeat_interleave(P)[-T:].cpu().numpy()  # drop the left pad
+        full = np.zeros(len(series), dtype=np.float32)
+        full[len(series) - T:] = steps
+        return full
+
     def _stack(self, series: list[np.ndarray]) -> torch.Tensor:
         """Left-pads with NaN to a common length (at most context_length); rejects empty or all-NaN series."""
         L = self.model.config.context_length

@@ -87,13 +87,14 @@ def train(
     resume: bool = False,
     progress: bool = True,
     init_from: TshamModel | None = None,
+    frozen: tuple[str, ...] = (),
 ) -> TshamModel:
     """Trains and exports ``out_dir/model`` (safetensors + config); ``out_dir/lightning`` holds resumable state.
 
     Args:
         pool: training series. resume: continue from ``out_dir/lightning/last.ckpt`` (Lightning's own format:
             only resume your own runs; the exported model is the file to share). init_from: start from these
-            weights (fine-tuning).
+            weights (fine-tuning). frozen: parameter-name prefixes to keep fixed (e.g. ``("encoder.",)``).
 
     Returns:
         the trained model (eval mode, on the CPU).
@@ -103,6 +104,8 @@ def train(
     task = ForecastTask(model_config, train_config)
     if init_from is not None:
         task.model.load_state_dict(init_from.state_dict())
+    for name, p in task.model.named_parameters():
+        p.requires_grad_(not name.startswith(frozen) if frozen else True)
     stream = WindowStream(pool, model_config.context_length, train_config.horizon, train_config.batch_size,
                           train_config.seed)
     gpu = torch.cuda.is_available()

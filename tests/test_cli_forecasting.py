@@ -1,0 +1,60 @@
+"""The forecasting commands through subprocess, as a user types them: train -> forecast (+ plot) -> finetune."""
+
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+
+def tsham(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "tsham.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=600)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    stamps = pd.date_range("2024-01-01", periods=200, freq="h")
+    pd.concat([pd.DataFrame({"id": k, "timestamp": stamps, "target": np.sin(np.arange(200) / 4 + k)})
+               for k in range(2)]).to_csv(root / "mine.csv", index=False)
+    out = tsham("train", "--out", "run", "--steps", "4", "--batch-size", "4", "--horizon", "8", "--context-length",
+                "32", "--patch-length", "8", "--d-model", "16", "--layers", "1", "--heads", "2", "--synthetic", "4",
+                "--series-length", "128", "--input", "mine.csv", "--warmup", "2", cwd=root)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return root
+
+
+def test_forecast_csv_and_plot(trained):
+    out = tsham("forecast", "--model", "run/model", "--input", "mine.csv", "--horizon", "12", "--output", "fc.csv",
+                "--plot", "fc.png", cwd=trained)
+    assert out.returncode == 0, out.stderr[-2000:]
+    fc = pd.read_csv(trained / "fc.csv")
+    assert len(fc) == 24 and {"0.1", "0.5", "0.9", "predictions"} <= set(fc.columns)
+    assert (trained / "fc.png").stat().st_size > 10_000
+
+
+def test_finetune_with_frozen_encoder(trained):
+    out = tsham("finetune", "--model", "run/model", "--input", "mine.csv", "--out", "ft", "--steps", "2",
+                "--batch-size", "2", "--horizon", "8", "--freeze", "encoder", cwd=trained)
+    assert out.returncode == 0, out.stderr[-2000:]
+    from safetensors.torch import load_file
+
+    before = load_file(trained / "run/model/model.safetensors")
+    after = load_file(trained / "ft/model/model.safetensors")
+    assert all((before[k] == after[k]).all() for k in before if k.startswith("encoder."))
+    assert any((before[k] != after[k]).any() for k in before if k.startswith("head."))
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--model", "nowhere", "--input", "mine.csv", "--horizon", "5"], "config.json not found"),
+    (["--model", "run/model", "--input", "mine.csv", "--horizon", "0"], "horizon must lie"),
+    (["--model", "run/model", "--input", "missing.csv", "--horizon", "5"], "missing.csv not found"),
+    (["--model", "run/model", "--input", "mine.csv", "--horizon", "5", "--target", "y"], r"columns \['y'\]"),
+])
+def test_forecast_bad_input_is_one_clear_line(trained, args, message):
+    out = tsham("forecast", *args, cwd=trained)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert re.search(message, out.stderr), out.stderr

@@ -1,0 +1,47 @@
+"""The forecast picture: context, median and quantile band, and the steps the scratchpad kept."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def plot_forecasts(
+    items: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]],
+    quantiles: tuple[float, ...],
+    path: str | Path,
+    context_shown: int | None = None,
+) -> Path:
+    """One panel per series: ``(name, context [T], forecast quantiles [Q, H], kept [T] in 0..1)``.
+
+    The band spans the outermost quantiles; kept steps (share of layers and heads whose scratchpad holds the
+    step's patch) are shaded under the context.
+    """
+    fig, axes = plt.subplots(len(items), 1, figsize=(10, 2.6 * len(items)), squeeze=False)
+    lo, mid, hi = 0, quantiles.index(0.5), len(quantiles) - 1
+    for ax, (name, context, q, kept) in zip(axes[:, 0], items, strict=True):
+        T, H = len(context), q.shape[1]
+        start = 0 if context_shown is None else max(0, T - context_shown)
+        t = np.arange(start, T)
+        ax.plot(t, context[start:], color="black", lw=1, label="context")
+        future = np.arange(T, T + H)
+        ax.fill_between(future, q[lo], q[hi], color="tab:blue", alpha=0.25,
+                        label=f"{quantiles[lo]:g}-{quantiles[hi]:g} quantiles")
+        ax.plot(future, q[mid], color="tab:blue", lw=1.5, label="median")
+        if kept[start:].any():
+            y0, y1 = ax.get_ylim()
+            ax.fill_between(t, y0, y1, where=kept[start:] > 0, color="tab:orange", alpha=0.2,
+                            step="mid", label="kept in scratchpad")
+            ax.set_ylim(y0, y1)
+        ax.set_title(str(name), fontsize=9, loc="left")
+        ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
