@@ -1,0 +1,55 @@
+"""GluonTS: the Estimator trains, the Predictor's QuantileForecasts go through evaluate_model unchanged."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from gluonts.dataset.common import ListDataset
+from gluonts.dataset.split import split
+from gluonts.ev.metrics import MASE, MeanWeightedSumQuantileLoss
+from gluonts.model import evaluate_model
+from gluonts.model.forecast import QuantileForecast
+
+from tsham.config import TshamConfig
+from tsham.forecasting import TshamEstimator, TshamPredictor
+from tsham.training import TrainConfig
+
+
+def dataset(n=6, length=160):
+    rng = np.random.default_rng(0)
+    wave = [np.sin(np.arange(length) * 2 * np.pi / 24 + k) * (1 + k) + rng.normal(0, 0.1, length) for k in range(n)]
+    return ListDataset([{"target": w, "start": pd.Period("2024-01-01", freq="h"), "item_id": f"s{k}"}
+                        for k, w in enumerate(wave)], freq="h")
+
+
+@pytest.fixture(scope="module")
+def predictor(tmp_path_factory):
+    cfg = TshamConfig.small(d_model=16, patch_length=8, n_layers=1, num_heads=2, head_dim=8)
+    cfg.context_length = 64
+    est = TshamEstimator(12, tmp_path_factory.mktemp("est"), cfg, TrainConfig(steps=5, batch_size=4, warmup_steps=1))
+    train, _ = split(dataset(), offset=-24)
+    return est.train(train, progress=False)
+
+
+def test_predictor_yields_quantile_forecasts(predictor):
+    assert isinstance(predictor, TshamPredictor)
+    forecasts = list(predictor.predict(dataset(3)))
+    assert len(forecasts) == 3 and all(isinstance(f, QuantileForecast) for f in forecasts)
+    f = forecasts[0]
+    assert f.forecast_array.shape == (9, 12) and f.item_id == "s0"
+    assert f.start_date == pd.Period("2024-01-01", freq="h") + 160
+    np.testing.assert_allclose(f.quantile(0.5), f.forecast_array[4])
+
+
+def test_evaluate_model_works_unchanged(predictor):
+    _, test_template = split(dataset(), offset=-24)
+    test_data = test_template.generate_instances(prediction_length=12, windows=2)
+    metrics = evaluate_model(predictor, test_data=test_data, metrics=[MASE(), MeanWeightedSumQuantileLoss(
+        quantile_levels=[0.1, 0.5, 0.9])], axis=None, seasonality=24)
+    values = metrics.to_numpy().ravel()
+    assert values.shape == (2,) and np.isfinite(values).all() and (values > 0).all()
+
+
+def test_multivariate_entries_are_refused_with_a_hint(predictor):
+    data = [{"target": np.ones((2, 50)), "start": pd.Period("2024-01-01", freq="h")}]
+    with pytest.raises(ValueError, match="split per channel"):
+        list(predictor.predict(data))

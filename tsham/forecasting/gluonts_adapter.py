@@ -1,0 +1,91 @@
+"""GluonTS adapters: a Predictor returning QuantileForecast objects, and an Estimator that trains one.
+
+With these, gluonts' ``evaluate_model``, ``backtest`` and dataset tooling work unchanged:
+
+>>> predictor = TshamPredictor(TshamPipeline.load(path), prediction_length=48)
+>>> evaluate_model(predictor, test_data=test_data, metrics=[MASE(), MeanWeightedSumQuantileLoss(...)])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from gluonts.dataset import Dataset
+from gluonts.model.estimator import Estimator
+from gluonts.model.forecast import QuantileForecast
+from gluonts.model.predictor import Predictor
+
+from tsham.config import TshamConfig
+from tsham.forecasting.pipeline import TshamPipeline
+from tsham.training import PoolSeries, TrainConfig, train
+
+
+def _start_of_forecast(entry: dict):
+    """The period right after the last observed step of a gluonts entry."""
+    target = np.asarray(entry["target"])
+    return entry["start"] + target.shape[-1]
+
+
+class TshamPredictor(Predictor):
+    """Forecasts a gluonts dataset (univariate entries: ``target`` ``[T]``; multivariate ``[C, T]`` are split per
+    channel, as GIFT-Eval's ``to_univariate`` does) as :class:`QuantileForecast` objects, in batches.
+
+    Args:
+        pipeline: a :class:`TshamPipeline`. prediction_length: forecast steps. batch_size: series per forward.
+    """
+
+    def __init__(self, pipeline: TshamPipeline, prediction_length: int, batch_size: int = 64):
+        super().__init__(prediction_length=prediction_length)
+        self.pipeline, self.batch_size = pipeline, batch_size
+
+    def predict(self, dataset: Dataset, **kwargs) -> Iterator[QuantileForecast]:
+        keys = [str(q) for q in self.pipeline.quantiles]
+        batch: list[dict] = []
+        for entry in dataset:
+            batch.append(entry)
+            if len(batch) == self.batch_size:
+                yield from self._forecast(batch, keys)
+                batch = []
+        if batch:
+            yield from self._forecast(batch, keys)
+
+    def _forecast(self, entries: list[dict], keys: list[str]) -> Iterator[QuantileForecast]:
+        targets = [np.asarray(e["target"], dtype=np.float32) for e in entries]
+        if any(t.ndim != 1 for t in targets):
+            raise ValueError("TshamPredictor: multivariate entries must be split per channel first "
+                             "(gluonts.dataset.split / to_univariate); got a target with shape "
+                             f"{next(t.shape for t in targets if t.ndim != 1)}")
+        quantiles = self.pipeline.predict(targets, self.prediction_length)  # (B, Q, H)
+        for entry, q in zip(entries, quantiles, strict=True):
+            yield QuantileForecast(q, start_date=_start_of_forecast(entry), forecast_keys=keys,
+                                   item_id=entry.get("item_id"))
+
+    def serialize(self, path: Path) -> None:  # gluonts' Predictor API: a checkpoint folder is our format
+        from tsham.checkpoint import save_checkpoint
+
+        save_checkpoint(self.pipeline.model, Path(path))
+
+
+class TshamEstimator(Estimator):
+    """Trains a tsham model on a gluonts dataset and returns a :class:`TshamPredictor` (the Estimator pattern).
+
+    Args:
+        prediction_length: forecast steps. config: model config (``TshamConfig.small()`` by default).
+        train_config: steps, batch size, learning rate...; its horizon is set to ``prediction_length``.
+        out_dir: where the run and the exported model go.
+    """
+
+    def __init__(self, prediction_length: int, out_dir: str | Path, config: TshamConfig | None = None,
+                 train_config: TrainConfig | None = None):
+        super().__init__()
+        self.prediction_length, self.out_dir = prediction_length, Path(out_dir)
+        self.config = config or TshamConfig.small()
+        self.train_config = train_config or TrainConfig()
+        self.train_config.horizon = prediction_length
+
+    def train(self, training_data: Dataset, validation_data: Dataset | None = None, **kwargs) -> TshamPredictor:
+        pool = [PoolSeries.from_array(np.asarray(e["target"], dtype=np.float32).T) for e in training_data]
+        model = train(self.config, self.train_config, pool, self.out_dir, progress=kwargs.get("progress", True))
+        return TshamPredictor(TshamPipeline(model), self.prediction_length)
