@@ -84,6 +84,22 @@ def cmd_forecast(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from tsham.evaluation import CONFIGS, scoreboard
+    from tsham.forecasting import TshamPipeline, TshamPredictor
+
+    pipe = TshamPipeline.load(args.model)
+    configs = [c for c in CONFIGS if args.dataset in ("all", c[0]) and args.term in ("all", c[1])]
+    if not configs:
+        raise ValueError(f"no offline GIFT-Eval configuration matches dataset={args.dataset} term={args.term}; "
+                         f"known: {CONFIGS}")
+    table = scoreboard(lambda h: TshamPredictor(pipe, h), configs)
+    print(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    if args.output:
+        table.to_csv(args.output, index=False)
+    return 0
+
+
 def _pool_from_args(args: argparse.Namespace):
     from tsham.datasets import synthetic_mix
     from tsham.io import long_frame, read_table, series_of
@@ -170,6 +186,13 @@ def build_parser() -> argparse.ArgumentParser:
     fc.add_argument("--plot", help="PNG: context, forecast band and the steps the scratchpad kept")
     fc.add_argument("--plot-series", type=int, default=4, help="series shown in the plot")
     fc.set_defaults(func=cmd_forecast)
+
+    ev = sub.add_parser("evaluate", help="GIFT-Eval protocol (MASE, CRPS, ratios to seasonal naive) on a dataset")
+    ev.add_argument("--model", required=True, help="checkpoint folder")
+    ev.add_argument("--dataset", default="all", help="m4_hourly, m4_weekly, etth1, etth2 or all")
+    ev.add_argument("--term", default="all", help="short, medium, long or all")
+    ev.add_argument("--output", help="CSV of the table")
+    ev.set_defaults(func=cmd_evaluate)
 
     tr = sub.add_parser("train", help="train a model on synthetic data and/or your series")
     _training_args(tr, steps=1000, lr=1e-3, synthetic=500)
