@@ -58,3 +58,28 @@ def test_bad_input(pipeline):
         pipeline.predict_df(irregular, 3)
     with pytest.raises(FileNotFoundError):
         TshamPipeline.load("/nonexistent/checkpoint")
+
+
+def test_predict_df_with_covariates_and_missing_values(pipeline):
+    stamps = pd.date_range("2024-01-01", periods=40, freq="D")
+    rng = np.random.default_rng(0)
+    df = pd.concat([pd.DataFrame({"id": k, "timestamp": stamps, "target": rng.normal(size=40),
+                                  "price": rng.normal(size=40), "holiday": (rng.random(40) < 0.1).astype(float)})
+                    for k in ("x", "y")])
+    df.loc[df.index[3], "target"] = math.nan
+    df.loc[df.index[7], "price"] = math.nan
+    future = pd.concat([pd.DataFrame({"id": k, "timestamp": pd.date_range("2024-02-10", periods=5, freq="D"),
+                                      "holiday": [0.0, 1.0, 0.0, 0.0, 0.0]}) for k in ("x", "y")])
+    out = pipeline.predict_df(df, 5, past_covariates=["price"], future_covariates=["holiday"], future_df=future)
+    assert out.shape == (10, 2 + 9 + 1) and np.isfinite(out.drop(columns=["id", "timestamp"]).to_numpy()).all()
+    changed = future.assign(holiday=[1.0, 1.0, 1.0, 1.0, 1.0] * 2)
+    moved = pipeline.predict_df(df, 5, past_covariates=["price"], future_covariates=["holiday"], future_df=changed)
+    assert not np.allclose(moved["0.5"], out["0.5"])  # the known future reaches the forecast
+    without = pipeline.predict_df(df, 5)
+    assert not np.allclose(without["0.5"], out["0.5"])
+    with pytest.raises(ValueError, match="need future_df"):
+        pipeline.predict_df(df, 5, future_covariates=["holiday"])
+    with pytest.raises(ValueError, match="exactly 5 rows for series 'y'"):
+        pipeline.predict_df(df, 5, future_covariates=["holiday"], future_df=future[future["id"] == "x"])
+    with pytest.raises(ValueError, match=r"columns \['temp'\]"):
+        pipeline.predict_df(df, 5, past_covariates=["temp"])
