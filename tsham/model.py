@@ -143,11 +143,17 @@ class TshamModel(nn.Module):
         x = F.pad(torch.cat(values, -1), (0, 0, pad, 0))  # left pad to whole patches
         m = F.pad(torch.cat(masks, -1), (0, 0, pad, 0))
         role_ids = torch.tensor([int(r) for r in roles], device=x.device)
-        tokens, _ = self.encoder(x, m, role_ids)  # (B, N, D)
+        tokens, _ = self.encoder(x, m, role_ids)  # (B, N, D), or (B * C_all, N, D) channel-independent
+        if self.config.patch.channel_independent:  # one stream per channel; every stream sees the flags
+            flags = None if flags is None else flags.repeat_interleave(len(roles), 0)
         hidden, layers = self.stack(tokens, flags=flags)
         n_context = hidden.shape[1] - n_future
-        future = hidden[:, n_context:]  # (B, n_future, D)
-        read = future[:, None] + self.target_id(channel_identity(C, self.config.patch.channel_id_dim, x.device))[
+        future = hidden[:, n_context:]  # (B or B * C_all, n_future, D)
+        if self.config.patch.channel_independent:
+            future = future.view(B, len(roles), n_future, -1)[:, :C]  # each target reads its own stream
+        else:
+            future = future[:, None]
+        read = future + self.target_id(channel_identity(C, self.config.patch.channel_id_dim, x.device))[
             None, :, None]  # (B, C, n_future, D)
         out = self.head(read.reshape(-1, read.shape[-1]), P)  # (B * C * n_future, Q, P)
         Q = out.shape[1]

@@ -117,3 +117,17 @@ def test_bad_input():
         model(torch.randn(1, 20, 1), 5, event_flags=torch.zeros(1, 7, 1))
     with pytest.raises(ValueError, match="non-overlapping"):
         TshamConfig.small().__class__(patch=TshamConfig.small().patch.__class__(patch_length=16, stride=8))
+
+
+def test_channel_independent_mode():
+    cfg = TshamConfig.small(d_model=32, patch_length=8, n_layers=1, num_heads=2, head_dim=16, router="event")
+    cfg.patch.channel_independent = True
+    model = TshamModel(cfg).eval()
+    target = torch.randn(2, 40, 3)
+    out = model(target, 12, past_covariates=torch.randn(2, 40, 2), event_flags=torch.zeros(2, 40, 1))
+    assert out.quantiles.shape == (2, 3, 9, 12)
+    # channel-independent: a target's forecast does not depend on the other channels
+    other = target.clone()
+    other[..., 1:] += 5.0
+    moved = model(other, 12, past_covariates=torch.randn(2, 40, 2), event_flags=torch.zeros(2, 40, 1)).quantiles
+    torch.testing.assert_close(moved[:, 0], out.quantiles[:, 0])
