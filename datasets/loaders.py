@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 from tsham.datasets.cache import fetch
 from tsham.datasets.cards import CARDS
+from tsham.datasets.wheel import WHEEL_SETS
 
 
 def load_ett(name: str, download: bool = True) -> pd.DataFrame:
@@ -31,7 +32,9 @@ def load_m4(name: str, download: bool = True) -> tuple[list[np.ndarray], list[np
 
 
 def load(name: str, download: bool = True):
-    """Any registered dataset by name (see ``tsham.datasets.CARDS``)."""
+    """Any registered dataset by name: evaluation sets (``CARDS``) or wheel-embedded ones (``WHEEL_SETS``)."""
+    if name in WHEEL_SETS:
+        return WHEEL_SETS[name]()
     if name not in CARDS:
-        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(sorted(CARDS))}")
+        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(sorted([*CARDS, *WHEEL_SETS]))}")
     return load_ett(name, download) if name.startswith("ett") else load_m4(name, download)

@@ -3,6 +3,7 @@
 import os
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from tsham.datasets import CARDS, fetch, load
 
@@ -49,3 +50,10 @@ def test_corrupt_file_is_rejected(tmp_path, monkeypatch):
 def test_unknown_dataset():
     with pytest.raises(ValueError, match="unknown dataset 'ettx'; known"):
         load("ettx")
+
+
+@pytest.mark.parametrize("name", ["sm_co2", "sm_sunspots", "sm_elnino", "sm_macrodata"])
+def test_wheel_sets_have_a_regular_time_index(name):
+    df = load(name)
+    assert isinstance(df.index, pd.DatetimeIndex) and df.index.freq is not None
+    assert len(df) > 50 and df.select_dtypes("number").shape[1] >= 1
