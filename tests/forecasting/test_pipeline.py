@@ -83,3 +83,8 @@ def test_predict_df_with_covariates_and_missing_values(pipeline):
         pipeline.predict_df(df, 5, future_covariates=["holiday"], future_df=future[future["id"] == "x"])
     with pytest.raises(ValueError, match=r"columns \['temp'\]"):
         pipeline.predict_df(df, 5, past_covariates=["temp"])
+
+
+def test_constant_and_short_series(pipeline):
+    q = pipeline.predict([np.full(50, 7.0), np.array([3.0])], horizon=4)  # constant; shorter than a patch
+    assert np.isfinite(q).all() and q.shape == (2, 9, 4)
