@@ -19,7 +19,6 @@ from gluonts.model.predictor import Predictor
 
 from tsham.config import TshamConfig
 from tsham.forecasting.pipeline import TshamPipeline
-from tsham.training import PoolSeries, TrainConfig, train
 
 
 def _start_of_forecast(entry: dict):
@@ -78,7 +77,9 @@ class TshamEstimator(Estimator):
     """
 
     def __init__(self, prediction_length: int, out_dir: str | Path, config: TshamConfig | None = None,
-                 train_config: TrainConfig | None = None):
+                 train_config=None):
+        from tsham.training import TrainConfig  # Lightning is imported only by users of the Estimator
+
         super().__init__()
         self.prediction_length, self.out_dir = prediction_length, Path(out_dir)
         self.config = config or TshamConfig.small()
@@ -86,6 +87,8 @@ class TshamEstimator(Estimator):
         self.train_config.horizon = prediction_length
 
     def train(self, training_data: Dataset, validation_data: Dataset | None = None, **kwargs) -> TshamPredictor:
+        from tsham.training import PoolSeries, train
+
         pool = [PoolSeries.from_array(np.asarray(e["target"], dtype=np.float32).T) for e in training_data]
         model = train(self.config, self.train_config, pool, self.out_dir, progress=kwargs.get("progress", True))
         return TshamPredictor(TshamPipeline(model), self.prediction_length)
