@@ -14,4 +14,4 @@ for name, path in ROOTS.items():
     package_dir[name] = path
     packages += [name] + [f"{name}.{sub}" for sub in find_packages(path)]
 
-setup(packages=packages, package_dir=package_dir, package_data={"tsham": ["assets/*"]})
+setup(packages=packages, package_dir=package_dir, package_data={"tsham": ["assets/*", "assets/*/*"]})

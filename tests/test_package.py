@@ -47,3 +47,22 @@ def test_cli_demo_runs(args):
     out = run_cli(*args)
     assert out.returncode == 0, out.stderr
     assert "surprise" in out.stdout and "KV fraction" in out.stdout
+
+
+def test_default_model_is_shipped_and_forecasts(tmp_path):
+    """The README's main job: the shipped model forecasts the bundled CO2 series, CSV and PNG written."""
+    import json
+
+    import pandas as pd
+
+    from tsham.forecasting.pipeline import DEFAULT_MODEL
+
+    card = json.loads((DEFAULT_MODEL / "card.json").read_text())
+    assert card["data"]["evaluation_sets_used"] == [] and card["parameters"] > 0
+    out = subprocess.run([sys.executable, "-m", "tsham.cli", "forecast", "--input", "sm_co2", "--horizon", "104",
+                          "--output", str(tmp_path / "co2.csv"), "--plot", str(tmp_path / "co2.png")],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    forecast = pd.read_csv(tmp_path / "co2.csv")
+    assert len(forecast) == 104 and forecast["predictions"].between(300, 450).all()  # CO2 in ppm
+    assert (tmp_path / "co2.png").stat().st_size > 10_000

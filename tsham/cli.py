@@ -177,8 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     fc = sub.add_parser("forecast", help="forecast a CSV/parquet of series with a trained model")
-    fc.add_argument("--model", required=True, help="checkpoint folder (model.safetensors + config.json)")
-    fc.add_argument("--input", required=True, help="long table: id, timestamp, target columns")
+    fc.add_argument("--model", help="checkpoint folder (model.safetensors + config.json); default: the shipped model")
+    fc.add_argument("--input", required=True,
+                    help="long table (CSV/parquet: id, timestamp, target columns) or a bundled dataset, e.g. sm_co2")
     fc.add_argument("--horizon", type=int, required=True)
     _series_args(fc)
     fc.add_argument("--freq", help="pandas frequency of the timestamps (inferred if absent)")
@@ -188,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     fc.set_defaults(func=cmd_forecast)
 
     ev = sub.add_parser("evaluate", help="GIFT-Eval protocol (MASE, CRPS, ratios to seasonal naive) on a dataset")
-    ev.add_argument("--model", required=True, help="checkpoint folder")
+    ev.add_argument("--model", help="checkpoint folder; default: the shipped model")
     ev.add_argument("--dataset", default="all", help="m4_hourly, m4_weekly, etth1, etth2 or all")
     ev.add_argument("--term", default="all", help="short, medium, long or all")
     ev.add_argument("--output", help="CSV of the table")

@@ -9,10 +9,18 @@ import pandas as pd
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
-    """CSV or parquet by extension."""
+    """CSV or parquet by extension; or, for the name of a wheel-embedded dataset (``sm_co2`` ...), that dataset
+    in long format (id = column name, timestamp, target)."""
+    from tsham.datasets import WHEEL_SETS, load
+
     path = Path(path)
+    if not path.is_file() and str(path) in WHEEL_SETS:
+        wide = load(str(path)).select_dtypes("number")
+        return (wide.rename_axis("timestamp").reset_index()
+                .melt(id_vars="timestamp", var_name="id", value_name="target")[["id", "timestamp", "target"]])
     if not path.is_file():
-        raise FileNotFoundError(f"input file {path} not found")
+        raise FileNotFoundError(f"input file {path} not found (nor a bundled dataset name: "
+                                f"{', '.join(sorted(WHEEL_SETS))})")
     if path.suffix.lower() in (".parquet", ".pq"):
         try:
             return pd.read_parquet(path)

@@ -12,12 +12,15 @@ import torch
 from tsham.checkpoint import load_checkpoint
 from tsham.model import TshamModel
 
+# The model tsham ships (experiments/pretrain.py writes it; its card.json says how it was trained).
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "assets" / "default"
+
 
 class TshamPipeline:
     """Inference around a trained :class:`TshamModel`.
 
     Examples::
-        >>> pipe = TshamPipeline.load("path/to/checkpoint")
+        >>> pipe = TshamPipeline.load()  # the shipped default; or TshamPipeline.load("path/to/checkpoint")
         >>> q = pipe.predict([np.sin(np.arange(200) / 5)], horizon=24)   # (1, Q, 24)
         >>> forecast_df = pipe.predict_df(df, horizon=24)                 # id, timestamp, 0.1 .. 0.9, mean
     """
@@ -27,8 +30,13 @@ class TshamPipeline:
         self.device, self.batch_size = torch.device(device), batch_size
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "cpu", batch_size: int = 64) -> TshamPipeline:
-        """A pipeline around the checkpoint folder at ``path``."""
+    def load(cls, path: str | Path | None = None, device: str | torch.device = "cpu",
+             batch_size: int = 64) -> TshamPipeline:
+        """A pipeline around the checkpoint folder at ``path``, or around the shipped default model."""
+        if path is None:
+            if not (DEFAULT_MODEL / "config.json").is_file():
+                raise FileNotFoundError(f"no default model is installed in {DEFAULT_MODEL}; pass a checkpoint path")
+            path = DEFAULT_MODEL
         return cls(load_checkpoint(path, device), device, batch_size)
 
     @property
