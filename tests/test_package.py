@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -15,8 +16,11 @@ def test_top_level_folders_map_into_the_tsham_namespace():
         assert mod.__file__.replace("\\", "/").endswith(f"{folder}/__init__.py")
 
 
-def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "tsham.cli", *args], capture_output=True, text=True, timeout=300)
+def run_cli(*args, cwd=None):
+    """``python -m tsham.cli`` outside the repo: run from the repo root, ``-m`` would import the source-tree
+    ``tsham/`` (which lacks the mapped datasets/probes/experiments) instead of the installed package."""
+    return subprocess.run([sys.executable, "-m", "tsham.cli", *args], capture_output=True, text=True, timeout=300,
+                          cwd=cwd or tempfile.gettempdir())
 
 
 def test_cli_info():
@@ -59,9 +63,8 @@ def test_default_model_is_shipped_and_forecasts(tmp_path):
 
     card = json.loads((DEFAULT_MODEL / "card.json").read_text())
     assert card["data"]["evaluation_sets_used"] == [] and card["parameters"] > 0
-    out = subprocess.run([sys.executable, "-m", "tsham.cli", "forecast", "--input", "sm_co2", "--horizon", "104",
-                          "--output", str(tmp_path / "co2.csv"), "--plot", str(tmp_path / "co2.png")],
-                         capture_output=True, text=True, timeout=300)
+    out = run_cli("forecast", "--input", "sm_co2", "--horizon", "104", "--output", "co2.csv", "--plot", "co2.png",
+                  cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     forecast = pd.read_csv(tmp_path / "co2.csv")
     assert len(forecast) == 104 and forecast["predictions"].between(300, 450).all()  # CO2 in ppm
