@@ -1,0 +1,31 @@
+"""Probe metrics (../shared/PROBES.md): recall skill against the needle-ablated twin, tolerance and codebook
+accuracy. All take arrays ``[N, H, C]`` (predictions, the twin's predictions, targets) and return per-example
+values ``[N]`` so results can be written one row per example."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _mse(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return ((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2).reshape(len(a), -1).mean(1)
+
+
+def recall_skill(pred: np.ndarray, pred_ablated: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """``RS = 1 - MSE(pred, y) / MSE(pred_ablated, y)``, clipped to [-1, 1]: 1 perfect recall, 0 memory unused."""
+    denom = _mse(pred_ablated, target)
+    rs = 1.0 - _mse(pred, target) / np.where(denom > 0, denom, np.nan)
+    return np.clip(np.nan_to_num(rs, nan=0.0), -1.0, 1.0)
+
+
+def tolerance_accuracy(pred: np.ndarray, target: np.ndarray, tolerance: float) -> np.ndarray:
+    """1 where the window RMSE is below ``tolerance`` (e.g. 0.25 x the needle's scale), else 0."""
+    return (np.sqrt(_mse(pred, target)) < tolerance).astype(np.float64)
+
+
+def nearest_value_accuracy(pred: np.ndarray, target: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """1 where the candidate nearest to ``pred`` (``[N, d]``; candidates ``[N, K, d]``) is the target."""
+    pred, target = np.asarray(pred).reshape(len(pred), -1), np.asarray(target).reshape(len(target), -1)
+    dist = ((candidates - pred[:, None]) ** 2).sum(-1)
+    truth = ((candidates - target[:, None]) ** 2).sum(-1).argmin(1)
+    return (dist.argmin(1) == truth).astype(np.float64)

@@ -1,0 +1,59 @@
+"""Probe generators: deterministic per seed, the needle really absent from the twin; metrics on hand-made cases."""
+
+import numpy as np
+import pytest
+from tsham.probes import LEVELS, PROBES, nearest_value_accuracy, recall_skill, tolerance_accuracy
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("name", sorted(PROBES))
+def test_deterministic_shapes_and_needles(name, level):
+    a, b = PROBES[name](3, level, seed=5), PROBES[name](3, level, seed=5)
+    assert np.array_equal(a.context, b.context) and np.array_equal(a.target, b.target)
+    assert not np.array_equal(a.context, PROBES[name](3, level, seed=6).context)
+    N, L, C = a.context.shape
+    assert a.needles.shape == (N, L) and (a.needles.sum(1) >= 1).all()
+    assert a.twin_context.shape == a.context.shape and a.flags.shape[:2] == (N, L + a.target.shape[1])
+    assert a.target.shape[2] == len(a.target_channels)
+    assert np.isfinite(a.context).all() and np.isfinite(a.target).all()
+    # the twin differs from the example only through the needle (values or flags at needle steps)
+    changed = (a.context != a.twin_context).any(-1) | (a.flags[:, :L] != a.twin_flags[:, :L]).any(-1)
+    assert changed.any(1).all()
+    assert not (changed & ~a.needles).any()
+
+
+def test_delayed_action_twin_removes_the_action_and_its_effect():
+    p = PROBES["delayed_action"](4, "easy", seed=0)
+    t0 = p.needles.argmax(1)
+    rows = np.arange(4)
+    assert (p.context[rows, t0, 3] != 0).all() and (p.twin_context[rows, t0, 3] == 0).all()
+    assert (p.flags[rows, t0, 0] == 1).all() and (p.twin_flags[rows, t0, 0] == 0).all()
+
+
+def test_scheduled_event_target_returns_to_the_snapshot_level():
+    p = PROBES["scheduled_event"](8, "medium", seed=1)
+    snap = p.needles.argmax(1)
+    level = p.context[np.arange(8), snap, 0]
+    assert np.abs(p.target[:, 0, 0] - level).max() < 0.2
+
+
+def test_mqar_query_key_matches_the_stored_pair():
+    p = PROBES["mqar"](4, "easy", seed=2)
+    pos = p.needles.argmax(1)
+    rows = np.arange(4)
+    np.testing.assert_allclose(p.context[rows, pos, :8], p.context[:, -1, :8])  # the query presents that key
+    np.testing.assert_allclose(p.context[rows, pos, 8:16], p.target[:, 0])
+    assert not np.allclose(p.twin_context[rows, pos, 8:16], p.target[:, 0])
+
+
+def test_recall_skill_on_hand_made_predictions():
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=(5, 10, 1))
+    ablated = y + rng.normal(size=y.shape)
+    assert np.allclose(recall_skill(y, ablated, y), 1.0)  # perfect recall
+    assert np.allclose(recall_skill(ablated, ablated, y), 0.0)  # no better than without the needle
+    assert np.allclose(recall_skill(y + 10, ablated, y), -1.0)  # clipped
+    assert tolerance_accuracy(y + 0.1, y, 0.25).tolist() == [1.0] * 5
+    cands = rng.normal(size=(5, 16, 3))
+    target = cands[:, 3]
+    assert nearest_value_accuracy(target + 0.01, target, cands).tolist() == [1.0] * 5
