@@ -61,16 +61,21 @@ def kernel_synth(length: int, rng: np.random.Generator, max_kernels: int = 4, gr
 
 
 # -- structured generators -------------------------------------------------------------------------------------
-def _background(length: int, rng: np.random.Generator) -> np.ndarray:
-    """Two seasonal sines (periods 24 and 168) plus AR(1) noise, as PROBES.md's default background."""
-    t = np.arange(length)
-    x = rng.uniform(0.5, 1) * np.sin(2 * np.pi * t / 24 + rng.uniform(0, 2 * np.pi))
-    x += rng.uniform(0, 0.5) * np.sin(2 * np.pi * t / 168 + rng.uniform(0, 2 * np.pi))
-    noise = np.zeros(length)
-    eps = rng.normal(0, 0.3, length)
+def seasonal_ar_background(length: int, rng: np.random.Generator, channels: int = 1) -> np.ndarray:
+    """PROBES.md's default background ``[T, C]``: two seasonal sines (periods 24 and 168, random phases,
+    amplitudes U(0.5, 1) and U(0, 0.5)) plus AR(1) noise (phi 0.9, sigma 0.3); not normalised."""
+    t = np.arange(length)[:, None]
+    x = rng.uniform(0.5, 1, channels) * np.sin(2 * np.pi * t / 24 + rng.uniform(0, 2 * np.pi, channels))
+    x = x + rng.uniform(0, 0.5, channels) * np.sin(2 * np.pi * t / 168 + rng.uniform(0, 2 * np.pi, channels))
+    eps = rng.normal(0, 0.3, (length, channels))
+    noise = np.zeros((length, channels))
     for i in range(1, length):
         noise[i] = 0.9 * noise[i - 1] + eps[i]
     return x + noise
+
+
+def _background(length: int, rng: np.random.Generator) -> np.ndarray:
+    return seasonal_ar_background(length, rng)[:, 0]
 
 
 def regime_switch(length: int, rng: np.random.Generator) -> SyntheticSeries:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from tsham.datasets.synthetic import seasonal_ar_background
 
 LEVELS = ("easy", "medium", "hard")
 
@@ -36,15 +37,8 @@ class ProbeBatch:
 
 
 def background(length: int, channels: int, rng: np.random.Generator) -> np.ndarray:
-    """PROBES.md's default background ``[T, C]``: two seasonal sines (periods 24, 168) + AR(1), normalised."""
-    t = np.arange(length)[:, None]
-    x = rng.uniform(0.5, 1, channels) * np.sin(2 * np.pi * t / 24 + rng.uniform(0, 2 * np.pi, channels))
-    x = x + rng.uniform(0, 0.5, channels) * np.sin(2 * np.pi * t / 168 + rng.uniform(0, 2 * np.pi, channels))
-    eps = rng.normal(0, 0.3, (length, channels))
-    noise = np.zeros((length, channels))
-    for i in range(1, length):
-        noise[i] = 0.9 * noise[i - 1] + eps[i]
-    x = x + noise
+    """The default background ``[T, C]`` (:func:`seasonal_ar_background`), normalised per channel, float32."""
+    x = seasonal_ar_background(length, rng, channels)
     return ((x - x.mean(0)) / x.std(0)).astype(np.float32)
 
 
