@@ -35,9 +35,9 @@ class HamBlock(nn.Module):
         self.mlp_norm = nn.RMSNorm(config.d_model, eps=config.norm_eps, device=device, dtype=dtype)
         self.mlp = SwiGLU(config.d_model, config.mlp_ratio, device=device, dtype=dtype)
 
-    def forward(self, x, flags=None, oracle_mask=None, return_state=False):
+    def forward(self, x, flags=None, oracle_mask=None, return_state=False, validate=True):
         """``x: [B, T, D]`` -> y, diagnostics (, state): as :meth:`HamLayer.forward`."""
-        out = self.mixer(self.mixer_norm(x), flags, oracle_mask, return_state)
+        out = self.mixer(self.mixer_norm(x), flags, oracle_mask, return_state, validate)
         x = x + out[0]
         return (x + self.mlp(self.mlp_norm(x)), *out[1:])
 
@@ -75,7 +75,8 @@ class HamStack(nn.Module):
         check_inputs(x, self.config, flags, "HamStack")
         diags, states = [], []
         for block in self.blocks:
-            x, diag, *state = block(x, flags, oracle_mask, return_state)
+            # validated once above: a NaN check per layer would read a flag back from the GPU every layer
+            x, diag, *state = block(x, flags, oracle_mask, return_state, validate=False)
             diags.append(diag)
             states += state
         x = self.norm(x)

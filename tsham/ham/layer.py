@@ -135,14 +135,17 @@ class HamLayer(nn.Module):
         flags: torch.Tensor | None = None,
         oracle_mask: torch.Tensor | None = None,
         return_state: bool = False,
+        validate: bool = True,
     ):
         """``x: [B, T, D] -> y [B, T, D]``, :class:`LayerDiagnostics` (and the stream state if asked).
 
         Args:
             flags: event flags ``[B, T, F]`` for the event router. oracle_mask: ``[B, T]`` for the oracle router.
             return_state: also return a :class:`HamLayerState` from which :meth:`step` continues the stream.
+            validate: check the inputs (HamStack checks once for all its layers and passes False).
         """
-        check_inputs(x, self.config, flags, "HamLayer")
+        if validate:
+            check_inputs(x, self.config, flags, "HamLayer")
         q, k, v, g, beta, tail = self.project(x)
         o_gdn, final, e = gated_delta(q, k, v, g, beta, output_final_state=return_state)
         x_prev = F.pad(x, (0, 0, 1, -1))
