@@ -6,7 +6,10 @@ Every generator takes ``(length, rng)`` and returns a :class:`SyntheticSeries` (
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,35 +31,74 @@ def _no_flags(length: int) -> np.ndarray:
 
 
 # -- KernelSynth: a GP sample with a random composition of kernels (Chronos, Ansari et al. 2024) ------------------
-PERIODS = (4, 7, 12, 24, 48, 52, 96, 168, 365)
+PERIODS = (4, 7, 12, 24, 48, 52, 96, 168, 365)  # in steps: the calendar periods of sub-daily to yearly data
 
 
 def _kernel_bank(t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random non-periodic kernel on the coarse grid ``t`` (seasonality is drawn exactly, see below)."""
     d = t[:, None] - t[None, :]
-    kind = rng.integers(5)
+    kind = rng.integers(4)
     if kind == 0:  # smooth trend-like (RBF)
         ls = rng.choice([0.05, 0.1, 0.3, 1.0])
         return np.exp(-0.5 * (d / ls) ** 2)
-    if kind == 1:  # seasonality
-        period = rng.choice(PERIODS) / len(t)
-        return np.exp(-2 * np.sin(np.pi * np.abs(d) / period) ** 2 / rng.choice([0.5, 1.0, 2.0]) ** 2)
-    if kind == 2:  # linear trend
-        return (t[:, None] - rng.uniform(-0.5, 1.5)) * (t[None, :] - rng.uniform(-0.5, 1.5))
-    if kind == 3:  # rough (rational quadratic)
+    if kind == 1:  # linear trend
+        c = rng.uniform(-0.5, 1.5)  # one offset on both sides: (t - c)(t' - c) is positive semi-definite
+        return (t[:, None] - c) * (t[None, :] - c)
+    if kind == 2:  # rough (rational quadratic)
         alpha, ls = rng.choice([0.1, 1.0, 10.0]), rng.choice([0.01, 0.05, 0.2])
         return (1 + d**2 / (2 * alpha * ls**2)) ** -alpha
     return np.eye(len(t)) * rng.uniform(0.01, 0.1)  # white noise
 
 
+def periodic_gp(length: int, period: float, lengthscale: float, rng: np.random.Generator,
+                harmonics: int = 24) -> np.ndarray:
+    """An exact draw ``[length]`` of the zero-mean GP with kernel ``exp(-2 sin^2(pi d / period) / l^2)``.
+
+    That kernel equals ``sum_k e^-z I_k(z) cos(k w d)`` (z = 1 / l^2, w = 2 pi / period), so the draw is a
+    Fourier series whose k-th harmonic has variance ``e^-z I_k(z)`` (doubled for k >= 1): exact at any
+    period, where a GP on a coarse grid, interpolated, stretches short periods by length / grid.
+    """
+    from scipy.special import ive  # scipy comes with statsmodels
+
+    z = 1.0 / lengthscale**2
+    k = np.arange(harmonics + 1)
+    std = np.sqrt(ive(k, z) * np.where(k == 0, 1.0, 2.0))
+    phase = 2 * np.pi * np.arange(length)[:, None] * k[None, 1:] / period
+    a, b = rng.standard_normal(harmonics + 1), rng.standard_normal(harmonics)
+    return std[0] * a[0] + (np.cos(phase) * (std[1:] * a[1:]) + np.sin(phase) * (std[1:] * b)).sum(-1)
+
+
 def kernel_synth(length: int, rng: np.random.Generator, max_kernels: int = 4, grid: int = 256) -> SyntheticSeries:
-    """One GP draw on ``grid`` points (cost O(grid^3), independent of length), linearly interpolated."""
+    """A KernelSynth series: a non-periodic GP draw on ``grid`` points (cost O(grid^3), independent of length),
+    linearly interpolated, plus (usually) one or two exact periodic draws at calendar periods, added or
+    modulating the amplitude (the locally periodic products of KernelSynth)."""
     t = np.linspace(0, 1, grid)
     K = _kernel_bank(t, rng)
     for _ in range(rng.integers(0, max_kernels)):
         K = K + _kernel_bank(t, rng) if rng.random() < 0.5 else K * _kernel_bank(t, rng)
-    w, V = np.linalg.eigh((K + K.T) / 2)  # eigh, not Cholesky: smooth kernels are numerically rank-deficient
-    draw = V @ (np.sqrt(np.clip(w, 0, None)) * rng.standard_normal(grid))
+    # Cholesky with jitter: smooth kernels are numerically rank-deficient, and an eigendecomposition's basis of
+    # near-equal eigenvalues (so the draw) would change with the BLAS thread count, breaking determinism
+    K = (K + K.T) / 2
+    jitter = 1e-6 * max(float(np.diag(K).mean()), 1e-12)
+    for _ in range(8):
+        try:
+            L = np.linalg.cholesky(K + jitter * np.eye(grid))
+            break
+        except np.linalg.LinAlgError:
+            jitter *= 10
+    else:
+        raise ValueError("kernel_synth: the composed kernel is not positive semi-definite")
+    draw = L @ rng.standard_normal(grid)
     values = np.interp(np.linspace(0, 1, length), t, draw)
+    scale = max(float(values.std()), 1e-3)
+    for _ in range(rng.choice([0, 1, 1, 2])):
+        period = float(rng.choice(PERIODS)) * (1.0 if rng.random() < 0.8 else rng.uniform(0.5, 2.0))
+        season = periodic_gp(length, period, float(rng.choice([0.5, 1.0, 2.0])), rng)
+        season *= rng.uniform(0.3, 3.0) * scale / max(float(season.std()), 1e-6)
+        if rng.random() < 0.3:  # amplitude modulated by a slow positive envelope
+            envelope = np.interp(np.linspace(0, 1, length), t, draw)
+            season *= 1.0 + 0.5 * np.tanh((envelope - envelope.mean()) / scale)
+        values = values + season
     return SyntheticSeries(values[:, None].astype(np.float32), _no_flags(length), [ChannelRole.TARGET])
 
 
@@ -67,11 +109,11 @@ def seasonal_ar_background(length: int, rng: np.random.Generator, channels: int 
     t = np.arange(length)[:, None]
     x = rng.uniform(0.5, 1, channels) * np.sin(2 * np.pi * t / 24 + rng.uniform(0, 2 * np.pi, channels))
     x = x + rng.uniform(0, 0.5, channels) * np.sin(2 * np.pi * t / 168 + rng.uniform(0, 2 * np.pi, channels))
+    from scipy.signal import lfilter  # the AR(1) recursion in C; scipy comes with statsmodels
+
     eps = rng.normal(0, 0.3, (length, channels))
-    noise = np.zeros((length, channels))
-    for i in range(1, length):
-        noise[i] = 0.9 * noise[i - 1] + eps[i]
-    return x + noise
+    eps[0] = 0.0  # the recursion starts from noise 0
+    return x + lfilter([1.0], [1.0, -0.9], eps, axis=0)
 
 
 def _background(length: int, rng: np.random.Generator) -> np.ndarray:
@@ -145,8 +187,15 @@ GENERATORS: dict[str, Callable[[int, np.random.Generator], SyntheticSeries]] = {
 }
 
 
-def synthetic_mix(count: int, length: int, seed: int = 0, weights: dict[str, float] | None = None):
-    """``count`` series drawn from the generators (weights by name; uniform by default), deterministic per seed."""
+def _draw(job: tuple[str, int, np.random.SeedSequence]) -> SyntheticSeries:
+    name, length, seed = job
+    return GENERATORS[name](length, np.random.default_rng(seed))
+
+
+def synthetic_mix(count: int, length: int, seed: int = 0, weights: dict[str, float] | None = None,
+                  workers: int | None = None) -> list[SyntheticSeries]:
+    """``count`` series drawn from the generators (weights by name; uniform by default), deterministic per seed
+    whatever the number of ``workers`` (each series has its own seed; default: every CPU for large counts)."""
     rng = np.random.default_rng(seed)
     weights = weights or {name: 1.0 for name in GENERATORS}
     unknown = set(weights) - set(GENERATORS)
@@ -154,4 +203,20 @@ def synthetic_mix(count: int, length: int, seed: int = 0, weights: dict[str, flo
         raise ValueError(f"unknown generators {sorted(unknown)}; known: {sorted(GENERATORS)}")
     names = list(weights)
     p = np.array([weights[n] for n in names], dtype=float)
-    return [GENERATORS[names[i]](length, rng) for i in rng.choice(len(names), size=count, p=p / p.sum())]
+    picks = rng.choice(len(names), size=count, p=p / p.sum())
+    jobs = [(names[i], length, s) for i, s in zip(picks, np.random.SeedSequence(seed).spawn(count), strict=True)]
+    workers = workers or (min(os.cpu_count() or 1, 32) if count >= 512 else 1)
+    if workers == 1:
+        return [_draw(job) for job in jobs]
+    # one BLAS thread per process: KernelSynth's eigh would otherwise oversubscribe the cores many times over
+    saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    os.environ.update(dict.fromkeys(saved, "1"))
+    try:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            return list(pool.map(_draw, jobs, chunksize=max(1, count // (4 * workers))))
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

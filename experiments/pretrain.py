@@ -30,6 +30,19 @@ PRESETS = {
                       context_length=512, train=dict(steps=4000, batch_size=32, horizon=64, lr=2e-3,
                                                      warmup_steps=100, kv_warmup_steps=500),
                       synthetic=3000, series_length=2048),
+    # The shipped default: one H100 for about seven minutes (see card.json). Budget-agnostic (each batch routes
+    # one of kv_budgets, so the scoreboards can sweep the budget on one model) and horizon-agnostic (each batch
+    # draws its horizon), exported at 10% KV.
+    "gpu-small": dict(model=dict(d_model=128, patch_length=16, n_layers=4, num_heads=4, head_dim=32,
+                                 router="surprise", router_kwargs={"target": 0.1}),
+                      context_length=2048,
+                      train=dict(steps=20000, max_minutes=6.5, batch_size=128, horizon=64, lr=1e-3,
+                                 warmup_steps=300, horizons=(16, 48, 64, 128, 256, 480, 720),
+                                 kv_budgets=(0.0, 0.05, 0.1, 0.25, 1.0), align_jitter=True),
+                      align="start",
+                      synthetic=12000, series_length=4096,
+                      weights={"kernel_synth": 4.0, "regime_switch": 1.0, "spikes": 1.0, "delayed_actions": 1.0,
+                               "scheduled_events": 1.0, "coupled": 1.0}),
 }
 ASSETS = Path(__file__).resolve().parents[1] / "tsham" / "assets" / "default"
 
@@ -56,25 +69,35 @@ def main() -> None:
     parser.add_argument("--install", action="store_true", help="copy the model into tsham/assets/default")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, help="override the preset's steps (smoke runs)")
+    parser.add_argument("--minutes", type=float, help="override the preset's wall-clock budget")
+    parser.add_argument("--synthetic", type=int, help="override the preset's number of synthetic series")
     args = parser.parse_args()
     preset = PRESETS[args.preset]
-    if args.steps:
-        preset = {**preset, "train": {**preset["train"], "steps": args.steps}}
+    for key in ("steps", "minutes"):
+        if getattr(args, key) is not None:
+            field = "max_minutes" if key == "minutes" else key
+            preset = {**preset, "train": {**preset["train"], field: getattr(args, key)}}
+    if args.synthetic is not None:
+        preset = {**preset, "synthetic": args.synthetic}
     config = TshamConfig.small(**preset["model"])
     config.context_length = preset["context_length"]
+    config.align = preset.get("align", "end")
     run = TrainConfig(seed=args.seed, **preset["train"])
-    synthetic = [PoolSeries.from_synthetic(s) for s in synthetic_mix(preset["synthetic"], preset["series_length"],
-                                                                     seed=args.seed)]
+    synthetic = [PoolSeries.from_synthetic(s) for s in synthetic_mix(
+        preset["synthetic"], preset["series_length"], seed=args.seed, weights=preset.get("weights"))]
     real, real_names = wheel_pool()
     start = time.perf_counter()
     model = train(config, run, synthetic + real, args.out)
     seconds = time.perf_counter() - start
-    tokens = run.steps * run.batch_size * (config.context_length + run.horizon) // config.patch.patch_length
+    history = np.loadtxt(Path(args.out) / "history.csv", delimiter=",", skiprows=1, ndmin=2)
+    steps, tokens = int(history[-1, 0]), int(history[-1, 3])  # what ran (a time budget may stop it early)
     card = {**header(), "preset": args.preset, "parameters": sum(p.numel() for p in model.parameters()),
             "data": {"synthetic_series": len(synthetic), "synthetic_length": preset["series_length"],
                      "real_series": real_names, "evaluation_sets_used": []},
-            "steps": run.steps, "batch_size": run.batch_size, "patch_tokens_seen": tokens,
-            "train_seconds": round(seconds, 1)}
+            "train": {k: v for k, v in vars(run).items() if k not in ("log_every",)},
+            "steps": steps, "batch_size": run.batch_size, "patch_tokens_seen": tokens,
+            "final_loss": float(history[-20:, 1].mean()), "train_seconds": round(seconds, 1),
+            "kv_threshold_exported": [float(b.mixer.router.tau) for b in model.stack.blocks]}
     (Path(args.out) / "model" / "card.json").write_text(json.dumps(card, indent=1))
     print(json.dumps(card, indent=1))
     if args.install:

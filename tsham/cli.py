@@ -117,8 +117,10 @@ def _pool_from_args(args: argparse.Namespace):
 def _train_config(args: argparse.Namespace):
     from tsham.training import TrainConfig
 
-    return TrainConfig(steps=args.steps, batch_size=args.batch_size, horizon=args.horizon, lr=args.lr,
-                       warmup_steps=min(args.warmup, args.steps), kv_warmup_steps=args.kv_warmup, seed=args.seed)
+    horizons = tuple(args.horizons or ())
+    return TrainConfig(steps=args.steps, batch_size=args.batch_size, horizon=max(horizons or (args.horizon,)),
+                       horizons=horizons, lr=args.lr, warmup_steps=min(args.warmup, args.steps),
+                       kv_warmup_steps=args.kv_warmup, seed=args.seed, max_minutes=args.max_minutes)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -141,6 +143,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
     base = load_checkpoint(args.model)
     config = base.config
+    if args.context_length is not None:
+        config.context_length = args.context_length
     if args.kv_target is not None:
         config.ham.router_kwargs["target"] = args.kv_target
     frozen = {"none": [], "encoder": ["encoder."], "stack": ["encoder.", "stack."]}[args.freeze]
@@ -159,6 +163,8 @@ def _training_args(p: argparse.ArgumentParser, steps: int, lr: float, synthetic:
     p.add_argument("--steps", type=int, default=steps)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--horizon", type=int, default=64, help="forecast steps per training window")
+    p.add_argument("--horizons", type=int, nargs="+", help="draw each batch's horizon from these instead")
+    p.add_argument("--max-minutes", type=float, help="stop after this many minutes (the schedule follows)")
     p.add_argument("--lr", type=float, default=lr)
     p.add_argument("--warmup", type=int, default=100, help="learning-rate warm-up steps")
     p.add_argument("--kv-warmup", type=int, default=0, help="steps over which the KV target anneals")
@@ -213,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--freeze", choices=["none", "encoder", "stack"], default="none",
                     help="keep the patch encoder (and the HAM stack) fixed")
     ft.add_argument("--kv-target", type=float, default=None, help="new target KV fraction")
+    ft.add_argument("--context-length", type=int, help="training context (default: the model's)")
     ft.set_defaults(func=cmd_finetune)
     return parser
 

@@ -25,6 +25,10 @@ class TshamConfig:
     head: HeadConfig = field(default_factory=lambda: HeadConfig(max_horizon=16))
     context_length: int = 512  # steps of history the model is trained on (longer contexts are allowed)
     max_horizon: int = 720  # longest forecast asked of the model
+    # where patches are cut by default ("end": the last context patch ends at T; "start": patches start at
+    # step 0 and a partial last patch opens the forecast; see TshamModel.forward). Streams always cut at the
+    # start, so models meant for streaming train with "start" (TrainConfig.align_jitter).
+    align: str = "end"
 
     def __post_init__(self):
         p, h = self.patch, self.head
@@ -37,6 +41,8 @@ class TshamConfig:
         if not p.d_model == self.ham.d_model == h.d_model:
             raise ValueError(f"TshamConfig: d_model differs across stages: patch {p.d_model}, ham "
                              f"{self.ham.d_model}, head {h.d_model}")
+        if self.align not in ("end", "start"):
+            raise ValueError(f"TshamConfig: align must be 'end' or 'start'; got {self.align!r}")
         if self.context_length <= 0 or self.max_horizon <= 0:
             raise ValueError(f"TshamConfig: context_length and max_horizon must be positive; got "
                              f"{self.context_length}, {self.max_horizon}")

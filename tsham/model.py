@@ -89,6 +89,8 @@ class TshamModel(nn.Module):
         past_covariates: torch.Tensor | None = None,
         future_covariates: torch.Tensor | None = None,
         event_flags: torch.Tensor | None = None,
+        align: str | None = None,
+        scale_steps: int | None = None,
     ) -> TshamOutput:
         """Forecast ``horizon`` steps.
 
@@ -98,10 +100,21 @@ class TshamModel(nn.Module):
             past_covariates: ``[B, T, Cp]`` known up to now. future_covariates: ``[B, T + H, Cf]`` known ahead.
             event_flags: ``[B, T + H, F]`` (or ``[B, T, F]``: none known ahead) 0/1 events, also read by
                 event routers.
+            align: where patches are cut (default ``config.align``). ``"end"``: the context is left-padded so
+                its last patch ends at T. ``"start"``: patches start at step 0 and the last ``T % P`` steps
+                open the first future token (observed there, the rest of it forecast): what a stream that
+                began at step 0 computes (:class:`tsham.forecasting.StreamingForecaster`).
+            scale_steps: compute the instance scaling on the first ``scale_steps`` steps only (a stream
+                freezes its scaling after a warm-up); default: the whole context.
         """
         B, T = past_target.shape[:2]
         if not 0 < horizon <= self.config.max_horizon:
             raise ValueError(f"horizon must lie in 1..{self.config.max_horizon}; got {horizon}")
+        align = align or self.config.align
+        if align not in ("end", "start"):
+            raise ValueError(f"align must be 'end' or 'start'; got {align!r}")
+        if scale_steps is not None and not 0 < scale_steps <= T:
+            raise ValueError(f"scale_steps must lie in 1..T={T}; got {scale_steps}")
         past_target = _as_3d(past_target, "past_target", B, T)
         C = past_target.shape[-1]
         if past_observed_values is not None:
@@ -110,20 +123,22 @@ class TshamModel(nn.Module):
                 raise ValueError(f"past_observed_values {tuple(past_observed_values.shape)} must match past_target "
                                  f"{tuple(past_target.shape)}")
         P = self.config.patch.patch_length
-        n_future = math.ceil(horizon / P)
-        pad = (-T) % P
-        full = T + n_future * P  # context steps + whole future patches, before the left pad
+        pad = (-T) % P if align == "end" else 0  # missing steps in front of the first patch
+        lead = 0 if align == "end" else T % P  # observed steps inside the first future token
+        n_future = math.ceil((lead + horizon) / P)
+        full = T - lead + n_future * P  # context steps + whole future patches, before the left pad
 
-        scaled, loc, scale = self.scaler(past_target, past_observed_values)
+        scaled, _, loc, scale = self._scaled(past_target, T, scale_steps, past_observed_values)
         observed = (past_observed_values if past_observed_values is not None else ~past_target.isnan()).float()
         values, masks, roles = [self._extend(scaled, full)], [self._extend(observed, full)], [ChannelRole.TARGET] * C
         if past_covariates is not None:
-            cov, cov_obs = self._scaled(_as_3d(past_covariates, "past_covariates", B, T), T)
+            cov, cov_obs, *_ = self._scaled(_as_3d(past_covariates, "past_covariates", B, T), T, scale_steps)
             values.append(self._extend(cov, full))
             masks.append(self._extend(cov_obs, full))
             roles += [ChannelRole.PAST_COVARIATE] * cov.shape[-1]
         if future_covariates is not None:
-            cov, cov_obs = self._scaled(_as_3d(future_covariates, "future_covariates", B, T + horizon), T)
+            cov, cov_obs, *_ = self._scaled(_as_3d(future_covariates, "future_covariates", B, T + horizon), T,
+                                            scale_steps)
             values.append(self._extend(cov, full))
             masks.append(self._extend(cov_obs, full))
             roles += [ChannelRole.FUTURE_COVARIATE] * cov.shape[-1]
@@ -148,18 +163,22 @@ class TshamModel(nn.Module):
             flags = None if flags is None else flags.repeat_interleave(len(roles), 0)
         hidden, layers = self.stack(tokens, flags=flags)
         n_context = hidden.shape[1] - n_future
-        future = hidden[:, n_context:]  # (B or B * C_all, n_future, D)
-        if self.config.patch.channel_independent:
-            future = future.view(B, len(roles), n_future, -1)[:, :C]  # each target reads its own stream
-        else:
-            future = future[:, None]
-        read = future + self.target_id(channel_identity(C, self.config.patch.channel_id_dim, x.device))[
-            None, :, None]  # (B, C, n_future, D)
-        out = self.head(read.reshape(-1, read.shape[-1]), P)  # (B * C * n_future, Q, P)
-        Q = out.shape[1]
-        out = out.view(B, C, n_future, Q, P).permute(0, 1, 3, 2, 4).reshape(B, C, Q, n_future * P)[..., :horizon]
+        out = self.read_out(hidden[:, n_context:], B, C, len(roles))[..., lead:lead + horizon]
         quantiles = self.scaler.inverse(out, loc.permute(0, 2, 1)[..., None], scale.permute(0, 2, 1)[..., None])
         return TshamOutput(quantiles, out, loc, scale, layers, n_context, self.head.median_index)
+
+    def read_out(self, future: torch.Tensor, B: int, C: int, channels: int) -> torch.Tensor:
+        """Future-token states ``[B (x channels if channel-independent), n, D]`` -> scaled quantiles
+        ``[B, C, Q, n * P]`` for the C targets (each target reads its channel identity)."""
+        n = future.shape[1]
+        # channel-independent: each target reads its own stream
+        future = future.reshape(B, channels, n, -1)[:, :C] if self.config.patch.channel_independent else future[:, None]
+        read = future + self.target_id(channel_identity(C, self.config.patch.channel_id_dim, future.device))[
+            None, :, None]  # (B, C, n, D)
+        P = self.config.patch.patch_length
+        out = self.head(read.reshape(-1, read.shape[-1]), P)  # (B * C * n, Q, P)
+        Q = out.shape[1]
+        return out.view(B, C, n, Q, P).permute(0, 1, 3, 2, 4).reshape(B, C, Q, n * P)
 
     def loss(self, output: TshamOutput, future_target: torch.Tensor,
              future_observed_values: torch.Tensor | None = None) -> torch.Tensor:
@@ -174,13 +193,19 @@ class TshamModel(nn.Module):
         aux = self.stack.aux_loss(output.layers)
         return loss if aux is None else loss + aux
 
-    def _scaled(self, covariate: torch.Tensor, context: int):
-        """Scales a covariate ``[B, t, C]`` by its statistics over the context steps only (so a forecast step
-        never depends on later covariate values); returns scaled values (0 where missing) and the mask."""
-        _, loc, scale = self.scaler(covariate[:, :context])
-        observed = ~covariate.isnan()
-        scaled = torch.where(observed, (covariate.float().nan_to_num(0.0) - loc) / scale, 0.0)
-        return scaled, observed.float()
+    def _scaled(self, values: torch.Tensor, context: int, scale_steps: int | None = None,
+                observed: torch.Tensor | None = None):
+        """Scales ``[B, t, C]`` (NaN = missing unless ``observed``) by its statistics over the first
+        ``scale_steps`` (default: all ``context``) steps only, so no step depends on later values; returns
+        scaled values (0 where missing), the observed mask (float), loc and scale ``[B, 1, C]``."""
+        if torch.isinf(values).any():
+            raise ValueError("series contains inf; use NaN for missing values")
+        observed = ~values.isnan() if observed is None else observed.bool()
+        clean = torch.where(observed, values.float(), 0.0)
+        steps = context if scale_steps is None else scale_steps
+        _, loc, scale = self.scaler(clean[:, :steps], observed[:, :steps])
+        scaled = torch.where(observed, (clean - loc) / scale, 0.0)
+        return scaled, observed.float(), loc, scale
 
     @staticmethod
     def _extend(x: torch.Tensor, length: int) -> torch.Tensor:

@@ -4,8 +4,9 @@ The adapters import gluonts (and the Estimator Lightning) only when first used, 
 """
 
 from tsham.forecasting.pipeline import TshamPipeline
+from tsham.forecasting.streaming import StreamingForecaster
 
-__all__ = ["TshamEstimator", "TshamPipeline", "TshamPredictor"]
+__all__ = ["StreamingForecaster", "TshamEstimator", "TshamPipeline", "TshamPredictor"]
 
 
 def __getattr__(name: str):

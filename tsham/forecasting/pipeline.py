@@ -84,6 +84,41 @@ class TshamPipeline:
             out.append(self.model(target, horizon, **kwargs).quantiles[:, 0].cpu().numpy())
         return np.concatenate(out)
 
+    def set_kv_budget(self, fraction: float, context: Sequence[np.ndarray] | None = None, horizon: int = 64
+                      ) -> list[float]:
+        """Sets the scratchpad budget: every router's threshold is calibrated so that ``fraction`` of the patch
+        tokens of ``context`` (series like :meth:`predict`'s, e.g. the histories about to be forecast; only
+        their past is read) enter the scratchpad. Fraction 0 makes every layer a pure Gated DeltaNet, 1 full
+        attention; those need no context.
+
+        Returns:
+            the threshold per router. Undo by reloading the pipeline.
+        """
+        from tsham.ham import calibrate_kv_budget
+
+        if context is None and fraction not in (0.0, 1.0):
+            raise ValueError("set_kv_budget: a fraction strictly between 0 and 1 needs context series to "
+                             "calibrate the threshold on")
+        if context is None:
+            return calibrate_kv_budget(self.model, fraction, lambda: None)
+        series = [np.asarray(s, dtype=np.float32).reshape(-1) for s in context]
+        self._check_targets(series)
+        T = min(self.model.config.context_length, max(len(s) for s in series))
+        batch = self._left_pad(series, T)
+        return calibrate_kv_budget(self.model, fraction, lambda: self.model(batch, horizon))
+
+    @torch.no_grad()
+    def kv_fraction(self, context: Sequence[np.ndarray], horizon: int = 64) -> float:
+        """The realised scratchpad fraction (patch tokens routed, averaged over layers and heads) on ``context``."""
+        series = [np.asarray(s, dtype=np.float32).reshape(-1) for s in context]
+        self._check_targets(series)
+        fractions = []
+        for start in range(0, len(series), self.batch_size):
+            chunk = series[start:start + self.batch_size]
+            T = min(self.model.config.context_length, max(len(s) for s in chunk))
+            fractions.append(float(self.model(self._left_pad(chunk, T), horizon).kv_fraction) * len(chunk))
+        return sum(fractions) / len(series)
+
     @torch.no_grad()
     def routing_map(self, series: np.ndarray, horizon: int) -> np.ndarray:
         """Per context step of one series ``[T]``: share of layers and heads whose scratchpad holds its patch.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,27 +47,34 @@ class WindowStream(IterableDataset):
     ``event_flags [B, L, F]`` (context only: flags are not assumed known ahead in generic pretraining).
     """
 
-    def __init__(self, pool: list[PoolSeries], context_length: int, horizon: int, batch_size: int, seed: int = 0):
+    def __init__(self, pool: list[PoolSeries], context_length: int, horizon: int | Sequence[int], batch_size: int,
+                 seed: int = 0):
         if not pool:
             raise ValueError("WindowStream: the series pool is empty")
-        self.groups = defaultdict(list)
+        self.horizons = [horizon] if isinstance(horizon, int) else list(horizon)
+        if not self.horizons or min(self.horizons) <= 0:
+            raise ValueError(f"WindowStream: horizons must be positive; got {horizon}")
+        self.groups = defaultdict(list)  # layout -> series as one [T, Ct + Cp + F] array each, joined once
         for s in pool:
-            self.groups[s.signature].append(s)
-        self.context_length, self.horizon, self.batch_size, self.seed = context_length, horizon, batch_size, seed
+            self.groups[s.signature].append(np.concatenate([s.target, s.past_covariates, s.flags], -1))
+        self.context_length, self.batch_size, self.seed = context_length, batch_size, seed
 
     def __iter__(self):
         worker = torch.utils.data.get_worker_info()
-        rng = np.random.default_rng([self.seed, worker.id if worker else 0])
+        # every (process, worker) pair draws its own windows: under DDP, equal streams would waste the ranks
+        rank = torch.distributed.get_rank() if torch.distributed.is_available() and torch.distributed.is_initialized() \
+            else 0
+        rng = np.random.default_rng([self.seed, rank, worker.id if worker else 0])
         keys = list(self.groups)
         weights = np.array([len(self.groups[k]) for k in keys], dtype=float)
         while True:
             key = keys[rng.choice(len(keys), p=weights / weights.sum())]
             yield self._batch(self.groups[key], key, rng)
 
-    def _batch(self, group: list[PoolSeries], key: tuple[int, int, int], rng: np.random.Generator) -> dict:
+    def _batch(self, joined: list[np.ndarray], key: tuple[int, int, int], rng: np.random.Generator) -> dict:
         ct, cp, _ = key
-        joined = [np.concatenate([s.target, s.past_covariates, s.flags], -1) for s in group]
-        w = sample_windows(joined, self.context_length, self.horizon, self.batch_size, rng)
+        horizon = self.horizons[rng.integers(len(self.horizons))] if len(self.horizons) > 1 else self.horizons[0]
+        w = sample_windows(joined, self.context_length, horizon, self.batch_size, rng)
         batch = {
             "past_target": w["past_target"][..., :ct], "past_observed_values": w["past_observed_values"][..., :ct],
             "future_target": w["future_target"][..., :ct],

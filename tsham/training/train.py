@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import asdict, dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from tsham.checkpoint import save_checkpoint
 from tsham.config import TshamConfig
+from tsham.ham import budgetable_routers, calibrate_kv_budget
 from tsham.model import TshamModel
 from tsham.training.data import PoolSeries, WindowStream
 from tsham.training.optim import make_optimizer
@@ -31,8 +35,21 @@ class TrainConfig:
     grad_clip: float = 1.0  # global norm
     kv_warmup_steps: int = 0  # routers with a target start at kv_target_start and reach their target linearly
     kv_target_start: float = 0.5
+    # Budget-agnostic training: each batch draws one of these fractions and every budgetable router routes
+    # exactly that fraction of the batch (its own quantile), so one model serves every inference budget
+    # (see tsham.ham.calibrate_kv_budget). Empty: the routers' own targets / controller.
+    kv_budgets: tuple[float, ...] = ()
+    # Each batch draws its forecast horizon from these (empty: always ``horizon``).
+    horizons: tuple[int, ...] = ()
+    # Patches cut from the context's start (align="start") after dropping 0..P-1 leading steps per batch, so
+    # the last patch is partial as often as in a stream that forecasts at any step (StreamingForecaster).
+    align_jitter: bool = False
     seed: int = 0
     log_every: int = 10
+    # Wall-clock budget: training stops after this many minutes and the schedule runs on whichever of steps
+    # and time is further along, so a fixed-time run still warms up and decays fully. Single process only
+    # (ranks would disagree on the time and so on the learning rate).
+    max_minutes: float | None = None
 
 
 class ForecastTask(L.LightningModule):
@@ -44,10 +61,29 @@ class ForecastTask(L.LightningModule):
         self.train_config = train_config
         self.routers = [b.mixer.router for b in self.model.stack.blocks if b.mixer.router.target is not None]
         self.final_targets = [r.target for r in self.routers]
+        self.budget_routers = budgetable_routers(self.model) if train_config.kv_budgets else []
+        if train_config.kv_budgets and not self.budget_routers:
+            raise ValueError("TrainConfig.kv_budgets needs a router that takes a budget (surprise, uncertainty, "
+                             "learned, random, composite max)")
+        if any(r.target is None for r in self.budget_routers):
+            raise ValueError("TrainConfig.kv_budgets: every router needs a target (the budget the exported model "
+                             "is calibrated to), e.g. router_kwargs={'target': 0.1}")
+        self.export_targets = [r.target for r in self.budget_routers]
+        self.budget_rng = np.random.default_rng(train_config.seed)
+        self.started = None  # wall clock of the first step (for max_minutes)
+
+    def on_train_start(self):
+        self.started = time.monotonic()
+        if self.train_config.max_minutes and self.trainer.world_size > 1:
+            raise ValueError("TrainConfig.max_minutes is single-process only: under DDP give steps instead")
 
     def on_train_batch_start(self, batch, batch_idx):
         c = self.train_config
-        if c.kv_warmup_steps:
+        if c.kv_budgets:
+            fraction = float(self.budget_rng.choice(c.kv_budgets))
+            for router in self.budget_routers:
+                router.retarget(fraction)
+        elif c.kv_warmup_steps:
             mix = min(1.0, self.global_step / c.kv_warmup_steps)
             for router, final in zip(self.routers, self.final_targets, strict=True):
                 router.target = (1 - mix) * max(c.kv_target_start, final) + mix * final
@@ -55,11 +91,18 @@ class ForecastTask(L.LightningModule):
     def on_train_end(self):
         for router, final in zip(self.routers, self.final_targets, strict=True):
             router.target = final  # a run shorter than the warm-up must not export an intermediate target
+        for router, final in zip(self.budget_routers, self.export_targets, strict=True):
+            router.target = final
 
     def training_step(self, batch, batch_idx):
-        out = self.model(batch["past_target"], self.train_config.horizon,
+        align = None
+        if self.train_config.align_jitter:
+            align, drop = "start", int(self.budget_rng.integers(self.model.config.patch.patch_length))
+            batch = {k: v[:, drop:] if k.startswith("past") or k == "event_flags" else v for k, v in batch.items()}
+        out = self.model(batch["past_target"], batch["future_target"].shape[1],
                          past_observed_values=batch["past_observed_values"],
-                         past_covariates=batch.get("past_covariates"), event_flags=batch.get("event_flags"))
+                         past_covariates=batch.get("past_covariates"), event_flags=batch.get("event_flags"),
+                         align=align)
         loss = self.model.loss(out, batch["future_target"], batch["future_observed_values"])
         self.log("loss", loss, prog_bar=True, batch_size=batch["past_target"].shape[0])
         self.log("kv", out.kv_fraction, prog_bar=True, batch_size=batch["past_target"].shape[0])
@@ -73,10 +116,46 @@ class ForecastTask(L.LightningModule):
             if step < c.warmup_steps:
                 return (step + 1) / c.warmup_steps
             progress = min(1.0, (step - c.warmup_steps) / max(1, c.steps - c.warmup_steps))
+            if c.max_minutes and self.started is not None:
+                progress = max(progress, (time.monotonic() - self.started) / (60 * c.max_minutes))
             return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+class History(L.Callback):
+    """Appends ``step, loss, kv, tokens, seconds`` to a CSV every ``every`` steps (rank 0; tokens = patch tokens
+    this rank has seen, context plus horizon)."""
+
+    def __init__(self, path: Path, every: int, patch_length: int):
+        self.path, self.every, self.patch_length = Path(path), max(1, every), patch_length
+        self.tokens, self.started, self.written = 0, None, -1
+
+    def on_train_start(self, trainer, task):
+        self.started = time.monotonic()
+        if trainer.is_global_zero:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not self.path.is_file():
+                self.path.write_text("step,loss,kv,tokens,seconds\n")
+
+    def on_train_batch_end(self, trainer, task, outputs, batch, batch_idx):
+        past, future = batch["past_target"], batch["future_target"]
+        self.tokens += past.shape[0] * -(-(past.shape[1] + future.shape[1]) // self.patch_length)
+        if trainer.global_step % self.every == 0:
+            self._write(trainer)
+
+    def on_train_end(self, trainer, task):
+        self._write(trainer)  # the last step, wherever steps or time stopped the run
+
+    def _write(self, trainer):
+        if not trainer.is_global_zero or trainer.global_step == self.written:
+            return
+        self.written = trainer.global_step
+        metrics = trainer.callback_metrics
+        loss, kv = (float(metrics[k]) if k in metrics else float("nan") for k in ("loss", "kv"))
+        with self.path.open("a") as f:
+            f.write(f"{trainer.global_step},{loss:.5f},{kv:.4f},{self.tokens},{time.monotonic() - self.started:.2f}\n")
 
 
 def train(
@@ -88,6 +167,8 @@ def train(
     progress: bool = True,
     init_from: TshamModel | None = None,
     frozen: tuple[str, ...] = (),
+    devices: int | str = 1,
+    strategy: str = "auto",
 ) -> TshamModel:
     """Trains and exports ``out_dir/model`` (safetensors + config); ``out_dir/lightning`` holds resumable state.
 
@@ -95,6 +176,10 @@ def train(
         pool: training series. resume: continue from ``out_dir/lightning/last.ckpt`` (Lightning's own format:
             only resume your own runs; the exported model is the file to share). init_from: start from these
             weights (fine-tuning). frozen: parameter-name prefixes to keep fixed (e.g. ``("encoder.",)``).
+        devices, strategy: Lightning's, e.g. ``devices=2, strategy="ddp"`` for data parallelism (each rank
+            draws its own windows; ``batch_size`` is per rank). Under torchrun, give the world size.
+
+    ``out_dir/history.csv`` logs step, loss, realised KV fraction, patch tokens seen and seconds (rank 0).
 
     Returns:
         the trained model (eval mode, on the CPU).
@@ -106,22 +191,35 @@ def train(
         task.model.load_state_dict(init_from.state_dict())
     for name, p in task.model.named_parameters():
         p.requires_grad_(not name.startswith(frozen) if frozen else True)
-    stream = WindowStream(pool, model_config.context_length, train_config.horizon, train_config.batch_size,
-                          train_config.seed)
+    stream = WindowStream(pool, model_config.context_length, train_config.horizons or train_config.horizon,
+                          train_config.batch_size, train_config.seed)
     gpu = torch.cuda.is_available()
     trainer = L.Trainer(
-        max_steps=train_config.steps, accelerator="gpu" if gpu else "cpu", devices=1,
+        max_steps=train_config.steps, max_time=None if train_config.max_minutes is None else
+        timedelta(minutes=train_config.max_minutes), accelerator="gpu" if gpu else "cpu", devices=devices,
+        strategy=strategy,
         precision="bf16-mixed" if gpu else "32-true", gradient_clip_val=train_config.grad_clip,
         enable_progress_bar=progress, enable_model_summary=False, logger=False,
         log_every_n_steps=train_config.log_every, default_root_dir=out_dir,
         callbacks=[L.pytorch.callbacks.ModelCheckpoint(dirpath=out_dir / "lightning", save_last=True,
-                                                       every_n_train_steps=max(1, train_config.steps // 10))],
+                                                       every_n_train_steps=max(1, train_config.steps // 10)),
+                   History(out_dir / "history.csv", train_config.log_every, model_config.patch.patch_length)],
     )
     ckpt = out_dir / "lightning" / "last.ckpt"
     if resume and not ckpt.is_file():
         raise FileNotFoundError(f"nothing to resume: {ckpt} does not exist")
     trainer.fit(task, DataLoader(stream, batch_size=None), ckpt_path=ckpt if resume else None)
-    model = task.model.cpu().eval()
+    model = task.model.eval()
+    if not trainer.is_global_zero:
+        return model.cpu()
+    if train_config.kv_budgets:  # tau was set per batch: export one calibrated at the routers' own targets
+        batch = next(iter(WindowStream(pool, model_config.context_length, train_config.horizon,
+                                       train_config.batch_size, train_config.seed + 1)))
+        batch = {k: v.to(next(model.parameters()).device) for k, v in batch.items()}
+        calibrate_kv_budget(model, task.export_targets, lambda: model(
+            batch["past_target"], train_config.horizon, past_observed_values=batch["past_observed_values"],
+            past_covariates=batch.get("past_covariates"), event_flags=batch.get("event_flags")))
+    model = model.cpu()
     save_checkpoint(model, out_dir / "model")
     (out_dir / "model" / "train_config.json").write_text(json.dumps(asdict(train_config), indent=1))
     return model

@@ -114,7 +114,14 @@ class Router(nn.Module):
         self.d_model, self.layer_idx, self.num_heads = d_model, layer_idx, num_heads
         self.target, self.controller_lr, self.cap, self.sinks = target, controller_lr, cap, sinks
         self.register_buffer("tau", torch.tensor(float(threshold)))
+        self.budgetable = True  # False where the policy, not a threshold, decides how much is routed
         self._calibrated = False  # set by the first training forward with a target
+
+    def retarget(self, target: float | None) -> None:
+        """Sets a new target fraction; the next training forward calibrates tau to its own batch quantile."""
+        if target is not None and not 0.0 <= target <= 1.0:
+            raise ValueError(f"{type(self).__name__}: target fraction must lie in [0, 1]; got {target}")
+        self.target, self._calibrated = target, False
 
     def score(self, inp: RouterInput) -> torch.Tensor:
         """Routing score ``[B, T]`` (one decision per token) or ``[B, T, H]`` (per head); may carry gradient."""

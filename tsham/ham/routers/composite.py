@@ -27,6 +27,7 @@ class CompositeRouter(Router):
             raise ValueError(f"CompositeRouter: mode must be 'or' or 'max'; got {mode!r}")
         super().__init__(d_model, layer_idx, num_heads, **kwargs)
         self.mode = mode
+        self.budgetable = mode == "max"  # in "or" mode each child keeps its own threshold
         self.children_ = nn.ModuleList(
             build_router(c["name"], d_model, layer_idx, num_heads, **{k: v for k, v in c.items() if k != "name"})
             for c in routers

@@ -23,7 +23,7 @@ class EventRouter(Router):
         if kwargs.get("target") is not None:
             raise ValueError("EventRouter: external flags decide the routing; a target fraction cannot be set")
         super().__init__(d_model, layer_idx, num_heads, **kwargs)
-        self.channels = channels
+        self.channels, self.budgetable = channels, False
 
     def score(self, inp: RouterInput) -> torch.Tensor:
         B, T = inp.x.shape[:2]

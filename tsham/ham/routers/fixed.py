@@ -14,6 +14,7 @@ class _FixedRouter(Router):
         if kwargs.get("target") is not None:
             raise ValueError(f"{type(self).__name__}: this policy has no threshold; a target fraction cannot be set")
         super().__init__(d_model, layer_idx, num_heads, **kwargs)
+        self.budgetable = False
 
     def route(self, inp: RouterInput) -> torch.Tensor:
         """Mask ``[B, T]`` or ``[B, T, H]``."""

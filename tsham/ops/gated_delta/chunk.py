@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
+from tsham.ops.backend import use_fused
 from tsham.ops.checks import check_qkv, check_shape
 
 
@@ -86,13 +87,14 @@ def gated_delta(
     initial_state: torch.Tensor | None = None,
     output_final_state: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-    """The gated delta rule on the best path for the device: fla-core's chunk kernel on CUDA, else torch chunks.
+    """The gated delta rule on the best path for the device: fla-core's chunk kernel on CUDA, else torch chunks
+    (see :mod:`tsham.ops.backend`).
 
     Same signature and returns as :func:`chunk_gated_delta` (o ``[B, T, H, V]``, final_state
     ``[B, H, K, V]`` or None, e ``[B, T, H, V]``). On CUDA, o and the state carry gradients through fla's
     kernels; e comes out of the same forward (fla's ``v_new = beta e``) without gradient: routers only read it.
     """
-    if q.is_cuda:
+    if use_fused(q):
         from tsham.ops.gated_delta.fla_path import fla_gated_delta
 
         return fla_gated_delta(q, k, v, g, beta, scale, initial_state, output_final_state)

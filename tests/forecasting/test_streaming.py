@@ -1,0 +1,96 @@
+"""StreamingForecaster: equal to the batch forecast on the same history at every step, resumable, checked."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tsham.config import TshamConfig
+from tsham.forecasting import StreamingForecaster
+from tsham.model import TshamModel
+
+S, H, WARMUP = 3, 10, 9
+
+
+def tiny_model(channel_independent: bool, cap: int | None = None) -> TshamModel:
+    torch.manual_seed(0)
+    kwargs = {"threshold": 0.3} if cap is None else {"threshold": 0.3, "cap": cap, "sinks": 1}
+    config = TshamConfig.small(d_model=32, patch_length=4, n_layers=2, num_heads=2, head_dim=16, router="surprise",
+                               router_kwargs=kwargs)
+    config.patch.channel_independent = channel_independent
+    return TshamModel(config).eval()
+
+
+def data(T: int):
+    g = torch.Generator().manual_seed(1)
+    target = torch.randn(S, T, 2, generator=g)
+    target[0, 5, 1] = float("nan")  # a missing value travels through the stream
+    past_cov, future_cov = torch.randn(S, T, 1, generator=g), torch.randn(S, T, 1, generator=g)
+    flags = (torch.rand(S, T, 1, generator=g) < 0.2).float()
+    return target, past_cov, future_cov, flags
+
+
+@pytest.mark.parametrize("channel_independent", [False, True])
+def test_stream_equals_batch_forecast_at_every_update(channel_independent, tmp_path):
+    model = tiny_model(channel_independent)
+    target, past_cov, future_cov, flags = data(60)
+    stream = StreamingForecaster(model, S, 2, 1, 1, 1, warmup=WARMUP)
+    t = 0
+    for n in [1, 2, 3, 1, 5, 4, 7, 1, 8, 12]:  # single steps, partial and several patches, across the warm-up
+        stream.update(target[:, t:t + n], past_cov[:, t:t + n], future_cov[:, t:t + n], flags[:, t:t + n])
+        t += n
+        for known_flags in (True, False):
+            got = stream.forecast(H, future_cov[:, t:t + H], flags[:, t:t + H] if known_flags else None)
+            with torch.no_grad():
+                ref = model(target[:, :t], H, past_covariates=past_cov[:, :t], future_covariates=future_cov[:, :t + H],
+                            event_flags=flags[:, :t + H] if known_flags else flags[:, :t], align="start",
+                            scale_steps=min(t, WARMUP)).quantiles.numpy()
+            assert got.shape == (S, 2, len(model.config.head.quantiles), H)
+            np.testing.assert_allclose(got, ref, atol=1e-4, err_msg=f"t={t} known_flags={known_flags}")
+        resumed = StreamingForecaster.load(stream.save(tmp_path / f"t{t}"), model)
+        np.testing.assert_array_equal(resumed.forecast(H, future_cov[:, t:t + H]), stream.forecast(H, future_cov[:, t:t + H]))
+
+
+def test_state_stays_bounded_with_a_cap():
+    model = tiny_model(False, cap=3)
+    stream = StreamingForecaster(model, S, 1, warmup=4)
+    sizes = []
+    for t in range(0, 400, 4):
+        stream.update(torch.randn(S, 4, 1))
+        sizes.append(stream.memory_bytes())
+    assert max(sizes[10:]) == sizes[10], "the capped stream state kept growing"
+
+
+def test_resumed_stream_continues_identically(tmp_path):
+    model = tiny_model(False)
+    target = torch.randn(S, 50, 1)
+    a = StreamingForecaster(model, S, 1, warmup=WARMUP)
+    a.update(target[:, :23])
+    b = StreamingForecaster.load(a.save(tmp_path / "s"), model)
+    a.update(target[:, 23:])
+    b.update(target[:, 23:])
+    np.testing.assert_array_equal(a.forecast(H), b.forecast(H))
+
+
+def test_bad_input_is_named(tmp_path):
+    model = tiny_model(False)
+    stream = StreamingForecaster(model, S, 1, num_future_covariates=1, warmup=WARMUP)
+    with pytest.raises(ValueError, match="no observation"):
+        stream.forecast(H, np.zeros((S, H, 1)))
+    with pytest.raises(ValueError, match="target must be"):
+        stream.update(np.zeros((S + 1, 1)), future_covariates=np.zeros((S + 1, 1)))
+    with pytest.raises(ValueError, match="future_covariates channels"):
+        stream.update(np.zeros((S, 1)))
+    with pytest.raises(ValueError, match="inf"):
+        stream.update(np.full((S, 1), np.inf), future_covariates=np.zeros((S, 1)))
+    stream.update(np.zeros((S, 1)), future_covariates=np.zeros((S, 1)))
+    with pytest.raises(ValueError, match="pass their next"):
+        stream.forecast(H)
+    with pytest.raises(ValueError, match="horizon"):
+        stream.forecast(0, np.zeros((S, 0, 1)))
+    with pytest.raises(FileNotFoundError, match="stream.json"):
+        StreamingForecaster.load(tmp_path / "nothing", model)
+    other = tiny_model(True)
+    with pytest.raises(ValueError, match="another model configuration"):
+        StreamingForecaster.load(stream.save(tmp_path / "s"), other)

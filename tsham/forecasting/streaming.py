@@ -1,0 +1,269 @@
+"""StreamingForecaster: feed observations as they arrive, ask for a forecast at any step, at constant cost.
+
+A stream cuts patches from its first step (``align="start"``) and freezes its instance scaling after a
+warm-up of ``warmup`` steps. Its forecasts equal the batch forecast on the same history,
+``model(history, horizon, align="start", scale_steps=min(T, warmup))``, to float tolerance. Cost per update
+does not grow with the history: each complete patch is one recurrent step of the HAM stack; a forecast runs
+the partial last patch and the future patches from a copy of the state. Memory is the recurrent state plus
+the scratchpad (bounded by the routers' ``cap`` when set) plus at most one patch of pending steps.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from tsham.model import TshamModel
+from tsham.patch import ChannelRole
+
+STATE_VERSION = 1
+
+
+class StreamingForecaster:
+    """Online forecasts for ``num_streams`` series of one channel layout.
+
+    Args:
+        model: a trained :class:`TshamModel` (eval mode is set).
+        num_streams: series updated together (one row each per update).
+        num_targets, num_past_covariates, num_future_covariates, num_flags: channels of every update.
+        warmup: steps after which the scaling freezes (default: 4 patches). Until then each forecast
+            recomputes over the few stored steps; afterwards updates are O(1).
+        device: where the state lives.
+
+    Examples::
+        >>> stream = StreamingForecaster(TshamPipeline.load().model)
+        >>> for value in live_feed:
+        ...     stream.update(np.array([[value]]))        # [num_streams, num_targets]: one step
+        ...     q = stream.forecast(24)                   # (num_streams, num_targets, Q, 24)
+        >>> stream.save("stream_state")                   # ... later: StreamingForecaster.load("stream_state", model)
+    """
+
+    def __init__(self, model: TshamModel, num_streams: int = 1, num_targets: int = 1, num_past_covariates: int = 0,
+                 num_future_covariates: int = 0, num_flags: int = 0, warmup: int | None = None,
+                 device: str | torch.device = "cpu"):
+        P = model.config.patch.patch_length
+        warmup = 4 * P if warmup is None else warmup
+        if min(num_streams, num_targets) < 1 or min(num_past_covariates, num_future_covariates, num_flags) < 0:
+            raise ValueError("StreamingForecaster: need >= 1 stream and target, and no negative channel counts")
+        if warmup < 1:
+            raise ValueError(f"StreamingForecaster: warmup must be >= 1 step; got {warmup}")
+        self.model, self.device, self.P, self.warmup = model.to(device).eval(), torch.device(device), P, warmup
+        self.layout = (num_targets, num_past_covariates, num_future_covariates, num_flags)
+        self.num_streams = num_streams
+        roles = ([ChannelRole.TARGET] * num_targets + [ChannelRole.PAST_COVARIATE] * num_past_covariates
+                 + [ChannelRole.FUTURE_COVARIATE] * num_future_covariates + [ChannelRole.EVENT_FLAG] * num_flags)
+        self.role_ids = torch.tensor([int(r) for r in roles], device=self.device)
+        self.steps = 0  # observations so far
+        self.raw = torch.zeros(num_streams, 0, len(roles), device=self.device)  # kept only until warm-up ends
+        self.pending = torch.zeros(num_streams, 0, len(roles), device=self.device)  # steps of the open patch
+        self.loc = self.scale = None  # frozen [S, 1, C_scaled] after warm-up
+        self.states = None  # HAM stack states after warm-up
+
+    # -- feeding ----------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def update(self, target, past_covariates=None, future_covariates=None, flags=None) -> None:
+        """Appends observations: each argument ``[S, C]`` (one step) or ``[S, n, C]`` (n steps); NaN = missing.
+
+        ``future_covariates`` are the values at the observed steps (their future goes to :meth:`forecast`).
+        """
+        rows = self._rows(target, past_covariates, future_covariates, flags)  # (S, n, C_all), NaN kept
+        self.steps += rows.shape[1]
+        if self.states is None:
+            self.raw = torch.cat([self.raw, rows], 1)
+            if self.raw.shape[1] >= self.warmup:
+                self._freeze()
+            return
+        self.pending = torch.cat([self.pending, rows], 1)
+        self._commit()
+
+    def _freeze(self) -> None:
+        """Ends the warm-up: fixes the scaling on the first ``warmup`` steps and prefills the stack."""
+        k = sum(self.layout[:3])  # targets and covariates are scaled; flags are not
+        first = self.raw[:, :self.warmup, :k]
+        _, self.loc, self.scale = self.model.scaler(first.nan_to_num(0.0), ~first.isnan())
+        whole = self.raw.shape[1] // self.P * self.P
+        self.pending = self.raw[:, whole:]
+        states = None
+        if whole:
+            tokens, flags = self._encode(self.raw[:, :whole])
+            _, _, states = self.model.stack(tokens, flags=flags, return_state=True)
+        self.states = states if states is not None else self.model.stack.init_state(tokens_rows(self), self.device)
+        self.raw = self.raw[:, :0]
+
+    def _commit(self) -> None:
+        """Steps the stack once per complete pending patch."""
+        while self.pending.shape[1] >= self.P:
+            tokens, flags = self._encode(self.pending[:, :self.P])
+            self.model.stack.step(tokens[:, 0], self.states, None if flags is None else flags[:, 0])
+            self.pending = self.pending[:, self.P:]
+
+    # -- forecasting ------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def forecast(self, horizon: int, future_covariates=None, future_flags=None) -> np.ndarray:
+        """Quantiles ``(S, num_targets, Q, horizon)`` for the steps after the last observation.
+
+        Args:
+            future_covariates: ``[S, horizon, Cf]`` values of the future covariates ahead (required when the
+                stream has some). future_flags: ``[S, horizon, F]`` known future events (default: none).
+        """
+        if self.steps == 0:
+            raise ValueError("StreamingForecaster.forecast: no observation yet")
+        if not 0 < horizon <= self.model.config.max_horizon:
+            raise ValueError(f"horizon must lie in 1..{self.model.config.max_horizon}; got {horizon}")
+        Ct, Cp, Cf, F_ = self.layout
+        S = self.num_streams
+        future = torch.full((S, horizon, sum(self.layout)), float("nan"), device=self.device)
+        if Cf:
+            if future_covariates is None:
+                raise ValueError(f"forecast: this stream has {Cf} future covariates; pass their next {horizon} "
+                                 "values as future_covariates [S, horizon, Cf]")
+            future[..., Ct + Cp:Ct + Cp + Cf] = self._tensor(future_covariates, "future_covariates", (S, horizon, Cf))
+        if F_ and future_flags is not None:  # otherwise unknown (missing), as in the batch forward
+            future[..., Ct + Cp + Cf:] = self._tensor(future_flags, "future_flags", (S, horizon, F_))
+        if self.states is None:  # warm-up: the batch forward over the few stored steps
+            return self._batch_forecast(horizon, future, future_flags is not None)
+        lead = self.pending.shape[1]
+        n_future = math.ceil((lead + horizon) / self.P)
+        tail = torch.cat([self.pending, future], 1)
+        tail = F.pad(tail, (0, 0, 0, n_future * self.P - tail.shape[1]), value=float("nan"))
+        tokens, flags = self._encode(tail)
+        states = copy.deepcopy(self.states)
+        hidden = []
+        for i in range(n_future):
+            y, states, _ = self.model.stack.step(tokens[:, i], states, None if flags is None else flags[:, i])
+            hidden.append(y)
+        out = self.model.read_out(torch.stack(hidden, 1), S, Ct, len(self.role_ids))[..., lead:lead + horizon]
+        loc, scale = self.loc[..., :Ct].permute(0, 2, 1)[..., None], self.scale[..., :Ct].permute(0, 2, 1)[..., None]
+        return self.model.scaler.inverse(out, loc, scale).cpu().numpy()
+
+    def _batch_forecast(self, horizon: int, future: torch.Tensor, future_flags: bool) -> np.ndarray:
+        Ct, Cp, Cf, F_ = self.layout
+        raw = self.raw
+        kwargs = {}
+        if Cp:
+            kwargs["past_covariates"] = raw[..., Ct:Ct + Cp]
+        if Cf:
+            kwargs["future_covariates"] = torch.cat([raw, future], 1)[..., Ct + Cp:Ct + Cp + Cf]
+        if F_:
+            kwargs["event_flags"] = (torch.cat([raw, future], 1) if future_flags else raw)[..., Ct + Cp + Cf:]
+        out = self.model(raw[..., :Ct], horizon, align="start", **kwargs)
+        return out.quantiles.cpu().numpy()
+
+    # -- encoding ---------------------------------------------------------------------------------------------
+    def _scaled(self, rows: torch.Tensor):
+        """Raw rows ``[S, n, C_all]`` -> values (targets and covariates scaled with the frozen statistics, flags
+        as they are; 0 where missing) and the observed mask (NaN = missing, unknown future flags included)."""
+        k = sum(self.layout[:3])
+        observed = ~rows.isnan()
+        values = rows.nan_to_num(0.0)
+        scaled = torch.where(observed[..., :k], (values[..., :k] - self.loc) / self.scale, 0.0)
+        return torch.cat([scaled, values[..., k:]], -1), observed.float()
+
+    def _encode(self, rows: torch.Tensor):
+        """Whole patches of raw rows ``[S, n P, C_all]`` -> tokens ``[S', n, D]`` and router flags ``[S', n, F]``."""
+        values, observed = self._scaled(rows)
+        tokens, _ = self.model.encoder(values, observed, self.role_ids)
+        F_ = self.layout[3]
+        if not F_:
+            return tokens, None
+        flags = values[..., -F_:].unflatten(1, (-1, self.P)).amax(2)
+        if self.model.config.patch.channel_independent:
+            flags = flags.repeat_interleave(len(self.role_ids), 0)
+        return tokens, flags
+
+    def _rows(self, target, past_covariates, future_covariates, flags) -> torch.Tensor:
+        """Checks and joins one update into ``[S, n, C_all]``."""
+        Ct, Cp, Cf, F_ = self.layout
+        target = self._tensor(target, "target", (self.num_streams, None, Ct))
+        n = target.shape[1]
+        parts = [target]
+        for name, value, width in (("past_covariates", past_covariates, Cp), ("future_covariates", future_covariates,
+                                                                               Cf), ("flags", flags, F_)):
+            if width and value is None:
+                raise ValueError(f"update: this stream has {width} {name} channels; pass them [S, C] or [S, n, C]")
+            if not width and value is not None:
+                raise ValueError(f"update: got {name} but the stream was built with none")
+            if width:
+                parts.append(self._tensor(value, name, (self.num_streams, n, width)))
+        rows = torch.cat(parts, -1)
+        if torch.isinf(rows).any():
+            raise ValueError("update: inf in the observations; use NaN for missing values")
+        return rows
+
+    def _tensor(self, value, name: str, shape: tuple) -> torch.Tensor:
+        """``[S, C]`` (one step) or ``[S, n, C]`` -> float tensor ``[S, n, C]`` on the device, shape-checked."""
+        x = torch.as_tensor(np.asarray(value, dtype=np.float32) if not torch.is_tensor(value) else value,
+                            dtype=torch.float32, device=self.device)
+        if x.dim() == 2:
+            x = x[:, None]
+        if x.dim() != 3 or x.shape[0] != shape[0] or x.shape[2] != shape[2] or (
+                shape[1] is not None and x.shape[1] != shape[1]):
+            want = f"[S={shape[0]}, C={shape[2]}] or [S, n, C]" if shape[1] is None else \
+                f"[S={shape[0]}, n={shape[1]}, C={shape[2]}]"
+            raise ValueError(f"{name} must be {want}; got {tuple(x.shape)}")
+        return x
+
+    # -- persistence ------------------------------------------------------------------------------------------
+    def memory_bytes(self) -> int:
+        """Bytes of stream state: recurrent states, scratchpads, pending (and warm-up) steps, scaling."""
+        tensors = [self.raw, self.pending] + ([] if self.loc is None else [self.loc, self.scale])
+        for state in self.states or []:
+            tensors += list(state.tensors().values())
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+    def save(self, path: str | Path) -> Path:
+        """Writes the stream to ``path/stream.safetensors`` + ``path/stream.json`` (no pickle)."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        tensors = {"raw": self.raw, "pending": self.pending}
+        if self.loc is not None:
+            tensors.update(loc=self.loc, scale=self.scale)
+        meta = {"version": STATE_VERSION, "steps": self.steps, "layout": list(self.layout), "warmup": self.warmup,
+                "num_streams": self.num_streams, "model_config": self.model.config.to_dict(), "layers": []}
+        for i, state in enumerate(self.states or []):
+            tensors.update({f"layer{i}.{k}": v for k, v in state.tensors().items()})
+            meta["layers"].append({"offset": state.offset, "window": state.window, "sinks": state.sinks})
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(path / "stream.safetensors"))
+        (path / "stream.json").write_text(json.dumps(meta, indent=1))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, model: TshamModel, device: str | torch.device = "cpu") -> StreamingForecaster:
+        """Resumes a stream saved by :meth:`save` with the same model; forecasts continue identically."""
+        path = Path(path)
+        for name in ("stream.json", "stream.safetensors"):
+            if not (path / name).is_file():
+                raise FileNotFoundError(f"stream state file {path / name} not found")
+        meta = json.loads((path / "stream.json").read_text())
+        if meta.get("version") != STATE_VERSION:
+            raise ValueError(f"stream state {path} has version {meta.get('version')}; this tsham reads {STATE_VERSION}")
+        if meta["model_config"] != json.loads(json.dumps(model.config.to_dict())):
+            raise ValueError(f"stream state {path} was written with another model configuration; resume it with "
+                             "the model that wrote it")
+        Ct, Cp, Cf, F_ = meta["layout"]
+        stream = cls(model, meta["num_streams"], Ct, Cp, Cf, F_, warmup=meta["warmup"], device=device)
+        tensors = {k: v.to(stream.device) for k, v in load_file(str(path / "stream.safetensors")).items()}
+        stream.steps, stream.raw, stream.pending = meta["steps"], tensors["raw"], tensors["pending"]
+        stream.loc, stream.scale = tensors.get("loc"), tensors.get("scale")
+        if meta["layers"]:
+            stream.states = stream.model.stack.init_state(1, stream.device)
+            for i, (state, extra) in enumerate(zip(stream.states, meta["layers"], strict=True)):
+                for k in state.tensors():
+                    setattr(state, k, tensors[f"layer{i}.{k}"])
+                state.offset, state.window, state.sinks = extra["offset"], extra["window"], extra["sinks"]
+        elif stream.loc is not None:  # warm-up done but no whole patch yet
+            stream.states = stream.model.stack.init_state(tokens_rows(stream), stream.device)
+        return stream
+
+
+def tokens_rows(stream: StreamingForecaster) -> int:
+    """Rows of the HAM stack per stream batch: streams, times channels when the model is channel-independent."""
+    independent = stream.model.config.patch.channel_independent
+    return stream.num_streams * (len(stream.role_ids) if independent else 1)
