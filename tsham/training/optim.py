@@ -23,7 +23,8 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def make_optimizer(model: nn.Module, lr: float, weight_decay: float = 0.1, betas=(0.9, 0.95)) -> torch.optim.AdamW:
-    """AdamW over :func:`param_groups` (fused on CUDA)."""
-    fused = next(model.parameters()).is_cuda
+def make_optimizer(model: nn.Module, lr: float, weight_decay: float = 0.1, betas=(0.9, 0.95),
+                   fused: bool | None = None) -> torch.optim.AdamW:
+    """AdamW over :func:`param_groups` (fused on CUDA unless ``fused=False``)."""
+    fused = next(model.parameters()).is_cuda if fused is None else fused
     return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=betas, fused=fused)

@@ -110,7 +110,8 @@ class ForecastTask(L.LightningModule):
 
     def configure_optimizers(self):
         c = self.train_config
-        opt = make_optimizer(self.model, c.lr, c.weight_decay)
+        # not fused: Lightning's mixed-precision gradient clipping refuses optimizers that unscale internally
+        opt = make_optimizer(self.model, c.lr, c.weight_decay, fused=False)
 
         def schedule(step: int) -> float:
             if step < c.warmup_steps:
