@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -79,12 +80,13 @@ def run_baselines(epochs: int, device: str) -> dict:
                      "StudentT output, seed 0"}, "rows": rows}
 
 
-def run_tsham(model: str | None, budgets: list[float], device: str, calibration: int) -> list[dict]:
+def run_tsham(model: str | None, budgets: list[float], device: str, calibration: int, configs=CONFIGS
+              ) -> list[dict]:
     """tsham's MASE / CRPS and realised KV fraction per (budget, configuration)."""
     rows = []
     for budget in budgets:
         pipe = TshamPipeline.load(model, device=device)  # fresh thresholds per budget
-        for name, term in CONFIGS:
+        for name, term in configs:
             data, freq, h = gift_eval_data(name, term)
             past = contexts(data)
             pick = np.random.default_rng(0).permutation(len(past))[:calibration]
@@ -142,6 +144,8 @@ def main() -> None:
     model.add_argument("--budgets", type=float, nargs="+", default=[0.0, 0.05, 0.1, 0.25, 1.0])
     model.add_argument("--calibration", type=int, default=256, help="contexts per configuration for the budget")
     model.add_argument("--name", default="zero_shot")
+    model.add_argument("--configs", nargs="+", help="dataset/term keys (default: all eight)")
+    model.add_argument("--rows", help="reuse the rows JSON of an earlier run instead of evaluating")
     args = parser.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.what == "baselines":
@@ -150,10 +154,17 @@ def main() -> None:
         BASELINES.write_text(json.dumps(result, indent=1))
         print(f"wrote {BASELINES}")
         return
-    if not BASELINES.is_file():
-        raise SystemExit(f"{BASELINES} is missing: run `python -m tsham.experiments.zero_shot baselines` first")
+    configs = [tuple(c.split("/")) for c in args.configs] if args.configs else CONFIGS
+    if args.rows:
+        rows = json.loads(Path(args.rows).read_text())
+    else:
+        rows = run_tsham(args.model, args.budgets, device, args.calibration, configs)
+        (RESULTS / f"{args.name}_rows.json").write_text(json.dumps(rows, indent=1))
+    if not BASELINES.is_file() or configs != CONFIGS:
+        print(f"rows written to {RESULTS / f'{args.name}_rows.json'}; the table needs all eight configurations and "
+              f"{BASELINES.name} (`python -m tsham.experiments.zero_shot baselines`), then --rows")
+        return
     baselines = json.loads(BASELINES.read_text())
-    rows = run_tsham(args.model, args.budgets, device, args.calibration)
     text, summary = table(rows, baselines["rows"])
     meta = {**header(), "model": args.model or "tsham/assets/default (card.json)",
             "baselines": f"{BASELINES.name}: {baselines['meta']['patchtst']} ({baselines['meta']['machine']}, "

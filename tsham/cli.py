@@ -200,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--term", default="all", help="short, medium, long or all")
     ev.add_argument("--output", help="CSV of the table")
     ev.set_defaults(func=cmd_evaluate)
+    from tsham.forecasting.stream_cli import add_stream_parser
+
+    add_stream_parser(sub)
 
     tr = sub.add_parser("train", help="train a model on synthetic data and/or your series")
     _training_args(tr, steps=1000, lr=1e-3, synthetic=500)
