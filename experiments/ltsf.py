@@ -71,6 +71,7 @@ def main() -> None:
     args = parser.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     out = Path(args.out or tempfile.mkdtemp(prefix="tsham-ltsf-"))
+    out.mkdir(parents=True, exist_ok=True)
     rows = []
     for name in args.datasets:
         series = normalised(name)
