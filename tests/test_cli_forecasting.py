@@ -1,5 +1,6 @@
 """The forecasting commands through subprocess, as a user types them: train -> forecast (+ plot) -> finetune."""
 
+import io
 import re
 import subprocess
 import sys
@@ -58,3 +59,25 @@ def test_forecast_bad_input_is_one_clear_line(trained, args, message):
     out = tsham("forecast", *args, cwd=trained)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert re.search(message, out.stderr), out.stderr
+
+
+def test_stream_from_stdin_resumes_from_its_state(trained):
+    rows = pd.read_csv(trained / "mine.csv").sort_values("timestamp")
+    first, rest = rows.iloc[:300], rows.iloc[300:]
+    stream = lambda part: subprocess.run(  # noqa: E731
+        [sys.executable, "-m", "tsham.cli", "stream", "--model", "run/model", "--horizon", "5", "--every", "50",
+         "--state", "streams"], input=part.to_csv(index=False), capture_output=True, text=True, cwd=trained,
+        timeout=600)
+    out = stream(first)
+    assert out.returncode == 0, out.stderr[-2000:]
+    fc = pd.read_csv(io.StringIO(out.stdout))
+    assert len(fc) == 2 * 3 * 5 and set(fc["id"]) == {0, 1}  # 150 rows per series, a forecast every 50
+    assert {"origin", "timestamp", "0.5", "predictions"} <= set(fc.columns)
+    assert (pd.to_datetime(fc["timestamp"]) > pd.to_datetime(fc["origin"])).all()
+    assert (trained / "streams" / "0" / "stream.safetensors").is_file()
+    out = stream(rest)  # resumes: the count of observations per series continues from 150
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert len(pd.read_csv(io.StringIO(out.stdout))) == 2 * 1 * 5  # at 200 observations each
+    bad = subprocess.run([sys.executable, "-m", "tsham.cli", "stream", "--model", "run/model", "--horizon", "5"],
+                         input="timestamp,value\n2024-01-01,1\n", capture_output=True, text=True, cwd=trained)
+    assert bad.returncode != 0 and "target" in bad.stderr

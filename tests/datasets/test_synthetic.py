@@ -31,3 +31,22 @@ def test_mix_is_seeded_fast_and_checks_names():
     assert all(np.array_equal(x.values, y.values) for x, y in zip(mix, again, strict=True))
     with pytest.raises(ValueError, match="unknown generators"):
         synthetic_mix(2, 10, weights={"sines": 1.0})
+
+
+def test_periodic_gp_has_its_kernel_and_exact_period():
+    from tsham.datasets.synthetic import periodic_gp
+
+    draws = np.stack([periodic_gp(40, 12.0, 1.0, np.random.default_rng(i)) for i in range(3000)])
+    d = np.arange(40)
+    kernel = np.exp(-2 * np.sin(np.pi * d / 12.0) ** 2)
+    assert np.abs((draws[:, :1] * draws).mean(0) - kernel).max() < 0.08  # Monte-Carlo error of 3000 draws
+    np.testing.assert_allclose(draws[:, 12:24], draws[:, :12], atol=1e-9)  # period 12 steps, not stretched
+
+
+def test_synthetic_mix_same_series_whatever_the_workers():
+    from tsham.datasets import synthetic_mix
+
+    one = synthetic_mix(24, 256, seed=5, workers=1)
+    two = synthetic_mix(24, 256, seed=5, workers=2)
+    for a, b in zip(one, two, strict=True):
+        np.testing.assert_allclose(a.values, b.values, atol=1e-6)

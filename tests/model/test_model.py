@@ -131,3 +131,25 @@ def test_channel_independent_mode():
     other[..., 1:] += 5.0
     moved = model(other, 12, past_covariates=torch.randn(2, 40, 2), event_flags=torch.zeros(2, 40, 1)).quantiles
     torch.testing.assert_close(moved[:, 0], out.quantiles[:, 0])
+
+
+
+def test_start_alignment_and_frozen_scaling():
+    model = tiny().eval()
+    P = model.config.patch.patch_length
+    x = torch.randn(2, 4 * P, 1)
+    with torch.no_grad():  # whole patches: both alignments cut the same patches
+        torch.testing.assert_close(model(x, 7, align="start").quantiles, model(x, 7, align="end").quantiles)
+        odd = torch.randn(2, 4 * P + 3, 1)
+        start, end = model(odd, 7, align="start"), model(odd, 7, align="end")
+        assert start.quantiles.shape == end.quantiles.shape == (2, 1, len(model.config.head.quantiles), 7)
+        assert not torch.allclose(start.quantiles, end.quantiles)  # a partial last patch opens the forecast
+        # scaling on the first steps only: later values do not move loc / scale
+        changed = odd.clone()
+        changed[:, P:] += 100.0
+        a, b = model(odd, 7, align="start", scale_steps=P), model(changed, 7, align="start", scale_steps=P)
+        torch.testing.assert_close(a.loc, b.loc)
+    with pytest.raises(ValueError, match="align"):
+        model(x, 7, align="middle")
+    with pytest.raises(ValueError, match="scale_steps"):
+        model(x, 7, scale_steps=0)

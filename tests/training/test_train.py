@@ -45,3 +45,26 @@ def test_train_export_load_forecast_resume(tmp_path):
 def test_resume_without_a_run(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
         train(tiny_config(), TrainConfig(steps=1), [PoolSeries.from_array(np.ones(100))], tmp_path, resume=True)
+
+
+def test_budget_agnostic_training_with_jitter_and_horizons(tmp_path):
+    """Per-batch KV budgets, horizons and start-aligned jitter train; the export is calibrated at the target."""
+    pool = [PoolSeries.from_synthetic(s) for s in synthetic_mix(16, 200, seed=0)]
+    run = TrainConfig(steps=4, batch_size=4, horizon=16, horizons=(8, 16), kv_budgets=(0.0, 0.5, 1.0),
+                      align_jitter=True, warmup_steps=1, log_every=1)
+    config = tiny_config()
+    config.align = "start"
+    model = train(config, run, pool, tmp_path, progress=False)
+    router = model.stack.blocks[0].mixer.router
+    assert router.target == 0.25 and np.isfinite(float(router.tau))
+    history = np.loadtxt(tmp_path / "history.csv", delimiter=",", skiprows=1, ndmin=2)
+    assert history[-1, 0] == 4 and set(history[:, 2]) <= {0.0, 0.5, 1.0}  # each step routed one drawn budget
+    assert np.all(np.diff(history[:, 3]) > 0)  # patch tokens seen grow
+
+
+def test_window_stream_draws_horizons_per_batch():
+    pool = [PoolSeries.from_array(np.sin(np.arange(300) / 5))]
+    stream = iter(WindowStream(pool, context_length=32, horizon=(4, 12), batch_size=2))
+    assert {next(stream)["future_target"].shape[1] for _ in range(30)} == {4, 12}
+    with pytest.raises(ValueError, match="horizons"):
+        WindowStream(pool, 32, (), 2)
