@@ -1,7 +1,7 @@
 """Preservation probes (installed as ``tsham.probes``): seeded generators with needle-ablated twins, metrics."""
 
 from tsham.probes.generators import LEVELS, PROBES, ProbeBatch, background
-from tsham.probes.metrics import nearest_value_accuracy, recall_skill, tolerance_accuracy
+from tsham.probes.metrics import codebook_accuracy, nearest_value_accuracy, recall_skill, tolerance_accuracy
 
-__all__ = ["LEVELS", "PROBES", "ProbeBatch", "background", "nearest_value_accuracy", "recall_skill",
-           "tolerance_accuracy"]
+__all__ = ["LEVELS", "PROBES", "ProbeBatch", "background", "codebook_accuracy", "nearest_value_accuracy",
+           "recall_skill", "tolerance_accuracy"]

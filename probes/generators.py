@@ -25,6 +25,10 @@ class ProbeBatch:
         target: what to forecast ``[N, H, Ct]``; target_channels: which context channels it continues.
         needles: bool ``[N, L]``, the steps the memory must keep.
         twin_context: the context with the needle removed ``[N, L, C]``; twin_flags likewise.
+        control_context: a negative control that must fall to chance (probe C: the query key on another
+            channel), or None.
+        codebook, answers: where targets come from a finite codebook (probe C: ``[K]`` levels), the index of each
+            example's answer ``[N]``; else None.
     """
 
     context: np.ndarray
@@ -34,6 +38,9 @@ class ProbeBatch:
     needles: np.ndarray
     twin_context: np.ndarray
     twin_flags: np.ndarray
+    control_context: np.ndarray | None = None
+    codebook: np.ndarray | None = None
+    answers: np.ndarray | None = None
 
 
 def background(length: int, channels: int, rng: np.random.Generator) -> np.ndarray:
@@ -143,4 +150,120 @@ def mqar(n: int, level: str = "easy", seed: int = 0, d: int = 8) -> ProbeBatch:
                       np.stack(out["needles"]), np.stack(out["twin"]), empty)
 
 
-PROBES = {"delayed_action": delayed_action, "scheduled_event": scheduled_event, "mqar": mqar}
+def _motif(rng: np.random.Generator, length: int = 48) -> np.ndarray:
+    """A smooth motif: three sines (frequencies U(0.05, 0.25) cycles/step), Tukey window, peak 1."""
+    from scipy.signal.windows import tukey  # scipy comes with statsmodels
+
+    t = np.arange(length)[:, None]
+    wave = np.sin(2 * np.pi * rng.uniform(0.05, 0.25, 3) * t + rng.uniform(0, 2 * np.pi, 3)).sum(1) * tukey(length)
+    return (wave / np.abs(wave).max()).astype(np.float32)
+
+
+def _damped_oscillation(rng: np.random.Generator, length: int = 48) -> np.ndarray:
+    """A damped AR(2) oscillation (a few numbers of information: radius, frequency, phase), peak 1."""
+    r, w, phase = rng.uniform(0.9, 0.97), 2 * np.pi * rng.uniform(0.05, 0.25), rng.uniform(0, 2 * np.pi)
+    wave = r ** np.arange(length) * np.cos(w * np.arange(length) + phase)
+    return (wave / np.abs(wave).max()).astype(np.float32)
+
+
+def rare_motif(n: int, level: str = "easy", seed: int = 0, channels: int = 4, compressible: bool = False
+               ) -> ProbeBatch:
+    """Probe A: D + 1 motifs (length 48, amplitude in {0.5, 1, 2, 4} std) at non-overlapping onsets in
+    [0.05 L, 0.6 L] on channel 0; at the end the first 16 samples of one motif reappear and the model forecasts
+    the other 32. Twin: that motif's first occurrence replaced by background. Levels set L and the number of
+    distractors D: easy 1024 / 1, medium 4096 / 3, hard 8192 / 15. ``compressible=True`` is the negative
+    control A2: every motif is a damped AR(2) oscillation marked by a regime flag (flag 0), which pure GDN
+    should already recall (a good router spends almost no slots on it)."""
+    L, D = {"easy": (1024, 1), "medium": (4096, 3), "hard": (8192, 15)}[level]
+    M, shown = 48, 16
+    make = _damped_oscillation if compressible else _motif
+    out = {k: [] for k in ("ctx", "twin", "flags", "twin_flags", "target", "needles")}
+    for rng in _rngs(seed, n):
+        x = background(L + M - shown, channels, rng)
+        clean = x.copy()
+        slots = rng.choice(np.arange(int(0.05 * L) // M, int(0.6 * L) // M), D + 1, replace=False) * M
+        motifs = [make(rng) * rng.choice([0.5, 1.0, 2.0, 4.0]) for _ in range(D + 1)]
+        flags = np.zeros((L + M - shown, 1), np.float32)
+        for onset, motif in zip(slots, motifs, strict=True):
+            x[onset:onset + M, 0] += motif
+            flags[onset:onset + M, 0] = float(compressible)
+        end = L - shown  # the replay: its first 16 samples close the context, the rest is the target
+        x[end:end + M, 0] += motifs[0]
+        flags[end:end + M, 0] = float(compressible)
+        twin, twin_flags = x.copy(), flags.copy()
+        needle = slice(slots[0], slots[0] + M)
+        twin[needle, 0] = clean[needle, 0]
+        twin_flags[needle, 0] = 0.0
+        out["ctx"].append(x[:L])
+        out["twin"].append(twin[:L])
+        out["flags"].append(flags if compressible else flags[:, :0])
+        out["twin_flags"].append(twin_flags if compressible else twin_flags[:, :0])
+        out["target"].append(x[L:, :1])
+        needles = np.zeros(L, bool)
+        needles[needle] = True
+        out["needles"].append(needles)
+    return ProbeBatch(*(np.stack(out[k]) for k in ("ctx", "flags", "target")), [0], np.stack(out["needles"]),
+                      np.stack(out["twin"]), np.stack(out["twin_flags"]))
+
+
+KEY_SHAPES = 64
+VALUE_LEVELS = np.linspace(-2, 2, 16).astype(np.float32)
+
+
+def key_codebook() -> np.ndarray:
+    """The 64 smooth key shapes of probe C ``[64, 8]`` (fixed: the same for every seed), peak 2."""
+    rng = np.random.default_rng(20261125)
+    t = np.arange(8)[:, None] / 8
+    shapes = np.stack([np.sin(2 * np.pi * (rng.uniform(0.3, 1.5, 2) * t + rng.uniform(0, 1, 2))).sum(1)
+                       for _ in range(KEY_SHAPES)])
+    return (2 * shapes / np.abs(shapes).max(1, keepdims=True)).astype(np.float32)
+
+
+def cross_channel_binding(n: int, level: str = "easy", seed: int = 0, channels: int = 8) -> ProbeBatch:
+    """Probe C: 8 channels around a shared latent factor. Binding events write a key shape (codebook of 64,
+    8 steps) on the key channel 1 and, ``lag`` steps after it ends, a value level (codebook of 16 in [-2, 2],
+    8 steps) on the value channel 0. The context ends with one bound key on channel 1; the target is channel 0
+    for ``lag + 8`` steps (the value at the matching lag). Twin: that binding event removed. Control: the query
+    key on channel 2 instead (no binding there: must fall to chance). Levels: events / lag = easy 4 / 0,
+    medium 16 / 4, hard 64 / 32. ``answers`` index :data:`VALUE_LEVELS`."""
+    events, lag = {"easy": (4, 0), "medium": (16, 4), "hard": (64, 32)}[level]
+    keys = key_codebook()
+    span = 16 + lag  # key, lag, value
+    L = 2 * events * span + 64
+    out = {k: [] for k in ("ctx", "twin", "control", "target", "needles", "answers")}
+    for rng in _rngs(seed, n):
+        latent = background(L + lag + 8, 1, rng)[:, 0]
+        x = (latent[:, None] * rng.uniform(0.5, 1.5, channels) + rng.normal(0, 0.2, (L + lag + 8, channels)))
+        x = x.astype(np.float32)
+        clean = x.copy()
+        starts = np.sort(rng.choice(np.arange((L - 64) // span), events, replace=False)) * span
+        key_ids = rng.choice(KEY_SHAPES, events, replace=False)
+        value_ids = rng.integers(len(VALUE_LEVELS), size=events)
+        for start, k, v in zip(starts, key_ids, value_ids, strict=True):
+            x[start:start + 8, 1] = keys[k]
+            x[start + 8 + lag:start + 16 + lag, 0] = VALUE_LEVELS[v]
+        q = int(rng.integers(events))
+        query = L - 8  # the key closes the context; its value is due lag steps later
+        x[query:query + 8, 1] = keys[key_ids[q]]
+        x[L + lag:L + lag + 8, 0] = VALUE_LEVELS[value_ids[q]]
+        twin, control = x.copy(), x.copy()
+        event = np.zeros(L, bool)
+        event[starts[q]:starts[q] + 8] = True
+        event[starts[q] + 8 + lag:starts[q] + 16 + lag] = True
+        twin[:L][event] = clean[:L][event]
+        control[query:query + 8, 1] = clean[query:query + 8, 1]
+        control[query:query + 8, 2] = keys[key_ids[q]]
+        out["ctx"].append(x[:L])
+        out["twin"].append(twin[:L])
+        out["control"].append(control[:L])
+        out["target"].append(x[L:L + lag + 8, :1])
+        out["needles"].append(event)
+        out["answers"].append(value_ids[q])
+    empty = np.zeros((n, L + lag + 8, 0), np.float32)
+    return ProbeBatch(np.stack(out["ctx"]), empty, np.stack(out["target"]), [0], np.stack(out["needles"]),
+                      np.stack(out["twin"]), empty, np.stack(out["control"]), VALUE_LEVELS,
+                      np.array(out["answers"]))
+
+
+PROBES = {"rare_motif": rare_motif, "delayed_action": delayed_action, "cross_channel_binding": cross_channel_binding,
+          "scheduled_event": scheduled_event, "mqar": mqar}

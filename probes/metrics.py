@@ -29,3 +29,10 @@ def nearest_value_accuracy(pred: np.ndarray, target: np.ndarray, candidates: np.
     dist = ((candidates - pred[:, None]) ** 2).sum(-1)
     truth = ((candidates - target[:, None]) ** 2).sum(-1).argmin(1)
     return (dist.argmin(1) == truth).astype(np.float64)
+
+
+def codebook_accuracy(pred: np.ndarray, codebook: np.ndarray, answers: np.ndarray, window: int = 8) -> np.ndarray:
+    """1 where the codebook level nearest to the mean of the last ``window`` predicted steps (``pred [N, H, 1]``)
+    is the answer (indices ``[N]`` into ``codebook [K]``); chance is 1 / K."""
+    level = np.asarray(pred, np.float64).reshape(len(pred), -1)[:, -window:].mean(1)
+    return (np.abs(level[:, None] - np.asarray(codebook)[None]).argmin(1) == np.asarray(answers)).astype(np.float64)

@@ -57,3 +57,36 @@ def test_recall_skill_on_hand_made_predictions():
     cands = rng.normal(size=(5, 16, 3))
     target = cands[:, 3]
     assert nearest_value_accuracy(target + 0.01, target, cands).tolist() == [1.0] * 5
+
+
+def test_rare_motif_replay_and_compressible_control():
+    from tsham.probes.generators import rare_motif
+
+    p = rare_motif(3, "easy", seed=1)
+    L = p.context.shape[1]
+    start = p.needles.argmax(1)
+    assert (p.needles.sum(1) == 48).all() and p.target.shape == (3, 32, 1) and p.flags.shape[2] == 0
+    # the replay closes the context: its first 16 samples continue into the 32 targets
+    assert not np.allclose(p.context[:, L - 16:, 0], p.twin_context[:, L - 16:, 0] * 0)
+    assert (start >= 0.05 * L).all() and (start + 48 <= 0.6 * L + 48).all()
+    a2 = rare_motif(3, "easy", seed=1, compressible=True)
+    assert a2.flags.shape[2] == 1 and (a2.flags[np.arange(3), start, 0] == 1).all()  # regime flag on the motif
+    assert (a2.twin_flags[np.arange(3), start, 0] == 0).all()
+
+
+def test_cross_channel_binding_control_and_codebook():
+    from tsham.probes import codebook_accuracy
+    from tsham.probes.generators import cross_channel_binding
+
+    p = cross_channel_binding(4, "medium", seed=2)
+    L = p.context.shape[1]
+    assert p.target.shape == (4, 4 + 8, 1) and p.answers.shape == (4,)
+    # the value at the matching lag is the answer's level
+    np.testing.assert_allclose(p.target[:, -8:, 0], np.repeat(p.codebook[p.answers][:, None], 8, 1))
+    # the channel-swap control moves only the query key, from channel 1 to channel 2
+    diff = p.control_context != p.context
+    assert not diff[:, : L - 8].any() and not diff[..., [0, 3, 4, 5, 6, 7]].any() and diff[:, L - 8:, 2].any()
+    perfect = p.target
+    assert codebook_accuracy(perfect, p.codebook, p.answers).tolist() == [1.0] * 4
+    wrong = perfect + 10.0
+    assert codebook_accuracy(wrong, p.codebook, p.answers).sum() <= 1
