@@ -203,6 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tsham.forecasting.stream_cli import add_stream_parser
 
     add_stream_parser(sub)
+    from tsham.probes.command import add_probe_parser
+
+    add_probe_parser(sub)
 
     tr = sub.add_parser("train", help="train a model on synthetic data and/or your series")
     _training_args(tr, steps=1000, lr=1e-3, synthetic=500)

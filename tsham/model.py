@@ -91,6 +91,7 @@ class TshamModel(nn.Module):
         event_flags: torch.Tensor | None = None,
         align: str | None = None,
         scale_steps: int | None = None,
+        oracle_steps: torch.Tensor | None = None,
     ) -> TshamOutput:
         """Forecast ``horizon`` steps.
 
@@ -106,6 +107,8 @@ class TshamModel(nn.Module):
                 began at step 0 computes (:class:`tsham.forecasting.StreamingForecaster`).
             scale_steps: compute the instance scaling on the first ``scale_steps`` steps only (a stream
                 freezes its scaling after a warm-up); default: the whole context.
+            oracle_steps: ``[B, T]`` bool, the context steps an oracle router must keep (probes); a patch
+                token is routed when any of its steps is set.
         """
         B, T = past_target.shape[:2]
         if not 0 < horizon <= self.config.max_horizon:
@@ -161,7 +164,15 @@ class TshamModel(nn.Module):
         tokens, _ = self.encoder(x, m, role_ids)  # (B, N, D), or (B * C_all, N, D) channel-independent
         if self.config.patch.channel_independent:  # one stream per channel; every stream sees the flags
             flags = None if flags is None else flags.repeat_interleave(len(roles), 0)
-        hidden, layers = self.stack(tokens, flags=flags)
+        oracle = None
+        if oracle_steps is not None:
+            if tuple(oracle_steps.shape) != (B, T):
+                raise ValueError(f"oracle_steps must be [B={B}, T={T}]; got {tuple(oracle_steps.shape)}")
+            steps = F.pad(self._extend(oracle_steps[..., None].float(), full), (0, 0, pad, 0))
+            oracle = steps.unflatten(1, (-1, P)).amax((2, 3)) > 0  # (B, N)
+            if self.config.patch.channel_independent:
+                oracle = oracle.repeat_interleave(len(roles), 0)
+        hidden, layers = self.stack(tokens, flags=flags, oracle_mask=oracle)
         n_context = hidden.shape[1] - n_future
         out = self.read_out(hidden[:, n_context:], B, C, len(roles))[..., lead:lead + horizon]
         quantiles = self.scaler.inverse(out, loc.permute(0, 2, 1)[..., None], scale.permute(0, 2, 1)[..., None])

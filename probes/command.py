@@ -1,0 +1,54 @@
+"""``tsham probe NAME``: run a probe sweep and write the rows (CSV/parquet), the grouped table and the frontier."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def run_command(args) -> int:
+    from tsham.probes.runner import frontier_plot, run_probe, summarise
+
+    model = None
+    if args.model:
+        from tsham.checkpoint import load_checkpoint
+
+        model = load_checkpoint(args.model, args.device)
+    rows = run_probe(args.name, args.level, args.policy, args.budget, args.seeds, args.n, args.steps, model=model,
+                     device=args.device, patch_length=args.patch_length, d_model=args.d_model,
+                     context_length=args.context_length)
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix.lower() in (".parquet", ".pq"):
+        rows.to_parquet(out, index=False)
+    else:
+        rows.to_csv(out, index=False)
+    table = summarise(rows)
+    print(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    print(f"wrote {len(rows)} rows to {out}", file=sys.stderr)
+    if args.plot:
+        frontier_plot(rows, args.plot)
+        print(f"wrote {args.plot}", file=sys.stderr)
+    return 0
+
+
+def add_probe_parser(sub) -> None:
+    from tsham.probes.generators import LEVELS, PROBES
+    from tsham.probes.runner import POLICIES
+
+    p = sub.add_parser("probe", help="preservation probe: train per (policy, budget) or load --model, then score")
+    p.add_argument("name", choices=sorted(PROBES))
+    p.add_argument("--level", choices=LEVELS, default="easy")
+    p.add_argument("--model", help="score this checkpoint at each --budget instead of training probe models")
+    p.add_argument("--policy", nargs="+", default=["surprise", "random", "oracle"], choices=POLICIES)
+    p.add_argument("--budget", type=float, nargs="+", default=[0.05, 0.1], help="KV fractions (0 and 1 are added)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--n", type=int, default=256, help="test sequences per cell")
+    p.add_argument("--steps", type=int, default=300, help="training steps per probe model")
+    p.add_argument("--patch-length", type=int, default=8)
+    p.add_argument("--d-model", type=int, default=32)
+    p.add_argument("--context-length", type=int, default=1024, help="sets the recency window for a budget")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--output", default="probe.csv", help="rows, one per example (CSV or parquet)")
+    p.add_argument("--plot", help="PNG of recall skill against realised KV fraction")
+    p.set_defaults(func=run_command)
