@@ -15,7 +15,8 @@ def run_command(args) -> int:
 
         model = load_checkpoint(args.model, args.device)
     rows = run_probe(args.name, args.level, args.policy, args.budget, args.seeds, args.n, args.steps, model=model,
-                     device=args.device, patch_length=args.patch_length, d_model=args.d_model,
+                     device=args.device, train_batch=args.batch_size, lr=args.lr, patch_length=args.patch_length,
+                     d_model=args.d_model,
                      context_length=args.context_length)
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -45,6 +46,8 @@ def add_probe_parser(sub) -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--n", type=int, default=256, help="test sequences per cell")
     p.add_argument("--steps", type=int, default=300, help="training steps per probe model")
+    p.add_argument("--batch-size", type=int, default=16, help="training sequences per step")
+    p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--patch-length", type=int, default=8)
     p.add_argument("--d-model", type=int, default=32)
     p.add_argument("--context-length", type=int, default=1024, help="sets the recency window for a budget")

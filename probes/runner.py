@@ -127,8 +127,8 @@ def evaluate_probe(model: TshamModel, probe: str, level: str, n: int, seed: int,
 
 def run_probe(probe: str, level: str = "easy", policies: Sequence[str] = ("surprise", "random", "oracle"),
               budgets: Sequence[float] = (0.05, 0.1), seeds: Sequence[int] = (0,), n_test: int = 256,
-              train_steps: int = 300, model: TshamModel | None = None, device: str = "cpu", **config_kwargs
-              ) -> pd.DataFrame:
+              train_steps: int = 300, model: TshamModel | None = None, device: str = "cpu", train_batch: int = 16,
+              lr: float = 2e-3, **config_kwargs) -> pd.DataFrame:
     """The sweep: per seed, (policy, budget) pairs plus the pure-GDN and full-attention controls.
 
     With ``model`` (a trained checkpoint) nothing is trained: each budget is calibrated on the probe's contexts
@@ -150,7 +150,7 @@ def run_probe(probe: str, level: str = "easy", policies: Sequence[str] = ("surpr
         cells = [("none", 0.0), ("all", 1.0)] + [(p, b) for p in policies for b in budgets]
         for policy, budget in cells:
             config = probe_config(policy, budget, **config_kwargs)
-            trained = train_probe_model(probe, level, config, train_steps, seed=seed, device=device)
+            trained = train_probe_model(probe, level, config, train_steps, train_batch, lr, seed=seed, device=device)
             labels = {"probe": probe, "level": level, "policy": policy, "budget": budget, "seed": seed}
             frames.append(evaluate_probe(trained, probe, level, n_test, test_seed, labels, device))
     return pd.concat(frames, ignore_index=True)
