@@ -118,3 +118,21 @@ def test_probe_command_writes_rows_and_plot(tmp_path):
 
     rows = pd.read_csv(out)
     assert len(rows) == 3 * 4 and {"codebook_accuracy", "control_RS", "capture_rate"} <= set(rows.columns)
+
+
+def test_state_utility_separates_the_memories():
+    import torch
+    from tsham.probes.runner import probe_config
+    from tsham.probes.state_utility import recorded_reads, state_utility
+
+    from tsham.model import TshamModel
+
+    torch.manual_seed(0)
+    model = TshamModel(probe_config("oracle", 0.1, patch_length=1, d_model=16, context_length=96))
+    scores = state_utility(model, "mqar", "easy", n=512)
+    assert set(scores) == {"recurrent", "scratchpad", "both"} and all(np.isfinite(v) for v in scores.values())
+    # the oracle scratchpad holds exactly the queried pair, so even untrained reads of it carry the value
+    assert scores["scratchpad"] > scores["recurrent"] + 0.05
+    with recorded_reads(model) as reads:
+        pass
+    assert reads == [] and "merge" not in vars(model.stack.blocks[0].mixer)  # the recording is undone
