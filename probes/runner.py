@@ -64,7 +64,9 @@ def model_inputs(batch: ProbeBatch, context: np.ndarray, device) -> dict:
     }
 
 
-def _forward(model: TshamModel, batch: ProbeBatch, context: np.ndarray, device):
+def probe_forward(model: TshamModel, batch: ProbeBatch, context: np.ndarray, device):
+    """The model's forecast (a :class:`TshamOutput`, ``quantiles [N, Ct, Q, H]``) for a probe context
+    ``[N, L, C]``; the needle steps reach the routers only when the model routes with the oracle."""
     kwargs = model_inputs(batch, context, device)
     if model.config.ham.router != "oracle":
         kwargs.pop("oracle_steps")
@@ -79,7 +81,7 @@ def train_probe_model(probe: str, level: str, config: TshamConfig, steps: int, b
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     for step in range(steps):
         batch = PROBES[probe](batch_size, level, seed=TRAIN_SEED_OFFSET + seed * steps + step)
-        out = _forward(model, batch, batch.context, device)
+        out = probe_forward(model, batch, batch.context, device)
         loss = model.loss(out, torch.as_tensor(batch.target, device=device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -99,9 +101,9 @@ def evaluate_probe(model: TshamModel, probe: str, level: str, n: int, seed: int,
         shared = ("target_channels", "codebook")  # per probe, not per example
         part = ProbeBatch(*(v if v is None or k in shared else v[start:start + batch_size]
                             for k, v in vars(batch).items()))
-        out = _forward(model, part, part.context, device)
+        out = probe_forward(model, part, part.context, device)
         pred = out.median.permute(0, 2, 1).cpu().numpy()  # (n, H, Ct)
-        twin = _forward(model, part, part.twin_context, device).median.permute(0, 2, 1).cpu().numpy()
+        twin = probe_forward(model, part, part.twin_context, device).median.permute(0, 2, 1).cpu().numpy()
         rs = recall_skill(pred, twin, part.target)
         P = model.config.patch.patch_length
         needle_tokens = torch.as_tensor(part.needles, device=device).unflatten(1, (-1, P)).any(2) if \
@@ -114,7 +116,7 @@ def evaluate_probe(model: TshamModel, probe: str, level: str, n: int, seed: int,
         if part.codebook is not None:
             extra["codebook_accuracy"] = codebook_accuracy(pred, part.codebook, part.answers)
         if part.control_context is not None:
-            control = _forward(model, part, part.control_context, device).median.permute(0, 2, 1).cpu().numpy()
+            control = probe_forward(model, part, part.control_context, device).median.permute(0, 2, 1).cpu().numpy()
             extra["control_RS"] = recall_skill(control, twin, part.target)
         for i in range(len(pred)):
             rows.append({**labels, "example": start + i, "RS": rs[i],
@@ -142,7 +144,7 @@ def run_probe(probe: str, level: str = "easy", policies: Sequence[str] = ("surpr
         if model is not None:
             sample = PROBES[probe](min(n_test, 64), level, seed=test_seed)
             for budget in sorted({0.0, *budgets, 1.0}):
-                calibrate_kv_budget(model, budget, lambda b=sample: _forward(model, b, b.context, device))
+                calibrate_kv_budget(model, budget, lambda b=sample: probe_forward(model, b, b.context, device))
                 labels = {"probe": probe, "level": level, "policy": model.config.ham.router, "budget": budget,
                           "seed": seed}
                 frames.append(evaluate_probe(model, probe, level, n_test, test_seed, labels, device))

@@ -49,14 +49,14 @@ def state_utility(model: TshamModel, probe: str, level: str = "easy", n: int = 2
     """
     from sklearn.linear_model import Ridge
     from sklearn.metrics import r2_score
-    from tsham.probes.runner import _forward
+    from tsham.probes.runner import probe_forward
 
     if n < 8:
         raise ValueError(f"state_utility: need at least 8 examples for a held-out split; got {n}")
     batch = PROBES[probe](n, level, seed=seed)
     model = model.to(device).eval()
     with recorded_reads(model) as reads:
-        out = _forward(model, batch, batch.context, device)
+        out = probe_forward(model, batch, batch.context, device)
     q = out.num_context_patches - 1  # the query: the last context token
     gdn = torch.cat([r[0][:, q].flatten(1) for r in reads], 1).cpu().numpy()
     kv = torch.cat([r[1][:, q].flatten(1) for r in reads], 1).cpu().numpy()

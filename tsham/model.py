@@ -131,6 +131,10 @@ class TshamModel(nn.Module):
         n_future = math.ceil((lead + horizon) / P)
         full = T - lead + n_future * P  # context steps + whole future patches, before the left pad
 
+        def per_token(steps: torch.Tensor) -> torch.Tensor:
+            """``[B, t, k]`` per step -> ``[B, N, k]`` per patch token (max over its steps), padded like the input."""
+            return F.pad(self._extend(steps, full), (0, 0, pad, 0)).unflatten(1, (-1, P)).amax(2)
+
         scaled, _, loc, scale = self._scaled(past_target, T, scale_steps, past_observed_values)
         observed = (past_observed_values if past_observed_values is not None else ~past_target.isnan()).float()
         values, masks, roles = [self._extend(scaled, full)], [self._extend(observed, full)], [ChannelRole.TARGET] * C
@@ -155,8 +159,7 @@ class TshamModel(nn.Module):
             values.append(self._extend(flag_values, full))
             masks.append(self._extend(flag_known, full))
             roles += [ChannelRole.EVENT_FLAG] * flag_values.shape[-1]
-            # routers see one flag per patch token: set when any step of the patch is flagged
-            flags = F.pad(self._extend(flag_values, full), (0, 0, pad, 0)).unflatten(1, (-1, P)).amax(2)
+            flags = per_token(flag_values)  # routers see one flag per patch token: any step of it flagged
 
         x = F.pad(torch.cat(values, -1), (0, 0, pad, 0))  # left pad to whole patches
         m = F.pad(torch.cat(masks, -1), (0, 0, pad, 0))
@@ -168,8 +171,7 @@ class TshamModel(nn.Module):
         if oracle_steps is not None:
             if tuple(oracle_steps.shape) != (B, T):
                 raise ValueError(f"oracle_steps must be [B={B}, T={T}]; got {tuple(oracle_steps.shape)}")
-            steps = F.pad(self._extend(oracle_steps[..., None].float(), full), (0, 0, pad, 0))
-            oracle = steps.unflatten(1, (-1, P)).amax((2, 3)) > 0  # (B, N)
+            oracle = per_token(oracle_steps[..., None].float())[..., 0] > 0  # (B, N)
             if self.config.patch.channel_independent:
                 oracle = oracle.repeat_interleave(len(roles), 0)
         hidden, layers = self.stack(tokens, flags=flags, oracle_mask=oracle)
@@ -209,9 +211,11 @@ class TshamModel(nn.Module):
         """Scales ``[B, t, C]`` (NaN = missing unless ``observed``) by its statistics over the first
         ``scale_steps`` (default: all ``context``) steps only, so no step depends on later values; returns
         scaled values (0 where missing), the observed mask (float), loc and scale ``[B, 1, C]``."""
-        if torch.isinf(values).any():
-            raise ValueError("series contains inf; use NaN for missing values")
-        observed = ~values.isnan() if observed is None else observed.bool()
+        if observed is None:  # with a given mask (training batches) no check: it would sync with the GPU
+            if torch.isinf(values).any():
+                raise ValueError("series contains inf; use NaN for missing values")
+            observed = ~values.isnan()
+        observed = observed.bool()
         clean = torch.where(observed, values.float(), 0.0)
         steps = context if scale_steps is None else scale_steps
         _, loc, scale = self.scaler(clean[:, :steps], observed[:, :steps])
