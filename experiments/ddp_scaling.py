@@ -3,6 +3,7 @@
     # one run per setting (Lightning's DDP launches the other ranks itself; torchrun works too)
     python -m tsham.experiments.ddp_scaling run --devices 1 --batch-size 256 --out runs/ddp1
     python -m tsham.experiments.ddp_scaling run --devices 2 --batch-size 128 --out runs/ddp2
+    python -m tsham.experiments.ddp_scaling run --devices 2 --batch-size 128 --strategy fsdp --out runs/fsdp2
     python -m tsham.experiments.ddp_scaling summary runs/ddp1 runs/ddp2 [--name ddp_scaling_h100]
 
 The model and data are the ``gpu-small`` pretraining preset's (experiments/pretrain.py). ``--batch-size`` is per
@@ -34,11 +35,12 @@ def run(args) -> None:
                     "max_minutes": None, "warmup_steps": min(100, args.steps // 4), "log_every": 10}
     pool = [PoolSeries.from_synthetic(s) for s in synthetic_mix(args.synthetic, preset["series_length"], seed=0,
                                                                  weights=preset["weights"])]
-    strategy = "ddp" if args.devices > 1 else "auto"
+    strategy = args.strategy if args.devices > 1 or args.strategy == "fsdp" else "auto"
     train(config, TrainConfig(**train_kwargs), pool, args.out, progress=False, devices=args.devices,
           strategy=strategy)
     if not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0:
-        meta = {**header(), "devices": args.devices, "batch_per_rank": args.batch_size, "seed": args.seed,
+        meta = {**header(), "devices": args.devices, "strategy": strategy, "batch_per_rank": args.batch_size,
+                "seed": args.seed,
                 "accelerator": "gpu" if torch.cuda.is_available() else "cpu (gloo)"}
         (Path(args.out) / "run.json").write_text(json.dumps(meta, indent=1))
 
@@ -50,7 +52,7 @@ def summary(args) -> None:
         h = np.loadtxt(folder / "history.csv", delimiter=",", skiprows=1, ndmin=2)  # step, loss, kv, tokens, s
         steady = h[h[:, 0] >= args.skip]  # after compilation / warm-up steps
         rank_tokens_per_s = (steady[-1, 3] - steady[0, 3]) / (steady[-1, 4] - steady[0, 4])
-        label = f"{meta['devices']} x {meta['batch_per_rank']} seed {meta['seed']}"
+        label = f"{meta.get('strategy', 'ddp')} {meta['devices']} x {meta['batch_per_rank']} seed {meta['seed']}"
         rows.append({"run": label, "devices": meta["devices"], "batch_per_rank": meta["batch_per_rank"],
                      "tokens_per_s_per_device": rank_tokens_per_s,
                      "tokens_per_s_total": rank_tokens_per_s * meta["devices"],
@@ -91,6 +93,8 @@ def main() -> None:
     r = sub.add_parser("run")
     r.add_argument("--devices", type=int, default=1)
     r.add_argument("--batch-size", type=int, default=128, help="per rank")
+    r.add_argument("--strategy", choices=("ddp", "fsdp"), default="ddp",
+                   help="fsdp shards each HAM block (GPUs only; also runs on 1 GPU)")
     r.add_argument("--steps", type=int, default=300)
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--synthetic", type=int, default=2000)

@@ -68,3 +68,24 @@ def test_window_stream_draws_horizons_per_batch():
     assert {next(stream)["future_target"].shape[1] for _ in range(30)} == {4, 12}
     with pytest.raises(ValueError, match="horizons"):
         WindowStream(pool, 32, (), 2)
+
+
+def test_fsdp_needs_a_gpu_and_other_strategies_pass_through():
+    from tsham.training import make_strategy
+
+    assert make_strategy("ddp") == "ddp" and make_strategy("auto") == "auto"
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="fsdp.*CUDA"):
+            make_strategy("fsdp")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_fsdp_on_one_gpu_exports_the_full_model(tmp_path):
+    pool = [PoolSeries.from_synthetic(s) for s in synthetic_mix(16, 160, seed=0)]
+    run = TrainConfig(steps=4, batch_size=4, horizon=8, warmup_steps=1, log_every=1)
+    model = train(tiny_config(), run, pool, tmp_path, progress=False, devices=1, strategy="fsdp")
+    loaded = load_checkpoint(tmp_path / "model")
+    x = torch.randn(2, 40, 1)
+    torch.testing.assert_close(loaded(x, 8).quantiles, model(x, 8).quantiles)
+    assert {k for k in loaded.state_dict()} == {k for k in model.state_dict()}

@@ -179,6 +179,8 @@ def train(
             weights (fine-tuning). frozen: parameter-name prefixes to keep fixed (e.g. ``("encoder.",)``).
         devices, strategy: Lightning's, e.g. ``devices=2, strategy="ddp"`` for data parallelism (each rank
             draws its own windows; ``batch_size`` is per rank). Under torchrun, give the world size.
+            ``strategy="fsdp"`` shards parameters, gradients and optimizer state per HAM block instead
+            (:func:`make_strategy`; GPUs only).
 
     ``out_dir/history.csv`` logs step, loss, realised KV fraction, patch tokens seen and seconds (rank 0).
 
@@ -198,7 +200,7 @@ def train(
     trainer = L.Trainer(
         max_steps=train_config.steps, max_time=None if train_config.max_minutes is None else
         timedelta(minutes=train_config.max_minutes), accelerator="gpu" if gpu else "cpu", devices=devices,
-        strategy=strategy,
+        strategy=make_strategy(strategy),
         precision="bf16-mixed" if gpu else "32-true", gradient_clip_val=train_config.grad_clip,
         enable_progress_bar=progress, enable_model_summary=False, logger=False,
         log_every_n_steps=train_config.log_every, default_root_dir=out_dir,
@@ -210,13 +212,17 @@ def train(
     if resume and not ckpt.is_file():
         raise FileNotFoundError(f"nothing to resume: {ckpt} does not exist")
     trainer.fit(task, DataLoader(stream, batch_size=None), ckpt_path=ckpt if resume else None)
-    model = task.model.eval()
+    # Full weights: under FSDP this gathers the shards (a collective, so every rank calls it); else the module's own.
+    state = trainer.strategy.lightning_module_state_dict()
     if not trainer.is_global_zero:
-        return model.cpu()
+        return task.model.eval().cpu()
+    model = TshamModel(model_config)
+    model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
+    model = model.to(task.device).eval()
     if train_config.kv_budgets:  # tau was set per batch: export one calibrated at the routers' own targets
         batch = next(iter(WindowStream(pool, model_config.context_length, train_config.horizon,
                                        train_config.batch_size, train_config.seed + 1)))
-        batch = {k: v.to(next(model.parameters()).device) for k, v in batch.items()}
+        batch = {k: v.to(task.device) for k, v in batch.items()}
         calibrate_kv_budget(model, task.export_targets, lambda: model(
             batch["past_target"], train_config.horizon, past_observed_values=batch["past_observed_values"],
             past_covariates=batch.get("past_covariates"), event_flags=batch.get("event_flags")))
@@ -224,3 +230,23 @@ def train(
     save_checkpoint(model, out_dir / "model")
     (out_dir / "model" / "train_config.json").write_text(json.dumps(asdict(train_config), indent=1))
     return model
+
+
+def make_strategy(strategy):
+    """Lightning's strategy for a name: ``"fsdp"`` becomes a fully sharded strategy that wraps each
+    :class:`HamBlock` (parameters, gradients and optimizer state sharded across ranks; checkpoints hold full
+    state dicts, so resuming and exporting work at any world size). Other names and strategy objects pass
+    through unchanged.
+
+    Raises:
+        ValueError for ``"fsdp"`` without CUDA (Lightning's FSDP runs on GPUs only; use ``"ddp"`` on CPUs).
+    """
+    if strategy != "fsdp":
+        return strategy
+    if not torch.cuda.is_available():
+        raise ValueError("strategy='fsdp' needs CUDA GPUs (Lightning's FSDP runs on GPUs only); use 'ddp' on CPUs")
+    from lightning.pytorch.strategies import FSDPStrategy
+
+    from tsham.ham.block import HamBlock
+
+    return FSDPStrategy(auto_wrap_policy={HamBlock}, state_dict_type="full")
