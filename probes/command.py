@@ -14,10 +14,11 @@ def run_command(args) -> int:
         from tsham.checkpoint import load_checkpoint
 
         model = load_checkpoint(args.model, args.device)
+    sizes = {"patch_length": args.patch_length, "d_model": args.d_model}
+    if args.context_length is not None:
+        sizes["context_length"] = args.context_length
     rows = run_probe(args.name, args.level, args.policy, args.budget, args.seeds, args.n, args.steps, model=model,
-                     device=args.device, train_batch=args.batch_size, lr=args.lr, patch_length=args.patch_length,
-                     d_model=args.d_model,
-                     context_length=args.context_length)
+                     device=args.device, train_batch=args.batch_size, lr=args.lr, **sizes)
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() in (".parquet", ".pq"):
@@ -50,7 +51,8 @@ def add_probe_parser(sub) -> None:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--patch-length", type=int, default=8)
     p.add_argument("--d-model", type=int, default=32)
-    p.add_argument("--context-length", type=int, default=1024, help="sets the recency window for a budget")
+    p.add_argument("--context-length", type=int,
+                   help="sizes the recency window for a budget (default: the probe's context length)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--output", default="probe.csv", help="rows, one per example (CSV or parquet)")
     p.add_argument("--plot", help="PNG of recall skill against realised KV fraction")

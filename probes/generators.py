@@ -265,5 +265,11 @@ def cross_channel_binding(n: int, level: str = "easy", seed: int = 0, channels: 
                       np.array(out["answers"]))
 
 
-PROBES = {"rare_motif": rare_motif, "delayed_action": delayed_action, "cross_channel_binding": cross_channel_binding,
-          "scheduled_event": scheduled_event, "mqar": mqar}
+def compressible_regime(n: int, level: str = "easy", seed: int = 0) -> ProbeBatch:
+    """Probe A2, the negative control of :func:`rare_motif`: rare but compressible regimes (damped AR(2)
+    oscillations under a regime flag) that pure GDN should already recall."""
+    return rare_motif(n, level, seed, compressible=True)
+
+
+PROBES = {"rare_motif": rare_motif, "compressible_regime": compressible_regime, "delayed_action": delayed_action,
+          "cross_channel_binding": cross_channel_binding, "scheduled_event": scheduled_event, "mqar": mqar}

@@ -5,18 +5,22 @@
                      seeds=[0], n_test=256, train_steps=300)       # pandas DataFrame, one row per example
 
 Controls come with every sweep: pure GDN (budget 0) and full attention (budget 1) are added to the budgets,
-``random`` routes the same budget by chance, and ``oracle`` routes exactly the needle's patch tokens. Each row
-holds the recall skill against the needle-ablated twin (PROBES.md), the MSE of both forecasts, the realised KV
-fraction and the capture rate (share of needle tokens the routers kept, averaged over layers and heads).
+``random`` routes the same budget by chance, and ``oracle`` routes exactly the needle's patch tokens (``oracle``
+and ``event`` cells have no nominal budget: their ``budget`` is NaN and ``kv_fraction`` says what they kept). Each row
+holds the recall skill against the needle-ablated twin (PROBES.md), the MSE of both forecasts, and the router
+diagnostics of :mod:`tsham.probes.diagnostics` (realised KV fraction and bytes, capture rate, slot precision,
+attention mass on the needle).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 import torch
+from tsham.probes.diagnostics import recorded_reads, router_diagnostics
 from tsham.probes.generators import PROBES, ProbeBatch
 from tsham.probes.metrics import codebook_accuracy, recall_skill
 
@@ -26,19 +30,23 @@ from tsham.model import TshamModel
 
 POLICIES = ("surprise", "uncertainty", "learned", "random", "event", "recency", "oracle")
 TRAIN_SEED_OFFSET = 1_000_003  # training batches never reuse a test seed
+FIXED_BUDGET = float("nan")  # the budget column of policies that route what the needles or flags say
 
 
 def probe_config(policy: str, budget: float, patch_length: int = 8, d_model: int = 32, n_layers: int = 2,
                  context_length: int = 1024) -> TshamConfig:
-    """A small forecaster whose HAM layers route with ``policy`` at ``budget`` (0: pure GDN, 1: full attention)."""
-    if budget == 0.0:
+    """A small forecaster whose HAM layers route with ``policy`` at ``budget`` (0: pure GDN, 1: full attention).
+
+    ``oracle``, ``event``, ``none`` and ``all`` ignore the budget: the needles, the flags or the policy decide
+    what is routed, and the realised fraction is what they give."""
+    if policy in ("oracle", "event", "none", "all"):
+        kwargs = {}
+    elif budget == 0.0:
         policy, kwargs = "none", {}
     elif budget == 1.0:
         policy, kwargs = "all", {}
     elif policy == "random":
         kwargs = {"fraction": budget}
-    elif policy in ("oracle", "event"):
-        kwargs = {}  # the needles / the flags decide; the budget is what they realise
     elif policy == "recency":
         kwargs = {"window": max(1, round(budget * context_length / patch_length)), "sinks": 1}
     elif policy in ("surprise", "uncertainty", "learned"):
@@ -74,11 +82,24 @@ def probe_forward(model: TshamModel, batch: ProbeBatch, context: np.ndarray, dev
 
 
 def train_probe_model(probe: str, level: str, config: TshamConfig, steps: int, batch_size: int = 16,
-                      lr: float = 2e-3, seed: int = 0, device: str = "cpu") -> TshamModel:
-    """Trains ``config`` on fresh batches of the probe (seeds disjoint from the test seeds); returns it in eval."""
+                      lr: float = 2e-3, seed: int = 0, device: str = "cpu", warmup: float = 0.05,
+                      history: list | None = None) -> TshamModel:
+    """Trains ``config`` on fresh batches of the probe (seeds disjoint from the test seeds); returns it in eval.
+
+    AdamW with a linear warm-up over ``warmup`` of the steps, then cosine decay to 10% of ``lr``; gradients
+    clipped to norm 1. ``history``, if given, receives ``(step, loss)`` every 50 steps and at the last.
+    """
     torch.manual_seed(seed)
     model = TshamModel(config).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    ramp = max(1, round(warmup * steps))
+
+    def lr_factor(step: int) -> float:
+        if step < ramp:
+            return (step + 1) / ramp
+        return 0.1 + 0.45 * (1 + math.cos(math.pi * (step - ramp) / max(1, steps - ramp)))
+
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     for step in range(steps):
         batch = PROBES[probe](batch_size, level, seed=TRAIN_SEED_OFFSET + seed * steps + step)
         out = probe_forward(model, batch, batch.context, device)
@@ -87,57 +108,54 @@ def train_probe_model(probe: str, level: str, config: TshamConfig, steps: int, b
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
+        schedule.step()
+        if history is not None and (step % 50 == 0 or step == steps - 1):
+            history.append((step, float(loss.detach())))
     return model.eval()
 
 
 @torch.no_grad()
 def evaluate_probe(model: TshamModel, probe: str, level: str, n: int, seed: int, labels: dict,
                    device: str = "cpu", batch_size: int = 64) -> pd.DataFrame:
-    """One row per test example: recall skill against the twin, MSEs, realised KV fraction, capture rate
-    (and, for probe C, codebook accuracy and the channel-swap control's recall skill)."""
+    """One row per test example: recall skill against the twin, MSEs, the router diagnostics
+    (:func:`router_diagnostics`), and for probe C codebook accuracy and the channel-swap control's recall skill."""
     batch = PROBES[probe](n, level, seed=seed)
-    rows = []
+    frames = []
     for start in range(0, n, batch_size):
         shared = ("target_channels", "codebook")  # per probe, not per example
         part = ProbeBatch(*(v if v is None or k in shared else v[start:start + batch_size]
                             for k, v in vars(batch).items()))
-        out = probe_forward(model, part, part.context, device)
+        with recorded_reads(model) as reads:
+            out = probe_forward(model, part, part.context, device)
         pred = out.median.permute(0, 2, 1).cpu().numpy()  # (n, H, Ct)
         twin = probe_forward(model, part, part.twin_context, device).median.permute(0, 2, 1).cpu().numpy()
-        rs = recall_skill(pred, twin, part.target)
-        P = model.config.patch.patch_length
-        needle_tokens = torch.as_tensor(part.needles, device=device).unflatten(1, (-1, P)).any(2) if \
-            part.needles.shape[1] % P == 0 else None
-        capture = np.full(len(pred), np.nan)
-        if needle_tokens is not None:
-            kept = torch.stack([d.mask[:, :needle_tokens.shape[1]].float().mean(-1) for d in out.layers]).mean(0)
-            capture = ((kept * needle_tokens).sum(1) / needle_tokens.sum(1).clamp_min(1)).cpu().numpy()
-        extra = {}
+        columns = {"example": np.arange(start, start + len(pred)), "RS": recall_skill(pred, twin, part.target),
+                   "mse": ((pred - part.target) ** 2).reshape(len(pred), -1).mean(1),
+                   "mse_twin": ((twin - part.target) ** 2).reshape(len(pred), -1).mean(1),
+                   **router_diagnostics(model, out, reads, part.needles)}
         if part.codebook is not None:
-            extra["codebook_accuracy"] = codebook_accuracy(pred, part.codebook, part.answers)
+            columns["codebook_accuracy"] = codebook_accuracy(pred, part.codebook, part.answers)
         if part.control_context is not None:
             control = probe_forward(model, part, part.control_context, device).median.permute(0, 2, 1).cpu().numpy()
-            extra["control_RS"] = recall_skill(control, twin, part.target)
-        for i in range(len(pred)):
-            rows.append({**labels, "example": start + i, "RS": rs[i],
-                         "mse": float(((pred[i] - part.target[i]) ** 2).mean()),
-                         "mse_twin": float(((twin[i] - part.target[i]) ** 2).mean()),
-                         "kv_realised": float(out.kv_fraction), "capture_rate": float(capture[i]),
-                         **{k: float(v[i]) for k, v in extra.items()}})
-    return pd.DataFrame(rows)
+            columns["control_RS"] = recall_skill(control, twin, part.target)
+        frames.append(pd.DataFrame({**labels, **columns}))
+    return pd.concat(frames, ignore_index=True)
 
 
 def run_probe(probe: str, level: str = "easy", policies: Sequence[str] = ("surprise", "random", "oracle"),
               budgets: Sequence[float] = (0.05, 0.1), seeds: Sequence[int] = (0,), n_test: int = 256,
               train_steps: int = 300, model: TshamModel | None = None, device: str = "cpu", train_batch: int = 16,
-              lr: float = 2e-3, **config_kwargs) -> pd.DataFrame:
-    """The sweep: per seed, (policy, budget) pairs plus the pure-GDN and full-attention controls.
+              lr: float = 2e-3, controls: bool = True, **config_kwargs) -> pd.DataFrame:
+    """The sweep: per seed, (policy, budget) pairs plus (``controls``) the pure-GDN and full-attention cells.
 
-    With ``model`` (a trained checkpoint) nothing is trained: each budget is calibrated on the probe's contexts
-    (:func:`calibrate_kv_budget`) and the policy column is the model's own router.
+    ``config_kwargs`` go to :func:`probe_config`; its ``context_length`` (which sizes a recency window) defaults
+    to the probe's context length at this level. With ``model`` (a trained checkpoint) nothing is trained: each
+    budget is calibrated on the probe's contexts (:func:`calibrate_kv_budget`) and the policy column is the
+    model's own router.
     """
     if probe not in PROBES:
         raise ValueError(f"unknown probe {probe!r}; known: {sorted(PROBES)}")
+    config_kwargs.setdefault("context_length", PROBES[probe](1, level, seed=0).context.shape[1])
     frames = []
     for seed in seeds:
         test_seed = 10_000 + seed
@@ -149,7 +167,9 @@ def run_probe(probe: str, level: str = "easy", policies: Sequence[str] = ("surpr
                           "seed": seed}
                 frames.append(evaluate_probe(model, probe, level, n_test, test_seed, labels, device))
             continue
-        cells = [("none", 0.0), ("all", 1.0)] + [(p, b) for p in policies for b in budgets]
+        fixed = [(p, FIXED_BUDGET) for p in policies if p in ("oracle", "event")]  # one cell: no budget to set
+        cells = ([("none", 0.0), ("all", 1.0)] if controls else []) + fixed + [
+            (p, b) for p in policies if p not in ("oracle", "event") for b in budgets]
         for policy, budget in cells:
             config = probe_config(policy, budget, **config_kwargs)
             trained = train_probe_model(probe, level, config, train_steps, train_batch, lr, seed=seed, device=device)
@@ -159,30 +179,42 @@ def run_probe(probe: str, level: str = "easy", policies: Sequence[str] = ("surpr
 
 
 def summarise(rows: pd.DataFrame) -> pd.DataFrame:
-    """Mean per (probe, level, policy, budget) over examples and seeds, with the std over seeds of the mean RS."""
+    """Per (probe, level, policy, budget): means over examples and seeds, the std over seeds of the mean RS, and
+    the realised budget's p95 and max over examples (``kv_fraction_p95``, ``kv_fraction_max``)."""
     keys = ["probe", "level", "policy", "budget"]
-    per_seed = rows.groupby(keys + ["seed"]).mean(numeric_only=True).reset_index()
-    table = per_seed.groupby(keys).mean(numeric_only=True).drop(columns=["seed", "example"])
-    table["RS_std_over_seeds"] = per_seed.groupby(keys)["RS"].std().fillna(0.0)
+    cells = rows.groupby(keys, dropna=False)  # oracle and event cells have no nominal budget (NaN)
+    per_seed = rows.groupby(keys + ["seed"], dropna=False).mean(numeric_only=True).reset_index()
+    table = per_seed.groupby(keys, dropna=False).mean(numeric_only=True).drop(columns=["seed", "example"])
+    table["RS_std_over_seeds"] = per_seed.groupby(keys, dropna=False)["RS"].std().fillna(0.0)
+    table["kv_fraction_p95"] = cells["kv_fraction"].quantile(0.95)
+    table["kv_fraction_max"] = cells["kv_fraction"].max()
+    table["seeds"] = cells["seed"].nunique()
+    table["examples"] = cells.size()
     return table.reset_index()
 
 
 def frontier_plot(rows: pd.DataFrame, path) -> None:
-    """Recall skill against the realised KV fraction, one line per policy (controls as points)."""
+    """Recall skill against the realised KV fraction and against KV bytes, one line per policy (the controls
+    are single points), with the std over seeds as error bars."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     table = summarise(rows)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for policy, group in table.groupby("policy"):
-        group = group.sort_values("kv_realised")
-        ax.plot(group["kv_realised"], group["RS"], marker="o", label=policy)
-    ax.set(xscale="symlog", xlabel="realised KV fraction", ylabel="recall skill (RS)",
-           title=f"{rows['probe'].iloc[0]} ({rows['level'].iloc[0]})")
-    ax.axhline(0.0, color="grey", lw=0.5)
-    ax.legend(fontsize=8)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, x, label in ((axes[0], "kv_fraction", "realised KV fraction"), (axes[1], "kv_bytes", "KV bytes")):
+        for policy, group in table.groupby("policy"):
+            group = group.sort_values(x)
+            ax.errorbar(group[x], group["RS"], yerr=group["RS_std_over_seeds"], marker="o", capsize=2,
+                        label=policy)
+        ax.set(xscale="symlog", xlabel=label)
+        if x == "kv_fraction":
+            ax.set_xscale("symlog", linthresh=1e-2)
+        ax.axhline(0.0, color="grey", lw=0.5)
+    axes[0].set_ylabel("recall skill (RS)")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"{rows['probe'].iloc[0]} ({rows['level'].iloc[0]})")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -10,33 +10,12 @@ queries it, not the whole ``[H, K, V]`` state matrix.)
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import numpy as np
 import torch
+from tsham.probes.diagnostics import recorded_reads
 from tsham.probes.generators import PROBES
 
 from tsham.model import TshamModel
-
-
-@contextmanager
-def recorded_reads(model: TshamModel):
-    """Within the block, every HAM layer's forward appends ``(o_gdn, o_kv)`` ``[B, T, H, V]`` to the list it yields."""
-    reads, layers = [], [block.mixer for block in model.stack.blocks]
-
-    def wrap(layer, merge):
-        def recording(x, o_gdn, o_kv):
-            reads.append((o_gdn.detach().float(), o_kv.detach().float()))
-            return merge(x, o_gdn, o_kv)
-        return recording
-
-    for layer in layers:
-        layer.merge = wrap(layer, layer.merge)  # instance attribute shadows the method
-    try:
-        yield reads
-    finally:
-        for layer in layers:
-            del layer.merge
 
 
 @torch.no_grad()
@@ -58,8 +37,8 @@ def state_utility(model: TshamModel, probe: str, level: str = "easy", n: int = 2
     with recorded_reads(model) as reads:
         out = probe_forward(model, batch, batch.context, device)
     q = out.num_context_patches - 1  # the query: the last context token
-    gdn = torch.cat([r[0][:, q].flatten(1) for r in reads], 1).cpu().numpy()
-    kv = torch.cat([r[1][:, q].flatten(1) for r in reads], 1).cpu().numpy()
+    gdn = torch.cat([r.o_gdn[:, q].flatten(1) for r in reads], 1).cpu().numpy()
+    kv = torch.cat([r.o_kv[:, q].flatten(1) for r in reads], 1).cpu().numpy()
     y = batch.target.reshape(n, -1)
     half = n // 2
     scores = {}

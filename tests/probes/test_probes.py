@@ -99,9 +99,9 @@ def test_runner_rows_controls_and_capture(tmp_path):
                      train_steps=2, context_length=96, patch_length=4, d_model=16)
     assert len(rows) == 4 * 8 and set(rows["policy"]) == {"none", "all", "oracle", "random"}
     table = summarise(rows).set_index("policy")
-    assert table.loc["none", "kv_realised"] == 0.0 and table.loc["all", "kv_realised"] == 1.0
+    assert table.loc["none", "kv_fraction"] == 0.0 and table.loc["all", "kv_fraction"] == 1.0
     assert table.loc["oracle", "capture_rate"] == 1.0 and table.loc["none", "capture_rate"] == 0.0
-    assert table.loc["oracle", "kv_realised"] < 0.1  # exactly the needle's patch tokens
+    assert table.loc["oracle", "kv_fraction"] < 0.1  # exactly the needle's patch tokens
     assert rows["RS"].between(-1, 1).all() and rows["mse_twin"].gt(0).all()
     frontier_plot(rows, tmp_path / "frontier.png")
     assert (tmp_path / "frontier.png").stat().st_size > 5_000
@@ -122,8 +122,9 @@ def test_probe_command_writes_rows_and_plot(tmp_path):
 
 def test_state_utility_separates_the_memories():
     import torch
+    from tsham.probes.diagnostics import recorded_reads
     from tsham.probes.runner import probe_config
-    from tsham.probes.state_utility import recorded_reads, state_utility
+    from tsham.probes.state_utility import state_utility
 
     from tsham.model import TshamModel
 

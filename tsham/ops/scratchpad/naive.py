@@ -48,6 +48,26 @@ def visible_slots(
     return vis
 
 
+def masked_probs(q: torch.Tensor, k: torch.Tensor, vis: torch.Tensor, scale: float) -> torch.Tensor:
+    """Softmax weights restricted to ``vis``; a query that sees nothing gets all-zero weights.
+
+    Args:
+        q: ``[B, T, H, K]``, k: ``[B, S, H, K]``, vis: ``[B, H, T, S]`` bool.
+
+    Returns:
+        ``[B, H, T, S]`` float32 (each row sums to 1, or to 0 where nothing is visible).
+    """
+    scores = torch.einsum("bthk,bshk->bhts", q.float(), k.float()) * scale
+    if k.shape[1] == 0:  # an empty cache: keep the graph (gradients of zeros) with no softmax over nothing
+        return scores
+    peak = scores.masked_fill(~vis, float("-inf")).amax(-1, keepdim=True)
+    peak = torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak)).detach()
+    # Masked entries become exp(-inf) = 0 before any overflow can happen, so gradients stay finite.
+    p = (scores - peak).masked_fill(~vis, float("-inf")).exp()
+    denom = p.sum(-1, keepdim=True)
+    return p / torch.where(denom > 0, denom, torch.ones_like(denom))
+
+
 def masked_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, vis: torch.Tensor, scale: float
 ) -> torch.Tensor:
@@ -59,16 +79,29 @@ def masked_attention(
     Returns:
         ``[B, T, H, V]`` float32.
     """
-    scores = torch.einsum("bthk,bshk->bhts", q.float(), k.float()) * scale
-    if k.shape[1] == 0:  # an empty cache reads zeros (still a function of q, k, v: their gradients are zeros)
-        return torch.einsum("bhts,bshv->bthv", scores, v.float())
-    peak = scores.masked_fill(~vis, float("-inf")).amax(-1, keepdim=True)
-    peak = torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak)).detach()
-    # Masked entries become exp(-inf) = 0 before any overflow can happen, so gradients stay finite.
-    p = (scores - peak).masked_fill(~vis, float("-inf")).exp()
-    denom = p.sum(-1, keepdim=True)
-    p = p / torch.where(denom > 0, denom, torch.ones_like(denom))
-    return torch.einsum("bhts,bshv->bthv", p, v.float())
+    return torch.einsum("bhts,bshv->bthv", masked_probs(q, k, vis, scale), v.float())
+
+
+def routed_visibility(routed: torch.Tensor, window: int | None = None, sinks: int = 0) -> torch.Tensor:
+    """Dense visibility of routed causal attention: query t sees routed token j <= t (with ``window``: only
+    the last ``window`` routed tokens at or before t, plus the first ``sinks`` routed ones).
+
+    Args:
+        routed: ``[B, T, H]`` bool routing mask.
+
+    Returns:
+        ``[B, H, T, T]`` bool (query, key).
+    """
+    B, T, H = routed.shape
+    # Every position is a slot here: slot t holds token t, routed or not.
+    positions = torch.arange(T, device=routed.device)[None, :, None].expand(B, T, H)
+    vis = visible_slots(positions, torch.full((B, H), T, device=routed.device), T, None, 0)
+    vis = vis & routed.permute(0, 2, 1)[:, :, None, :]
+    if window is not None:
+        rank = routed.long().cumsum(1).permute(0, 2, 1)[:, :, None, :] - 1  # slot of each routed token
+        seen = vis.sum(-1, keepdim=True)
+        vis = vis & ((rank < sinks) | (rank >= seen - window))
+    return vis
 
 
 def naive_scratchpad_attn(
@@ -105,13 +138,5 @@ def naive_scratchpad_attn(
     live = torch.arange(S, device=q.device)[None, :, None] < counts[:, None, :]  # (B, S, H)
     routed = torch.zeros(B, T + 1, H, dtype=torch.bool, device=q.device)
     routed.scatter_(1, torch.where(live, indices.long().clamp(0, T - 1), T), live)
-    routed = routed[:, :T]
-    # Every position is a slot here: slot t holds token t, routed or not.
-    positions = torch.arange(T, device=q.device)[None, :, None].expand(B, T, H)
-    vis = visible_slots(positions, torch.full((B, H), T, device=q.device), T, None, 0)
-    vis = vis & routed.permute(0, 2, 1)[:, :, None, :]
-    if window is not None:
-        rank = routed.long().cumsum(1).permute(0, 2, 1)[:, :, None, :] - 1  # slot of each routed token
-        seen = vis.sum(-1, keepdim=True)
-        vis = vis & ((rank < sinks) | (rank >= seen - window))
+    vis = routed_visibility(routed[:, :T], window, sinks)
     return masked_attention(q, k, v, vis, scale).to(q.dtype)

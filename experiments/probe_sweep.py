@@ -1,0 +1,185 @@
+"""The probe sweep of #6: every (probe, policy, budget, seed) cell trained and scored, many cells at once.
+
+    python -m tsham.experiments.probe_sweep run --preset full --workers 14 --device cuda --out runs/probes
+    python -m tsham.experiments.probe_sweep collect runs/probes --output runs/probes/rows.csv.gz
+    python -m tsham.experiments.probe_sweep report runs/probes/rows.csv.gz --name probes_gpu
+
+A preset (below, Zoology-style: the whole experiment is this dict) names the probes with their level and patch
+length, the policies, the nominal KV budgets, the seeds, the training recipe and the test sequences per cell.
+Every cell of a probe and seed trains on the same batches (the probe's training seeds), so policies differ
+only in their routing.
+``run`` trains one small forecaster per cell in a pool of worker processes (on one GPU the cells are
+launch-bound, so several processes share it well), writes ``cells/<cell>.csv`` (one row per test sequence,
+:func:`tsham.probes.runner.evaluate_probe`) and ``cells/<cell>.json`` (loss curve, seconds), and skips cells
+already written, so a stopped sweep resumes. ``report`` writes ``results/<name>.md`` (grouped tables and the
+targets of #6) and one frontier PNG per probe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+from pathlib import Path
+
+PROBE_SETTINGS = {  # the level and patch length of each probe in the reported sweep
+    "rare_motif": {"level": "medium", "patch_length": 16},
+    "compressible_regime": {"level": "medium", "patch_length": 16},
+    "delayed_action": {"level": "hard", "patch_length": 8},
+    "cross_channel_binding": {"level": "medium", "patch_length": 4},
+    "scheduled_event": {"level": "medium", "patch_length": 8},
+    "mqar": {"level": "hard", "patch_length": 1},
+}
+FLAGGED = ("compressible_regime", "delayed_action", "scheduled_event")  # probes with event flags
+
+RECIPE = {"steps": 1500, "batch_size": 64, "lr": 3e-3, "d_model": 64, "n_layers": 2, "n_test": 1000}
+PRESETS = {
+    "full": {"probes": PROBE_SETTINGS, "policies": ("surprise", "random", "oracle", "event"),
+             "budgets": (0.02, 0.05, 0.1, 0.25), "seeds": (0, 1, 2), **RECIPE},
+    # the neighbouring levels of three probes, controls only: where pure GDN and full attention separate
+    "levels": {"probes": {"delayed_action@medium": {"probe": "delayed_action", "level": "medium", "patch_length": 8},
+                          "cross_channel_binding@easy": {"probe": "cross_channel_binding", "level": "easy",
+                                                         "patch_length": 8},
+                          "mqar@medium": {"probe": "mqar", "level": "medium", "patch_length": 1}},
+               "policies": ("oracle",), "budgets": (), "seeds": (0,), **RECIPE},
+    "tiny": {"probes": {"mqar": {"level": "easy", "patch_length": 4}}, "policies": ("random", "oracle"),
+             "budgets": (0.25,), "seeds": (0,), "steps": 2, "batch_size": 4, "lr": 3e-3, "d_model": 16,
+             "n_layers": 1, "n_test": 8},
+}
+ORDER = ("all", "none", "oracle", "event")  # controls first: a sweep cut short still says the most
+
+
+def cells(preset: dict, seeds=None) -> list[dict]:
+    """Every cell of a preset (``seeds`` overrides its seeds): probe, level, patch length, policy, nominal budget
+    (NaN for oracle / event), seed and the training recipe, controls first, then budgets nearest 10% first."""
+    recipe = {k: preset[k] for k in RECIPE}
+    out = []
+    for name, setting in preset["probes"].items():
+        probe = setting.get("probe", name)
+        pairs = [("none", 0.0), ("all", 1.0)]
+        for policy in preset["policies"]:
+            if policy == "oracle" or (policy == "event" and probe in FLAGGED):
+                pairs.append((policy, math.nan))
+            elif policy != "event":
+                pairs += [(policy, b) for b in preset["budgets"]]
+        for seed in preset["seeds"] if seeds is None else seeds:
+            out += [{"probe": probe, "level": setting["level"], "patch_length": setting["patch_length"],
+                     "policy": p, "budget": b, "seed": seed, **recipe} for p, b in pairs]
+
+    return sorted(out, key=priority)
+
+
+def priority(cell: dict) -> tuple:
+    """Run order: by seed, the controls first, then the budgets nearest 10%."""
+    control = ORDER.index(cell["policy"]) if cell["policy"] in ORDER else len(ORDER)
+    return cell["seed"], control, abs(math.log(cell["budget"] / 0.1)) if 0 < cell["budget"] < 1 else 0.0
+
+
+def cell_name(cell: dict) -> str:
+    budget = "fixed" if math.isnan(cell["budget"]) else f"{cell['budget']:g}"
+    return f"{cell['probe']}-{cell['level']}-p{cell['patch_length']}-{cell['policy']}-{budget}-s{cell['seed']}"
+
+
+def run_cell(cell: dict, out: str, device: str) -> str:
+    """Trains and scores one cell (in a worker process); writes its rows and its log; returns its name."""
+    import torch
+    from tsham.probes import PROBES
+    from tsham.probes.runner import evaluate_probe, probe_config, train_probe_model
+
+    torch.set_num_threads(1)  # many workers share the machine's cores
+    started = time.monotonic()
+    context_length = PROBES[cell["probe"]](1, cell["level"], seed=0).context.shape[1]
+    config = probe_config(cell["policy"], cell["budget"], patch_length=cell["patch_length"],
+                          d_model=cell["d_model"], n_layers=cell["n_layers"], context_length=context_length)
+    history: list = []
+    model = train_probe_model(cell["probe"], cell["level"], config, cell["steps"], cell["batch_size"], cell["lr"],
+                              seed=cell["seed"], device=device, history=history)
+    trained = time.monotonic()
+    labels = {k: cell[k] for k in ("probe", "level", "policy", "budget", "seed")}
+    rows = evaluate_probe(model, cell["probe"], cell["level"], cell["n_test"], 10_000 + cell["seed"], labels,
+                          device)
+    rows["patch_length"] = cell["patch_length"]
+    name = cell_name(cell)
+    folder = Path(out) / "cells"
+    rows.to_csv(folder / f"{name}.csv.tmp", index=False)
+    os.replace(folder / f"{name}.csv.tmp", folder / f"{name}.csv")  # a stopped sweep leaves no partial cell
+    log = {**cell, "train_seconds": trained - started, "eval_seconds": time.monotonic() - trained,
+           "loss": history, "parameters": sum(p.numel() for p in model.parameters())}
+    (folder / f"{name}.json").write_text(json.dumps(log))
+    return name
+
+
+def run(args) -> None:
+    from tsham.experiments.common import header
+
+    folder = Path(args.out) / "cells"
+    folder.mkdir(parents=True, exist_ok=True)
+    every = sorted((c for name in args.preset for c in cells(PRESETS[name], args.seeds)), key=priority)
+    (Path(args.out) / "sweep.json").write_text(json.dumps({**header(), "presets": args.preset, "seeds": args.seeds,
+                                                           "cells": len(every)}, indent=1))
+    todo = [c for c in every if not (folder / f"{cell_name(c)}.csv").is_file()]
+    deadline = time.monotonic() + 60 * args.minutes if args.minutes else math.inf
+    print(f"{len(todo)} cells to run ({len(every) - len(todo)} already done), {args.workers} workers", flush=True)
+    with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
+        pending = {pool.submit(run_cell, c, args.out, args.device): c for c in todo[:args.workers]}
+        queue = todo[args.workers:]
+        while pending:
+            done = next(as_completed(pending))
+            cell = pending.pop(done)
+            try:
+                print(f"done {done.result()}", flush=True)
+            except Exception as err:  # one failed cell must not stop the sweep; say which and why
+                print(f"FAILED {cell_name(cell)}: {type(err).__name__}: {err}", flush=True)
+            if queue and time.monotonic() < deadline:
+                c = queue.pop(0)
+                pending[pool.submit(run_cell, c, args.out, args.device)] = c
+    if queue:
+        print(f"deadline: {len(queue)} cells not started", flush=True)
+
+
+def collect(args) -> None:
+    """Concatenates the cells' rows into one table (CSV, gzip by suffix) and their logs into one JSON."""
+    import pandas as pd
+
+    folder = Path(args.run) / "cells"
+    frames = [pd.read_csv(f) for f in sorted(folder.glob("*.csv"))]
+    if not frames:
+        raise SystemExit(f"no finished cells under {folder}")
+    pd.concat(frames, ignore_index=True).to_csv(args.output, index=False, float_format="%.5g")
+    logs = [json.loads(f.read_text()) for f in sorted(folder.glob("*.json"))]
+    Path(args.output).with_name("cells.json").write_text(json.dumps(logs))
+    print(f"{len(frames)} cells -> {args.output}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("--preset", nargs="+", choices=sorted(PRESETS), default=["full"])
+    r.add_argument("--seeds", type=int, nargs="+", help="run these seeds of the presets only")
+    r.add_argument("--workers", type=int, default=4)
+    r.add_argument("--device", default="cuda")
+    r.add_argument("--minutes", type=float, help="start no new cell after this many minutes")
+    r.add_argument("--out", required=True)
+    c = sub.add_parser("collect")
+    c.add_argument("run")
+    c.add_argument("--output", required=True, help="rows table (.csv or .csv.gz)")
+    p = sub.add_parser("report")
+    p.add_argument("rows")
+    p.add_argument("--name", default="probes")
+    p.add_argument("--plots", default=None, help="folder of the frontier PNGs (default: results/probes)")
+    args = parser.parse_args()
+    if args.what == "report":
+        from tsham.experiments.probe_report import report
+
+        report(args)
+    else:
+        {"run": run, "collect": collect}[args.what](args)
+
+
+if __name__ == "__main__":
+    main()
