@@ -46,6 +46,13 @@ PRESETS = {
                                                          "patch_length": 8},
                           "mqar@medium": {"probe": "mqar", "level": "medium", "patch_length": 1}},
                "policies": ("oracle",), "budgets": (), "seeds": (0,), **RECIPE},
+    # long training at the easy levels, controls only: do full attention and pure GDN learn the recall at all?
+    "learnability": {"probes": {"rare_motif": {"level": "easy", "patch_length": 16},
+                                "cross_channel_binding": {"level": "easy", "patch_length": 8},
+                                "scheduled_event": {"level": "easy", "patch_length": 8},
+                                "mqar": {"level": "easy", "patch_length": 1}},
+                     "policies": ("oracle", "event"), "budgets": (), "seeds": (0,),
+                     **{**RECIPE, "steps": 4000, "n_test": 512}},
     "tiny": {"probes": {"mqar": {"level": "easy", "patch_length": 4}}, "policies": ("random", "oracle"),
              "budgets": (0.25,), "seeds": (0,), "steps": 2, "batch_size": 4, "lr": 3e-3, "d_model": 16,
              "n_layers": 1, "n_test": 8},
