@@ -53,6 +53,16 @@ PRESETS = {
                                 "mqar": {"level": "easy", "patch_length": 1}},
                      "policies": ("oracle", "event"), "budgets": (), "seeds": (0,),
                      **{**RECIPE, "steps": 4000, "n_test": 512}},
+    # a larger learning rate for full attention where 4000 steps at 3e-3 only began to learn
+    "fast_lr": {"probes": {"cross_channel_binding": {"level": "easy", "patch_length": 8},
+                           "mqar": {"level": "easy", "patch_length": 1}},
+                "controls": False, "policies": ("all",), "budgets": (), "seeds": (0,),
+                **{**RECIPE, "steps": 3500, "lr": 1e-2, "n_test": 512}},
+    # the flagged probes with the twin's own flags, every policy at 10%
+    "flags": {"probes": {"scheduled_event": {"level": "easy", "patch_length": 8},
+                         "delayed_action": {"level": "hard", "patch_length": 8}},
+              "policies": ("oracle", "event", "surprise", "random"), "budgets": (0.1,), "seeds": (0,),
+              **{**RECIPE, "steps": 2000, "n_test": 1000}},
     "tiny": {"probes": {"mqar": {"level": "easy", "patch_length": 4}}, "policies": ("random", "oracle"),
              "budgets": (0.25,), "seeds": (0,), "steps": 2, "batch_size": 4, "lr": 3e-3, "d_model": 16,
              "n_layers": 1, "n_test": 8},
@@ -67,9 +77,11 @@ def cells(preset: dict, seeds=None) -> list[dict]:
     out = []
     for name, setting in preset["probes"].items():
         probe = setting.get("probe", name)
-        pairs = [("none", 0.0), ("all", 1.0)]
+        pairs = [("none", 0.0), ("all", 1.0)] if preset.get("controls", True) else []
         for policy in preset["policies"]:
-            if policy == "oracle" or (policy == "event" and probe in FLAGGED):
+            if policy in ("none", "all"):
+                pairs.append((policy, float(policy == "all")))
+            elif policy == "oracle" or (policy == "event" and probe in FLAGGED):
                 pairs.append((policy, math.nan))
             elif policy != "event":
                 pairs += [(policy, b) for b in preset["budgets"]]

@@ -29,6 +29,8 @@ class ProbeBatch:
             channel), or None.
         codebook, answers: where targets come from a finite codebook (probe C: ``[K]`` levels), the index of each
             example's answer ``[N]``; else None.
+        tolerance: ``[N]`` window RMSE under which a forecast counts as a recall (tolerance accuracy: probe D
+            0.1, probe A 0.25 x the motif's amplitude), or None.
     """
 
     context: np.ndarray
@@ -41,6 +43,7 @@ class ProbeBatch:
     control_context: np.ndarray | None = None
     codebook: np.ndarray | None = None
     answers: np.ndarray | None = None
+    tolerance: np.ndarray | None = None
 
 
 def background(length: int, channels: int, rng: np.random.Generator) -> np.ndarray:
@@ -114,7 +117,7 @@ def scheduled_event(n: int, level: str = "easy", seed: int = 0) -> ProbeBatch:
         out["needles"].append(needles)
     ctx = np.stack(out["ctx"])
     return ProbeBatch(ctx, np.stack(out["flags"]), np.stack(out["target"]), [0], np.stack(out["needles"]), ctx.copy(),
-                      np.stack(out["twin_flags"]))
+                      np.stack(out["twin_flags"]), tolerance=np.full(n, 0.1, np.float32))
 
 
 def mqar(n: int, level: str = "easy", seed: int = 0, d: int = 8) -> ProbeBatch:
@@ -177,7 +180,7 @@ def rare_motif(n: int, level: str = "easy", seed: int = 0, channels: int = 4, co
     L, D = {"easy": (1024, 1), "medium": (4096, 3), "hard": (8192, 15)}[level]
     M, shown = 48, 16
     make = _damped_oscillation if compressible else _motif
-    out = {k: [] for k in ("ctx", "twin", "flags", "twin_flags", "target", "needles")}
+    out = {k: [] for k in ("ctx", "twin", "flags", "twin_flags", "target", "needles", "amplitude")}
     for rng in _rngs(seed, n):
         x = background(L + M - shown, channels, rng)
         clean = x.copy()
@@ -202,8 +205,10 @@ def rare_motif(n: int, level: str = "easy", seed: int = 0, channels: int = 4, co
         needles = np.zeros(L, bool)
         needles[needle] = True
         out["needles"].append(needles)
+        out["amplitude"].append(np.abs(motifs[0]).max())
     return ProbeBatch(*(np.stack(out[k]) for k in ("ctx", "flags", "target")), [0], np.stack(out["needles"]),
-                      np.stack(out["twin"]), np.stack(out["twin_flags"]))
+                      np.stack(out["twin"]), np.stack(out["twin_flags"]),
+                      tolerance=0.25 * np.array(out["amplitude"], np.float32))
 
 
 KEY_SHAPES = 64

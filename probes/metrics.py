@@ -18,8 +18,9 @@ def recall_skill(pred: np.ndarray, pred_ablated: np.ndarray, target: np.ndarray)
     return np.clip(np.nan_to_num(rs, nan=0.0), -1.0, 1.0)
 
 
-def tolerance_accuracy(pred: np.ndarray, target: np.ndarray, tolerance: float) -> np.ndarray:
-    """1 where the window RMSE is below ``tolerance`` (e.g. 0.25 x the needle's scale), else 0."""
+def tolerance_accuracy(pred: np.ndarray, target: np.ndarray, tolerance) -> np.ndarray:
+    """1 where the window RMSE is below ``tolerance`` (a float or one per example ``[N]``, e.g. 0.25 x the
+    needle's scale), else 0."""
     return (np.sqrt(_mse(pred, target)) < tolerance).astype(np.float64)
 
 

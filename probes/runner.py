@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 from tsham.probes.diagnostics import recorded_reads, router_diagnostics
 from tsham.probes.generators import PROBES, ProbeBatch
-from tsham.probes.metrics import codebook_accuracy, recall_skill
+from tsham.probes.metrics import codebook_accuracy, recall_skill, tolerance_accuracy
 
 from tsham.config import TshamConfig
 from tsham.ham import calibrate_kv_budget
@@ -59,23 +59,34 @@ def probe_config(policy: str, budget: float, patch_length: int = 8, d_model: int
     return config
 
 
-def model_inputs(batch: ProbeBatch, context: np.ndarray, device) -> dict:
-    """TshamModel arguments for a probe context ``[N, L, C]``: target channels, the rest as past covariates,
-    the flags (known ahead), and the needle steps for an oracle router."""
+VIEWS = ("example", "twin", "control")
+
+
+def model_inputs(batch: ProbeBatch, view: str, device) -> dict:
+    """TshamModel arguments for one view of a probe batch: ``"example"`` (context and flags), ``"twin"`` (the
+    needle-ablated context and flags) or ``"control"`` (probe C's channel-swap context, the example's flags).
+    Target channels become ``past_target``, the rest past covariates; the flags are known ahead; the needle
+    steps are for an oracle router (the same steps in every view: the twin routes the ablated step)."""
+    if view not in VIEWS:
+        raise ValueError(f"probe view must be one of {VIEWS}; got {view!r}")
+    context = {"example": batch.context, "twin": batch.twin_context, "control": batch.control_context}[view]
+    if context is None:
+        raise ValueError(f"this probe has no {view!r} view")
+    flags = batch.twin_flags if view == "twin" else batch.flags
     others = [c for c in range(context.shape[2]) if c not in batch.target_channels]
     t = lambda a: torch.as_tensor(a, dtype=torch.float32, device=device)  # noqa: E731
     return {
         "past_target": t(context[..., batch.target_channels]),
         "past_covariates": t(context[..., others]) if others else None,
-        "event_flags": t(batch.flags) if batch.flags.shape[2] else None,
+        "event_flags": t(flags) if flags.shape[2] else None,
         "oracle_steps": torch.as_tensor(batch.needles, device=device),
     }
 
 
-def probe_forward(model: TshamModel, batch: ProbeBatch, context: np.ndarray, device):
-    """The model's forecast (a :class:`TshamOutput`, ``quantiles [N, Ct, Q, H]``) for a probe context
-    ``[N, L, C]``; the needle steps reach the routers only when the model routes with the oracle."""
-    kwargs = model_inputs(batch, context, device)
+def probe_forward(model: TshamModel, batch: ProbeBatch, device, view: str = "example"):
+    """The model's forecast (a :class:`TshamOutput`, ``quantiles [N, Ct, Q, H]``) for one view of a probe batch
+    (:func:`model_inputs`); the needle steps reach the routers only when the model routes with the oracle."""
+    kwargs = model_inputs(batch, view, device)
     if model.config.ham.router != "oracle":
         kwargs.pop("oracle_steps")
     return model(horizon=batch.target.shape[1], **kwargs)
@@ -102,7 +113,7 @@ def train_probe_model(probe: str, level: str, config: TshamConfig, steps: int, b
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     for step in range(steps):
         batch = PROBES[probe](batch_size, level, seed=TRAIN_SEED_OFFSET + seed * steps + step)
-        out = probe_forward(model, batch, batch.context, device)
+        out = probe_forward(model, batch, device)
         loss = model.loss(out, torch.as_tensor(batch.target, device=device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -118,7 +129,8 @@ def train_probe_model(probe: str, level: str, config: TshamConfig, steps: int, b
 def evaluate_probe(model: TshamModel, probe: str, level: str, n: int, seed: int, labels: dict,
                    device: str = "cpu", batch_size: int = 64) -> pd.DataFrame:
     """One row per test example: recall skill against the twin, MSEs, the router diagnostics
-    (:func:`router_diagnostics`), and for probe C codebook accuracy and the channel-swap control's recall skill."""
+    (:func:`router_diagnostics`), tolerance accuracy where the probe sets a tolerance (A, D), and for probe C
+    codebook accuracy and the channel-swap control's recall skill."""
     batch = PROBES[probe](n, level, seed=seed)
     frames = []
     for start in range(0, n, batch_size):
@@ -126,17 +138,19 @@ def evaluate_probe(model: TshamModel, probe: str, level: str, n: int, seed: int,
         part = ProbeBatch(*(v if v is None or k in shared else v[start:start + batch_size]
                             for k, v in vars(batch).items()))
         with recorded_reads(model) as reads:
-            out = probe_forward(model, part, part.context, device)
+            out = probe_forward(model, part, device)
         pred = out.median.permute(0, 2, 1).cpu().numpy()  # (n, H, Ct)
-        twin = probe_forward(model, part, part.twin_context, device).median.permute(0, 2, 1).cpu().numpy()
+        twin = probe_forward(model, part, device, "twin").median.permute(0, 2, 1).cpu().numpy()
         columns = {"example": np.arange(start, start + len(pred)), "RS": recall_skill(pred, twin, part.target),
                    "mse": ((pred - part.target) ** 2).reshape(len(pred), -1).mean(1),
                    "mse_twin": ((twin - part.target) ** 2).reshape(len(pred), -1).mean(1),
                    **router_diagnostics(model, out, reads, part.needles)}
+        if part.tolerance is not None:
+            columns["tolerance_accuracy"] = tolerance_accuracy(pred, part.target, part.tolerance)
         if part.codebook is not None:
             columns["codebook_accuracy"] = codebook_accuracy(pred, part.codebook, part.answers)
         if part.control_context is not None:
-            control = probe_forward(model, part, part.control_context, device).median.permute(0, 2, 1).cpu().numpy()
+            control = probe_forward(model, part, device, "control").median.permute(0, 2, 1).cpu().numpy()
             columns["control_RS"] = recall_skill(control, twin, part.target)
         frames.append(pd.DataFrame({**labels, **columns}))
     return pd.concat(frames, ignore_index=True)
@@ -162,7 +176,7 @@ def run_probe(probe: str, level: str = "easy", policies: Sequence[str] = ("surpr
         if model is not None:
             sample = PROBES[probe](min(n_test, 64), level, seed=test_seed)
             for budget in sorted({0.0, *budgets, 1.0}):
-                calibrate_kv_budget(model, budget, lambda b=sample: probe_forward(model, b, b.context, device))
+                calibrate_kv_budget(model, budget, lambda b=sample: probe_forward(model, b, device))
                 labels = {"probe": probe, "level": level, "policy": model.config.ham.router, "budget": budget,
                           "seed": seed}
                 frames.append(evaluate_probe(model, probe, level, n_test, test_seed, labels, device))

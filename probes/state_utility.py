@@ -35,7 +35,7 @@ def state_utility(model: TshamModel, probe: str, level: str = "easy", n: int = 2
     batch = PROBES[probe](n, level, seed=seed)
     model = model.to(device).eval()
     with recorded_reads(model) as reads:
-        out = probe_forward(model, batch, batch.context, device)
+        out = probe_forward(model, batch, device)
     q = out.num_context_patches - 1  # the query: the last context token
     gdn = torch.cat([r.o_gdn[:, q].flatten(1) for r in reads], 1).cpu().numpy()
     kv = torch.cat([r.o_kv[:, q].flatten(1) for r in reads], 1).cpu().numpy()

@@ -108,6 +108,16 @@ class ForecastTask(L.LightningModule):
         self.log("kv", out.kv_fraction, prog_bar=True, batch_size=batch["past_target"].shape[0])
         return loss
 
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        from lightning.pytorch.strategies import FSDPStrategy
+
+        if gradient_clip_val and isinstance(self.trainer.strategy, FSDPStrategy):
+            # Lightning refuses norm clipping under FSDP (a per-rank norm would be wrong); the root FSDP module
+            # computes the global norm over every shard.
+            self.trainer.model.clip_grad_norm_(gradient_clip_val)
+        else:
+            super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+
     def configure_optimizers(self):
         c = self.train_config
         # not fused: Lightning's mixed-precision gradient clipping refuses optimizers that unscale internally
@@ -249,4 +259,5 @@ def make_strategy(strategy):
 
     from tsham.ham.block import HamBlock
 
-    return FSDPStrategy(auto_wrap_policy={HamBlock}, state_dict_type="full")
+    # use_orig_params keeps parameter names and attributes (the no-weight-decay tags of param_groups)
+    return FSDPStrategy(auto_wrap_policy={HamBlock}, state_dict_type="full", use_orig_params=True)
