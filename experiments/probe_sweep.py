@@ -191,6 +191,7 @@ def main() -> None:
     p.add_argument("rows")
     p.add_argument("--name", default="probes")
     p.add_argument("--plots", default=None, help="folder of the frontier PNGs (default: results/probes)")
+    p.add_argument("--note", help="where and how the rows were made (machine, recipe), for the report's header")
     args = parser.parse_args()
     if args.what == "report":
         from tsham.experiments.probe_report import report

@@ -222,9 +222,8 @@ def frontier_plot(rows: pd.DataFrame, path) -> None:
             group = group.sort_values(x)
             ax.errorbar(group[x], group["RS"], yerr=group["RS_std_over_seeds"], marker="o", capsize=2,
                         label=policy)
-        ax.set(xscale="symlog", xlabel=label)
-        if x == "kv_fraction":
-            ax.set_xscale("symlog", linthresh=1e-2)
+        ax.set_xscale("symlog", linthresh=1e-2 if x == "kv_fraction" else 1e2)  # 0 (pure GDN) stays on the axis
+        ax.set_xlabel(label)
         ax.axhline(0.0, color="grey", lw=0.5)
     axes[0].set_ylabel("recall skill (RS)")
     axes[0].legend(fontsize=8)
