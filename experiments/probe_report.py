@@ -82,9 +82,10 @@ def report(args) -> Path:
     from tsham.experiments.common import RESULTS, header
     from tsham.probes.runner import frontier_plot, summarise
 
+    results = Path(args.results) if getattr(args, "results", None) else RESULTS
     rows = pd.read_csv(args.rows)
     table = summarise(rows)
-    plots = Path(args.plots) if args.plots else RESULTS / "probes"
+    plots = Path(args.plots) if args.plots else results / "probes"
     plots.mkdir(parents=True, exist_ok=True)
     meta = {**header(), **({"runs": args.note} if args.note else {})}
     parts = [f"# {args.name}", "", *(f"- {k}: {v}" for k, v in meta.items()), ""]
@@ -92,11 +93,11 @@ def report(args) -> Path:
         png = plots / f"{args.name}_{probe}_{level}.png"
         frontier_plot(rows[(rows["probe"] == probe) & (rows["level"] == level)], png)
         parts += [f"## {probe} ({level})", "", *(f"- {t}" for t in targets(group)),
-                  f"- frontier: {png.relative_to(RESULTS) if png.is_relative_to(RESULTS) else png}", "",
+                  f"- frontier: {png.relative_to(results) if png.is_relative_to(results) else png}", "",
                   probe_table(group), ""]
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"{args.name}.md"
+    results.mkdir(parents=True, exist_ok=True)
+    out = results / f"{args.name}.md"
     out.write_text("\n".join(parts))
-    table.to_csv(RESULTS / f"{args.name}.csv", index=False, float_format="%.5g")
+    table.to_csv(results / f"{args.name}.csv", index=False, float_format="%.5g")
     print(out.read_text())
     return out

@@ -190,7 +190,8 @@ def main() -> None:
     p = sub.add_parser("report")
     p.add_argument("rows")
     p.add_argument("--name", default="probes")
-    p.add_argument("--plots", default=None, help="folder of the frontier PNGs (default: results/probes)")
+    p.add_argument("--results", default=None, help="folder of the report (default: experiments/results)")
+    p.add_argument("--plots", default=None, help="folder of the frontier PNGs (default: <results>/probes)")
     p.add_argument("--note", help="where and how the rows were made (machine, recipe), for the report's header")
     args = parser.parse_args()
     if args.what == "report":
