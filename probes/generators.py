@@ -31,6 +31,8 @@ class ProbeBatch:
             example's answer ``[N]``; else None.
         tolerance: ``[N]`` window RMSE under which a forecast counts as a recall (tolerance accuracy: probe D
             0.1, probe A 0.25 x the motif's amplitude), or None.
+        candidates: ``[N, K, d]`` every value the answer could have been (probe E: the values of all K pairs, for
+            nearest-value accuracy, chance 1 / K), or None.
     """
 
     context: np.ndarray
@@ -44,6 +46,7 @@ class ProbeBatch:
     codebook: np.ndarray | None = None
     answers: np.ndarray | None = None
     tolerance: np.ndarray | None = None
+    candidates: np.ndarray | None = None
 
 
 def background(length: int, channels: int, rng: np.random.Generator) -> np.ndarray:
@@ -127,7 +130,7 @@ def mqar(n: int, level: str = "easy", seed: int = 0, d: int = 8) -> ProbeBatch:
     Twin: the queried pair replaced by filler."""
     pairs = {"easy": 4, "medium": 16, "hard": 64}[level]
     L = 8 * pairs + 64
-    out = {k: [] for k in ("ctx", "twin", "target", "needles")}
+    out = {k: [] for k in ("ctx", "twin", "target", "needles", "values")}
     for rng in _rngs(seed, n):
         filler = background(L, 2 * d, rng) * 0.5
         x = np.zeros((L, 2 * d + 2), np.float32)
@@ -148,9 +151,10 @@ def mqar(n: int, level: str = "easy", seed: int = 0, d: int = 8) -> ProbeBatch:
         needles = np.zeros(L, bool)
         needles[steps[q]] = True
         out["needles"].append(needles)
+        out["values"].append(values)
     empty = np.zeros((n, L + 1, 0), np.float32)
     return ProbeBatch(np.stack(out["ctx"]), empty, np.stack(out["target"]), list(range(d, 2 * d)),
-                      np.stack(out["needles"]), np.stack(out["twin"]), empty)
+                      np.stack(out["needles"]), np.stack(out["twin"]), empty, candidates=np.stack(out["values"]))
 
 
 def _motif(rng: np.random.Generator, length: int = 48) -> np.ndarray:

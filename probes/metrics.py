@@ -37,3 +37,11 @@ def codebook_accuracy(pred: np.ndarray, codebook: np.ndarray, answers: np.ndarra
     is the answer (indices ``[N]`` into ``codebook [K]``); chance is 1 / K."""
     level = np.asarray(pred, np.float64).reshape(len(pred), -1)[:, -window:].mean(1)
     return (np.abs(level[:, None] - np.asarray(codebook)[None]).argmin(1) == np.asarray(answers)).astype(np.float64)
+
+
+def cosine_similarity(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Cosine of the angle between each flattened prediction and its target ``[N, ...]`` -> ``[N]`` (0 where
+    either is zero)."""
+    pred, target = (np.asarray(a, np.float64).reshape(len(a), -1) for a in (pred, target))
+    norms = np.linalg.norm(pred, axis=1) * np.linalg.norm(target, axis=1)
+    return np.where(norms > 0, (pred * target).sum(1) / np.where(norms > 0, norms, 1.0), 0.0)

@@ -22,7 +22,13 @@ import pandas as pd
 import torch
 from tsham.probes.diagnostics import recorded_reads, router_diagnostics
 from tsham.probes.generators import PROBES, ProbeBatch
-from tsham.probes.metrics import codebook_accuracy, recall_skill, tolerance_accuracy
+from tsham.probes.metrics import (
+    codebook_accuracy,
+    cosine_similarity,
+    nearest_value_accuracy,
+    recall_skill,
+    tolerance_accuracy,
+)
 
 from tsham.config import TshamConfig
 from tsham.ham import calibrate_kv_budget
@@ -129,8 +135,9 @@ def train_probe_model(probe: str, level: str, config: TshamConfig, steps: int, b
 def evaluate_probe(model: TshamModel, probe: str, level: str, n: int, seed: int, labels: dict,
                    device: str = "cpu", batch_size: int = 64) -> pd.DataFrame:
     """One row per test example: recall skill against the twin, MSEs, the router diagnostics
-    (:func:`router_diagnostics`), tolerance accuracy where the probe sets a tolerance (A, D), and for probe C
-    codebook accuracy and the channel-swap control's recall skill."""
+    (:func:`router_diagnostics`), tolerance accuracy where the probe sets a tolerance (A, D), nearest-value
+    accuracy and cosine similarity where it has candidate values (E), and for probe C codebook accuracy and the
+    channel-swap control's recall skill."""
     batch = PROBES[probe](n, level, seed=seed)
     frames = []
     for start in range(0, n, batch_size):
@@ -147,6 +154,9 @@ def evaluate_probe(model: TshamModel, probe: str, level: str, n: int, seed: int,
                    **router_diagnostics(model, out, reads, part.needles)}
         if part.tolerance is not None:
             columns["tolerance_accuracy"] = tolerance_accuracy(pred, part.target, part.tolerance)
+        if part.candidates is not None:
+            columns["nearest_value_accuracy"] = nearest_value_accuracy(pred, part.target, part.candidates)
+            columns["cosine"] = cosine_similarity(pred, part.target)
         if part.codebook is not None:
             columns["codebook_accuracy"] = codebook_accuracy(pred, part.codebook, part.answers)
         if part.control_context is not None:

@@ -117,6 +117,7 @@ def test_probe_sweep_runs_collects_and_reports(tmp_path):
     probe_sweep.collect(argparse.Namespace(run=str(out), output=str(tmp_path / "rows.csv.gz")))
     rows = pd.read_csv(tmp_path / "rows.csv.gz")
     assert set(rows["policy"]) == {"none", "all", "oracle", "random"} and len(rows) == 4 * 8
+    assert rows["nearest_value_accuracy"].isin([0, 1]).all() and rows["cosine"].between(-1, 1).all()
     from tsham.experiments.probe_report import report
 
     md = report(argparse.Namespace(rows=str(tmp_path / "rows.csv.gz"), name="tiny", note="test", plots=None,

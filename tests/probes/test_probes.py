@@ -44,6 +44,13 @@ def test_mqar_query_key_matches_the_stored_pair():
     np.testing.assert_allclose(p.context[rows, pos, :8], p.context[:, -1, :8])  # the query presents that key
     np.testing.assert_allclose(p.context[rows, pos, 8:16], p.target[:, 0])
     assert not np.allclose(p.twin_context[rows, pos, 8:16], p.target[:, 0])
+    # the candidates are every pair's value, the answer among them: a perfect forecast picks it
+    from tsham.probes import cosine_similarity
+
+    assert p.candidates.shape == (4, 4, 8) and (p.candidates == p.target[:, :1]).all(-1).any(-1).all()
+    assert nearest_value_accuracy(p.target, p.target, p.candidates).tolist() == [1.0] * 4
+    np.testing.assert_allclose(cosine_similarity(p.target, p.target), 1.0)
+    np.testing.assert_allclose(cosine_similarity(-p.target, p.target), -1.0)
 
 
 def test_recall_skill_on_hand_made_predictions():
