@@ -25,7 +25,8 @@ def _fmt(x, spec=".3f") -> str:
 
 def probe_table(table: pd.DataFrame) -> str:
     """Markdown rows of one probe's summarised cells, controls first."""
-    metrics = ("tolerance_accuracy", "nearest_value_accuracy", "cosine", "codebook_accuracy", "control_RS")
+    metrics = ("tolerance_accuracy", "nearest_value_accuracy", "cosine", "sign_accuracy", "magnitude_error",
+               "onset_error", "codebook_accuracy", "control_RS")
     extra = [c for c in metrics if c in table and table[c].notna().any()]
     head = ["policy", "budget", "RS (± std over seeds)", "MSE / twin", "KV mean / p95 / max", "KV bytes",
             "capture", "slot precision", "needle attention", *extra, "seeds x sequences"]

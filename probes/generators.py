@@ -33,6 +33,8 @@ class ProbeBatch:
             0.1, probe A 0.25 x the motif's amplitude), or None.
         candidates: ``[N, K, d]`` every value the answer could have been (probe E: the values of all K pairs, for
             nearest-value accuracy, chance 1 / K), or None.
+        effect: ``[N, H, Ct]`` the part of the target the needle causes (probe B: the delayed effect of the
+            action; the twin's target is ``target - effect``), for sign, magnitude and onset metrics, or None.
     """
 
     context: np.ndarray
@@ -47,6 +49,7 @@ class ProbeBatch:
     answers: np.ndarray | None = None
     tolerance: np.ndarray | None = None
     candidates: np.ndarray | None = None
+    effect: np.ndarray | None = None
 
 
 def background(length: int, channels: int, rng: np.random.Generator) -> np.ndarray:
@@ -65,7 +68,7 @@ def delayed_action(n: int, level: str = "easy", seed: int = 0) -> ProbeBatch:
     Channels: 3 observed + the action channel u (also flag 0, set where u != 0). Twin: u(t0) zeroed."""
     delay = {"easy": 64, "medium": 256, "hard": 1024}[level]
     H, L = 80, delay + 512
-    out = {k: [] for k in ("ctx", "twin", "flags", "twin_flags", "target", "needles")}
+    out = {k: [] for k in ("ctx", "twin", "flags", "twin_flags", "target", "needles", "effect")}
     for rng in _rngs(seed, n):
         x = background(L + H, 3, rng)
         u = np.zeros(L + H, np.float32)
@@ -85,11 +88,12 @@ def delayed_action(n: int, level: str = "easy", seed: int = 0) -> ProbeBatch:
         out["flags"].append((u != 0).astype(np.float32)[:, None])
         out["twin_flags"].append((twin_u != 0).astype(np.float32)[:, None])
         out["target"].append(full[L:, 1:2])
+        out["effect"].append(effect[L:, None])
         needles = np.zeros(L, bool)
         needles[t0] = True
         out["needles"].append(needles)
     return ProbeBatch(*(np.stack(out[k]) for k in ("ctx", "flags", "target")), [1], np.stack(out["needles"]),
-                      np.stack(out["twin"]), np.stack(out["twin_flags"]))
+                      np.stack(out["twin"]), np.stack(out["twin_flags"]), effect=np.stack(out["effect"]))
 
 
 def scheduled_event(n: int, level: str = "easy", seed: int = 0) -> ProbeBatch:

@@ -45,3 +45,27 @@ def cosine_similarity(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
     pred, target = (np.asarray(a, np.float64).reshape(len(a), -1) for a in (pred, target))
     norms = np.linalg.norm(pred, axis=1) * np.linalg.norm(target, axis=1)
     return np.where(norms > 0, (pred * target).sum(1) / np.where(norms > 0, norms, 1.0), 0.0)
+
+
+def effect_metrics(pred: np.ndarray, pred_ablated: np.ndarray, effect: np.ndarray,
+                   onset_share: float = 0.25) -> dict[str, np.ndarray]:
+    """How well the recalled effect of a needle matches the true one (probe B's action effect).
+
+    The recalled effect is ``pred - pred_ablated`` (the forecast minus the same model's forecast on the twin).
+    All inputs ``[N, H, C]``; returns per-example ``[N]`` arrays:
+
+    - ``sign_accuracy``: 1 where the mean recalled effect has the true effect's sign;
+    - ``magnitude_error``: ``|mean recalled - mean true| / |mean true|`` over the window;
+    - ``onset_error``: steps between the first step where the true effect reaches ``onset_share`` of its
+      largest size and the first step where the recalled one does (NaN where the recalled one never does).
+    """
+    recalled = (np.asarray(pred, np.float64) - np.asarray(pred_ablated, np.float64)).reshape(len(pred), -1)
+    true = np.asarray(effect, np.float64).reshape(len(effect), -1)
+    mean_true, mean_recalled = true.mean(1), recalled.mean(1)
+    peak = np.abs(true).max(1, keepdims=True)
+    true_onset = (np.abs(true) >= onset_share * peak).argmax(1)
+    reached = np.sign(recalled) * np.sign(mean_true)[:, None] * np.abs(recalled) >= onset_share * peak
+    recalled_onset = np.where(reached.any(1), reached.argmax(1), np.nan)
+    return {"sign_accuracy": (np.sign(mean_recalled) == np.sign(mean_true)).astype(np.float64),
+            "magnitude_error": np.abs(mean_recalled - mean_true) / np.maximum(np.abs(mean_true), 1e-12),
+            "onset_error": np.abs(recalled_onset - true_onset)}

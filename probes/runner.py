@@ -25,6 +25,7 @@ from tsham.probes.generators import PROBES, ProbeBatch
 from tsham.probes.metrics import (
     codebook_accuracy,
     cosine_similarity,
+    effect_metrics,
     nearest_value_accuracy,
     recall_skill,
     tolerance_accuracy,
@@ -136,8 +137,8 @@ def evaluate_probe(model: TshamModel, probe: str, level: str, n: int, seed: int,
                    device: str = "cpu", batch_size: int = 64) -> pd.DataFrame:
     """One row per test example: recall skill against the twin, MSEs, the router diagnostics
     (:func:`router_diagnostics`), tolerance accuracy where the probe sets a tolerance (A, D), nearest-value
-    accuracy and cosine similarity where it has candidate values (E), and for probe C codebook accuracy and the
-    channel-swap control's recall skill."""
+    accuracy and cosine similarity where it has candidate values (E), sign, magnitude and onset of the recalled
+    effect (B), and for probe C codebook accuracy and the channel-swap control's recall skill."""
     batch = PROBES[probe](n, level, seed=seed)
     frames = []
     for start in range(0, n, batch_size):
@@ -154,6 +155,8 @@ def evaluate_probe(model: TshamModel, probe: str, level: str, n: int, seed: int,
                    **router_diagnostics(model, out, reads, part.needles)}
         if part.tolerance is not None:
             columns["tolerance_accuracy"] = tolerance_accuracy(pred, part.target, part.tolerance)
+        if part.effect is not None:
+            columns.update(effect_metrics(pred, twin, part.effect))
         if part.candidates is not None:
             columns["nearest_value_accuracy"] = nearest_value_accuracy(pred, part.target, part.candidates)
             columns["cosine"] = cosine_similarity(pred, part.target)

@@ -30,6 +30,25 @@ def test_delayed_action_twin_removes_the_action_and_its_effect():
     assert (p.flags[rows, t0, 0] == 1).all() and (p.twin_flags[rows, t0, 0] == 0).all()
 
 
+def test_delayed_action_effect_and_its_metrics():
+    from tsham.probes import effect_metrics
+
+    p = PROBES["delayed_action"](4, "easy", seed=3)
+    a = p.context[np.arange(4), p.needles.argmax(1), 3]  # the action at t0
+    assert p.effect.shape == p.target.shape and (p.effect[:, :16] == 0).all()  # onset 16 steps into the horizon
+    assert (np.sign(p.effect[:, -1, 0]) == np.sign(a)).all()
+    base = np.zeros_like(p.target)
+    perfect = effect_metrics(base + p.effect, base, p.effect)
+    assert perfect["sign_accuracy"].tolist() == [1.0] * 4 and np.allclose(perfect["magnitude_error"], 0)
+    assert np.allclose(perfect["onset_error"], 0)
+    assert effect_metrics(base - p.effect, base, p.effect)["sign_accuracy"].tolist() == [0.0] * 4
+    delayed = np.concatenate([np.zeros_like(p.effect[:, :3]), p.effect[:, :-3]], 1)  # 3 steps late
+    late = effect_metrics(base + delayed, base, p.effect)
+    assert np.allclose(late["onset_error"], 3)
+    none = effect_metrics(base, base, p.effect)
+    assert np.isnan(none["onset_error"]).all() and np.allclose(none["magnitude_error"], 1)
+
+
 def test_scheduled_event_target_returns_to_the_snapshot_level():
     p = PROBES["scheduled_event"](8, "medium", seed=1)
     snap = p.needles.argmax(1)
