@@ -34,7 +34,6 @@ PROBE_SETTINGS = {  # the level and patch length of each probe in the reported s
     "scheduled_event": {"level": "medium", "patch_length": 8},
     "mqar": {"level": "hard", "patch_length": 1},
 }
-FLAGGED = ("compressible_regime", "delayed_action", "scheduled_event")  # probes with event flags
 
 RECIPE = {"steps": 1500, "batch_size": 64, "lr": 3e-3, "d_model": 64, "n_layers": 2, "n_test": 1000}
 PRESETS = {
@@ -73,22 +72,17 @@ ORDER = ("all", "none", "oracle", "event")  # controls first: a sweep cut short 
 def cells(preset: dict, seeds=None) -> list[dict]:
     """Every cell of a preset (``seeds`` overrides its seeds): probe, level, patch length, policy, nominal budget
     (NaN for oracle / event), seed and the training recipe, controls first, then budgets nearest 10% first."""
+    from tsham.probes.runner import probe_cells
+
     recipe = {k: preset[k] for k in RECIPE}
     out = []
     for name, setting in preset["probes"].items():
         probe = setting.get("probe", name)
-        pairs = [("none", 0.0), ("all", 1.0)] if preset.get("controls", True) else []
-        for policy in preset["policies"]:
-            if policy in ("none", "all"):
-                pairs.append((policy, float(policy == "all")))
-            elif policy == "oracle" or (policy == "event" and probe in FLAGGED):
-                pairs.append((policy, math.nan))
-            elif policy != "event":
-                pairs += [(policy, b) for b in preset["budgets"]]
+        pairs = probe_cells(probe, setting["level"], preset["policies"], preset["budgets"],
+                            preset.get("controls", True))
         for seed in preset["seeds"] if seeds is None else seeds:
             out += [{"probe": probe, "level": setting["level"], "patch_length": setting["patch_length"],
                      "policy": p, "budget": b, "seed": seed, **recipe} for p, b in pairs]
-
     return sorted(out, key=priority)
 
 
@@ -98,20 +92,28 @@ def priority(cell: dict) -> tuple:
     return cell["seed"], control, abs(math.log(cell["budget"] / 0.1)) if 0 < cell["budget"] < 1 else 0.0
 
 
+def recipe_tag(cell: dict) -> str:
+    """The training recipe of a cell in a few characters, e.g. ``d64x2-lr0.003-1500x64-n1000``: cells of
+    different presets that share probe, policy, budget and seed stay apart in files and tables."""
+    return (f"d{cell['d_model']}x{cell['n_layers']}-lr{cell['lr']:g}-{cell['steps']}x{cell['batch_size']}"
+            f"-n{cell['n_test']}")
+
+
 def cell_name(cell: dict) -> str:
+    """A cell's file name: probe, level, patch length, policy, budget ("fixed" for oracle / event), seed, recipe."""
     budget = "fixed" if math.isnan(cell["budget"]) else f"{cell['budget']:g}"
-    return f"{cell['probe']}-{cell['level']}-p{cell['patch_length']}-{cell['policy']}-{budget}-s{cell['seed']}"
+    return (f"{cell['probe']}-{cell['level']}-p{cell['patch_length']}-{cell['policy']}-{budget}-s{cell['seed']}"
+            f"-{recipe_tag(cell)}")
 
 
 def run_cell(cell: dict, out: str, device: str) -> str:
     """Trains and scores one cell (in a worker process); writes its rows and its log; returns its name."""
     import torch
-    from tsham.probes import PROBES
-    from tsham.probes.runner import evaluate_probe, probe_config, train_probe_model
+    from tsham.probes.runner import evaluate_probe, probe_config, probe_context_length, train_probe_model
 
     torch.set_num_threads(1)  # many workers share the machine's cores
     started = time.monotonic()
-    context_length = PROBES[cell["probe"]](1, cell["level"], seed=0).context.shape[1]
+    context_length = probe_context_length(cell["probe"], cell["level"])
     config = probe_config(cell["policy"], cell["budget"], patch_length=cell["patch_length"],
                           d_model=cell["d_model"], n_layers=cell["n_layers"], context_length=context_length)
     history: list = []
@@ -121,7 +123,7 @@ def run_cell(cell: dict, out: str, device: str) -> str:
     labels = {k: cell[k] for k in ("probe", "level", "policy", "budget", "seed")}
     rows = evaluate_probe(model, cell["probe"], cell["level"], cell["n_test"], 10_000 + cell["seed"], labels,
                           device)
-    rows["patch_length"] = cell["patch_length"]
+    rows["patch_length"], rows["recipe"] = cell["patch_length"], recipe_tag(cell)
     name = cell_name(cell)
     folder = Path(out) / "cells"
     rows.to_csv(folder / f"{name}.csv.tmp", index=False)
@@ -133,11 +135,16 @@ def run_cell(cell: dict, out: str, device: str) -> str:
 
 
 def run(args) -> None:
+    """Runs every cell of ``args.preset`` (skipping cells already written under ``args.out``) in ``args.workers``
+    processes; a failed cell is reported and the sweep goes on; no new cell starts after ``args.minutes``."""
+    from concurrent.futures.process import BrokenProcessPool
+
     from tsham.experiments.common import header
 
     folder = Path(args.out) / "cells"
     folder.mkdir(parents=True, exist_ok=True)
-    every = sorted((c for name in args.preset for c in cells(PRESETS[name], args.seeds)), key=priority)
+    every = {cell_name(c): c for name in args.preset for c in cells(PRESETS[name], args.seeds)}  # no repeats
+    every = sorted(every.values(), key=priority)
     (Path(args.out) / "sweep.json").write_text(json.dumps({**header(), "presets": args.preset, "seeds": args.seeds,
                                                            "cells": len(every)}, indent=1))
     todo = [c for c in every if not (folder / f"{cell_name(c)}.csv").is_file()]
@@ -151,13 +158,17 @@ def run(args) -> None:
             cell = pending.pop(done)
             try:
                 print(f"done {done.result()}", flush=True)
+            except BrokenProcessPool as err:  # a worker died (e.g. out of memory): nothing more can run here
+                print(f"FAILED {cell_name(cell)}: a worker process died ({err}); stopping", flush=True)
+                break
             except Exception as err:  # one failed cell must not stop the sweep; say which and why
                 print(f"FAILED {cell_name(cell)}: {type(err).__name__}: {err}", flush=True)
             if queue and time.monotonic() < deadline:
                 c = queue.pop(0)
                 pending[pool.submit(run_cell, c, args.out, args.device)] = c
-    if queue:
-        print(f"deadline: {len(queue)} cells not started", flush=True)
+    left = len(queue) + len(pending)
+    if left:
+        print(f"{left} cells not run (deadline or a dead worker); run again to resume", flush=True)
 
 
 def collect(args) -> None:

@@ -3,13 +3,14 @@
 Per example, averaged over layers and heads:
 
 - ``capture_rate``: share of the needle's context tokens resident in the scratchpad at query time (routed and,
-  under a cap or recency window, still visible to the first forecast token);
+  under a cap or recency window, still visible to the first forecast token); NaN without a needle token;
 - ``slot_precision``: share of the resident context tokens that are needle tokens (NaN where none is resident);
 - ``needle_attention``: scratchpad attention mass that the forecast tokens put on needle tokens (0 where a
   query's scratchpad is empty);
-- ``kv_fraction``: routed share of all tokens (the realised budget; its p95 and max over examples come from
-  :func:`tsham.probes.runner.summarise`); ``kv_bytes``: bytes of the routed keys and values summed over layers
-  and heads (fp32, as a stream state stores them).
+- ``kv_fraction``: share of all tokens held in the scratchpad at the end (the routed tokens; under a cap or a
+  recency window at most ``cap + sinks`` of them, as a stream state keeps): the realised budget, whose p95 and
+  max over examples come from :func:`tsham.probes.runner.summarise`; ``kv_bytes``: the bytes of those keys and
+  values summed over layers and heads (fp32, as a stream state stores them).
 
 RS against capture rate separates routing failures (the needle was never kept) from readout failures (it was
 kept but the model did not use it).
@@ -96,12 +97,16 @@ def router_diagnostics(model: TshamModel, out: TshamOutput, reads: list[LayerRea
         vis = routed_visibility(kept, layer.router.cap, layer.router.sinks)[:, :, n_ctx:]  # forecast queries
         resident = vis[:, :, 0, :n_ctx].permute(0, 2, 1).float()  # (N, n_ctx, H): what the first forecast sees
         hits = (resident * ctx_needle).sum(1)  # (N, H)
-        per_layer["capture_rate"].append((hits / ctx_needle.sum(1).clamp_min(1)).mean(1))
-        slots = resident.sum(1)
-        per_layer["slot_precision"].append(torch.where(slots > 0, hits / slots.clamp_min(1), torch.nan).nanmean(1))
-        per_layer["kv_fraction"].append(kept.float().mean((1, 2)))
-        per_layer["kv_bytes"].append(kept.sum((1, 2)).double() * (ham.head_dim + ham.head_dim_v)
-                                     * CACHE_BYTES_PER_VALUE)
+        needle_count = ctx_needle.sum(1)  # (N, 1)
+        per_layer["capture_rate"].append(torch.where(needle_count > 0, hits / needle_count.clamp_min(1),
+                                                     torch.nan).mean(1))
+        seen = resident.sum(1)
+        per_layer["slot_precision"].append(torch.where(seen > 0, hits / seen.clamp_min(1), torch.nan).nanmean(1))
+        slots = kept.sum(1)  # (N, H) routed tokens; under a cap a stream keeps at most cap + sinks of them
+        if layer.router.cap is not None:
+            slots = slots.clamp(max=layer.router.cap + layer.router.sinks)
+        per_layer["kv_fraction"].append(slots.float().mean(1) / T)
+        per_layer["kv_bytes"].append(slots.sum(1).double() * (ham.head_dim + ham.head_dim_v) * CACHE_BYTES_PER_VALUE)
         q, k = layer.project(read.x)[:2]
         probs = masked_probs(layer.kv_query(q)[:, n_ctx:], k, vis, 1.0)  # (N, H, F, T)
         per_layer["needle_attention"].append((probs * needle[:, None, None, :].float()).sum(-1).mean((1, 2)))

@@ -69,6 +69,39 @@ def probe_config(policy: str, budget: float, patch_length: int = 8, d_model: int
 VIEWS = ("example", "twin", "control")
 
 
+def probe_context_length(probe: str, level: str) -> int:
+    """Context steps of a probe at a level (what sizes a recency window)."""
+    return PROBES[probe](1, level, seed=0).context.shape[1]
+
+
+def probe_cells(probe: str, level: str, policies: Sequence[str], budgets: Sequence[float],
+                controls: bool = True) -> list[tuple[str, float]]:
+    """The (policy, nominal budget) cells of a sweep: the pure-GDN and full-attention controls (``controls``),
+    one cell for oracle and for event (their budget is :data:`FIXED_BUDGET`; event only where the probe has
+    flags), and every budget for the other policies; ``none`` and ``all`` may also be named as policies."""
+    flagged = PROBES[probe](1, level, seed=0).flags.shape[2] > 0
+    cells = [("none", 0.0), ("all", 1.0)] if controls else []
+    for policy in policies:
+        if policy in ("none", "all"):
+            cells.append((policy, float(policy == "all")))
+        elif policy == "oracle" or (policy == "event" and flagged):
+            cells.append((policy, FIXED_BUDGET))
+        elif policy != "event":
+            cells += [(policy, b) for b in budgets]
+    return _unique(cells)
+
+
+def _unique(cells: list[tuple[str, float]]) -> list[tuple[str, float]]:
+    """Cells in order without repeats (NaN budgets compare equal here)."""
+    seen, out = set(), []
+    for policy, budget in cells:
+        key = (policy, "fixed" if np.isnan(budget) else budget)
+        if key not in seen:
+            seen.add(key)
+            out.append((policy, budget))
+    return out
+
+
 def model_inputs(batch: ProbeBatch, view: str, device) -> dict:
     """TshamModel arguments for one view of a probe batch: ``"example"`` (context and flags), ``"twin"`` (the
     needle-ablated context and flags) or ``"control"`` (probe C's channel-swap context, the example's flags).
@@ -182,7 +215,7 @@ def run_probe(probe: str, level: str = "easy", policies: Sequence[str] = ("surpr
     """
     if probe not in PROBES:
         raise ValueError(f"unknown probe {probe!r}; known: {sorted(PROBES)}")
-    config_kwargs.setdefault("context_length", PROBES[probe](1, level, seed=0).context.shape[1])
+    config_kwargs.setdefault("context_length", probe_context_length(probe, level))
     frames = []
     for seed in seeds:
         test_seed = 10_000 + seed
@@ -194,10 +227,7 @@ def run_probe(probe: str, level: str = "easy", policies: Sequence[str] = ("surpr
                           "seed": seed}
                 frames.append(evaluate_probe(model, probe, level, n_test, test_seed, labels, device))
             continue
-        fixed = [(p, FIXED_BUDGET) for p in policies if p in ("oracle", "event")]  # one cell: no budget to set
-        cells = ([("none", 0.0), ("all", 1.0)] if controls else []) + fixed + [
-            (p, b) for p in policies if p not in ("oracle", "event") for b in budgets]
-        for policy, budget in cells:
+        for policy, budget in probe_cells(probe, level, policies, budgets, controls):
             config = probe_config(policy, budget, **config_kwargs)
             trained = train_probe_model(probe, level, config, train_steps, train_batch, lr, seed=seed, device=device)
             labels = {"probe": probe, "level": level, "policy": policy, "budget": budget, "seed": seed}
@@ -206,12 +236,14 @@ def run_probe(probe: str, level: str = "easy", policies: Sequence[str] = ("surpr
 
 
 def summarise(rows: pd.DataFrame) -> pd.DataFrame:
-    """Per (probe, level, policy, budget): means over examples and seeds, the std over seeds of the mean RS, and
-    the realised budget's p95 and max over examples (``kv_fraction_p95``, ``kv_fraction_max``)."""
-    keys = ["probe", "level", "policy", "budget"]
+    """Per (probe, level, policy, budget, and patch length and recipe where the rows have them): means over
+    examples and seeds, the std over seeds of the mean RS, and the realised budget's p95 and max over examples
+    (``kv_fraction_p95``, ``kv_fraction_max``)."""
+    keys = ["probe", "level", "policy", "budget", *(k for k in ("patch_length", "recipe") if k in rows)]
     cells = rows.groupby(keys, dropna=False)  # oracle and event cells have no nominal budget (NaN)
     per_seed = rows.groupby(keys + ["seed"], dropna=False).mean(numeric_only=True).reset_index()
-    table = per_seed.groupby(keys, dropna=False).mean(numeric_only=True).drop(columns=["seed", "example"])
+    table = per_seed.groupby(keys, dropna=False).mean(numeric_only=True).drop(columns=["seed", "example"],
+                                                                              errors="ignore")
     table["RS_std_over_seeds"] = per_seed.groupby(keys, dropna=False)["RS"].std().fillna(0.0)
     table["kv_fraction_p95"] = cells["kv_fraction"].quantile(0.95)
     table["kv_fraction_max"] = cells["kv_fraction"].max()

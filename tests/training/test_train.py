@@ -7,6 +7,7 @@ from tsham.datasets import synthetic_mix
 
 from tsham.checkpoint import load_checkpoint
 from tsham.config import TshamConfig
+from tsham.model import TshamModel
 from tsham.training import PoolSeries, TrainConfig, WindowStream, train
 
 
@@ -79,13 +80,32 @@ def test_fsdp_needs_a_gpu_and_other_strategies_pass_through():
             make_strategy("fsdp")
 
 
+def test_fsdp_strategy_shards_ham_blocks_and_keeps_buffers_in_fp32():
+    from lightning.pytorch.strategies import FSDPStrategy
+
+    from tsham.ham.block import HamBlock
+    from tsham.training.train import fsdp_strategy
+
+    strategy = fsdp_strategy()
+    assert isinstance(strategy, FSDPStrategy)
+    assert strategy.mixed_precision_config.buffer_dtype == torch.float32  # router thresholds stay exact
+    assert HamBlock in strategy.kwargs["auto_wrap_policy"]._module_classes
+    assert strategy.kwargs["use_orig_params"]
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_fsdp_on_one_gpu_exports_the_full_model(tmp_path):
+def test_fsdp_on_one_gpu_exports_the_trained_model(tmp_path):
+    import lightning as L
+
     pool = [PoolSeries.from_synthetic(s) for s in synthetic_mix(16, 160, seed=0)]
     run = TrainConfig(steps=4, batch_size=4, horizon=8, warmup_steps=1, log_every=1)
+    L.seed_everything(run.seed, verbose=False)
+    initial = TshamModel(tiny_config())  # train() seeds the same way before building its model
     model = train(tiny_config(), run, pool, tmp_path, progress=False, devices=1, strategy="fsdp")
     loaded = load_checkpoint(tmp_path / "model")
     x = torch.randn(2, 40, 1)
     torch.testing.assert_close(loaded(x, 8).quantiles, model(x, 8).quantiles)
-    assert {k for k in loaded.state_dict()} == {k for k in model.state_dict()}
+    before, after = initial.state_dict(), loaded.state_dict()
+    assert before.keys() == after.keys()
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # the export holds the trained weights

@@ -109,11 +109,14 @@ class ForecastTask(L.LightningModule):
         return loss
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        """Lightning's clipping, except under FSDP, where the root FSDP module clips by the global norm."""
         from lightning.pytorch.strategies import FSDPStrategy
 
         if gradient_clip_val and isinstance(self.trainer.strategy, FSDPStrategy):
             # Lightning refuses norm clipping under FSDP (a per-rank norm would be wrong); the root FSDP module
             # computes the global norm over every shard.
+            if gradient_clip_algorithm not in (None, "norm"):
+                raise ValueError(f"under FSDP only norm clipping is supported; got {gradient_clip_algorithm!r}")
             self.trainer.model.clip_grad_norm_(gradient_clip_val)
         else:
             super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
@@ -195,7 +198,7 @@ def train(
     ``out_dir/history.csv`` logs step, loss, realised KV fraction, patch tokens seen and seconds (rank 0).
 
     Returns:
-        the trained model (eval mode, on the CPU).
+        the trained model (eval mode, on the CPU) on rank 0; None on the other ranks of a multi-process run.
     """
     out_dir = Path(out_dir)
     L.seed_everything(train_config.seed, verbose=False)
@@ -225,7 +228,7 @@ def train(
     # Full weights: under FSDP this gathers the shards (a collective, so every rank calls it); else the module's own.
     state = trainer.strategy.lightning_module_state_dict()
     if not trainer.is_global_zero:
-        return task.model.eval().cpu()
+        return None  # under FSDP this rank holds only shards; rank 0 exports and returns the model
     model = TshamModel(model_config)
     model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
     model = model.to(task.device).eval()
@@ -255,9 +258,21 @@ def make_strategy(strategy):
         return strategy
     if not torch.cuda.is_available():
         raise ValueError("strategy='fsdp' needs CUDA GPUs (Lightning's FSDP runs on GPUs only); use 'ddp' on CPUs")
+    return fsdp_strategy()
+
+
+def fsdp_strategy():
+    """The FSDP strategy of :func:`make_strategy` (built without a GPU check, for tests).
+
+    bf16 parameters and gradient reduction, as Lightning's bf16-mixed FSDP config has them, but fp32 buffers:
+    in bf16 a router's threshold ``tau`` would round away the controller's small updates.
+    ``use_orig_params`` keeps parameter names and attributes (the no-weight-decay tags of ``param_groups``).
+    """
     from lightning.pytorch.strategies import FSDPStrategy
+    from torch.distributed.fsdp import MixedPrecision
 
     from tsham.ham.block import HamBlock
 
-    # use_orig_params keeps parameter names and attributes (the no-weight-decay tags of param_groups)
-    return FSDPStrategy(auto_wrap_policy={HamBlock}, state_dict_type="full", use_orig_params=True)
+    precision = MixedPrecision(param_dtype=torch.bfloat16, reduce_dtype=torch.bfloat16, buffer_dtype=torch.float32)
+    return FSDPStrategy(auto_wrap_policy={HamBlock}, state_dict_type="full", use_orig_params=True,
+                        mixed_precision=precision)
