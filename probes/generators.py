@@ -235,8 +235,11 @@ def key_codebook() -> np.ndarray:
 def cross_channel_binding(n: int, level: str = "easy", seed: int = 0, channels: int = 8) -> ProbeBatch:
     """Probe C: 8 channels around a shared latent factor. Binding events write a key shape (codebook of 64,
     8 steps) on the key channel 1 and, ``lag`` steps after it ends, a value level (codebook of 16 in [-2, 2],
-    8 steps) on the value channel 0. The context ends with one bound key on channel 1; the target is channel 0
-    for ``lag + 8`` steps (the value at the matching lag). Twin: that binding event removed. Control: the query
+    8 steps) added to the value channel 0. The context ends with one bound key on channel 1; the target is
+    channel 0 for ``lag + 8`` steps (its background plus the value at the matching lag). The level sits on the
+    background so that the target keeps a predictable part: with the level replacing it, forecasters collapsed
+    to the unconditional quantiles before learning any binding (experiments/README.md). Twin: that binding
+    event removed. Control: the query
     key on channel 2 instead (no binding there: must fall to chance). Levels: events / lag = easy 4 / 0,
     medium 16 / 4, hard 64 / 32. ``answers`` index :data:`VALUE_LEVELS`."""
     events, lag = {"easy": (4, 0), "medium": (16, 4), "hard": (64, 32)}[level]
@@ -254,11 +257,11 @@ def cross_channel_binding(n: int, level: str = "easy", seed: int = 0, channels: 
         value_ids = rng.integers(len(VALUE_LEVELS), size=events)
         for start, k, v in zip(starts, key_ids, value_ids, strict=True):
             x[start:start + 8, 1] = keys[k]
-            x[start + 8 + lag:start + 16 + lag, 0] = VALUE_LEVELS[v]
+            x[start + 8 + lag:start + 16 + lag, 0] += VALUE_LEVELS[v]
         q = int(rng.integers(events))
         query = L - 8  # the key closes the context; its value is due lag steps later
         x[query:query + 8, 1] = keys[key_ids[q]]
-        x[L + lag:L + lag + 8, 0] = VALUE_LEVELS[value_ids[q]]
+        x[L + lag:L + lag + 8, 0] += VALUE_LEVELS[value_ids[q]]
         twin, control = x.copy(), x.copy()
         event = np.zeros(L, bool)
         event[starts[q]:starts[q] + 8] = True

@@ -32,10 +32,13 @@ def nearest_value_accuracy(pred: np.ndarray, target: np.ndarray, candidates: np.
     return (dist.argmin(1) == truth).astype(np.float64)
 
 
-def codebook_accuracy(pred: np.ndarray, codebook: np.ndarray, answers: np.ndarray, window: int = 8) -> np.ndarray:
-    """1 where the codebook level nearest to the mean of the last ``window`` predicted steps (``pred [N, H, 1]``)
+def codebook_accuracy(pred: np.ndarray, codebook: np.ndarray, answers: np.ndarray, window: int = 8,
+                      baseline: np.ndarray | None = None) -> np.ndarray:
+    """1 where the codebook level nearest to the mean of the last ``window`` predicted steps (``pred [N, H, 1]``,
+    minus ``baseline`` of the same shape where the level sits on a background, e.g. the forecast on the twin)
     is the answer (indices ``[N]`` into ``codebook [K]``); chance is 1 / K."""
-    level = np.asarray(pred, np.float64).reshape(len(pred), -1)[:, -window:].mean(1)
+    pred = np.asarray(pred, np.float64) - (0.0 if baseline is None else np.asarray(baseline, np.float64))
+    level = pred.reshape(len(pred), -1)[:, -window:].mean(1)
     return (np.abs(level[:, None] - np.asarray(codebook)[None]).argmin(1) == np.asarray(answers)).astype(np.float64)
 
 

@@ -194,7 +194,8 @@ def evaluate_probe(model: TshamModel, probe: str, level: str, n: int, seed: int,
             columns["nearest_value_accuracy"] = nearest_value_accuracy(pred, part.target, part.candidates)
             columns["cosine"] = cosine_similarity(pred, part.target)
         if part.codebook is not None:
-            columns["codebook_accuracy"] = codebook_accuracy(pred, part.codebook, part.answers)
+            # the level sits on the background: read it as the forecast minus the forecast on the twin
+            columns["codebook_accuracy"] = codebook_accuracy(pred, part.codebook, part.answers, baseline=twin)
         if part.control_context is not None:
             control = probe_forward(model, part, device, "control").median.permute(0, 2, 1).cpu().numpy()
             columns["control_RS"] = recall_skill(control, twin, part.target)

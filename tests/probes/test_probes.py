@@ -107,15 +107,21 @@ def test_cross_channel_binding_control_and_codebook():
     p = cross_channel_binding(4, "medium", seed=2)
     L = p.context.shape[1]
     assert p.target.shape == (4, 4 + 8, 1) and p.answers.shape == (4,)
-    # the value at the matching lag is the answer's level
-    np.testing.assert_allclose(p.target[:, -8:, 0], np.repeat(p.codebook[p.answers][:, None], 8, 1))
+    # the queried binding's value is its level added to the background: the twin keeps only the background
+    level = p.codebook[p.answers]
+    for i in range(4):
+        value_steps = np.flatnonzero(p.needles[i])[8:]  # the needle is the key's 8 steps, then the value's 8
+        np.testing.assert_allclose(p.context[i, value_steps, 0] - p.twin_context[i, value_steps, 0], level[i],
+                                   atol=1e-6)
+    assert (p.target[:, -8:, 0].std(1) > 0).all()  # the target's level rides on the moving background
+    background = p.target - np.concatenate([np.zeros_like(p.target[:, :4]), np.repeat(level[:, None, None], 8, 1)],
+                                           1)
+    assert codebook_accuracy(p.target, p.codebook, p.answers, baseline=background).tolist() == [1.0] * 4
     # the channel-swap control moves only the query key, from channel 1 to channel 2
     diff = p.control_context != p.context
     assert not diff[:, : L - 8].any() and not diff[..., [0, 3, 4, 5, 6, 7]].any() and diff[:, L - 8:, 2].any()
-    perfect = p.target
-    assert codebook_accuracy(perfect, p.codebook, p.answers).tolist() == [1.0] * 4
-    wrong = perfect + 10.0
-    assert codebook_accuracy(wrong, p.codebook, p.answers).sum() <= 1
+    wrong = p.target + 10.0
+    assert codebook_accuracy(wrong, p.codebook, p.answers, baseline=background).sum() <= 1
 
 
 def test_runner_rows_controls_and_capture(tmp_path):
