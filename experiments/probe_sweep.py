@@ -30,6 +30,7 @@ PROBE_SETTINGS = {  # the level and patch length of each probe in the reported s
     "rare_motif": {"level": "medium", "patch_length": 16},
     "compressible_regime": {"level": "medium", "patch_length": 16},
     "delayed_action": {"level": "hard", "patch_length": 8},
+    "action_window": {"level": "hard", "patch_length": 8},
     "cross_channel_binding": {"level": "medium", "patch_length": 4},
     "scheduled_event": {"level": "medium", "patch_length": 8},
     "mqar": {"level": "hard", "patch_length": 1},

@@ -62,10 +62,16 @@ def _rngs(seed: int, n: int):
     return [np.random.default_rng([seed, i]) for i in range(n)]
 
 
-def delayed_action(n: int, level: str = "easy", seed: int = 0) -> ProbeBatch:
+def delayed_action(n: int, level: str = "easy", seed: int = 0, window: int = 1) -> ProbeBatch:
     """Probe B: an action's effect appears on channel 1 after a transport delay; 8 distractor actions pulse
     channel 2 at once. The context ends 16 steps before the delayed onset; forecast channel 1 for 80 steps.
-    Channels: 3 observed + the action channel u (also flag 0, set where u != 0). Twin: u(t0) zeroed."""
+    Channels: 3 observed + the action channel u (also flag 0, set where u != 0). Twin: the action zeroed.
+
+    ``window > 1`` is the action-window variant: the action is spread over ``window`` steps (each
+    +-U(0.5, 2) / sqrt(window)) and the delayed effect is ``1.5 x`` their sum, so the memory must keep every
+    step of the window (the needle), not one of them."""
+    if window < 1:
+        raise ValueError(f"delayed_action: window must be >= 1 step; got {window}")
     delay = {"easy": 64, "medium": 256, "hard": 1024}[level]
     H, L = 80, delay + 512
     out = {k: [] for k in ("ctx", "twin", "flags", "twin_flags", "target", "needles", "effect")}
@@ -74,14 +80,18 @@ def delayed_action(n: int, level: str = "easy", seed: int = 0) -> ProbeBatch:
         u = np.zeros(L + H, np.float32)
         t0 = L + 16 - delay  # the onset t0 + delay lands 16 steps after the context ends
         for t in rng.choice(np.arange(0, L - 8), 8, replace=False):  # distractors with immediate pulses
-            if abs(t - t0) > 8:
+            if t < t0 - 8 or t > t0 + window - 1 + 8:
                 u[t] = rng.choice([-1, 1]) * rng.uniform(0.2, 0.6)
                 x[t:t + 5, 2] += 3 * u[t]
-        a = rng.choice([-1, 1]) * rng.uniform(0.5, 2)
+        if window == 1:
+            actions = np.array([rng.choice([-1, 1]) * rng.uniform(0.5, 2)])
+        else:
+            actions = rng.choice([-1, 1], window) * rng.uniform(0.5, 2, window) / np.sqrt(window)
         t = np.arange(L + H) - t0 - delay
-        effect = np.where(t >= 0, 1.5 * a * (1 - np.exp(-np.maximum(t, 0) / 16)), 0.0).astype(np.float32)
+        effect = np.where(t >= 0, 1.5 * actions.sum() * (1 - np.exp(-np.maximum(t, 0) / 16)), 0.0)
+        effect = effect.astype(np.float32)
         twin_u = u.copy()
-        u[t0] = a
+        u[t0:t0 + window] = actions
         full, twin_full = np.column_stack([x[:, 0], x[:, 1] + effect, x[:, 2], u]), np.column_stack([*x.T, twin_u])
         out["ctx"].append(full[:L])
         out["twin"].append(twin_full[:L])
@@ -90,10 +100,15 @@ def delayed_action(n: int, level: str = "easy", seed: int = 0) -> ProbeBatch:
         out["target"].append(full[L:, 1:2])
         out["effect"].append(effect[L:, None])
         needles = np.zeros(L, bool)
-        needles[t0] = True
+        needles[t0:t0 + window] = True
         out["needles"].append(needles)
     return ProbeBatch(*(np.stack(out[k]) for k in ("ctx", "flags", "target")), [1], np.stack(out["needles"]),
                       np.stack(out["twin"]), np.stack(out["twin_flags"]), effect=np.stack(out["effect"]))
+
+
+def action_window(n: int, level: str = "easy", seed: int = 0) -> ProbeBatch:
+    """Probe B's action-window variant: the delayed effect is 1.5 x the sum of an 8-step action window."""
+    return delayed_action(n, level, seed, window=8)
 
 
 def scheduled_event(n: int, level: str = "easy", seed: int = 0) -> ProbeBatch:
@@ -288,4 +303,5 @@ def compressible_regime(n: int, level: str = "easy", seed: int = 0) -> ProbeBatc
 
 
 PROBES = {"rare_motif": rare_motif, "compressible_regime": compressible_regime, "delayed_action": delayed_action,
-          "cross_channel_binding": cross_channel_binding, "scheduled_event": scheduled_event, "mqar": mqar}
+          "action_window": action_window, "cross_channel_binding": cross_channel_binding,
+          "scheduled_event": scheduled_event, "mqar": mqar}

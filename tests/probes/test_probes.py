@@ -49,6 +49,19 @@ def test_delayed_action_effect_and_its_metrics():
     assert np.isnan(none["onset_error"]).all() and np.allclose(none["magnitude_error"], 1)
 
 
+def test_action_window_effect_is_the_sum_over_the_window():
+    p = PROBES["action_window"](3, "medium", seed=4)
+    assert (p.needles.sum(1) == 8).all()
+    for i in range(3):
+        window = np.flatnonzero(p.needles[i])
+        assert np.array_equal(window, np.arange(window[0], window[0] + 8))  # 8 consecutive steps
+        total = p.context[i, window, 3].sum()
+        assert (p.twin_context[i, window, 3] == 0).all() and (p.flags[i, window, 0] == 1).all()
+        np.testing.assert_allclose(p.effect[i, -1, 0], 1.5 * total * (1 - np.exp(-63 / 16)), rtol=1e-5)
+    with pytest.raises(ValueError, match="window"):
+        PROBES["delayed_action"](1, "easy", window=0)
+
+
 def test_scheduled_event_target_returns_to_the_snapshot_level():
     p = PROBES["scheduled_event"](8, "medium", seed=1)
     snap = p.needles.argmax(1)
