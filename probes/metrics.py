@@ -7,21 +7,22 @@ from __future__ import annotations
 import numpy as np
 
 
-def _mse(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def window_mse(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-example mean squared error over every other axis: ``[N, ...]`` x2 -> ``[N]`` (float64)."""
     return ((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2).reshape(len(a), -1).mean(1)
 
 
 def recall_skill(pred: np.ndarray, pred_ablated: np.ndarray, target: np.ndarray) -> np.ndarray:
     """``RS = 1 - MSE(pred, y) / MSE(pred_ablated, y)``, clipped to [-1, 1]: 1 perfect recall, 0 memory unused."""
-    denom = _mse(pred_ablated, target)
-    rs = 1.0 - _mse(pred, target) / np.where(denom > 0, denom, np.nan)
+    denom = window_mse(pred_ablated, target)
+    rs = 1.0 - window_mse(pred, target) / np.where(denom > 0, denom, np.nan)
     return np.clip(np.nan_to_num(rs, nan=0.0), -1.0, 1.0)
 
 
 def tolerance_accuracy(pred: np.ndarray, target: np.ndarray, tolerance) -> np.ndarray:
     """1 where the window RMSE is below ``tolerance`` (a float or one per example ``[N]``, e.g. 0.25 x the
     needle's scale), else 0."""
-    return (np.sqrt(_mse(pred, target)) < tolerance).astype(np.float64)
+    return (np.sqrt(window_mse(pred, target)) < tolerance).astype(np.float64)
 
 
 def nearest_value_accuracy(pred: np.ndarray, target: np.ndarray, candidates: np.ndarray) -> np.ndarray:

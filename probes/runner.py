@@ -29,6 +29,7 @@ from tsham.probes.metrics import (
     nearest_value_accuracy,
     recall_skill,
     tolerance_accuracy,
+    window_mse,
 )
 
 from tsham.config import TshamConfig
@@ -183,8 +184,7 @@ def evaluate_probe(model: TshamModel, probe: str, level: str, n: int, seed: int,
         pred = out.median.permute(0, 2, 1).cpu().numpy()  # (n, H, Ct)
         twin = probe_forward(model, part, device, "twin").median.permute(0, 2, 1).cpu().numpy()
         columns = {"example": np.arange(start, start + len(pred)), "RS": recall_skill(pred, twin, part.target),
-                   "mse": ((pred - part.target) ** 2).reshape(len(pred), -1).mean(1),
-                   "mse_twin": ((twin - part.target) ** 2).reshape(len(pred), -1).mean(1),
+                   "mse": window_mse(pred, part.target), "mse_twin": window_mse(twin, part.target),
                    **router_diagnostics(model, out, reads, part.needles)}
         if part.tolerance is not None:
             columns["tolerance_accuracy"] = tolerance_accuracy(pred, part.target, part.tolerance)
