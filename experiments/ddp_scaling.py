@@ -24,7 +24,7 @@ from tsham.experiments.common import RESULTS, header, write_results
 from tsham.experiments.pretrain import PRESETS
 
 from tsham.config import TshamConfig
-from tsham.training import PoolSeries, TrainConfig, train
+from tsham.training import PoolSeries, TrainConfig, WindowStream, train
 
 
 def run(args) -> None:
@@ -32,17 +32,36 @@ def run(args) -> None:
     config = TshamConfig.small(**preset["model"])
     config.context_length, config.align = args.context_length or preset["context_length"], preset["align"]
     train_kwargs = {**preset["train"], "steps": args.steps, "batch_size": args.batch_size, "seed": args.seed,
-                    "max_minutes": None, "warmup_steps": min(100, args.steps // 4), "log_every": 10}
+                    "max_minutes": None, "warmup_steps": min(100, args.steps // 4), "log_every": 1}
     pool = [PoolSeries.from_synthetic(s) for s in synthetic_mix(args.synthetic, preset["series_length"], seed=0,
                                                                  weights=preset["weights"])]
     strategy = args.strategy if args.devices > 1 or args.strategy == "fsdp" else "auto"
-    train(config, TrainConfig(**train_kwargs), pool, args.out, progress=False, devices=args.devices,
-          strategy=strategy)
-    if not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0:
+    model = train(config, TrainConfig(**train_kwargs), pool, args.out, progress=False, devices=args.devices,
+                  strategy=strategy)
+    if model is not None:  # rank 0
         meta = {**header(), "devices": args.devices, "strategy": strategy, "batch_per_rank": args.batch_size,
-                "seed": args.seed,
+                "seed": args.seed, "heldout_loss": heldout_loss(model, preset, config.context_length),
                 "accelerator": "gpu" if torch.cuda.is_available() else "cpu (gloo)"}
         (Path(args.out) / "run.json").write_text(json.dumps(meta, indent=1))
+
+
+def heldout_loss(model, preset: dict, context_length: int, batches: int = 8, batch_size: int = 64) -> float:
+    """Mean pinball loss of a trained model on fixed held-out windows: series and windows drawn from seeds no
+    run trains on, horizon 64, the model's exported KV budget. Every run scores the same windows, so the spread
+    over training seeds is the seed band the multi-GPU runs are judged against."""
+    series = synthetic_mix(64, preset["series_length"], seed=987_654, weights=preset["weights"])
+    stream = iter(WindowStream([PoolSeries.from_synthetic(s) for s in series], context_length, 64, batch_size,
+                               seed=987_654))
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = model.to(device).eval()
+    losses = []
+    with torch.no_grad():
+        for _ in range(batches):
+            b = {k: v.to(device) for k, v in next(stream).items()}
+            out = model(b["past_target"], 64, past_observed_values=b["past_observed_values"],
+                        past_covariates=b.get("past_covariates"), event_flags=b.get("event_flags"))
+            losses.append(float(model.loss(out, b["future_target"], b["future_observed_values"])))
+    return float(np.mean(losses))
 
 
 def summary(args) -> None:
@@ -52,39 +71,77 @@ def summary(args) -> None:
         h = np.loadtxt(folder / "history.csv", delimiter=",", skiprows=1, ndmin=2)  # step, loss, kv, tokens, s
         steady = h[h[:, 0] >= args.skip]  # after compilation / warm-up steps
         rank_tokens_per_s = (steady[-1, 3] - steady[0, 3]) / (steady[-1, 4] - steady[0, 4])
-        label = f"{meta.get('strategy', 'ddp')} {meta['devices']} x {meta['batch_per_rank']} seed {meta['seed']}"
-        rows.append({"run": label, "devices": meta["devices"], "batch_per_rank": meta["batch_per_rank"],
+        setting = f"{meta.get('strategy', 'ddp')} {meta['devices']} x {meta['batch_per_rank']}"
+        rows.append({"run": f"{setting} seed {meta['seed']}", "setting": setting, "devices": meta["devices"],
+                     "batch_per_rank": meta["batch_per_rank"], "seed": meta["seed"],
                      "tokens_per_s_per_device": rank_tokens_per_s,
                      "tokens_per_s_total": rank_tokens_per_s * meta["devices"],
                      "final_loss_mean_last_50_steps": float(h[h[:, 0] > h[-1, 0] - 50, 1].mean()),
+                     "heldout_loss": meta.get("heldout_loss", float("nan")),
                      "machine": meta["machine"], "accelerator": meta["accelerator"]})
-        curves[label] = h
-    base = next(r for r in rows if r["devices"] == 1)["tokens_per_s_total"]
+        curves.setdefault(setting, []).append(h)
+    base = np.mean([r["tokens_per_s_total"] for r in rows if r["devices"] == 1])
     for r in rows:
         r["speedup_total_vs_1"] = r["tokens_per_s_total"] / base
     lines = ["| run (devices x batch per rank) | patch tokens/s per device | total | total vs 1 device | "
-             "loss, mean of last 50 steps |", "|---|---|---|---|---|"]
+             "train loss, mean of last 50 steps | held-out loss |", "|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['run']} | {r['tokens_per_s_per_device']:,.0f} | {r['tokens_per_s_total']:,.0f} | "
-                     f"{r['speedup_total_vs_1']:.2f}x | {r['final_loss_mean_last_50_steps']:.4f} |")
+                     f"{r['speedup_total_vs_1']:.2f}x | {r['final_loss_mean_last_50_steps']:.4f} | "
+                     f"{r['heldout_loss']:.4f} |")
+    lines += ["", seed_band_table(rows)]
     table = "\n".join(lines)
     print(table)
+    plot_curves(curves, RESULTS / f"{args.name}.png", bin_steps=args.bin)
+    meta = {**header(), "runs": ", ".join(args.runs), "throughput": f"steps >= {args.skip}, rank 0's tokens / s",
+            "plot": f"{args.name}.png"}
+    write_results(args.name, meta, rows, table)
+
+
+def seed_band_table(rows: list[dict]) -> str:
+    """Held-out loss per setting over its seeds (mean +- std, min..max), and whether each multi-device setting's
+    mean lies inside the one-device seed band (mean +- 2 std of the one-device seeds)."""
+    settings = {}
+    for r in rows:
+        settings.setdefault(r["setting"], []).append(r["heldout_loss"])
+    single = [v for r in rows if r["devices"] == 1 for v in [r["heldout_loss"]]]
+    centre, spread = np.mean(single), np.std(single, ddof=1) if len(single) > 1 else float("nan")
+    lines = ["| setting | seeds | held-out loss mean +- std | min .. max | inside the 1-device band "
+             f"({centre:.4f} +- 2 x {spread:.4f}) |", "|---|---|---|---|---|"]
+    for setting, values in settings.items():
+        v = np.asarray(values)
+        std = v.std(ddof=1) if len(v) > 1 else float("nan")
+        inside = "(reference)" if setting.split()[1] == "1" else \
+            ("yes" if abs(v.mean() - centre) <= 2 * spread else "no") if np.isfinite(spread) else "one seed: no band"
+        lines.append(f"| {setting} | {len(v)} | {v.mean():.4f} +- {std:.4f} | {v.min():.4f} .. {v.max():.4f} | "
+                     f"{inside} |")
+    return "\n".join(lines)
+
+
+def plot_curves(curves: dict[str, list[np.ndarray]], path: Path, bin_steps: int) -> None:
+    """Training loss against step, averaged in bins of ``bin_steps`` (each logged batch has its own horizon and KV
+    budget, so single steps are noisy): one line per setting (mean over seeds), shaded between its seeds' min/max."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    for label, h in curves.items():
-        ax.plot(h[:, 0], h[:, 1], label=label, lw=1)
-    ax.set(xlabel="optimizer step", ylabel="pinball loss (scaled)", title="DDP loss curves (equal global batch)")
+    for setting, runs in curves.items():
+        last = int(min(h[-1, 0] for h in runs))
+        edges = np.arange(0, last + bin_steps, bin_steps)
+        binned = np.array([[h[(h[:, 0] >= a) & (h[:, 0] < b), 1].mean() for a, b in zip(edges[:-1], edges[1:])]
+                           for h in runs])
+        mid = (edges[:-1] + edges[1:]) / 2
+        ax.plot(mid, binned.mean(0), label=f"{setting} ({len(runs)} seeds)", lw=1.5)
+        if len(runs) > 1:
+            ax.fill_between(mid, binned.min(0), binned.max(0), alpha=0.2)
+    ax.set(xlabel="optimizer step", ylabel=f"pinball loss (scaled), mean per {bin_steps} steps",
+           title="Loss curves: one device against data-parallel")
     ax.legend()
     fig.tight_layout()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    fig.savefig(RESULTS / f"{args.name}.png", dpi=110)
-    meta = {**header(), "runs": ", ".join(args.runs), "throughput": f"steps >= {args.skip}, rank 0's tokens / s",
-            "plot": f"{args.name}.png"}
-    write_results(args.name, meta, rows, table)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
 
 
 def main() -> None:
@@ -104,6 +161,7 @@ def main() -> None:
     s.add_argument("runs", nargs="+")
     s.add_argument("--skip", type=int, default=30, help="steps left out of the throughput")
     s.add_argument("--name", default="ddp_scaling")
+    s.add_argument("--bin", type=int, default=25, help="steps per point of the plotted loss curves")
     args = parser.parse_args()
     run(args) if args.what == "run" else summary(args)
 
