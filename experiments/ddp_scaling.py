@@ -7,8 +7,9 @@
     python -m tsham.experiments.ddp_scaling summary runs/ddp1 runs/ddp2 [--name ddp_scaling_h100]
 
 The model and data are the ``gpu-small`` pretraining preset's (experiments/pretrain.py). ``--batch-size`` is per
-rank: equal global batches (256 on 1 GPU, 128 x 2) make the loss curves comparable step for step; a second
-1-process seed gives the seed-noise band. Without CUDA the same code path runs on CPU processes (gloo).
+rank: equal global batches (256 on 1 GPU, 128 x 2) make the loss curves comparable step for step; 1-process
+seeds give the seed-noise band. A DDP step mixes one batch per rank (each of one horizon and channel layout);
+``--accumulate 2 --batch-size 128`` on one GPU composes its steps the same way. Without CUDA the same code path runs on CPU processes (gloo).
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ def run(args) -> None:
     config = TshamConfig.small(**preset["model"])
     config.context_length, config.align = args.context_length or preset["context_length"], preset["align"]
     train_kwargs = {**preset["train"], "steps": args.steps, "batch_size": args.batch_size, "seed": args.seed,
-                    "max_minutes": None, "warmup_steps": min(100, args.steps // 4), "log_every": 1}
+                    "max_minutes": None, "warmup_steps": min(100, args.steps // 4), "log_every": 1,
+                    "accumulate": args.accumulate}
     pool = [PoolSeries.from_synthetic(s) for s in synthetic_mix(args.synthetic, preset["series_length"], seed=0,
                                                                  weights=preset["weights"])]
     strategy = args.strategy if args.devices > 1 or args.strategy == "fsdp" else "auto"
@@ -40,7 +42,7 @@ def run(args) -> None:
                   strategy=strategy)
     if model is not None:  # rank 0
         meta = {**header(), "devices": args.devices, "strategy": strategy, "batch_per_rank": args.batch_size,
-                "seed": args.seed, "heldout_loss": heldout_loss(model, preset, config.context_length),
+                "accumulate": args.accumulate, "seed": args.seed, "heldout_loss": heldout_loss(model, preset, config.context_length),
                 "accelerator": "gpu" if torch.cuda.is_available() else "cpu (gloo)"}
         (Path(args.out) / "run.json").write_text(json.dumps(meta, indent=1))
 
@@ -72,6 +74,8 @@ def summary(args) -> None:
         steady = h[h[:, 0] >= args.skip]  # after compilation / warm-up steps
         rank_tokens_per_s = (steady[-1, 3] - steady[0, 3]) / (steady[-1, 4] - steady[0, 4])
         setting = f"{meta.get('strategy', 'ddp')} {meta['devices']} x {meta['batch_per_rank']}"
+        if meta.get("accumulate", 1) > 1:
+            setting += f" x {meta['accumulate']} accumulated"
         rows.append({"run": f"{setting} seed {meta['seed']}", "setting": setting, "devices": meta["devices"],
                      "batch_per_rank": meta["batch_per_rank"], "seed": meta["seed"],
                      "tokens_per_s_per_device": rank_tokens_per_s,
@@ -80,16 +84,19 @@ def summary(args) -> None:
                      "heldout_loss": meta.get("heldout_loss", float("nan")),
                      "machine": meta["machine"], "accelerator": meta["accelerator"]})
         curves.setdefault(setting, []).append(h)
-    base = np.mean([r["tokens_per_s_total"] for r in rows if r["devices"] == 1])
+    reference = args.reference or rows[0]["setting"]
+    if reference not in {r["setting"] for r in rows}:
+        raise ValueError(f"--reference {reference!r} names no run; settings: {sorted({r['setting'] for r in rows})}")
+    base = np.mean([r["tokens_per_s_total"] for r in rows if r["setting"] == reference])
     for r in rows:
         r["speedup_total_vs_1"] = r["tokens_per_s_total"] / base
-    lines = ["| run (devices x batch per rank) | patch tokens/s per device | total | total vs 1 device | "
+    lines = ["| run (devices x batch per rank) | patch tokens/s per device | total | total vs reference | "
              "train loss, mean of last 50 steps | held-out loss |", "|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['run']} | {r['tokens_per_s_per_device']:,.0f} | {r['tokens_per_s_total']:,.0f} | "
                      f"{r['speedup_total_vs_1']:.2f}x | {r['final_loss_mean_last_50_steps']:.4f} | "
                      f"{r['heldout_loss']:.4f} |")
-    lines += ["", seed_band_table(rows)]
+    lines += ["", seed_band_table(rows, reference)]
     table = "\n".join(lines)
     print(table)
     plot_curves(curves, RESULTS / f"{args.name}.png", bin_steps=args.bin)
@@ -98,21 +105,21 @@ def summary(args) -> None:
     write_results(args.name, meta, rows, table)
 
 
-def seed_band_table(rows: list[dict]) -> str:
-    """Held-out loss per setting over its seeds (mean +- std, min..max), and whether each multi-device setting's
-    mean lies inside the one-device seed band (mean +- 2 std of the one-device seeds)."""
+def seed_band_table(rows: list[dict], reference: str) -> str:
+    """Held-out loss per setting over its seeds (mean +- std, min..max), and whether each other setting's mean lies
+    inside the reference setting's seed band (its seeds' mean +- 2 std)."""
     settings = {}
     for r in rows:
         settings.setdefault(r["setting"], []).append(r["heldout_loss"])
-    single = [v for r in rows if r["devices"] == 1 for v in [r["heldout_loss"]]]
-    centre, spread = np.mean(single), np.std(single, ddof=1) if len(single) > 1 else float("nan")
-    lines = ["| setting | seeds | held-out loss mean +- std | min .. max | inside the 1-device band "
+    ref = np.asarray(settings[reference])
+    centre, spread = ref.mean(), ref.std(ddof=1) if len(ref) > 1 else float("nan")
+    lines = [f"| setting | seeds | held-out loss mean +- std | min .. max | inside the band of {reference} "
              f"({centre:.4f} +- 2 x {spread:.4f}) |", "|---|---|---|---|---|"]
     for setting, values in settings.items():
         v = np.asarray(values)
         std = v.std(ddof=1) if len(v) > 1 else float("nan")
-        inside = "(reference)" if setting.split()[1] == "1" else \
-            ("yes" if abs(v.mean() - centre) <= 2 * spread else "no") if np.isfinite(spread) else "one seed: no band"
+        inside = "(reference)" if setting == reference else "no band: one reference seed" \
+            if not np.isfinite(spread) else "yes" if abs(v.mean() - centre) <= 2 * spread else "no"
         lines.append(f"| {setting} | {len(v)} | {v.mean():.4f} +- {std:.4f} | {v.min():.4f} .. {v.max():.4f} | "
                      f"{inside} |")
     return "\n".join(lines)
@@ -154,6 +161,8 @@ def main() -> None:
                    help="fsdp shards each HAM block (GPUs only; also runs on 1 GPU)")
     r.add_argument("--steps", type=int, default=300)
     r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--accumulate", type=int, default=1,
+                   help="micro-batches per step: 1 GPU x 128 x 2 composes a step as DDP's 2 x 128 does")
     r.add_argument("--synthetic", type=int, default=2000)
     r.add_argument("--context-length", type=int, help="override the preset's (smaller for CPU runs)")
     r.add_argument("--out", required=True)
@@ -161,6 +170,8 @@ def main() -> None:
     s.add_argument("runs", nargs="+")
     s.add_argument("--skip", type=int, default=30, help="steps left out of the throughput")
     s.add_argument("--name", default="ddp_scaling")
+    s.add_argument("--reference", help="the setting whose seeds make the band, e.g. 'auto 1 x 256' (default: the "
+                   "first run's)")
     s.add_argument("--bin", type=int, default=25, help="steps per point of the plotted loss curves")
     args = parser.parse_args()
     run(args) if args.what == "run" else summary(args)

@@ -63,6 +63,31 @@ def test_budget_agnostic_training_with_jitter_and_horizons(tmp_path):
     assert np.all(np.diff(history[:, 3]) > 0)  # patch tokens seen grow
 
 
+def test_accumulation_shares_budget_and_jitter_within_an_optimizer_step(tmp_path):
+    """accumulate=2: two micro-batches per optimizer step, both routed at one drawn budget with one jitter."""
+    import lightning as L
+
+    seen = []
+
+    class Record(L.Callback):
+        def on_train_batch_end(self, trainer, task, outputs, batch, batch_idx):
+            seen.append((trainer.global_step, task.budget_routers[0].target, task.drop))
+
+    pool = [PoolSeries.from_synthetic(s) for s in synthetic_mix(16, 200, seed=0)]
+    run = TrainConfig(steps=5, batch_size=2, horizon=8, kv_budgets=(0.0, 0.25, 0.5, 1.0), align_jitter=True,
+                      warmup_steps=1, log_every=1, accumulate=2)
+    config = tiny_config()
+    config.align = "start"
+    train(config, run, pool, tmp_path, progress=False, callbacks=(Record(),))
+    assert len(seen) == 10  # 5 optimizer steps x 2 micro-batches
+    firsts, seconds = seen[0::2], seen[1::2]
+    assert [s[1:] for s in firsts] == [s[1:] for s in seconds]  # budget and jitter shared within a step
+    assert len({s[1:] for s in firsts}) > 1  # ... and drawn again per step
+    assert np.loadtxt(tmp_path / "history.csv", delimiter=",", skiprows=1, ndmin=2)[-1, 0] == 5
+    with pytest.raises(ValueError, match="accumulate"):
+        train(config, TrainConfig(steps=1, accumulate=0), pool, tmp_path / "bad", progress=False)
+
+
 def test_window_stream_draws_horizons_per_batch():
     pool = [PoolSeries.from_array(np.sin(np.arange(300) / 5))]
     stream = iter(WindowStream(pool, context_length=32, horizon=(4, 12), batch_size=2))

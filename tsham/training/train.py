@@ -50,6 +50,9 @@ class TrainConfig:
     # and time is further along, so a fixed-time run still warms up and decays fully. Single process only
     # (ranks would disagree on the time and so on the learning rate).
     max_minutes: float | None = None
+    # Micro-batches per optimizer step (gradient accumulation): the step sees accumulate x batch_size windows.
+    # The KV budget and the alignment jitter are drawn once per optimizer step, as DDP's ranks share them.
+    accumulate: int = 1
 
 
 class ForecastTask(L.LightningModule):
@@ -70,6 +73,9 @@ class ForecastTask(L.LightningModule):
                              "is calibrated to), e.g. router_kwargs={'target': 0.1}")
         self.export_targets = [r.target for r in self.budget_routers]
         self.budget_rng = np.random.default_rng(train_config.seed)
+        self.drop = 0  # leading context steps dropped this optimizer step (align_jitter)
+        if train_config.accumulate < 1:
+            raise ValueError(f"TrainConfig.accumulate must be >= 1; got {train_config.accumulate}")
         self.started = None  # wall clock of the first step (for max_minutes)
 
     def on_train_start(self):
@@ -79,6 +85,8 @@ class ForecastTask(L.LightningModule):
 
     def on_train_batch_start(self, batch, batch_idx):
         c = self.train_config
+        if batch_idx % c.accumulate:
+            return  # a later micro-batch of this optimizer step: same budget and jitter as its first
         if c.kv_budgets:
             fraction = float(self.budget_rng.choice(c.kv_budgets))
             for router in self.budget_routers:
@@ -87,6 +95,8 @@ class ForecastTask(L.LightningModule):
             mix = min(1.0, self.global_step / c.kv_warmup_steps)
             for router, final in zip(self.routers, self.final_targets, strict=True):
                 router.target = (1 - mix) * max(c.kv_target_start, final) + mix * final
+        if c.align_jitter:
+            self.drop = int(self.budget_rng.integers(self.model.config.patch.patch_length))
 
     def on_train_end(self):
         for router, final in zip(self.routers, self.final_targets, strict=True):
@@ -97,7 +107,7 @@ class ForecastTask(L.LightningModule):
     def training_step(self, batch, batch_idx):
         align = None
         if self.train_config.align_jitter:
-            align, drop = "start", int(self.budget_rng.integers(self.model.config.patch.patch_length))
+            align, drop = "start", self.drop
             batch = {k: v[:, drop:] if k.startswith("past") or k == "event_flags" else v for k, v in batch.items()}
         out = self.model(batch["past_target"], batch["future_target"].shape[1],
                          past_observed_values=batch["past_observed_values"],
@@ -183,6 +193,7 @@ def train(
     frozen: tuple[str, ...] = (),
     devices: int | str = 1,
     strategy: str = "auto",
+    callbacks: tuple = (),
 ) -> TshamModel:
     """Trains and exports ``out_dir/model`` (safetensors + config); ``out_dir/lightning`` holds resumable state.
 
@@ -194,6 +205,7 @@ def train(
             draws its own windows; ``batch_size`` is per rank). Under torchrun, give the world size.
             ``strategy="fsdp"`` shards parameters, gradients and optimizer state per HAM block instead
             (:func:`make_strategy`; GPUs only).
+        callbacks: extra Lightning callbacks (e.g. early stopping or your own logging).
 
     ``out_dir/history.csv`` logs step, loss, realised KV fraction, patch tokens seen and seconds (rank 0).
 
@@ -215,11 +227,13 @@ def train(
         timedelta(minutes=train_config.max_minutes), accelerator="gpu" if gpu else "cpu", devices=devices,
         strategy=make_strategy(strategy),
         precision="bf16-mixed" if gpu else "32-true", gradient_clip_val=train_config.grad_clip,
+        accumulate_grad_batches=train_config.accumulate,
         enable_progress_bar=progress, enable_model_summary=False, logger=False,
         log_every_n_steps=train_config.log_every, default_root_dir=out_dir,
         callbacks=[L.pytorch.callbacks.ModelCheckpoint(dirpath=out_dir / "lightning", save_last=True,
                                                        every_n_train_steps=max(1, train_config.steps // 10)),
-                   History(out_dir / "history.csv", train_config.log_every, model_config.patch.patch_length)],
+                   History(out_dir / "history.csv", train_config.log_every, model_config.patch.patch_length),
+                   *callbacks],
     )
     ckpt = out_dir / "lightning" / "last.ckpt"
     if resume and not ckpt.is_file():
