@@ -2,16 +2,20 @@
 
     python -m tsham.experiments.ltsf [--model PATH] [--steps 1500] [--minutes 2.5] [--datasets etth1 etth2]
 
-REFERENCE.md's borders with look-back L = 512 (as PatchTST/64): train rows [0, 8640), test [11520 - L, 14400);
+REFERENCE.md's borders with look-back L = 512 (as PatchTST/64): train rows [0, 8640), validation [8640, 11520)
+(forecast targets; their look-back reaches into the train rows), test [11520 - L, 14400);
 every channel z-scored with its train-split mean and std; every test window (stride 1) of every channel is
 forecast channel-independently (a univariate forecast per channel, as PatchTST does); MSE / MAE of the median
 on the z-scored values. The train split is written as a long CSV and fine-tuned through the CLI
-(``tsham finetune``), one model per dataset serving all four horizons. The zero-shot model is scored too.
+(``tsham finetune``), one model per dataset serving all four horizons; with ``--validation`` (the default) the
+validation rows are held out, scored every ``--val-every`` steps, and the best weights (the pretrained ones
+included) are the ones tested. The zero-shot model is scored too.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -58,6 +62,16 @@ def score(model, series: np.ndarray, horizon: int, device: str, batch: int = 102
     return se / n, ae / n
 
 
+def validation_summary(run: Path) -> dict:
+    """The fine-tune's validation decision (``model/validation.json``), or nothing without validation."""
+    path = run / "model" / "validation.json"
+    if not path.is_file():
+        return {}
+    v = json.loads(path.read_text())
+    return {"val_loss_pretrained": v["initial_val_loss"], "val_loss_best": v["best_val_loss"],
+            "best_step": v["best_step"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(DEFAULT_MODEL), help="pretrained checkpoint (default: shipped)")
@@ -67,6 +81,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--out", default=None, help="run folders (default: a temporary directory)")
+    parser.add_argument("--validation", action=argparse.BooleanOptionalAction, default=True,
+                        help="hold out the validation rows and test the best-validating weights")
+    parser.add_argument("--val-every", type=int, default=100)
+    parser.add_argument("--patience", type=int, default=5, help="validations without improvement before stopping")
     parser.add_argument("--stride", type=int, default=1, help="test windows every N steps (1 = the protocol)")
     args = parser.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -76,8 +94,9 @@ def main() -> None:
     for name in args.datasets:
         series = normalised(name)
         csv = out / f"{name}_train.csv"
-        frame = pd.DataFrame(series[:TRAIN_END], columns=load_ett(name).columns)
-        frame["timestamp"] = pd.date_range("2016-07-01", periods=TRAIN_END, freq="h")
+        rows_given = TEST_START if args.validation else TRAIN_END  # the tail past TRAIN_END is held out below
+        frame = pd.DataFrame(series[:rows_given], columns=load_ett(name).columns)
+        frame["timestamp"] = pd.date_range("2016-07-01", periods=rows_given, freq="h")
         frame.melt(id_vars="timestamp", var_name="id", value_name="target").to_csv(csv, index=False)
         start = time.perf_counter()
         argv = ["finetune", "--model", args.model, "--input", str(csv), "--out", str(out / name), "--synthetic", "0",
@@ -85,6 +104,9 @@ def main() -> None:
                 "--horizons", *map(str, HORIZONS), "--context-length", str(LOOKBACK), "--warmup", "100"]
         if args.minutes:
             argv += ["--max-minutes", str(args.minutes)]
+        if args.validation:
+            argv += ["--validation-steps", str(TEST_START - TRAIN_END), "--val-every", str(args.val_every),
+                     "--patience", str(args.patience)]
         cli(argv)
         seconds = time.perf_counter() - start
         tuned, base = load_checkpoint(out / name / "model"), load_checkpoint(args.model)
@@ -95,18 +117,21 @@ def main() -> None:
             rows.append({"dataset": name, "horizon": h, "MSE": mse, "MAE": mae, "zero_shot_MSE": zs_mse,
                          "zero_shot_MAE": zs_mae, "PatchTST64_MSE": ref_mse, "PatchTST64_MAE": ref_mae,
                          "beats_PatchTST64": mse < ref_mse, "finetune_steps": steps,
-                         "finetune_seconds": round(seconds, 1)})
+                         "finetune_seconds": round(seconds, 1), **validation_summary(out / name)})
             print(rows[-1], flush=True)
-    lines = ["| dataset | horizon | tsham fine-tuned MSE / MAE | tsham zero-shot MSE / MAE | PatchTST/64 MSE / MAE "
-             "(published) | lower MSE than PatchTST/64 |", "|---|---|---|---|---|---|"]
+    lines = ["| dataset | horizon | tsham fine-tuned MSE / MAE | exported step / steps run | tsham zero-shot MSE / MAE "
+             "| PatchTST/64 MSE / MAE (published) | lower MSE than PatchTST/64 |", "|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['dataset']} | {r['horizon']} | {r['MSE']:.3f} / {r['MAE']:.3f} | {r['zero_shot_MSE']:.3f}"
+        lines.append(f"| {r['dataset']} | {r['horizon']} | {r['MSE']:.3f} / {r['MAE']:.3f} | "
+                     f"{r.get('best_step', r['finetune_steps'])} / {r['finetune_steps']} | {r['zero_shot_MSE']:.3f}"
                      f" / {r['zero_shot_MAE']:.3f} | {r['PatchTST64_MSE']:.3f} / {r['PatchTST64_MAE']:.3f} | "
                      f"{'yes' if r['beats_PatchTST64'] else 'no'} |")
     meta = {**header(), "model": args.model, "protocol": f"L={LOOKBACK}, train [0, {TRAIN_END}), test "
             f"[{TEST_START}-L, {TEST_END}), channel-independent, median forecast, z-scored with train stats",
             "finetune": f"tsham finetune --steps {args.steps} --batch-size {args.batch_size} --lr {args.lr} "
-                        f"--horizons {' '.join(map(str, HORIZONS))} (minutes cap {args.minutes})"}
+                        f"--horizons {' '.join(map(str, HORIZONS))} (minutes cap {args.minutes})"
+                        + (f" --validation-steps {TEST_START - TRAIN_END} --val-every {args.val_every} "
+                           f"--patience {args.patience}" if args.validation else " (no validation split)")}
     table = "\n".join(lines)
     print(table)
     write_results("ltsf_etth" if args.stride == 1 else "ltsf_etth_strided", meta, rows, table)

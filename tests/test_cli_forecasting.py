@@ -39,8 +39,11 @@ def test_forecast_csv_and_plot(trained):
 
 def test_finetune_with_frozen_encoder(trained):
     out = tsham("finetune", "--model", "run/model", "--input", "mine.csv", "--out", "ft", "--steps", "2",
-                "--batch-size", "2", "--horizon", "8", "--freeze", "encoder", cwd=trained)
+                "--batch-size", "2", "--horizon", "8", "--freeze", "encoder", "--validation-steps", "24",
+                "--val-every", "1", cwd=trained)
     assert out.returncode == 0, out.stderr[-2000:]
+    assert (trained / "ft/model/validation.json").is_file()
+    assert len((trained / "ft/validation.csv").read_text().splitlines()) == 1 + 3  # steps 0, 1, 2
     from safetensors.torch import load_file
 
     before = load_file(trained / "run/model/model.safetensors")

@@ -120,7 +120,8 @@ def _train_config(args: argparse.Namespace):
     horizons = tuple(args.horizons or ())
     return TrainConfig(steps=args.steps, batch_size=args.batch_size, horizon=max(horizons or (args.horizon,)),
                        horizons=horizons, lr=args.lr, warmup_steps=min(args.warmup, args.steps),
-                       kv_warmup_steps=args.kv_warmup, seed=args.seed, max_minutes=args.max_minutes)
+                       kv_warmup_steps=args.kv_warmup, seed=args.seed, max_minutes=args.max_minutes,
+                       validation_steps=args.validation_steps, val_every=args.val_every, patience=args.patience)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -169,6 +170,10 @@ def _training_args(p: argparse.ArgumentParser, steps: int, lr: float, synthetic:
     p.add_argument("--warmup", type=int, default=100, help="learning-rate warm-up steps")
     p.add_argument("--kv-warmup", type=int, default=0, help="steps over which the KV target anneals")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--validation-steps", type=int, default=0,
+                   help="hold out the last N steps of every series: validate there, export the best weights")
+    p.add_argument("--val-every", type=int, default=100, help="optimizer steps between validations")
+    p.add_argument("--patience", type=int, default=0, help="stop after N validations without improvement (0: never)")
 
 
 def build_parser() -> argparse.ArgumentParser:

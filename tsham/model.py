@@ -194,8 +194,9 @@ class TshamModel(nn.Module):
         return out.view(B, C, n, Q, P).permute(0, 1, 3, 2, 4).reshape(B, C, Q, n * P)
 
     def loss(self, output: TshamOutput, future_target: torch.Tensor,
-             future_observed_values: torch.Tensor | None = None) -> torch.Tensor:
-        """Pinball loss on the scaled future ``[B, H, C]`` (NaN = missing), plus the routers' auxiliary losses."""
+             future_observed_values: torch.Tensor | None = None, aux: bool = True) -> torch.Tensor:
+        """Pinball loss on the scaled future ``[B, H, C]`` (NaN = missing), plus the routers' auxiliary losses
+        unless ``aux=False`` (validation compares forecasts only)."""
         B, C, Q, H = output.scaled_quantiles.shape
         future_target = _as_3d(future_target, "future_target", B, H)
         observed = (future_observed_values if future_observed_values is not None else ~future_target.isnan())
@@ -203,8 +204,8 @@ class TshamModel(nn.Module):
         target = ((future_target.nan_to_num(0.0) - output.loc) / output.scale).permute(0, 2, 1).reshape(B * C, H)
         pred = output.scaled_quantiles.reshape(B * C, Q, H)
         loss = pinball_loss(pred, target, observed.permute(0, 2, 1).reshape(B * C, H), self.config.head.quantiles)
-        aux = self.stack.aux_loss(output.layers)
-        return loss if aux is None else loss + aux
+        extra = self.stack.aux_loss(output.layers) if aux else None
+        return loss if extra is None else loss + extra
 
     def _scaled(self, values: torch.Tensor, context: int, scale_steps: int | None = None,
                 observed: torch.Tensor | None = None):

@@ -62,6 +62,18 @@ def test_windows_fields_padding_and_determinism():
     assert all(torch.equal(batch[k], again[k]) for k in batch)
 
 
+def test_windows_in_the_tail_forecast_only_held_out_steps():
+    series = [np.arange(100, dtype=np.float32), np.arange(40, dtype=np.float32)]
+    batch = sample_windows(series, context_length=16, horizon=5, num_windows=200, rng=np.random.default_rng(1),
+                           tail=12)
+    first = batch["future_target"][:, 0, 0]
+    # every future starts inside its series' last 12 steps and ends by the series' end
+    assert set(first.tolist()) <= set(range(88, 96)) | set(range(28, 36)) and len(set(first.tolist())) > 8
+    assert (batch["past_observed_values"][:, -1] == 1).all()  # the past reaches back before the tail
+    with pytest.raises(ValueError, match="shorter than the horizon"):
+        sample_windows(series, 16, 5, 1, np.random.default_rng(0), tail=4)
+
+
 def test_windows_bad_input():
     rng = np.random.default_rng(0)
     with pytest.raises(ValueError, match="long enough"):

@@ -1,5 +1,6 @@
 """A few Lightning steps on synthetic data: export, load, forecast, resume."""
 
+import json
 import numpy as np
 import pytest
 import torch
@@ -86,6 +87,26 @@ def test_accumulation_shares_budget_and_jitter_within_an_optimizer_step(tmp_path
     assert np.loadtxt(tmp_path / "history.csv", delimiter=",", skiprows=1, ndmin=2)[-1, 0] == 5
     with pytest.raises(ValueError, match="accumulate"):
         train(config, TrainConfig(steps=1, accumulate=0), pool, tmp_path / "bad", progress=False)
+
+
+def test_validation_exports_the_best_weights_and_stops_on_patience(tmp_path):
+    """A fine-tune that only makes things worse (a huge learning rate) exports its starting weights."""
+    pool = [PoolSeries.from_array(np.sin(np.arange(300) / 4 + k)) for k in range(3)]
+    start = train(tiny_config(), TrainConfig(steps=4, batch_size=4, horizon=8, warmup_steps=1), pool,
+                  tmp_path / "start", progress=False)
+    ruin = TrainConfig(steps=12, batch_size=4, horizon=8, warmup_steps=1, lr=30.0, validation_steps=40,
+                       val_every=2, val_windows=16, patience=2)
+    tuned = train(tiny_config(), ruin, pool, tmp_path / "ruin", progress=False, init_from=start)
+    summary = json.loads((tmp_path / "ruin" / "model" / "validation.json").read_text())
+    rows = np.loadtxt(tmp_path / "ruin" / "validation.csv", delimiter=",", skiprows=1, ndmin=2)
+    assert rows[0, 0] == 0 and summary["best_step"] == 0 and rows[1:, 1].min() > rows[0, 1]
+    assert rows[-1, 0] < 12  # patience stopped it: 2 validations without improvement
+    assert summary["initial_val_loss"] == summary["best_val_loss"] == pytest.approx(rows[0, 1], abs=1e-5)
+    for k, v in start.state_dict().items():
+        torch.testing.assert_close(tuned.state_dict()[k], v)
+    with pytest.raises(ValueError, match="leaves no series"):
+        train(tiny_config(), TrainConfig(steps=1, horizon=8, validation_steps=295), pool, tmp_path / "x",
+              progress=False)
 
 
 def test_window_stream_draws_horizons_per_batch():

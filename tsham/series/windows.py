@@ -13,12 +13,14 @@ def sample_windows(
     num_windows: int,
     rng: np.random.Generator,
     min_past: int = 1,
+    tail: int | None = None,
 ) -> dict[str, torch.Tensor]:
     """Draws training windows uniformly over series and cut points.
 
     Each series is ``[T, C]`` (or ``[T]``, one channel), NaN for missing values; every series must have the
     same C. A cut point t leaves at least ``min_past`` observed-or-not steps before it and a full horizon after
-    it; a past shorter than ``context_length`` is left-padded as missing.
+    it; a past shorter than ``context_length`` is left-padded as missing. With ``tail``, only cut points whose
+    whole horizon lies in each series' last ``tail`` steps (a validation split; the past may reach before it).
 
     Returns:
         ``past_target`` ``[N, context_length, C]``, ``past_observed_values`` (same, float 0/1),
@@ -26,8 +28,11 @@ def sample_windows(
     """
     if context_length <= 0 or horizon <= 0:
         raise ValueError(f"context_length and horizon must be positive; got {context_length}, {horizon}")
+    if tail is not None and tail < horizon:
+        raise ValueError(f"tail={tail} is shorter than the horizon {horizon}: no window fits in it")
     arrays = [np.asarray(s, dtype=np.float32).reshape(len(s), -1) for s in series]
-    usable = [i for i, a in enumerate(arrays) if len(a) >= min_past + horizon]
+    lowest = [max(min_past, len(a) - tail if tail is not None else 0) for a in arrays]  # first cut point
+    usable = [i for i, a in enumerate(arrays) if len(a) >= lowest[i] + horizon]
     if not usable:
         raise ValueError(f"no series is long enough for min_past={min_past} + horizon={horizon} steps "
                          f"(longest: {max((len(a) for a in arrays), default=0)})")
@@ -38,8 +43,9 @@ def sample_windows(
     past = np.full((num_windows, context_length, C), np.nan, dtype=np.float32)
     future = np.empty((num_windows, horizon, C), dtype=np.float32)
     for n in range(num_windows):
-        a = arrays[usable[rng.integers(len(usable))]]
-        cut = int(rng.integers(min_past, len(a) - horizon + 1))
+        i = usable[rng.integers(len(usable))]
+        a = arrays[i]
+        cut = int(rng.integers(lowest[i], len(a) - horizon + 1))
         context = a[max(0, cut - context_length):cut]
         past[n, context_length - len(context):] = context
         future[n] = a[cut:cut + horizon]

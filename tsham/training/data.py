@@ -34,6 +34,10 @@ class PoolSeries:
         values = np.asarray(values, dtype=np.float32).reshape(len(values), -1)
         return cls(values, np.zeros((len(values), 0), np.float32), np.zeros((len(values), 0), np.float32))
 
+    def head(self, steps: int) -> PoolSeries:
+        """The first ``steps`` time steps (the training part when the last steps are held out)."""
+        return PoolSeries(self.target[:steps], self.past_covariates[:steps], self.flags[:steps])
+
     @property
     def signature(self) -> tuple[int, int, int]:
         return self.target.shape[1], self.past_covariates.shape[1], self.flags.shape[1]
@@ -45,10 +49,11 @@ class WindowStream(IterableDataset):
     Yields dicts: ``past_target [B, L, Ct]``, ``past_observed_values``, ``future_target [B, H, Ct]``,
     ``future_observed_values``, and, where the layout has them, ``past_covariates [B, L, Cp]`` and
     ``event_flags [B, L, F]`` (context only: flags are not assumed known ahead in generic pretraining).
+    ``tail``: forecast only the last ``tail`` steps of each series (validation windows; see ``sample_windows``).
     """
 
     def __init__(self, pool: list[PoolSeries], context_length: int, horizon: int | Sequence[int], batch_size: int,
-                 seed: int = 0):
+                 seed: int = 0, tail: int | None = None):
         if not pool:
             raise ValueError("WindowStream: the series pool is empty")
         self.horizons = [horizon] if isinstance(horizon, int) else list(horizon)
@@ -57,7 +62,7 @@ class WindowStream(IterableDataset):
         self.groups = defaultdict(list)  # layout -> series as one [T, Ct + Cp + F] array each, joined once
         for s in pool:
             self.groups[s.signature].append(np.concatenate([s.target, s.past_covariates, s.flags], -1))
-        self.context_length, self.batch_size, self.seed = context_length, batch_size, seed
+        self.context_length, self.batch_size, self.seed, self.tail = context_length, batch_size, seed, tail
 
     def __iter__(self):
         worker = torch.utils.data.get_worker_info()
@@ -74,7 +79,7 @@ class WindowStream(IterableDataset):
     def _batch(self, joined: list[np.ndarray], key: tuple[int, int, int], rng: np.random.Generator) -> dict:
         ct, cp, _ = key
         horizon = self.horizons[rng.integers(len(self.horizons))] if len(self.horizons) > 1 else self.horizons[0]
-        w = sample_windows(joined, self.context_length, horizon, self.batch_size, rng)
+        w = sample_windows(joined, self.context_length, horizon, self.batch_size, rng, tail=self.tail)
         batch = {
             "past_target": w["past_target"][..., :ct], "past_observed_values": w["past_observed_values"][..., :ct],
             "future_target": w["future_target"][..., :ct],

@@ -20,6 +20,7 @@ from tsham.ham import budgetable_routers, calibrate_kv_budget
 from tsham.model import TshamModel
 from tsham.training.data import PoolSeries, WindowStream
 from tsham.training.optim import make_optimizer
+from tsham.training.validation import BestOnValidation, split_tails
 
 
 @dataclass
@@ -53,6 +54,13 @@ class TrainConfig:
     # Micro-batches per optimizer step (gradient accumulation): the step sees accumulate x batch_size windows.
     # The KV budget and the alignment jitter are drawn once per optimizer step, as DDP's ranks share them.
     accumulate: int = 1
+    # Validation: hold out the last validation_steps of every series, score val_windows fixed windows of the
+    # training horizon there every val_every steps, export the best weights (the starting ones included), and stop
+    # after `patience` validations without improvement (0: run all steps).
+    validation_steps: int = 0
+    val_every: int = 100
+    val_windows: int = 512
+    patience: int = 0
 
 
 class ForecastTask(L.LightningModule):
@@ -208,6 +216,8 @@ def train(
         callbacks: extra Lightning callbacks (e.g. early stopping or your own logging).
 
     ``out_dir/history.csv`` logs step, loss, realised KV fraction, patch tokens seen and seconds (rank 0).
+    With ``train_config.validation_steps``, ``out_dir/validation.csv`` logs the validation loss and the export
+    holds the best-scoring weights (``model/validation.json`` says which step).
 
     Returns:
         the trained model (eval mode, on the CPU) on rank 0; None on the other ranks of a multi-process run.
@@ -219,6 +229,16 @@ def train(
         task.model.load_state_dict(init_from.state_dict())
     for name, p in task.model.named_parameters():
         p.requires_grad_(not name.startswith(frozen) if frozen else True)
+    validation = None
+    if train_config.validation_steps:
+        if strategy == "fsdp":
+            raise ValueError("TrainConfig.validation_steps is not supported under FSDP (sharded weights); use ddp")
+        pool, batches = split_tails(pool, train_config.validation_steps, model_config.context_length,
+                                    train_config.horizon, train_config.val_windows, train_config.batch_size,
+                                    seed=train_config.seed + 7919)
+        validation = BestOnValidation(batches, train_config.val_every, train_config.patience,
+                                      out_dir / "validation.csv")
+        callbacks = (*callbacks, validation)
     stream = WindowStream(pool, model_config.context_length, train_config.horizons or train_config.horizon,
                           train_config.batch_size, train_config.seed)
     gpu = torch.cuda.is_available()
@@ -256,6 +276,8 @@ def train(
     model = model.cpu()
     save_checkpoint(model, out_dir / "model")
     (out_dir / "model" / "train_config.json").write_text(json.dumps(asdict(train_config), indent=1))
+    if validation is not None:
+        (out_dir / "model" / "validation.json").write_text(json.dumps(validation.summary(), indent=1))
     return model
 
 
