@@ -9,7 +9,9 @@
 The model and data are the ``gpu-small`` pretraining preset's (experiments/pretrain.py). ``--batch-size`` is per
 rank: equal global batches (256 on 1 GPU, 128 x 2) make the loss curves comparable step for step; 1-process
 seeds give the seed-noise band. A DDP step mixes one batch per rank (each of one horizon and channel layout);
-``--accumulate 2 --batch-size 128`` on one GPU composes its steps the same way. Without CUDA the same code path runs on CPU processes (gloo).
+``--accumulate 2 --batch-size 128`` on one GPU composes its steps the same way. Each run also scores its exported
+model on fixed held-out windows (``heldout_loss``), the number the seed band is judged on. Without CUDA the same
+code path runs on CPU processes (gloo).
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ def run(args) -> None:
                   strategy=strategy)
     if model is not None:  # rank 0
         meta = {**header(), "devices": args.devices, "strategy": strategy, "batch_per_rank": args.batch_size,
-                "accumulate": args.accumulate, "seed": args.seed, "heldout_loss": heldout_loss(model, preset, config.context_length),
+                "accumulate": args.accumulate, "seed": args.seed,
+                "heldout_loss": heldout_loss(model, preset, config.context_length),
                 "accelerator": "gpu" if torch.cuda.is_available() else "cpu (gloo)"}
         (Path(args.out) / "run.json").write_text(json.dumps(meta, indent=1))
 
@@ -137,8 +140,8 @@ def plot_curves(curves: dict[str, list[np.ndarray]], path: Path, bin_steps: int)
     for setting, runs in curves.items():
         last = int(min(h[-1, 0] for h in runs))
         edges = np.arange(0, last + bin_steps, bin_steps)
-        binned = np.array([[h[(h[:, 0] >= a) & (h[:, 0] < b), 1].mean() for a, b in zip(edges[:-1], edges[1:])]
-                           for h in runs])
+        bins = list(zip(edges[:-1], edges[1:], strict=True))
+        binned = np.array([[h[(h[:, 0] >= a) & (h[:, 0] < b), 1].mean() for a, b in bins] for h in runs])
         mid = (edges[:-1] + edges[1:]) / 2
         ax.plot(mid, binned.mean(0), label=f"{setting} ({len(runs)} seeds)", lw=1.5)
         if len(runs) > 1:

@@ -126,8 +126,10 @@ def main() -> None:
                      f"{r.get('best_step', r['finetune_steps'])} / {r['finetune_steps']} | {r['zero_shot_MSE']:.3f}"
                      f" / {r['zero_shot_MAE']:.3f} | {r['PatchTST64_MSE']:.3f} / {r['PatchTST64_MAE']:.3f} | "
                      f"{'yes' if r['beats_PatchTST64'] else 'no'} |")
-    meta = {**header(), "model": args.model, "protocol": f"L={LOOKBACK}, train [0, {TRAIN_END}), validation targets "
-            f"[{TRAIN_END}, {TEST_START}), test [{TEST_START}-L, {TEST_END}), channel-independent, median forecast, z-scored with train stats",
+    meta = {**header(), "model": args.model,
+            "protocol": f"L={LOOKBACK}, train [0, {TRAIN_END}), validation targets [{TRAIN_END}, {TEST_START}), "
+                        f"test [{TEST_START}-L, {TEST_END}), channel-independent, median forecast, z-scored with "
+                        "train stats",
             "finetune": f"tsham finetune --steps {args.steps} --batch-size {args.batch_size} --lr {args.lr} "
                         f"--horizons {' '.join(map(str, HORIZONS))} (minutes cap {args.minutes})"
                         + (f" --validation-steps {TEST_START - TRAIN_END} --val-every {args.val_every} "

@@ -1,6 +1,7 @@
 """A few Lightning steps on synthetic data: export, load, forecast, resume."""
 
 import json
+
 import numpy as np
 import pytest
 import torch
