@@ -44,6 +44,15 @@ PRESETS = {
                       weights={"kernel_synth": 4.0, "regime_switch": 1.0, "spikes": 1.0, "delayed_actions": 1.0,
                                "scheduled_events": 1.0, "coupled": 1.0}),
 }
+# Wider models at the same step cost: a 0.93M-parameter step is bound by kernel launches, not arithmetic, so width
+# (and a batch of 256) comes almost free per step on an H200; depth does not (launches grow with layers).
+PRESETS["gpu-medium"] = {**PRESETS["gpu-small"],
+                         "model": {**PRESETS["gpu-small"]["model"], "d_model": 256, "num_heads": 8},
+                         "train": {**PRESETS["gpu-small"]["train"], "batch_size": 256, "lr": 8e-4}}
+PRESETS["gpu-medium-deep"] = {**PRESETS["gpu-small"],
+                              "model": {**PRESETS["gpu-small"]["model"], "d_model": 192, "num_heads": 6,
+                                        "n_layers": 6},
+                              "train": {**PRESETS["gpu-small"]["train"], "batch_size": 256}}
 ASSETS = Path(__file__).resolve().parents[1] / "tsham" / "assets" / "default"
 
 
