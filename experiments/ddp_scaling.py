@@ -28,6 +28,7 @@ from tsham.experiments.pretrain import PRESETS
 
 from tsham.config import TshamConfig
 from tsham.training import PoolSeries, TrainConfig, WindowStream, train
+from tsham.training.validation import validation_loss
 
 
 def run(args) -> None:
@@ -57,16 +58,8 @@ def heldout_loss(model, preset: dict, context_length: int, batches: int = 8, bat
     series = synthetic_mix(64, preset["series_length"], seed=987_654, weights=preset["weights"])
     stream = iter(WindowStream([PoolSeries.from_synthetic(s) for s in series], context_length, 64, batch_size,
                                seed=987_654))
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = model.to(device).eval()
-    losses = []
-    with torch.no_grad():
-        for _ in range(batches):
-            b = {k: v.to(device) for k, v in next(stream).items()}
-            out = model(b["past_target"], 64, past_observed_values=b["past_observed_values"],
-                        past_covariates=b.get("past_covariates"), event_flags=b.get("event_flags"))
-            losses.append(float(model.loss(out, b["future_target"], b["future_observed_values"])))
-    return float(np.mean(losses))
+    model = model.to("cuda" if torch.cuda.is_available() else "cpu")
+    return validation_loss(model, [next(stream) for _ in range(batches)])
 
 
 def summary(args) -> None:

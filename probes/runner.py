@@ -15,6 +15,7 @@ attention mass on the needle).
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -36,7 +37,7 @@ from tsham.config import TshamConfig
 from tsham.ham import calibrate_kv_budget
 from tsham.model import TshamModel
 
-POLICIES = ("surprise", "uncertainty", "learned", "random", "event", "recency", "oracle")
+POLICIES = ("surprise", "uncertainty", "learned", "composite", "random", "event", "recency", "oracle")
 TRAIN_SEED_OFFSET = 1_000_003  # training batches never reuse a test seed
 FIXED_BUDGET = float("nan")  # the budget column of policies that route what the needles or flags say
 
@@ -46,7 +47,8 @@ def probe_config(policy: str, budget: float, patch_length: int = 8, d_model: int
     """A small forecaster whose HAM layers route with ``policy`` at ``budget`` (0: pure GDN, 1: full attention).
 
     ``oracle``, ``event``, ``none`` and ``all`` ignore the budget: the needles, the flags or the policy decide
-    what is routed, and the realised fraction is what they give."""
+    what is routed, and the realised fraction is what they give. ``composite`` routes surprise at the budget plus
+    every flagged token; ``recency`` keeps the last ``budget`` of the context's patch tokens plus one sink."""
     if policy in ("oracle", "event", "none", "all"):
         kwargs = {}
     elif budget == 0.0:
@@ -59,6 +61,8 @@ def probe_config(policy: str, budget: float, patch_length: int = 8, d_model: int
         kwargs = {"window": max(1, round(budget * context_length / patch_length)), "sinks": 1}
     elif policy in ("surprise", "uncertainty", "learned"):
         kwargs = {"target": budget}
+    elif policy == "composite":  # surprise at the budget, plus every flagged token (the union)
+        kwargs = {"routers": [{"name": "surprise", "target": budget}, {"name": "event"}], "mode": "or"}
     else:
         raise ValueError(f"unknown probe policy {policy!r}; known: {POLICIES}")
     config = TshamConfig.small(d_model=d_model, patch_length=patch_length, n_layers=n_layers, num_heads=2,
@@ -133,16 +137,13 @@ def probe_forward(model: TshamModel, batch: ProbeBatch, device, view: str = "exa
     return model(horizon=batch.target.shape[1], **kwargs)
 
 
-def train_probe_model(probe: str, level: str, config: TshamConfig, steps: int, batch_size: int = 16,
-                      lr: float = 2e-3, seed: int = 0, device: str = "cpu", warmup: float = 0.05,
-                      history: list | None = None) -> TshamModel:
-    """Trains ``config`` on fresh batches of the probe (seeds disjoint from the test seeds); returns it in eval.
-
-    AdamW with a linear warm-up over ``warmup`` of the steps, then cosine decay to 10% of ``lr``; gradients
-    clipped to norm 1. ``history``, if given, receives ``(step, loss)`` every 50 steps and at the last.
-    """
-    torch.manual_seed(seed)
-    model = TshamModel(config).to(device).train()
+def train_loop(model: TshamModel, step_loss, steps: int, lr: float, warmup: float = 0.05,
+               history: list | None = None) -> TshamModel:
+    """The small-model training loop of the probes and the routing benchmark: ``step_loss(step)`` returns the
+    loss of training step ``step`` (its own batch); AdamW with a linear warm-up over ``warmup`` of the steps, then
+    cosine decay to 10% of ``lr``; gradients clipped to norm 1. ``history``, if given, receives
+    ``(step, loss, seconds since the start)`` every 50 steps and at the last. Returns the model in eval mode."""
+    model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     ramp = max(1, round(warmup * steps))
 
@@ -152,18 +153,32 @@ def train_probe_model(probe: str, level: str, config: TshamConfig, steps: int, b
         return 0.1 + 0.45 * (1 + math.cos(math.pi * (step - ramp) / max(1, steps - ramp)))
 
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    started = time.perf_counter()
     for step in range(steps):
-        batch = PROBES[probe](batch_size, level, seed=TRAIN_SEED_OFFSET + seed * steps + step)
-        out = probe_forward(model, batch, device)
-        loss = model.loss(out, torch.as_tensor(batch.target, device=device))
+        loss = step_loss(step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         schedule.step()
         if history is not None and (step % 50 == 0 or step == steps - 1):
-            history.append((step, float(loss.detach())))
+            history.append((step, float(loss.detach()), time.perf_counter() - started))
     return model.eval()
+
+
+def train_probe_model(probe: str, level: str, config: TshamConfig, steps: int, batch_size: int = 16,
+                      lr: float = 2e-3, seed: int = 0, device: str = "cpu", warmup: float = 0.05,
+                      history: list | None = None) -> TshamModel:
+    """Trains ``config`` on fresh batches of the probe (seeds disjoint from the test seeds) with
+    :func:`train_loop`; returns it in eval mode."""
+    torch.manual_seed(seed)
+    model = TshamModel(config).to(device)
+
+    def step_loss(step: int) -> torch.Tensor:
+        batch = PROBES[probe](batch_size, level, seed=TRAIN_SEED_OFFSET + seed * steps + step)
+        return model.loss(probe_forward(model, batch, device), torch.as_tensor(batch.target, device=device))
+
+    return train_loop(model, step_loss, steps, lr, warmup, history)
 
 
 @torch.no_grad()

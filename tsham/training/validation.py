@@ -37,6 +37,23 @@ def split_tails(pool: list[PoolSeries], holdout: int, context_length: int, horiz
     return train_pool, [next(stream) for _ in range(max(1, math.ceil(windows / batch_size)))]
 
 
+@torch.no_grad()
+def validation_loss(model, batches: list[dict[str, torch.Tensor]]) -> float:
+    """Mean pinball loss of ``model``'s forecasts over fixed batches (:class:`WindowStream` fields; the routers'
+    auxiliary losses left out), in eval mode; the model's training mode is restored after."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    total = 0.0
+    for batch in batches:
+        b = {k: v.to(device) for k, v in batch.items()}
+        out = model(b["past_target"], b["future_target"].shape[1], past_observed_values=b["past_observed_values"],
+                    past_covariates=b.get("past_covariates"), event_flags=b.get("event_flags"))
+        total += float(model.loss(out, b["future_target"], b["future_observed_values"], aux=False))
+    model.train(was_training)
+    return total / len(batches)
+
+
 class BestOnValidation(L.Callback):
     """Scores fixed validation batches before training and every ``every`` optimizer steps (pinball loss of the
     forecasts, no router auxiliary loss), keeps a copy of the best weights (buffers included: router thresholds),
@@ -48,25 +65,11 @@ class BestOnValidation(L.Callback):
         self.best_step, self.best_loss, self.best_state, self.stale, self.last_step = 0, math.inf, None, 0, -1
         self.initial_loss = math.nan  # the starting weights' score (fine-tuning must beat it to change them)
 
-    @torch.no_grad()
-    def score(self, model) -> float:
-        """Mean pinball loss of ``model`` over the validation batches (eval mode, then back to train mode)."""
-        model.eval()
-        device = next(model.parameters()).device
-        total = 0.0
-        for batch in self.batches:
-            b = {k: v.to(device) for k, v in batch.items()}
-            out = model(b["past_target"], b["future_target"].shape[1], past_observed_values=b["past_observed_values"],
-                        past_covariates=b.get("past_covariates"), event_flags=b.get("event_flags"))
-            total += float(model.loss(out, b["future_target"], b["future_observed_values"], aux=False))
-        model.train()
-        return total / len(self.batches)
-
     def _validate(self, trainer, task) -> None:
         step = trainer.global_step
         if step == self.last_step:
             return
-        self.last_step, loss = step, self.score(task.model)
+        self.last_step, loss = step, validation_loss(task.model, self.batches)
         if self.best_state is None:
             self.initial_loss = loss
         if trainer.is_global_zero:
