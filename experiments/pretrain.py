@@ -1,9 +1,10 @@
 """Pretrains the model tsham ships as its default, on synthetic data plus wheel-embedded real series only.
 
     python -m tsham.experiments.pretrain --preset cpu-small --out runs/default [--install]
+    python -m tsham.experiments.pretrain --install-from runs/default      # install an earlier run
 
 Never trains on the eight evaluation configurations (ETTh1, ETTh2, M4 hourly, M4 weekly), so results on them
-stay zero-shot. ``--install`` copies the exported model into ``tsham/assets/default`` (the default of
+stay zero-shot. ``--install`` copies the exported model (matrices in fp16) into ``tsham/assets/default`` (the default of
 ``TshamPipeline.load()`` and ``tsham forecast``) with a card recording the data mix, steps, tokens seen, wall
 time and machine.
 """
@@ -17,9 +18,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from tsham.datasets import WHEEL_SETS, load, synthetic_mix
 from tsham.experiments.common import header
 
+from tsham.checkpoint import load_checkpoint, save_checkpoint
 from tsham.config import TshamConfig
 from tsham.training import PoolSeries, TrainConfig, train
 
@@ -75,12 +78,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu-small")
     parser.add_argument("--out", default="runs/default")
-    parser.add_argument("--install", action="store_true", help="copy the model into tsham/assets/default")
+    parser.add_argument("--install", action="store_true",
+                        help="install the trained model as tsham/assets/default (matrices in fp16)")
+    parser.add_argument("--install-from", metavar="RUN", help="install RUN/model (an earlier run) and exit")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, help="override the preset's steps (smoke runs)")
     parser.add_argument("--minutes", type=float, help="override the preset's wall-clock budget")
     parser.add_argument("--synthetic", type=int, help="override the preset's number of synthetic series")
     args = parser.parse_args()
+    if args.install_from:
+        install(Path(args.install_from) / "model")
+        return
     preset = PRESETS[args.preset]
     for key in ("steps", "minutes"):
         if getattr(args, key) is not None:
@@ -110,10 +118,20 @@ def main() -> None:
     (Path(args.out) / "model" / "card.json").write_text(json.dumps(card, indent=1))
     print(json.dumps(card, indent=1))
     if args.install:
-        if ASSETS.exists():
-            shutil.rmtree(ASSETS)
-        shutil.copytree(Path(args.out) / "model", ASSETS)
-        print(f"installed into {ASSETS}")
+        install(Path(args.out) / "model")
+
+
+def install(model_dir: Path) -> None:
+    """Makes ``model_dir`` the shipped default: its weights with fp16 matrices (half the wheel; forecasts move by
+    well under 1%), its config, card and training config."""
+    model = load_checkpoint(model_dir)
+    if ASSETS.exists():
+        shutil.rmtree(ASSETS)
+    save_checkpoint(model, ASSETS, matrix_dtype=torch.float16)
+    for extra in ("card.json", "train_config.json"):
+        if (model_dir / extra).is_file():
+            shutil.copy(model_dir / extra, ASSETS / extra)
+    print(f"installed {model_dir} into {ASSETS} ({(ASSETS / 'model.safetensors').stat().st_size / 2**20:.1f} MiB)")
 
 
 if __name__ == "__main__":

@@ -15,11 +15,17 @@ from tsham.model import TshamModel
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
 
 
-def save_checkpoint(model: TshamModel, path: str | Path) -> Path:
-    """Writes ``path/model.safetensors`` and ``path/config.json``; returns the folder."""
+def save_checkpoint(model: TshamModel, path: str | Path, matrix_dtype: torch.dtype | None = None) -> Path:
+    """Writes ``path/model.safetensors`` and ``path/config.json``; returns the folder.
+
+    ``matrix_dtype`` (e.g. ``torch.float16``) stores the weight matrices (parameters of 2+ dimensions) in that
+    dtype to halve the file; vectors and buffers (norms, biases, router thresholds) stay exact. Loading casts back
+    to the model's dtype."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    params = {name for name, p in model.named_parameters() if p.ndim >= 2}
+    state = {k: (v.to(matrix_dtype) if matrix_dtype is not None and k in params else v).detach().cpu().contiguous()
+             for k, v in model.state_dict().items()}
     save_file(state, str(path / WEIGHTS), metadata={"format_version": str(FORMAT_VERSION)})
     meta = {"format_version": FORMAT_VERSION, "tsham_version": tsham.__version__, "config": model.config.to_dict()}
     (path / CONFIG).write_text(json.dumps(meta, indent=1))

@@ -85,6 +85,24 @@ def test_checkpoint_round_trip(tmp_path):
     assert loaded.config == model.config
 
 
+def test_checkpoint_with_fp16_matrices(tmp_path):
+    """Half-size files: matrices in fp16, vectors and router thresholds exact; the loaded model is fp32."""
+    from safetensors.torch import load_file
+
+    model = tiny("surprise", target=0.1).eval()
+    model.stack.blocks[0].mixer.router.tau.fill_(0.123456789)
+    full, half = save_checkpoint(model, tmp_path / "full"), save_checkpoint(model, tmp_path / "half", torch.float16)
+    stored = load_file(half / "model.safetensors")
+    assert {v.dtype for k, v in stored.items() if v.ndim >= 2} == {torch.float16}
+    assert stored["stack.blocks.0.mixer.router.tau"].dtype == torch.float32
+    assert (half / "model.safetensors").stat().st_size < 0.6 * (full / "model.safetensors").stat().st_size
+    loaded = load_checkpoint(half)
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    assert loaded.stack.blocks[0].mixer.router.tau.item() == model.stack.blocks[0].mixer.router.tau.item()
+    x = torch.randn(3, 64, 1)
+    torch.testing.assert_close(loaded(x, 16).quantiles, model(x, 16).quantiles, rtol=2e-2, atol=2e-2)
+
+
 def test_checkpoint_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="config.json"):
         load_checkpoint(tmp_path / "nowhere")
