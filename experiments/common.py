@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import os
 import platform
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -49,10 +51,43 @@ def header() -> dict:
     }
 
 
-def write_results(name: str, meta: dict, rows: list[dict], table: str) -> Path:
-    """Writes ``results/<name>.md`` (header + table) and ``results/<name>.json`` (every number)."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
+def write_results(name: str, meta: dict, rows: list[dict], table: str, folder: Path = RESULTS) -> Path:
+    """Writes ``<folder>/<name>.md`` (header + table) and ``<folder>/<name>.json`` (every number); ``folder``
+    defaults to ``experiments/results``."""
+    folder.mkdir(parents=True, exist_ok=True)
     head = "\n".join(f"- {k}: {v}" for k, v in meta.items())
-    (RESULTS / f"{name}.md").write_text(f"# {name}\n\n{head}\n\n{table}\n")
-    (RESULTS / f"{name}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    return RESULTS / f"{name}.md"
+    (folder / f"{name}.md").write_text(f"# {name}\n\n{head}\n\n{table}\n")
+    (folder / f"{name}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1, default=float))
+    return folder / f"{name}.md"
+
+
+def run_pool(cells: list, worker, name, workers: int, deadline: float = math.inf) -> int:
+    """Runs ``worker(cell)`` for every cell in ``workers`` spawned processes, printing each cell's ``name(cell)``
+    as it ends; a failed cell is reported and the rest go on; a dead worker (e.g. out of memory) stops the pool;
+    no cell starts after ``deadline`` (``time.monotonic()``). Returns the number of cells not run."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+    from multiprocessing import get_context
+
+    print(f"{len(cells)} cells to run, {workers} workers", flush=True)
+    queue = list(cells)
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        pending = {pool.submit(worker, c): c for c in queue[:workers]}
+        queue = queue[workers:]
+        while pending:
+            done = next(as_completed(pending))
+            cell = pending.pop(done)
+            try:
+                print(f"done {done.result()}", flush=True)
+            except BrokenProcessPool as err:
+                print(f"FAILED {name(cell)}: a worker process died ({err}); stopping", flush=True)
+                break
+            except Exception as err:  # one failed cell must not stop the others; say which and why
+                print(f"FAILED {name(cell)}: {type(err).__name__}: {err}", flush=True)
+            if queue and time.monotonic() < deadline:
+                c = queue.pop(0)
+                pending[pool.submit(worker, c)] = c
+    left = len(queue) + len(pending)
+    if left:
+        print(f"{left} cells not run (deadline or a dead worker); run again to resume", flush=True)
+    return left

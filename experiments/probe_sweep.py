@@ -22,8 +22,6 @@ import json
 import math
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from multiprocessing import get_context
 from pathlib import Path
 
 PROBE_SETTINGS = {  # the level and patch length of each probe in the reported sweep
@@ -138,9 +136,9 @@ def run_cell(cell: dict, out: str, device: str) -> str:
 def run(args) -> None:
     """Runs every cell of ``args.preset`` (skipping cells already written under ``args.out``) in ``args.workers``
     processes; a failed cell is reported and the sweep goes on; no new cell starts after ``args.minutes``."""
-    from concurrent.futures.process import BrokenProcessPool
+    from functools import partial
 
-    from tsham.experiments.common import header
+    from tsham.experiments.common import header, run_pool
 
     folder = Path(args.out) / "cells"
     folder.mkdir(parents=True, exist_ok=True)
@@ -149,27 +147,9 @@ def run(args) -> None:
     (Path(args.out) / "sweep.json").write_text(json.dumps({**header(), "presets": args.preset, "seeds": args.seeds,
                                                            "cells": len(every)}, indent=1))
     todo = [c for c in every if not (folder / f"{cell_name(c)}.csv").is_file()]
+    print(f"{len(every) - len(todo)} cells already done", flush=True)
     deadline = time.monotonic() + 60 * args.minutes if args.minutes else math.inf
-    print(f"{len(todo)} cells to run ({len(every) - len(todo)} already done), {args.workers} workers", flush=True)
-    with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
-        pending = {pool.submit(run_cell, c, args.out, args.device): c for c in todo[:args.workers]}
-        queue = todo[args.workers:]
-        while pending:
-            done = next(as_completed(pending))
-            cell = pending.pop(done)
-            try:
-                print(f"done {done.result()}", flush=True)
-            except BrokenProcessPool as err:  # a worker died (e.g. out of memory): nothing more can run here
-                print(f"FAILED {cell_name(cell)}: a worker process died ({err}); stopping", flush=True)
-                break
-            except Exception as err:  # one failed cell must not stop the sweep; say which and why
-                print(f"FAILED {cell_name(cell)}: {type(err).__name__}: {err}", flush=True)
-            if queue and time.monotonic() < deadline:
-                c = queue.pop(0)
-                pending[pool.submit(run_cell, c, args.out, args.device)] = c
-    left = len(queue) + len(pending)
-    if left:
-        print(f"{left} cells not run (deadline or a dead worker); run again to resume", flush=True)
+    run_pool(todo, partial(run_cell, out=args.out, device=args.device), cell_name, args.workers, deadline)
 
 
 def collect(args) -> None:

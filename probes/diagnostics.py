@@ -69,6 +69,17 @@ def needle_tokens(needles: np.ndarray, patch_length: int, n_tokens: int, align: 
     return steps.reshape(N, n_tokens, patch_length).any(2)
 
 
+def resident_slots(model: TshamModel, out: TshamOutput) -> list[torch.Tensor]:
+    """Per layer, the scratchpad slots a stream holds at the end ``[N, H]``: its routed tokens, at most
+    ``cap + sinks`` of them under a cap or recency window (as a stream state keeps). Divided by the tokens ``T``
+    this is the realised KV fraction."""
+    slots = []
+    for block, diag in zip(model.stack.blocks, out.layers, strict=True):
+        router, count = block.mixer.router, diag.mask.sum(1)
+        slots.append(count if router.cap is None else count.clamp(max=router.cap + router.sinks))
+    return slots
+
+
 @torch.no_grad()
 def router_diagnostics(model: TshamModel, out: TshamOutput, reads: list[LayerRead], needles: np.ndarray,
                        align: str | None = None) -> dict[str, np.ndarray]:
@@ -92,7 +103,8 @@ def router_diagnostics(model: TshamModel, out: TshamOutput, reads: list[LayerRea
     ctx_needle = needle[:, :n_ctx, None].float()  # (N, n_ctx, 1)
     ham = model.config.ham
     per_layer = {k: [] for k in ("capture_rate", "slot_precision", "needle_attention", "kv_fraction", "kv_bytes")}
-    for block, diag, read in zip(model.stack.blocks, out.layers, reads, strict=True):
+    for block, diag, read, slots in zip(model.stack.blocks, out.layers, reads, resident_slots(model, out),
+                                        strict=True):
         layer, kept = block.mixer, diag.mask
         vis = routed_visibility(kept, layer.router.cap, layer.router.sinks)[:, :, n_ctx:]  # forecast queries
         resident = vis[:, :, 0, :n_ctx].permute(0, 2, 1).float()  # (N, n_ctx, H): what the first forecast sees
@@ -102,9 +114,6 @@ def router_diagnostics(model: TshamModel, out: TshamOutput, reads: list[LayerRea
                                                      torch.nan).mean(1))
         seen = resident.sum(1)
         per_layer["slot_precision"].append(torch.where(seen > 0, hits / seen.clamp_min(1), torch.nan).nanmean(1))
-        slots = kept.sum(1)  # (N, H) routed tokens; under a cap a stream keeps at most cap + sinks of them
-        if layer.router.cap is not None:
-            slots = slots.clamp(max=layer.router.cap + layer.router.sinks)
         per_layer["kv_fraction"].append(slots.float().mean(1) / T)
         per_layer["kv_bytes"].append(slots.sum(1).double() * (ham.head_dim + ham.head_dim_v) * CACHE_BYTES_PER_VALUE)
         q, k = layer.project(read.x)[:2]

@@ -59,8 +59,10 @@ def probe_config(policy: str, budget: float, patch_length: int = 8, d_model: int
         kwargs = {"fraction": budget}
     elif policy == "recency":
         kwargs = {"window": max(1, round(budget * context_length / patch_length)), "sinks": 1}
-    elif policy in ("surprise", "uncertainty", "learned"):
+    elif policy in ("surprise", "uncertainty"):
         kwargs = {"target": budget}
+    elif policy == "learned":  # a scorer of d_model / 16 hidden units keeps the router under 1% of the parameters
+        kwargs = {"target": budget, "hidden": max(2, d_model // 16)}
     elif policy == "composite":  # surprise at the budget, plus every flagged token (the union)
         kwargs = {"routers": [{"name": "surprise", "target": budget}, {"name": "event"}], "mode": "or"}
     else:
@@ -82,16 +84,19 @@ def probe_context_length(probe: str, level: str) -> int:
 def probe_cells(probe: str, level: str, policies: Sequence[str], budgets: Sequence[float],
                 controls: bool = True) -> list[tuple[str, float]]:
     """The (policy, nominal budget) cells of a sweep: the pure-GDN and full-attention controls (``controls``),
-    one cell for oracle and for event (their budget is :data:`FIXED_BUDGET`; event only where the probe has
-    flags), and every budget for the other policies; ``none`` and ``all`` may also be named as policies."""
+    one cell for oracle and for event (their budget is :data:`FIXED_BUDGET`), and every budget for the other
+    policies; event and composite only where the probe has flags (elsewhere they would be pure GDN and surprise);
+    ``none`` and ``all`` may also be named as policies."""
     flagged = PROBES[probe](1, level, seed=0).flags.shape[2] > 0
     cells = [("none", 0.0), ("all", 1.0)] if controls else []
     for policy in policies:
+        if policy in ("event", "composite") and not flagged:
+            continue
         if policy in ("none", "all"):
             cells.append((policy, float(policy == "all")))
-        elif policy == "oracle" or (policy == "event" and flagged):
+        elif policy in ("oracle", "event"):
             cells.append((policy, FIXED_BUDGET))
-        elif policy != "event":
+        else:
             cells += [(policy, b) for b in budgets]
     return _unique(cells)
 

@@ -211,6 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tsham.probes.command import add_probe_parser
 
     add_probe_parser(sub)
+    from tsham.experiments.routing_policies import add_bench_parser
+
+    add_bench_parser(sub)
 
     tr = sub.add_parser("train", help="train a model on synthetic data and/or your series")
     _training_args(tr, steps=1000, lr=1e-3, synthetic=500)

@@ -1,0 +1,237 @@
+"""The routing-policy benchmark (#7): which memory signal wins where, on one backbone, side by side.
+
+    python -m tsham.experiments.routing_policies run --preset full --workers 14 --device cuda --out runs/policies
+    python -m tsham.experiments.routing_policies report runs/policies --name routing_policies
+    tsham bench --out runs/bench          # the quick mode: tiny models on the CPU in minutes, run + report
+
+Every cell trains one small forecaster from scratch: (task, policy, nominal KV budget, seed, learning rate).
+Policies share the backbone and its size (router parameters are counted; they stay under 1%), the training
+batches of a seed (so the same tokens) and the learning-rate sweep: each (task, policy) is trained at every rate of
+the preset at the sweep budget with the first seed, the rate with the best validation score is kept, and the
+policy's other cells train at that rate. Tasks are the probes (test metric: recall skill, higher is better) and
+forecasting (pinball loss on held-out synthetic windows; the GIFT-Eval configurations' geo-mean MASE ratio to
+seasonal naive; ETTh LTSF MSE; lower is better). Each cell records its realised KV fraction (overall and per
+layer), training throughput and peak GPU memory, and, on forecasting tasks, which patch tokens it routed on a real
+series (the routing map). ``report`` (:mod:`tsham.experiments.routing_report`) turns the cells into the tables and
+plots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from functools import partial
+from pathlib import Path
+
+POLICIES = ("surprise", "uncertainty", "event", "learned", "composite", "random", "recency", "all", "none", "oracle")
+FORECAST_TASKS = {
+    # trained on the synthetic pretraining mix plus the statsmodels series, tested on held-out synthetic windows
+    "synthetic": {"kind": "forecast", "test": "synthetic", "patch_length": 16, "context_length": 512, "horizon": 64},
+    # the same training, tested zero-shot on the eight offline GIFT-Eval configurations
+    "gift": {"kind": "forecast", "test": "gift", "patch_length": 16, "context_length": 512, "horizon": 64},
+    # trained on ETTh1's LTSF train split, tested on its test split at horizon 96 (MSE, z-scored)
+    "ltsf_etth1": {"kind": "forecast", "test": "ltsf", "dataset": "etth1", "patch_length": 16, "context_length": 512,
+                   "horizon": 96},
+}
+RECIPE = {"steps": 1500, "batch_size": 64, "d_model": 64, "n_layers": 2, "n_test": 1000, "n_val": 256}
+PRESETS = {
+    "full": {"tasks": ["rare_motif", "delayed_action", "cross_channel_binding", "scheduled_event", "mqar",
+                       "synthetic", "gift", "ltsf_etth1"],
+             "policies": POLICIES, "budgets": (0.02, 0.05, 0.1, 0.25), "seeds": (0, 1, 2), "lrs": (1e-3, 3e-3, 1e-2),
+             "sweep_budget": 0.1, "synthetic_series": 2000, **RECIPE},
+    # minutes on a 2-core CPU: tiny models, one probe and held-out synthetic forecasting
+    "quick": {"tasks": ["mqar@easy", "synthetic@quick"], "policies": POLICIES, "budgets": (0.1, 0.25),
+              "seeds": (0, 1), "lrs": (3e-3, 1e-2), "sweep_budget": 0.1, "synthetic_series": 48,
+              "steps": 30, "batch_size": 8, "d_model": 16, "n_layers": 2, "n_test": 64, "n_val": 32},
+}
+QUICK_TASKS = {"mqar@easy": {"kind": "probe", "probe": "mqar", "level": "easy", "patch_length": 4},
+               "synthetic@quick": {**FORECAST_TASKS["synthetic"], "context_length": 128, "horizon": 32}}
+
+
+def task_spec(name: str) -> dict:
+    """A task by name: a probe of the #6 sweep (its level and patch length), a forecasting task, or a quick one."""
+    from tsham.experiments.probe_sweep import PROBE_SETTINGS
+
+    if name in QUICK_TASKS:
+        return QUICK_TASKS[name]
+    if name in FORECAST_TASKS:
+        return FORECAST_TASKS[name]
+    if name in PROBE_SETTINGS:
+        return {"kind": "probe", "probe": name, **PROBE_SETTINGS[name]}
+    raise ValueError(f"unknown task {name!r}; known: {sorted([*PROBE_SETTINGS, *FORECAST_TASKS, *QUICK_TASKS])}")
+
+
+def task_pairs(name: str, policies, budgets) -> list[tuple[str, float]]:
+    """The (policy, nominal budget) cells of one task: budgetable policies at every budget, ``none`` at 0 and
+    ``all`` at 1, ``oracle`` on probes only and ``event`` / ``composite`` only where the task has flags
+    (elsewhere they would repeat ``none`` and ``surprise``); oracle and event budgets are NaN."""
+    from tsham.probes.runner import FIXED_BUDGET, probe_cells
+
+    spec = task_spec(name)
+    if spec["kind"] == "probe":
+        return probe_cells(spec["probe"], spec["level"], policies, budgets, controls=False)
+    flagged = spec["test"] == "synthetic"  # the synthetic mix has flagged layouts; GIFT and LTSF have none
+    pairs = []
+    for policy in policies:
+        if policy == "oracle" or (policy in ("event", "composite") and not flagged):
+            continue
+        if policy in ("none", "all"):
+            pairs.append((policy, float(policy == "all")))
+        elif policy == "event":
+            pairs.append((policy, FIXED_BUDGET))
+        else:
+            pairs += [(policy, b) for b in budgets]
+    return pairs
+
+
+def sweep_budget_of(pairs: list[tuple[str, float]], policy: str, budget: float) -> float:
+    """The budget a policy's learning-rate sweep runs at: ``budget`` if it has that cell, else its only budget."""
+    mine = [b for p, b in pairs if p == policy]
+    return budget if budget in mine else mine[0]
+
+
+def cell_name(cell: dict) -> str:
+    budget = "fixed" if math.isnan(cell["budget"]) else f"{cell['budget']:g}"
+    return (f"{cell['task']}-{cell['policy']}-{budget}-s{cell['seed']}-lr{cell['lr']:g}-d{cell['d_model']}x"
+            f"{cell['n_layers']}-{cell['steps']}x{cell['batch_size']}")
+
+
+def sweep_cells(preset: dict) -> list[dict]:
+    """Phase 1: every (task, policy) at every learning rate, at its sweep budget, with the first seed."""
+    recipe = {k: preset[k] for k in (*RECIPE, "synthetic_series")}
+    out = []
+    for task in preset["tasks"]:
+        pairs = task_pairs(task, preset["policies"], preset["budgets"])
+        for policy in dict.fromkeys(p for p, _ in pairs):
+            budget = sweep_budget_of(pairs, policy, preset["sweep_budget"])
+            out += [{"task": task, "policy": policy, "budget": budget, "seed": preset["seeds"][0], "lr": lr,
+                     **recipe} for lr in preset["lrs"]]
+    return out
+
+
+def main_cells(preset: dict, best_lr: dict) -> list[dict]:
+    """Phase 2: every (task, policy, budget, seed) at the policy's selected learning rate."""
+    recipe = {k: preset[k] for k in (*RECIPE, "synthetic_series")}
+    return [{"task": task, "policy": p, "budget": b, "seed": s, "lr": best_lr[task, p], **recipe}
+            for task in preset["tasks"] for p, b in task_pairs(task, preset["policies"], preset["budgets"])
+            for s in preset["seeds"]]
+
+
+def select_lrs(logs: list[dict], higher_is_better: dict[str, bool]) -> dict[tuple[str, str], float]:
+    """The learning rate with the best validation score per (task, policy), from the phase-1 cells' logs."""
+    best: dict = {}
+    for log in logs:
+        key, sign = (log["task"], log["policy"]), 1.0 if higher_is_better[log["task"]] else -1.0
+        if key not in best or sign * log["val"] > sign * best[key][1]:
+            best[key] = (log["lr"], log["val"])
+    return {k: v[0] for k, v in best.items()}
+
+
+def run(args) -> None:
+    """Phase 1 (learning-rate sweep), the selection, then phase 2, each cell in a worker process; cells already
+    written are skipped, so a stopped benchmark resumes."""
+    from tsham.experiments.common import header, run_pool
+
+    preset = PRESETS[args.preset]
+    folder = Path(args.out) / "cells"
+    folder.mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / "bench.json").write_text(json.dumps({**header(), "preset": args.preset, **{
+        k: v for k, v in preset.items()}}, indent=1, default=str))
+    deadline = time.monotonic() + 60 * args.minutes if args.minutes else math.inf
+    worker = partial(run_cell, out=args.out, device=args.device)
+    phase1 = sweep_cells(preset)
+    run_pool([c for c in phase1 if not (folder / f"{cell_name(c)}.json").is_file()], worker, cell_name,
+             args.workers, deadline)
+    logs = [json.loads((folder / f"{cell_name(c)}.json").read_text()) for c in phase1
+            if (folder / f"{cell_name(c)}.json").is_file()]
+    best = select_lrs(logs, {t: task_spec(t)["kind"] == "probe" for t in preset["tasks"]})
+    missing = {(c["task"], c["policy"]) for c in phase1} - set(best)
+    if missing:
+        print(f"learning-rate sweep incomplete for {sorted(missing)}; run again to resume", flush=True)
+        return
+    (Path(args.out) / "learning_rates.json").write_text(json.dumps([[t, p, lr] for (t, p), lr in best.items()]))
+    phase2 = main_cells(preset, best)
+    run_pool([c for c in phase2 if not (folder / f"{cell_name(c)}.json").is_file()], worker, cell_name,
+             args.workers, deadline)
+
+
+def run_cell(cell: dict, out: str, device: str) -> str:
+    """Trains and scores one cell (in a worker process); writes ``cells/<name>.json``; returns its name."""
+    import torch
+    from tsham.experiments.routing_tasks import evaluate_cell, train_cell
+
+    torch.set_num_threads(1)  # many workers share the machine's cores
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    started = time.monotonic()
+    model, history, tokens_per_step = train_cell(cell, device)
+    trained = time.monotonic()
+    result = evaluate_cell(model, cell, device)
+    routers = sum(p.numel() for n, p in model.named_parameters() if ".router." in n)
+    total = sum(p.numel() for p in model.parameters())
+    log = {**cell, **result, "parameters": total, "router_parameters": routers, "router_share": routers / total,
+           "train_seconds": trained - started, "eval_seconds": time.monotonic() - trained,
+           "train_tokens_per_s": tokens_per_step * cell["steps"] / max(history[-1][2], 1e-9),
+           "peak_memory_mib": torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else None,
+           "loss": history}
+    name = cell_name(cell)
+    path = Path(out) / "cells" / f"{name}.json"
+    path.with_suffix(".tmp").write_text(json.dumps(log, default=float))
+    os.replace(path.with_suffix(".tmp"), path)  # a stopped run leaves no partial cell
+    return name
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    r = sub.add_parser("run")
+    add_run_args(r)
+    p = sub.add_parser("report")
+    p.add_argument("run")
+    p.add_argument("--name", default="routing_policies")
+    p.add_argument("--results", help="folder of the report and its PNGs (default: experiments/results)")
+    args = parser.parse_args(argv)
+    if args.what == "run":
+        run(args)
+    else:
+        from tsham.experiments.routing_report import report
+
+        report(Path(args.run), args.name, Path(args.results) if args.results else None)
+
+
+def add_bench_parser(sub) -> None:
+    """``tsham bench``: run a preset (default: the CPU quick mode) and write its report into the run folder."""
+    bench = sub.add_parser("bench", help="compare routing policies side by side (default: the CPU quick mode)")
+    add_run_args(bench, preset="quick", device="cuda" if _cuda() else "cpu")
+    bench.set_defaults(func=bench_command)
+
+
+def bench_command(args) -> int:
+    """Runs ``args.preset`` into ``args.out`` and writes ``args.out/report/bench_<preset>.md`` with its plots."""
+    run(args)
+    from tsham.experiments.routing_report import report
+
+    path = report(Path(args.out), f"bench_{args.preset}", Path(args.out) / "report")
+    print(f"report written to {path}")
+    return 0
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def add_run_args(parser: argparse.ArgumentParser, preset: str = "full", device: str = "cuda") -> None:
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=preset)
+    parser.add_argument("--workers", type=int, default=2, help="cells trained at once, one process each")
+    parser.add_argument("--device", default=device)
+    parser.add_argument("--minutes", type=float, help="start no new cell after this many minutes")
+    parser.add_argument("--out", required=True, help="run folder (cells/ holds one JSON per cell)")
+
+
+if __name__ == "__main__":
+    main()

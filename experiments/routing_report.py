@@ -1,0 +1,195 @@
+"""The routing benchmark's report: results table (mean +- std over seeds at realised budgets), a Pareto frontier
+per task, per-layer KV fractions, routing maps on a real series, and throughput / memory per policy."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tsham.experiments.common import RESULTS, header, write_results
+
+
+def load_cells(run: Path) -> pd.DataFrame:
+    """Every finished cell of a run, marked ``selected`` where it trained at its policy's chosen learning rate
+    (``learning_rates.json``; the other sweep cells only served the choice)."""
+    logs = [json.loads(f.read_text()) for f in sorted((run / "cells").glob("*.json"))]
+    if not logs:
+        raise SystemExit(f"no finished cells under {run / 'cells'}")
+    cells = pd.DataFrame(logs)
+    chosen_path = run / "learning_rates.json"
+    chosen = {(t, p): lr for t, p, lr in json.loads(chosen_path.read_text())} if chosen_path.is_file() else {}
+    cells["selected"] = [chosen.get((t, p)) == lr for t, p, lr in zip(cells["task"], cells["policy"], cells["lr"],
+                                                                      strict=True)]
+    cells["budget_label"] = ["fixed" if math.isnan(b) else f"{b:g}" for b in cells["budget"]]
+    return cells
+
+
+def summarise(cells: pd.DataFrame) -> pd.DataFrame:
+    """Per (task, policy, nominal budget): the test metric's mean and std over seeds, the realised KV fraction,
+    the learning rate, throughput, peak memory and the router's share of the parameters."""
+    main = cells[cells["selected"]]
+    keys = ["task", "policy", "budget_label"]
+    groups = main.groupby(keys, sort=False)
+    table = groups.agg(metric=("metric", "first"), higher_is_better=("higher_is_better", "first"),
+                       test=("test", "mean"), test_std=("test", "std"), seeds=("seed", "nunique"),
+                       kv_realised=("kv_realised", "mean"), lr=("lr", "first"),
+                       tokens_per_s=("train_tokens_per_s", "mean"), peak_memory_mib=("peak_memory_mib", "mean"),
+                       router_share=("router_share", "max")).reset_index()
+    table["test_std"] = table["test_std"].fillna(0.0)
+    table["pareto"] = False
+    for _, group in table.groupby("task"):
+        score = group["test"] * (1.0 if group["higher_is_better"].iloc[0] else -1.0)  # higher is better now
+        for i in group.index:  # on the frontier: no other cell keeps no more KV and scores at least as well
+            kv, others = group.loc[i, "kv_realised"], group.index != i
+            no_more, at_least = group["kv_realised"] <= kv, score >= score[i]
+            strictly = (group["kv_realised"] < kv) | (score > score[i])
+            table.loc[i, "pareto"] = not (others & no_more & at_least & strictly).any()
+    return table
+
+
+def results_table(table: pd.DataFrame) -> str:
+    lines = []
+    for task, group in table.groupby("task", sort=False):
+        metric = group["metric"].iloc[0] + (" (higher is better)" if group["higher_is_better"].iloc[0] else
+                                            " (lower is better)")
+        lines += [f"### {task}: {metric}", "", "| policy | nominal budget | realised KV | test, mean +- std (seeds) | "
+                  "lr | on the Pareto frontier |", "|---|---|---|---|---|---|"]
+        for _, r in group.sort_values(["policy", "kv_realised"]).iterrows():
+            lines.append(f"| {r['policy']} | {r['budget_label']} | {r['kv_realised']:.3f} | {r['test']:.4f} +- "
+                         f"{r['test_std']:.4f} ({r['seeds']}) | {r['lr']:g} | {'yes' if r['pareto'] else ''} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def winners(table: pd.DataFrame) -> str:
+    """Per task and nominal budget, the best policy (the written summary starts from these lines)."""
+    lines = ["| task | nominal budget | best policy | its test score | runner-up |", "|---|---|---|---|---|"]
+    for (task, budget), group in table[~table["policy"].isin(["none", "all", "oracle"])].groupby(
+            ["task", "budget_label"], sort=False):
+        ranked = group.sort_values("test", ascending=not group["higher_is_better"].iloc[0])
+        second = ranked.iloc[1] if len(ranked) > 1 else None
+        lines.append(f"| {task} | {budget} | {ranked.iloc[0]['policy']} | {ranked.iloc[0]['test']:.4f} | "
+                     + (f"{second['policy']} ({second['test']:.4f})" if second is not None else "") + " |")
+    return "\n".join(lines)
+
+
+def throughput_table(table: pd.DataFrame) -> str:
+    """Per policy: training throughput on each task (patch tokens/s, and relative to pure GDN on the same task,
+    the router's overhead), peak GPU memory and the router's share of the parameters."""
+    per = table.groupby(["task", "policy"], sort=False).agg(
+        tokens_per_s=("tokens_per_s", "mean"), peak=("peak_memory_mib", "max"), share=("router_share", "max"))
+    per = per.reset_index()
+    none = per[per["policy"] == "none"].set_index("task")["tokens_per_s"]
+    per["vs_none"] = per["tokens_per_s"] / per["task"].map(none)
+    tasks = list(dict.fromkeys(per["task"]))
+    lines = ["| policy | " + " | ".join(f"{t}: tokens/s (vs none)" for t in tasks)
+             + " | mean vs none | peak GPU memory (MiB) | router parameters |", "|---" * (len(tasks) + 4) + "|"]
+    for policy, g in sorted(per.groupby("policy"), key=lambda kv: -kv[1]["vs_none"].mean()):
+        cells = {r["task"]: f"{r['tokens_per_s']:,.0f} ({r['vs_none']:.2f}x)" for _, r in g.iterrows()}
+        peak = "" if g["peak"].isna().all() else f"{g['peak'].max():.0f}"
+        lines.append(f"| {policy} | " + " | ".join(cells.get(t, "") for t in tasks)
+                     + f" | {g['vs_none'].mean():.2f}x | {peak} | {100 * g['share'].max():.2f}% |")
+    return "\n".join(lines)
+
+
+def plot_frontiers(table: pd.DataFrame, folder: Path, name: str) -> list[Path]:
+    """One PNG per task: the test metric against the realised KV fraction, a line per policy, error bars over
+    seeds, Pareto-optimal cells ringed."""
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for task, group in table.groupby("task", sort=False):
+        fig, ax = plt.subplots(figsize=(6.5, 4))
+        for policy, g in group.groupby("policy"):
+            g = g.sort_values("kv_realised")
+            ax.errorbar(g["kv_realised"], g["test"], yerr=g["test_std"], marker="o", ms=4, capsize=2, label=policy)
+        front = group[group["pareto"]]
+        ax.scatter(front["kv_realised"], front["test"], s=120, facecolors="none", edgecolors="k", lw=1,
+                   label="Pareto frontier")
+        ax.set_xscale("symlog", linthresh=1e-2)
+        ax.set(xlabel="realised KV fraction", ylabel=group["metric"].iloc[0], title=task)
+        ax.legend(fontsize=7, ncol=2)
+        fig.tight_layout()
+        paths.append(folder / f"{name}_frontier_{task}.png")
+        fig.savefig(paths[-1], dpi=110)
+        plt.close(fig)
+    return paths
+
+
+def plot_layers(cells: pd.DataFrame, folder: Path, name: str, budget: str) -> Path:
+    """Realised KV fraction per layer, per policy at ``budget`` (and the fixed-budget policies), one panel per
+    task (first seed)."""
+    import matplotlib.pyplot as plt
+
+    main = cells[cells["selected"] & cells["budget_label"].isin([budget, "fixed", "0", "1"])]
+    main = main[main["seed"] == main["seed"].min()]
+    tasks = list(dict.fromkeys(main["task"]))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.5), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        rows = main[main["task"] == task].sort_values("policy")
+        n_layers = max(len(k) for k in rows["kv_per_layer"])
+        width = 0.8 / n_layers
+        for layer in range(n_layers):
+            ax.bar(np.arange(len(rows)) + layer * width, [k[layer] for k in rows["kv_per_layer"]], width,
+                   label=f"layer {layer}")
+        ax.set_xticks(np.arange(len(rows)) + 0.4 - width / 2, rows["policy"], rotation=45, ha="right", fontsize=8)
+        ax.set(title=f"{task} (budget {budget})", ylabel="realised KV fraction")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = folder / f"{name}_layers.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_routing_maps(cells: pd.DataFrame, folder: Path, name: str, budget: str) -> list[Path]:
+    """Per forecasting task: the real series and, one row per policy, the context steps whose patch any layer
+    routed (first seed, ``budget`` or the policy's fixed budget)."""
+    import matplotlib.pyplot as plt
+
+    paths = []
+    have = cells[cells["selected"] & cells["routing_map"].notna() & cells["budget_label"].isin([budget, "fixed"])]
+    for task, group in have.groupby("task", sort=False):
+        group = group[group["seed"] == group["seed"].min()].sort_values("policy")
+        first = group["routing_map"].iloc[0]
+        values, patch = np.asarray(first["values"], dtype=float), first["patch_length"]
+        fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 1.5 + 0.35 * len(group)), sharex=True,
+                                          gridspec_kw={"height_ratios": [2, max(1, len(group) // 3)]})
+        top.plot(values, lw=0.8, color="k")
+        top.set(title=f"{task}: steps kept on {first['series']} (budget {budget})")
+        for row, (_, cell) in enumerate(group.iterrows()):
+            kept = sorted({t for layer in cell["routing_map"]["kept"] for t in layer})
+            bottom.broken_barh([(t * patch, patch) for t in kept], (row - 0.4, 0.8))
+        bottom.set_yticks(range(len(group)), group["policy"], fontsize=8)
+        bottom.set_xlabel("context step")
+        fig.tight_layout()
+        paths.append(folder / f"{name}_routing_map_{task}.png")
+        fig.savefig(paths[-1], dpi=110)
+        plt.close(fig)
+    return paths
+
+
+def report(run: Path, name: str, results: Path | None = None) -> Path:
+    """Writes ``<results>/<name>.md`` / ``.json`` and the PNGs beside them; returns the markdown's path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    results = results or RESULTS
+    results.mkdir(parents=True, exist_ok=True)
+    cells = load_cells(run)
+    table = summarise(cells)
+    bench = json.loads((run / "bench.json").read_text()) if (run / "bench.json").is_file() else {}
+    budget = f"{bench.get('sweep_budget', 0.1):g}"
+    pngs = [*plot_frontiers(table, results, name), plot_layers(cells, results, name, budget),
+            *plot_routing_maps(cells, results, name, budget)]
+    text = "\n\n".join(["## Best policy per task and budget (controls left out)", winners(table),
+                        "## Results", results_table(table), "## Throughput, memory and router size",
+                        throughput_table(table)])
+    meta = {**header(), "run": f"{run} ({bench.get('machine', '?')}, {bench.get('date', '?')}, preset "
+            f"{bench.get('preset', '?')}, rev {bench.get('revision', '?')})",
+            "cells": f"{int(cells['selected'].sum())} reported, {len(cells)} trained (the rest served the "
+                     "learning-rate sweep)", "plots": ", ".join(p.name for p in pngs)}
+    return write_results(name, meta, table.to_dict("records"), text, results)

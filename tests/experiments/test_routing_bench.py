@@ -1,0 +1,40 @@
+"""`tsham bench`: the routing-policy benchmark's CPU quick mode, end to end, as a user runs it."""
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+
+def test_quick_bench_runs_reports_and_resumes(tmp_path):
+    out = tmp_path / "bench"
+    args = [sys.executable, "-m", "tsham.cli", "bench", "--out", str(out), "--workers", "2", "--device", "cpu"]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "FAILED" not in done.stdout, done.stdout[-3000:]
+    report = out / "report"
+    assert (report / "bench_quick.md").is_file()
+    for png in ("frontier_mqar@easy", "frontier_synthetic@quick", "layers", "routing_map_synthetic@quick"):
+        assert (report / f"bench_quick_{png}.png").stat().st_size > 5_000, png
+
+    rows = pd.DataFrame(json.loads((report / "bench_quick.json").read_text())["rows"])
+    synthetic = rows[rows["task"] == "synthetic@quick"].set_index(["policy", "budget_label"])
+    # every policy of the forecasting task (no oracle: no needles), every budget, both seeds
+    assert set(synthetic.index.get_level_values(0)) == {"surprise", "uncertainty", "event", "learned", "composite",
+                                                        "random", "recency", "all", "none"}
+    assert (synthetic["seeds"] == 2).all()
+    assert synthetic.loc[("none", "0"), "kv_realised"] == 0 and synthetic.loc[("all", "1"), "kv_realised"] == 1
+    for policy in ("random", "surprise"):  # realised, not nominal; the controllers land near their targets
+        assert synthetic.loc[(policy, "0.1"), "kv_realised"] == pytest.approx(0.1, abs=0.06)
+    assert (rows["router_share"] < 0.01).all()  # routers stay under 1% of the parameters
+    probe = rows[rows["task"] == "mqar@easy"]
+    assert "oracle" in set(probe["policy"]) and "event" not in set(probe["policy"])  # MQAR has no flags
+
+    lrs = json.loads((out / "learning_rates.json").read_text())
+    assert len(lrs) == len(rows.groupby(["task", "policy"])) and {lr for *_, lr in lrs} <= {3e-3, 1e-2}
+    cells = len(list((out / "cells").glob("*.json")))
+    again = subprocess.run(args, capture_output=True, text=True, timeout=900)  # resumes: nothing left to train
+    assert again.returncode == 0 and "0 cells to run" in again.stdout
+    assert len(list((out / "cells").glob("*.json"))) == cells
