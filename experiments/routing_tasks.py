@@ -177,7 +177,8 @@ def gift_scores(model: TshamModel, device: str) -> dict:
 
 
 def routing_map(model: TshamModel, spec: dict, device: str) -> dict:
-    """Which context patch tokens each layer routed (any head) on the last context of a real series."""
+    """Which context patch tokens each layer holds at the end (routed by any head; under a cap or recency window
+    only the sinks and the last ``cap``) on the last context of a real series."""
     from tsham.datasets import load
 
     name, column = ROUTING_MAP_SERIES
@@ -185,6 +186,12 @@ def routing_map(model: TshamModel, spec: dict, device: str) -> dict:
     x = torch.from_numpy(values).to(device)[None, :, None]
     flags = with_flags({"past_target": x}, spec).get("event_flags")  # a real series has no events
     out = model(x, spec["patch_length"], event_flags=None if flags is None else flags.to(device))
-    kept = [torch.nonzero(d.mask[0, :out.num_context_patches].any(-1)).flatten().tolist() for d in out.layers]
+    kept = []
+    for block, d in zip(model.stack.blocks, out.layers, strict=True):
+        routed = torch.nonzero(d.mask[0, :out.num_context_patches].any(-1)).flatten().tolist()
+        cap, sinks = block.mixer.router.cap, block.mixer.router.sinks
+        if cap is not None and len(routed) > cap + sinks:  # what a stream still holds: sinks and the last cap
+            routed = routed[:sinks] + routed[-cap:]
+        kept.append(routed)
     return {"series": f"{name}:{column}", "values": values.tolist(), "patch_length": spec["patch_length"],
             "kept": kept}
