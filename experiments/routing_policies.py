@@ -136,10 +136,15 @@ def run(args) -> None:
     from tsham.experiments.common import header, run_pool
 
     preset = PRESETS[args.preset]
+    if args.tasks:  # a slice of the preset (tasks are independent), e.g. one session's share of a long benchmark
+        unknown = sorted(set(args.tasks) - set(preset["tasks"]))
+        if unknown:
+            raise ValueError(f"--tasks {unknown} are not in preset {args.preset!r}: {preset['tasks']}")
+        preset = {**preset, "tasks": list(args.tasks)}
     folder = Path(args.out) / "cells"
     folder.mkdir(parents=True, exist_ok=True)
-    (Path(args.out) / "bench.json").write_text(json.dumps({**header(), "preset": args.preset, **{
-        k: v for k, v in preset.items()}}, indent=1, default=str))
+    (Path(args.out) / "bench.json").write_text(json.dumps({**header(), "preset": args.preset, **preset}, indent=1,
+                                                          default=str))
     deadline = time.monotonic() + 60 * args.minutes if args.minutes else math.inf
     worker = partial(run_cell, out=args.out, device=args.device)
     phase1 = sweep_cells(preset)
@@ -152,7 +157,9 @@ def run(args) -> None:
     if missing:
         print(f"learning-rate sweep incomplete for {sorted(missing)}; run again to resume", flush=True)
         return
-    (Path(args.out) / "learning_rates.json").write_text(json.dumps([[t, p, lr] for (t, p), lr in best.items()]))
+    chosen = Path(args.out) / "learning_rates.json"  # merged: slices of one benchmark share the folder
+    earlier = {(t, p): lr for t, p, lr in json.loads(chosen.read_text())} if chosen.is_file() else {}
+    chosen.write_text(json.dumps([[t, p, lr] for (t, p), lr in {**earlier, **best}.items()]))
     phase2 = main_cells(preset, best)
     run_pool([c for c in phase2 if not (folder / f"{cell_name(c)}.json").is_file()], worker, cell_name,
              args.workers, deadline)
@@ -230,6 +237,7 @@ def add_run_args(parser: argparse.ArgumentParser, preset: str = "full", device: 
     parser.add_argument("--workers", type=int, default=2, help="cells trained at once, one process each")
     parser.add_argument("--device", default=device)
     parser.add_argument("--minutes", type=float, help="start no new cell after this many minutes")
+    parser.add_argument("--tasks", nargs="+", help="run only these tasks of the preset (the cells add up in --out)")
     parser.add_argument("--out", required=True, help="run folder (cells/ holds one JSON per cell)")
 
 
