@@ -11,7 +11,8 @@ import pytest
 def test_quick_bench_runs_reports_and_resumes(tmp_path):
     out = tmp_path / "bench"
     args = [sys.executable, "-m", "tsham.cli", "bench", "--out", str(out), "--workers", "2", "--device", "cpu"]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=900)
+    # run where a user would, outside the checkout (whose tsham/ folder would shadow the installed package)
+    done = subprocess.run(args, capture_output=True, text=True, timeout=900, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "FAILED" not in done.stdout, done.stdout[-3000:]
     report = out / "report"
@@ -35,6 +36,6 @@ def test_quick_bench_runs_reports_and_resumes(tmp_path):
     lrs = json.loads((out / "learning_rates.json").read_text())
     assert len(lrs) == len(rows.groupby(["task", "policy"])) and {lr for *_, lr in lrs} <= {3e-3, 1e-2}
     cells = len(list((out / "cells").glob("*.json")))
-    again = subprocess.run(args, capture_output=True, text=True, timeout=900)  # resumes: nothing left to train
+    again = subprocess.run(args, capture_output=True, text=True, timeout=900, cwd=tmp_path)  # resumes: no new cell
     assert again.returncode == 0 and "0 cells to run" in again.stdout
     assert len(list((out / "cells").glob("*.json"))) == cells
