@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from pathlib import Path
 
@@ -68,7 +69,8 @@ def run_baselines(epochs: int, device: str, configs=CONFIGS) -> dict:
             prediction_length=h, context_length=context, patch_len=16, stride=8, d_model=32, nhead=4,
             num_encoder_layers=2, batch_size=32, num_batches_per_epoch=50, lr=1e-3,
             trainer_kwargs={"max_epochs": epochs, "accelerator": device, "enable_progress_bar": False,
-                            "enable_model_summary": False, "logger": False},
+                            "enable_model_summary": False, "logger": False,
+                            "default_root_dir": tempfile.mkdtemp(prefix="tsham-patchtst-")},  # not the cwd
         )
         predictor = estimator.train(train_part)
         patchtst = evaluate(predictor, data, freq)
