@@ -110,6 +110,43 @@ def test_validation_exports_the_best_weights_and_stops_on_patience(tmp_path):
               progress=False)
 
 
+def test_validation_never_keeps_nan_and_says_when_nothing_was_finite(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from tsham.training import validation
+
+    scores = iter([float("nan"), 0.5, float("nan"), 0.7])
+    monkeypatch.setattr(validation, "validation_loss", lambda model, batches: next(scores))
+    calibrated = []
+    callback = validation.BestOnValidation([{}], every=1, patience=0, path=tmp_path / "v.csv",
+                                           calibrate=lambda model, batch: calibrated.append(batch))
+    task = SimpleNamespace(model=TshamModel(tiny_config()))
+    trainer = SimpleNamespace(global_step=0, is_global_zero=True, should_stop=False,
+                              strategy=SimpleNamespace(reduce_boolean_decision=lambda stop, all: stop))
+    callback.on_train_start(trainer, task)
+    for step in (1, 2, 3):
+        trainer.global_step = step
+        callback._validate(trainer, task)
+    assert callback.best_step == 1 and callback.best_loss == 0.5 and len(calibrated) == 4
+    assert np.isnan(callback.initial_loss)  # the starting weights' score is reported as it was
+    empty = validation.BestOnValidation([{}], every=1, patience=0, path=tmp_path / "w.csv")
+    monkeypatch.setattr(validation, "validation_loss", lambda model, batches: float("nan"))
+    trainer.global_step = 0
+    empty.on_train_start(trainer, task)
+    with pytest.raises(ValueError, match="no finite validation loss"):
+        empty.on_train_end(trainer, task)
+
+
+def test_validation_runs_under_budget_agnostic_training(tmp_path):
+    pool = [PoolSeries.from_synthetic(s) for s in synthetic_mix(8, 300, seed=0)]
+    run = TrainConfig(steps=4, batch_size=4, horizon=8, kv_budgets=(0.0, 1.0), warmup_steps=1, validation_steps=40,
+                      val_every=1, val_windows=8)
+    model = train(tiny_config(), run, pool, tmp_path, progress=False)
+    rows = np.loadtxt(tmp_path / "validation.csv", delimiter=",", skiprows=1, ndmin=2)
+    assert rows[:, 0].tolist() == [0, 1, 2, 3, 4] and np.isfinite(rows[:, 1]).all()
+    assert model.stack.blocks[0].mixer.router.target == 0.25  # exported at its own target, not a drawn budget
+
+
 def test_window_stream_draws_horizons_per_batch():
     pool = [PoolSeries.from_array(np.sin(np.arange(300) / 5))]
     stream = iter(WindowStream(pool, context_length=32, horizon=(4, 12), batch_size=2))

@@ -7,6 +7,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 import lightning as L
@@ -229,15 +230,20 @@ def train(
         task.model.load_state_dict(init_from.state_dict())
     for name, p in task.model.named_parameters():
         p.requires_grad_(not name.startswith(frozen) if frozen else True)
+    if not resume:  # a fresh run starts fresh logs (a resumed one appends to its own)
+        for log in ("history.csv", "validation.csv"):
+            (out_dir / log).unlink(missing_ok=True)
     validation = None
     if train_config.validation_steps:
-        if strategy == "fsdp":
+        if strategy == "fsdp" or type(strategy).__name__ == "FSDPStrategy":
             raise ValueError("TrainConfig.validation_steps is not supported under FSDP (sharded weights); use ddp")
         pool, batches = split_tails(pool, train_config.validation_steps, model_config.context_length,
                                     train_config.horizon, train_config.val_windows, train_config.batch_size,
                                     seed=train_config.seed + 7919)
-        validation = BestOnValidation(batches, train_config.val_every, train_config.patience,
-                                      out_dir / "validation.csv")
+        validation = BestOnValidation(
+            batches, train_config.val_every, train_config.patience, out_dir / "validation.csv",
+            calibrate=partial(_export_routing, targets=task.export_targets) if train_config.kv_budgets else None,
+            start_after=0 if train_config.kv_budgets else train_config.kv_warmup_steps)
         callbacks = (*callbacks, validation)
     stream = WindowStream(pool, model_config.context_length, train_config.horizons or train_config.horizon,
                           train_config.batch_size, train_config.seed)
@@ -279,6 +285,15 @@ def train(
     if validation is not None:
         (out_dir / "model" / "validation.json").write_text(json.dumps(validation.summary(), indent=1))
     return model
+
+
+def _export_routing(model: TshamModel, batch: dict, targets: list[float]) -> None:
+    """Budget-agnostic runs: thresholds calibrated at the routers' export targets on ``batch`` (as at export)."""
+    device = next(model.parameters()).device
+    b = {k: v.to(device) for k, v in batch.items()}
+    calibrate_kv_budget(model, targets, lambda: model(
+        b["past_target"], b["future_target"].shape[1], past_observed_values=b["past_observed_values"],
+        past_covariates=b.get("past_covariates"), event_flags=b.get("event_flags")))
 
 
 def make_strategy(strategy):

@@ -58,24 +58,36 @@ class BestOnValidation(L.Callback):
     """Scores fixed validation batches before training and every ``every`` optimizer steps (pinball loss of the
     forecasts, no router auxiliary loss), keeps a copy of the best weights (buffers included: router thresholds),
     loads them back when training ends, and stops after ``patience`` validations without improvement (0: never).
-    Appends ``step,val_loss`` rows to ``path``. Single-process or DDP (each rank scores the same batches)."""
+    Appends ``step,val_loss`` rows to ``path``. Single-process or DDP (each rank scores the same batches).
 
-    def __init__(self, batches: list[dict[str, torch.Tensor]], every: int, patience: int, path: Path):
+    Args:
+        calibrate: ``calibrate(model, batch)`` sets the routing the model will be exported with before each
+            validation (budget-agnostic training leaves the last batch's drawn budget in the thresholds).
+        start_after: no validation between the first and this optimizer step (a KV-target warm-up routes more
+            than the exported model will; its steps must not win).
+    A NaN score never wins; if no validation is finite, training raises a clear error at its end.
+    """
+
+    def __init__(self, batches: list[dict[str, torch.Tensor]], every: int, patience: int, path: Path,
+                 calibrate=None, start_after: int = 0):
         self.batches, self.every, self.patience, self.path = batches, max(1, every), patience, Path(path)
+        self.calibrate, self.start_after = calibrate, start_after
         self.best_step, self.best_loss, self.best_state, self.stale, self.last_step = 0, math.inf, None, 0, -1
-        self.initial_loss = math.nan  # the starting weights' score (fine-tuning must beat it to change them)
+        self.initial_loss = None  # the starting weights' score (fine-tuning must beat it to change them)
 
     def _validate(self, trainer, task) -> None:
         step = trainer.global_step
-        if step == self.last_step:
+        if step == self.last_step or 0 < step < self.start_after:
             return
+        if self.calibrate is not None:
+            self.calibrate(task.model, self.batches[0])
         self.last_step, loss = step, validation_loss(task.model, self.batches)
-        if self.best_state is None:
+        if self.initial_loss is None:
             self.initial_loss = loss
         if trainer.is_global_zero:
             with self.path.open("a") as f:
                 f.write(f"{step},{loss:.6f}\n")
-        if loss < self.best_loss:
+        if loss < self.best_loss:  # False for NaN
             self.best_step, self.best_loss, self.stale = step, loss, 0
             self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in task.model.state_dict().items()}
         else:
@@ -88,7 +100,7 @@ class BestOnValidation(L.Callback):
         if trainer.is_global_zero and not self.path.is_file():
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.path.write_text("step,val_loss\n")
-        if self.best_state is None:  # a fresh run: the starting weights are the first candidate
+        if self.initial_loss is None:  # a fresh run: the starting weights are the first candidate
             self._validate(trainer, task)
 
     def on_train_batch_end(self, trainer, task, outputs, batch, batch_idx):
@@ -97,6 +109,9 @@ class BestOnValidation(L.Callback):
 
     def on_train_end(self, trainer, task):
         self._validate(trainer, task)  # the final weights compete too
+        if self.best_state is None:
+            raise ValueError(f"validation: no finite validation loss in {self.path} (the model diverged or the "
+                             "held-out windows hold no observed target); lower the learning rate or check the data")
         task.model.load_state_dict(self.best_state)
 
     def summary(self) -> dict:
