@@ -70,6 +70,9 @@ def run_pool(cells: list, worker, name, workers: int, deadline: float = math.inf
     from multiprocessing import get_context
 
     print(f"{len(cells)} cells to run, {workers} workers", flush=True)
+    if cells and time.monotonic() >= deadline:
+        print(f"{len(cells)} cells not run (deadline passed); run again to resume", flush=True)
+        return len(cells)
     queue = list(cells)
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
         pending = {pool.submit(worker, c): c for c in queue[:workers]}

@@ -96,7 +96,8 @@ def sweep_budget_of(pairs: list[tuple[str, float]], policy: str, budget: float) 
 def cell_name(cell: dict) -> str:
     budget = "fixed" if math.isnan(cell["budget"]) else f"{cell['budget']:g}"
     return (f"{cell['task']}-{cell['policy']}-{budget}-s{cell['seed']}-lr{cell['lr']:g}-d{cell['d_model']}x"
-            f"{cell['n_layers']}-{cell['steps']}x{cell['batch_size']}")
+            f"{cell['n_layers']}-{cell['steps']}x{cell['batch_size']}-n{cell['n_test']}v{cell['n_val']}"
+            f"m{cell['synthetic_series']}")
 
 
 def sweep_cells(preset: dict) -> list[dict]:
@@ -121,12 +122,14 @@ def main_cells(preset: dict, best_lr: dict) -> list[dict]:
 
 
 def select_lrs(logs: list[dict], higher_is_better: dict[str, bool]) -> dict[tuple[str, str], float]:
-    """The learning rate with the best validation score per (task, policy), from the phase-1 cells' logs."""
+    """The learning rate with the best validation score per (task, policy), from the phase-1 cells' logs; a NaN
+    score (a diverged run) is the worst, so it is chosen only when every rate diverged."""
     best: dict = {}
     for log in logs:
         key, sign = (log["task"], log["policy"]), 1.0 if higher_is_better[log["task"]] else -1.0
-        if key not in best or sign * log["val"] > sign * best[key][1]:
-            best[key] = (log["lr"], log["val"])
+        score = sign * log["val"] if math.isfinite(log["val"]) else -math.inf
+        if key not in best or score > best[key][1]:
+            best[key] = (log["lr"], score)
     return {k: v[0] for k, v in best.items()}
 
 
@@ -150,16 +153,18 @@ def run(args) -> None:
     phase1 = sweep_cells(preset)
     run_pool([c for c in phase1 if not (folder / f"{cell_name(c)}.json").is_file()], worker, cell_name,
              args.workers, deadline)
-    logs = [json.loads((folder / f"{cell_name(c)}.json").read_text()) for c in phase1
-            if (folder / f"{cell_name(c)}.json").is_file()]
-    best = select_lrs(logs, {t: task_spec(t)["kind"] == "probe" for t in preset["tasks"]})
-    missing = {(c["task"], c["policy"]) for c in phase1} - set(best)
-    if missing:
-        print(f"learning-rate sweep incomplete for {sorted(missing)}; run again to resume", flush=True)
+    missing = [cell_name(c) for c in phase1 if not (folder / f"{cell_name(c)}.json").is_file()]
+    if missing:  # every rate must have run: a choice among the survivors would not be the sweep's
+        print(f"the learning-rate sweep lacks {len(missing)} cells ({', '.join(missing[:5])}"
+              f"{', ...' if len(missing) > 5 else ''}): run again to resume; a cell that FAILED above fails again "
+              "until its cause (the message) is fixed", flush=True)
         return
+    logs = [json.loads((folder / f"{cell_name(c)}.json").read_text()) for c in phase1]
+    best = select_lrs(logs, {t: task_spec(t)["kind"] == "probe" for t in preset["tasks"]})
     chosen = Path(args.out) / "learning_rates.json"  # merged: slices of one benchmark share the folder
     earlier = {(t, p): lr for t, p, lr in json.loads(chosen.read_text())} if chosen.is_file() else {}
-    chosen.write_text(json.dumps([[t, p, lr] for (t, p), lr in {**earlier, **best}.items()]))
+    chosen.with_suffix(".tmp").write_text(json.dumps([[t, p, lr] for (t, p), lr in {**earlier, **best}.items()]))
+    os.replace(chosen.with_suffix(".tmp"), chosen)  # slices run one after another; never two at once
     phase2 = main_cells(preset, best)
     run_pool([c for c in phase2 if not (folder / f"{cell_name(c)}.json").is_file()], worker, cell_name,
              args.workers, deadline)
@@ -176,13 +181,17 @@ def run_cell(cell: dict, out: str, device: str) -> str:
     started = time.monotonic()
     model, history, tokens_per_step = train_cell(cell, device)
     trained = time.monotonic()
+    peak = torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else None  # training only
+    # steps after the first (compilation, caches) over the time they took; workers share the device, so compare
+    # policies by the mean over many cells, not one cell against another
+    (first, _, t_first), (last, _, t_last) = history[0], history[-1]
+    throughput = tokens_per_step * (last - first) / (t_last - t_first) if last > first else math.nan
     result = evaluate_cell(model, cell, device)
     routers = sum(p.numel() for n, p in model.named_parameters() if ".router." in n)
     total = sum(p.numel() for p in model.parameters())
     log = {**cell, **result, "parameters": total, "router_parameters": routers, "router_share": routers / total,
            "train_seconds": trained - started, "eval_seconds": time.monotonic() - trained,
-           "train_tokens_per_s": tokens_per_step * cell["steps"] / max(history[-1][2], 1e-9),
-           "peak_memory_mib": torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else None,
+           "train_tokens_per_s": throughput, "peak_memory_mib": peak,
            "loss": history}
     name = cell_name(cell)
     path = Path(out) / "cells" / f"{name}.json"

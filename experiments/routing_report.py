@@ -24,23 +24,29 @@ def load_cells(run: Path) -> pd.DataFrame:
     cells["selected"] = [chosen.get((t, p)) == lr for t, p, lr in zip(cells["task"], cells["policy"], cells["lr"],
                                                                       strict=True)]
     cells["budget_label"] = ["fixed" if math.isnan(b) else f"{b:g}" for b in cells["budget"]]
+    if not cells["selected"].any():
+        raise SystemExit(f"no cell under {run} trained at a chosen learning rate yet: the learning-rate sweep "
+                         "(phase 1) has not finished; run the benchmark again to resume it")
     return cells
 
 
 def summarise(cells: pd.DataFrame) -> pd.DataFrame:
-    """Per (task, policy, nominal budget): the test metric's mean and std over seeds, the realised KV fraction,
-    the learning rate, throughput, peak memory and the router's share of the parameters."""
-    main = cells[cells["selected"]]
+    """Per (task, policy, nominal budget): the test metric's mean and std over the seeds whose score is finite
+    (``seeds``; ``failed_seeds`` counts diverged ones, std NaN under two seeds), the realised KV fraction, the
+    learning rate, throughput, peak memory and the router's share of the parameters. Pareto-optimal: no other
+    cell of the task keeps no more KV and scores at least as well; cells without a finite score are never on it."""
+    main = cells[cells["selected"]].copy()
+    main["finite"] = np.isfinite(main["test"].astype(float))
     keys = ["task", "policy", "budget_label"]
     groups = main.groupby(keys, sort=False)
     table = groups.agg(metric=("metric", "first"), higher_is_better=("higher_is_better", "first"),
-                       test=("test", "mean"), test_std=("test", "std"), seeds=("seed", "nunique"),
+                       test=("test", "mean"), test_std=("test", "std"), seeds=("finite", "sum"),
+                       failed_seeds=("finite", lambda f: int((~f).sum())),
                        kv_realised=("kv_realised", "mean"), lr=("lr", "first"),
                        tokens_per_s=("train_tokens_per_s", "mean"), peak_memory_mib=("peak_memory_mib", "mean"),
                        router_share=("router_share", "max")).reset_index()
-    table["test_std"] = table["test_std"].fillna(0.0)
     table["pareto"] = False
-    for _, group in table.groupby("task"):
+    for _, group in table[np.isfinite(table["test"])].groupby("task"):
         score = group["test"] * (1.0 if group["higher_is_better"].iloc[0] else -1.0)  # higher is better now
         for i in group.index:  # on the frontier: no other cell keeps no more KV and scores at least as well
             kv, others = group.loc[i, "kv_realised"], group.index != i
@@ -58,21 +64,29 @@ def results_table(table: pd.DataFrame) -> str:
         lines += [f"### {task}: {metric}", "", "| policy | nominal budget | realised KV | test, mean +- std (seeds) | "
                   "lr | on the Pareto frontier |", "|---|---|---|---|---|---|"]
         for _, r in group.sort_values(["policy", "kv_realised"]).iterrows():
+            std = "n/a" if pd.isna(r["test_std"]) else f"{r['test_std']:.4f}"
+            failed = f", {r['failed_seeds']} diverged" if r["failed_seeds"] else ""
             lines.append(f"| {r['policy']} | {r['budget_label']} | {r['kv_realised']:.3f} | {r['test']:.4f} +- "
-                         f"{r['test_std']:.4f} ({r['seeds']}) | {r['lr']:g} | {'yes' if r['pareto'] else ''} |")
+                         f"{std} ({r['seeds']}{failed}) | {r['lr']:g} | {'yes' if r['pareto'] else ''} |")
         lines.append("")
     return "\n".join(lines)
 
 
 def winners(table: pd.DataFrame) -> str:
-    """Per task and nominal budget, the best policy (the written summary starts from these lines)."""
-    lines = ["| task | nominal budget | best policy | its test score | runner-up |", "|---|---|---|---|---|"]
+    """Per task and nominal budget, the best policy (the written summary starts from these lines). Policies at one
+    nominal budget can realise different budgets (a learned or uncertainty router drifts from its target; a
+    recency window keeps its sinks too), so each is shown with its realised KV; the frontier plots compare them
+    at equal realised KV."""
+    lines = ["| task | nominal budget | best policy (realised KV) | its test score | runner-up (realised KV, score) |",
+             "|---|---|---|---|---|"]
     for (task, budget), group in table[~table["policy"].isin(["none", "all", "oracle"])].groupby(
             ["task", "budget_label"], sort=False):
         ranked = group.sort_values("test", ascending=not group["higher_is_better"].iloc[0])
         second = ranked.iloc[1] if len(ranked) > 1 else None
-        lines.append(f"| {task} | {budget} | {ranked.iloc[0]['policy']} | {ranked.iloc[0]['test']:.4f} | "
-                     + (f"{second['policy']} ({second['test']:.4f})" if second is not None else "") + " |")
+        best = ranked.iloc[0]
+        lines.append(f"| {task} | {budget} | {best['policy']} ({best['kv_realised']:.3f}) | {best['test']:.4f} | "
+                     + (f"{second['policy']} ({second['kv_realised']:.3f}, {second['test']:.4f})"
+                        if second is not None else "") + " |")
     return "\n".join(lines)
 
 
@@ -105,7 +119,8 @@ def plot_frontiers(table: pd.DataFrame, folder: Path, name: str) -> list[Path]:
         fig, ax = plt.subplots(figsize=(6.5, 4))
         for policy, g in group.groupby("policy"):
             g = g.sort_values("kv_realised")
-            ax.errorbar(g["kv_realised"], g["test"], yerr=g["test_std"], marker="o", ms=4, capsize=2, label=policy)
+            ax.errorbar(g["kv_realised"], g["test"], yerr=g["test_std"].fillna(0.0), marker="o", ms=4, capsize=2,
+                        label=policy)
         front = group[group["pareto"]]
         ax.scatter(front["kv_realised"], front["test"], s=120, facecolors="none", edgecolors="k", lw=1,
                    label="Pareto frontier")
@@ -119,14 +134,17 @@ def plot_frontiers(table: pd.DataFrame, folder: Path, name: str) -> list[Path]:
     return paths
 
 
-def plot_layers(cells: pd.DataFrame, folder: Path, name: str, budget: str) -> Path:
+def plot_layers(cells: pd.DataFrame, folder: Path, name: str, budget: str) -> list[Path]:
     """Realised KV fraction per layer, per policy at ``budget`` (and the fixed-budget policies), one panel per
     task (first seed)."""
     import matplotlib.pyplot as plt
 
-    main = cells[cells["selected"] & cells["budget_label"].isin([budget, "fixed", "0", "1"])]
+    main = cells[cells["selected"] & cells["budget_label"].isin([budget, "fixed", "0", "1"])
+                 & cells["kv_per_layer"].notna()]  # GIFT cells measure the overall fraction only
     main = main[main["seed"] == main["seed"].min()]
     tasks = list(dict.fromkeys(main["task"]))
+    if not tasks:
+        return []
     fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.5), squeeze=False)
     for ax, task in zip(axes[0], tasks, strict=True):
         rows = main[main["task"] == task].sort_values("policy")
@@ -142,7 +160,7 @@ def plot_layers(cells: pd.DataFrame, folder: Path, name: str, budget: str) -> Pa
     path = folder / f"{name}_layers.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    return path
+    return [path]
 
 
 def plot_routing_maps(cells: pd.DataFrame, folder: Path, name: str, budget: str) -> list[Path]:
@@ -183,7 +201,7 @@ def report(run: Path, name: str, results: Path | None = None) -> Path:
     table = summarise(cells)
     bench = json.loads((run / "bench.json").read_text()) if (run / "bench.json").is_file() else {}
     budget = f"{bench.get('sweep_budget', 0.1):g}"
-    pngs = [*plot_frontiers(table, results, name), plot_layers(cells, results, name, budget),
+    pngs = [*plot_frontiers(table, results, name), *plot_layers(cells, results, name, budget),
             *plot_routing_maps(cells, results, name, budget)]
     text = "\n\n".join(["## Best policy per task and budget (controls left out)", winners(table),
                         "## Results", results_table(table), "## Throughput, memory and router size",

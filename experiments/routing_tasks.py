@@ -32,9 +32,9 @@ def cell_config(cell: dict) -> TshamConfig:
                         n_layers=cell["n_layers"], context_length=context)
 
 
-def train_cell(cell: dict, device: str) -> tuple[TshamModel, list, int]:
+def train_cell(cell: dict, device: str) -> tuple[TshamModel, list, float]:
     """Trains a cell's model; returns it (eval mode), its loss history ``(step, loss, seconds)`` and the patch
-    tokens one training step sees (context plus horizon, all channels of the batch's windows)."""
+    tokens one training step sees on average (context plus horizon, every channel of the batch's windows)."""
     spec, config, history = task_spec(cell["task"]), cell_config(cell), []
     if spec["kind"] == "probe":
         model = train_probe_model(spec["probe"], spec["level"], config, cell["steps"], cell["batch_size"], cell["lr"],
@@ -46,13 +46,17 @@ def train_cell(cell: dict, device: str) -> tuple[TshamModel, list, int]:
     model = TshamModel(config).to(device)
     pool = training_pool(spec, cell)
     stream = iter(WindowStream(pool, spec["context_length"], spec["horizon"], cell["batch_size"], seed=cell["seed"]))
+    per_series = -(-(spec["context_length"] + spec["horizon"]) // spec["patch_length"])
+    seen = []
 
     def step_loss(step: int) -> torch.Tensor:
-        return forecast_loss(model, with_flags(next(stream), spec), device)
+        batch = with_flags(next(stream), spec)
+        channels = sum(batch[k].shape[-1] for k in ("past_target", "past_covariates", "event_flags") if k in batch)
+        seen.append(batch["past_target"].shape[0] * per_series * channels)
+        return forecast_loss(model, batch, device)
 
     train_loop(model, step_loss, cell["steps"], cell["lr"], history=history)
-    tokens = -(-(spec["context_length"] + spec["horizon"]) // spec["patch_length"])
-    return model, history, cell["batch_size"] * tokens
+    return model, history, float(np.mean(seen))
 
 
 def with_flags(batch: dict, spec: dict) -> dict:
@@ -98,18 +102,20 @@ def real_pool() -> tuple[PoolSeries, ...]:
     return tuple(wheel_pool()[0])
 
 
-def held_out_batches(spec: dict, which: str, windows: int, batch_size: int = 64) -> list[dict]:
-    """Fixed windows of synthetic series drawn from a seed no cell trains on (``which``: "val" or "test")."""
+def held_out_batches(spec: dict, which: str, windows: int) -> list[dict]:
+    """Fixed windows of synthetic series drawn from a seed no cell trains on (``which``: "val" or "test"), every
+    channel layout in proportion (:meth:`WindowStream.stratified`: the flagged layouts are always there)."""
     seed = HELD_OUT_SEEDS[which]
     pool = list(synthetic_pool(64, 4 * spec["context_length"], seed))
-    stream = iter(WindowStream(pool, spec["context_length"], spec["horizon"], batch_size, seed=seed))
-    return [with_flags(next(stream), spec) for _ in range(max(1, -(-windows // batch_size)))]
+    stream = WindowStream(pool, spec["context_length"], spec["horizon"], 64, seed=seed)
+    return [with_flags(b, spec) for b in stream.stratified(windows)]
 
 
 @torch.no_grad()
 def evaluate_cell(model: TshamModel, cell: dict, device: str) -> dict:
     """The cell's validation score (``val``, what the learning rate is chosen on), its test metric (``metric``,
-    ``test``, ``higher_is_better``), the realised KV fraction overall and per layer, and for forecasting the
+    ``test``, ``higher_is_better``), the realised KV fraction overall and per layer (on the test data: every
+    test batch; GIFT: the evaluation contexts, overall only; LTSF: the validation rows), and for forecasting the
     routing map on a real series."""
     spec = task_spec(cell["task"])
     if spec["kind"] == "probe":
@@ -128,23 +134,44 @@ def evaluate_cell(model: TshamModel, cell: dict, device: str) -> dict:
                 **extras, "routing_map": None}
     ltsf = spec["test"] == "ltsf"
     val_batches = ltsf_validation(spec) if ltsf else held_out_batches(spec, "val", cell["n_val"])
-    b = {k: v.to(device) for k, v in val_batches[0].items()}
-    out = model(b["past_target"], b["future_target"].shape[1], past_observed_values=b["past_observed_values"],
-                past_covariates=b.get("past_covariates"), event_flags=b.get("event_flags"))
-    layers = realised_per_layer(model, out)
-    result = {"val": validation_loss(model, val_batches), "higher_is_better": False, "kv_per_layer": layers,
-              "kv_realised": float(np.mean(layers)), "routing_map": routing_map(model, spec, device)}
-    if spec["test"] == "synthetic":
-        result |= {"metric": "pinball loss", "test": validation_loss(model, held_out_batches(spec, "test",
-                                                                                             cell["n_test"]))}
-    elif spec["test"] == "ltsf":
+    result = {"val": validation_loss(model, val_batches), "higher_is_better": False,
+              "routing_map": routing_map(model, spec, device)}
+    if spec["test"] == "ltsf":
         from tsham.experiments.ltsf import normalised, score
 
         mse, mae = score(model, normalised(spec["dataset"]), spec["horizon"], device)
-        result |= {"metric": f"MSE at {spec['horizon']}", "test": mse, "MAE": mae}
+        result |= {"metric": f"MSE at {spec['horizon']}", "test": mse, "MAE": mae,
+                   **routing_on(model, val_batches)}  # the held-out rows of the same series
+    elif spec["test"] == "synthetic":
+        kv = KvMeter(model)
+        result |= {"metric": "pinball loss", "test": validation_loss(model, held_out_batches(
+            spec, "test", cell["n_test"]), on_output=kv), **kv.result()}
     else:
         result |= gift_scores(model, device)
     return result
+
+
+class KvMeter:
+    """Collects the realised KV fraction per layer over forwards, weighted by their windows."""
+
+    def __init__(self, model: TshamModel):
+        self.model, self.sums, self.windows = model, None, 0
+
+    def __call__(self, out, batch) -> None:
+        n = batch["past_target"].shape[0]
+        layers = np.array(realised_per_layer(self.model, out)) * n
+        self.sums, self.windows = layers if self.sums is None else self.sums + layers, self.windows + n
+
+    def result(self) -> dict:
+        per_layer = (self.sums / self.windows).tolist()
+        return {"kv_per_layer": per_layer, "kv_realised": float(np.mean(per_layer))}
+
+
+def routing_on(model: TshamModel, batches: list[dict]) -> dict:
+    """The realised KV fraction (per layer and overall) of ``model`` on ``batches``."""
+    kv = KvMeter(model)
+    validation_loss(model, batches, on_output=kv)
+    return kv.result()
 
 
 def realised_per_layer(model: TshamModel, out) -> list[float]:
@@ -166,14 +193,26 @@ def ltsf_validation(spec: dict) -> list[dict]:
 
 def gift_scores(model: TshamModel, device: str) -> dict:
     """The eight offline GIFT-Eval configurations: geo-mean MASE and CRPS ratios to seasonal naive."""
-    from tsham.evaluation import scoreboard
+    from tsham.experiments.zero_shot import contexts
+
+    from tsham.evaluation import CONFIGS, gift_eval_data, scoreboard
     from tsham.forecasting.gluonts_adapter import TshamPredictor
     from tsham.forecasting.pipeline import TshamPipeline
 
     pipe = TshamPipeline(model, device)
     board = scoreboard(lambda h: TshamPredictor(pipe, h))
     geo = board[board["dataset"] == "geo-mean"].iloc[0]
-    return {"metric": "geo-mean MASE ratio", "test": float(geo["MASE_ratio"]), "CRPS_ratio": float(geo["CRPS_ratio"])}
+    kv = KvMeter(model)  # measured on the evaluation series themselves: up to 64 contexts per configuration
+    for name, term in CONFIGS:
+        data, _, h = gift_eval_data(name, term)
+        past = contexts(data)
+        picked = [past[i][-model.config.context_length:] for i in np.random.default_rng(0).permutation(len(past))[:64]]
+        x = np.full((len(picked), max(map(len, picked))), np.nan, np.float32)  # left-padded as missing
+        for row, series in zip(x, picked, strict=True):
+            row[len(row) - len(series):] = series
+        kv(model(torch.from_numpy(x).to(device)[..., None], h), {"past_target": x})
+    return {"metric": "geo-mean MASE ratio", "test": float(geo["MASE_ratio"]), "CRPS_ratio": float(geo["CRPS_ratio"]),
+            **kv.result()}
 
 
 def routing_map(model: TshamModel, spec: dict, device: str) -> dict:

@@ -76,10 +76,26 @@ class WindowStream(IterableDataset):
             key = keys[rng.choice(len(keys), p=weights / weights.sum())]
             yield self._batch(self.groups[key], key, rng)
 
-    def _batch(self, joined: list[np.ndarray], key: tuple[int, int, int], rng: np.random.Generator) -> dict:
+    def stratified(self, windows: int, max_batch: int = 64) -> list[dict]:
+        """Fixed evaluation batches in which every channel layout gets windows in proportion to its series (at
+        least one each), at most ``max_batch`` per batch: unlike the endless stream, a small evaluation set
+        cannot miss a rare layout (e.g. the flagged one)."""
+        rng = np.random.default_rng([self.seed, 1])
+        total = sum(len(g) for g in self.groups.values())
+        batches = []
+        for key, joined in self.groups.items():
+            left = max(1, round(windows * len(joined) / total))
+            while left > 0:
+                size = min(left, max_batch)
+                batches.append(self._batch(joined, key, rng, size))
+                left -= size
+        return batches
+
+    def _batch(self, joined: list[np.ndarray], key: tuple[int, int, int], rng: np.random.Generator,
+               size: int | None = None) -> dict:
         ct, cp, _ = key
         horizon = self.horizons[rng.integers(len(self.horizons))] if len(self.horizons) > 1 else self.horizons[0]
-        w = sample_windows(joined, self.context_length, horizon, self.batch_size, rng, tail=self.tail)
+        w = sample_windows(joined, self.context_length, horizon, size or self.batch_size, rng, tail=self.tail)
         batch = {
             "past_target": w["past_target"][..., :ct], "past_observed_values": w["past_observed_values"][..., :ct],
             "future_target": w["future_target"][..., :ct],

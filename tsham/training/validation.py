@@ -38,20 +38,25 @@ def split_tails(pool: list[PoolSeries], holdout: int, context_length: int, horiz
 
 
 @torch.no_grad()
-def validation_loss(model, batches: list[dict[str, torch.Tensor]]) -> float:
-    """Mean pinball loss of ``model``'s forecasts over fixed batches (:class:`WindowStream` fields; the routers'
-    auxiliary losses left out), in eval mode; the model's training mode is restored after."""
+def validation_loss(model, batches: list[dict[str, torch.Tensor]], on_output=None) -> float:
+    """Pinball loss of ``model``'s forecasts over fixed batches (:class:`WindowStream` fields; the routers'
+    auxiliary losses left out), each batch weighted by its windows, in eval mode (the model's training mode is
+    restored after). ``on_output(output, batch)``, if given, sees every forward (e.g. to measure routing)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    total = 0.0
+    total, windows = 0.0, 0
     for batch in batches:
         b = {k: v.to(device) for k, v in batch.items()}
         out = model(b["past_target"], b["future_target"].shape[1], past_observed_values=b["past_observed_values"],
                     past_covariates=b.get("past_covariates"), event_flags=b.get("event_flags"))
-        total += float(model.loss(out, b["future_target"], b["future_observed_values"], aux=False))
+        n = b["past_target"].shape[0]
+        total, windows = total + n * float(model.loss(out, b["future_target"], b["future_observed_values"],
+                                                      aux=False)), windows + n
+        if on_output is not None:
+            on_output(out, b)
     model.train(was_training)
-    return total / len(batches)
+    return total / windows
 
 
 class BestOnValidation(L.Callback):

@@ -1,0 +1,48 @@
+"""The routing benchmark's bookkeeping on hand-made cells: learning-rate choice, seeds, NaN, Pareto."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from tsham.experiments.routing_policies import select_lrs
+from tsham.experiments.routing_report import load_cells, summarise
+
+
+def cell(policy, budget, seed, lr, test, kv, val=0.0):
+    return {"task": "t", "policy": policy, "budget": budget, "seed": seed, "lr": lr, "val": val, "test": test,
+            "metric": "pinball loss", "higher_is_better": False, "kv_realised": kv, "kv_per_layer": [kv],
+            "train_tokens_per_s": 1.0, "peak_memory_mib": None, "router_share": 0.0, "routing_map": None}
+
+
+def test_learning_rate_choice_treats_nan_as_the_worst():
+    logs = [cell("p", 0.1, 0, 1e-3, 0, 0, val=math.nan), cell("p", 0.1, 0, 3e-3, 0, 0, val=0.9),
+            cell("q", 0.1, 0, 1e-3, 0, 0, val=0.2), cell("q", 0.1, 0, 3e-3, 0, 0, val=0.3)]
+    assert select_lrs(logs, {"t": False}) == {("t", "p"): 3e-3, ("t", "q"): 1e-3}  # lower loss wins
+    assert select_lrs(logs, {"t": True})[("t", "q")] == 3e-3  # higher recall skill wins
+
+
+def test_summary_counts_finite_seeds_and_keeps_nan_off_the_frontier(tmp_path):
+    cells = [cell("none", 0.0, s, 1e-3, 1.0 + 0.01 * s, 0.0) for s in range(3)]
+    cells += [cell("a", 0.1, 0, 1e-3, 0.8, 0.1), cell("a", 0.1, 1, 1e-3, math.nan, 0.1),  # one seed diverged
+              cell("a", 0.1, 0, 3e-3, 0.1, 0.1)]  # the other learning rate: not chosen, not reported
+    cells += [cell("b", 0.1, 0, 1e-3, math.nan, 0.05)]  # every seed diverged
+    cells += [cell("c", 0.1, s, 1e-3, 0.9, 0.2) for s in range(2)]  # more KV, worse than a: dominated
+    (tmp_path / "cells").mkdir()
+    for i, c in enumerate(cells):
+        (tmp_path / "cells" / f"{i}.json").write_text(json.dumps(c))
+    (tmp_path / "learning_rates.json").write_text(json.dumps([["t", p, 1e-3] for p in ("none", "a", "b", "c")]))
+    table = summarise(load_cells(tmp_path)).set_index("policy")
+    assert table.loc["a", "test"] == pytest.approx(0.8) and table.loc["a", "seeds"] == 1
+    assert table.loc["a", "failed_seeds"] == 1 and np.isnan(table.loc["a", "test_std"])  # no std from one seed
+    assert table.loc["none", "test_std"] == pytest.approx(0.01)
+    assert table.loc["b", "seeds"] == 0 and not table.loc["b", "pareto"]
+    assert table["pareto"].to_dict() == {"none": True, "a": True, "b": False, "c": False}
+
+
+def test_report_says_when_the_sweep_has_not_finished(tmp_path):
+    (tmp_path / "cells").mkdir()
+    (tmp_path / "cells" / "0.json").write_text(json.dumps(cell("a", 0.1, 0, 1e-3, 0.5, 0.1)))
+    with pytest.raises(SystemExit, match="has not finished"):
+        load_cells(tmp_path)
