@@ -5,7 +5,6 @@ import math
 
 import numpy as np
 import pytest
-
 from tsham.experiments.routing_policies import select_lrs
 from tsham.experiments.routing_report import load_cells, summarise
 
