@@ -24,10 +24,17 @@ def load_cells(run: Path) -> pd.DataFrame:
     cells["selected"] = [chosen.get((t, p)) == lr for t, p, lr in zip(cells["task"], cells["policy"], cells["lr"],
                                                                       strict=True)]
     cells["budget_label"] = ["fixed" if math.isnan(b) else f"{b:g}" for b in cells["budget"]]
+    bench = json.loads((run / "bench.json").read_text()) if (run / "bench.json").is_file() else {}
+    cells.attrs["sweep_seeds"] = [bench["sweep_seed"]] if "sweep_seed" in bench else []
     if not cells["selected"].any():
         raise SystemExit(f"no cell under {run} trained at a chosen learning rate yet: the learning-rate sweep "
                          "(phase 1) has not finished; run the benchmark again to resume it")
     return cells
+
+
+def reported_seeds(cells: pd.DataFrame) -> set:
+    """The seeds of the reported cells: all but the learning-rate sweep's own seed (when the run says it)."""
+    return set(cells["seed"]) - set(cells.attrs.get("sweep_seeds", ()))
 
 
 def summarise(cells: pd.DataFrame) -> pd.DataFrame:
@@ -35,7 +42,7 @@ def summarise(cells: pd.DataFrame) -> pd.DataFrame:
     (``seeds``; ``failed_seeds`` counts diverged ones, std NaN under two seeds), the realised KV fraction, the
     learning rate, throughput, peak memory and the router's share of the parameters. Pareto-optimal: no other
     cell of the task keeps no more KV and scores at least as well; cells without a finite score are never on it."""
-    main = cells[cells["selected"]].copy()
+    main = cells[cells["selected"] & cells["seed"].isin(reported_seeds(cells))].copy()
     main["finite"] = np.isfinite(main["test"].astype(float))
     keys = ["task", "policy", "budget_label"]
     groups = main.groupby(keys, sort=False)
