@@ -5,15 +5,15 @@
     tsham bench --out runs/bench          # the quick mode: tiny models on the CPU in minutes, run + report
 
 Every cell trains one small forecaster from scratch: (task, policy, nominal KV budget, seed, learning rate).
-Policies share the backbone and its size (router parameters are counted; they stay under 1%), the training
-batches of a seed (so the same tokens) and the learning-rate sweep: each (task, policy) is trained at every rate of
-the preset at the sweep budget with a seed of its own, the rate with the best validation score is kept, and the
-policy's reported cells (every budget and seed) train at that rate. Tasks are the probes (test metric: recall
-skill, higher is better) and forecasting (pinball loss on held-out synthetic windows; the GIFT-Eval configurations'
-geo-mean MASE ratio to seasonal naive; ETTh LTSF MSE; lower is better). Each cell records its realised KV fraction (overall and per
-layer), training throughput and peak GPU memory, and, on forecasting tasks, which patch tokens it routed on a real
-series (the routing map). ``report`` (:mod:`tsham.experiments.routing_report`) turns the cells into the tables and
-plots.
+Policies share the backbone and its size (router parameters are counted; they stay under 1%), the training batches
+of a seed (so the same tokens) and the learning-rate sweep: each (task, policy) is trained at every rate of the
+preset at the sweep budget with a seed of its own, the rate with the best validation score is kept, and the policy's
+reported cells (every budget and seed) train at that rate. Tasks are the probes (test metric: recall skill, higher
+is better) and forecasting (pinball loss on held-out synthetic windows; the GIFT-Eval configurations' geo-mean MASE
+ratio to seasonal naive; ETTh LTSF MSE; lower is better). Each cell records its realised KV fraction (overall and
+per layer), training throughput and peak GPU memory, and, on forecasting tasks, which patch tokens it routed on a
+real series (the routing map). ``report`` (:mod:`tsham.experiments.routing_report`) turns the cells into the tables
+and plots.
 """
 
 from __future__ import annotations
