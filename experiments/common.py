@@ -10,6 +10,7 @@ import platform
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -62,31 +63,39 @@ def write_results(name: str, meta: dict, rows: list[dict], table: str, folder: P
 
 
 def run_pool(cells: list, worker, name, workers: int, deadline: float = math.inf) -> int:
-    """Runs ``worker(cell)`` for every cell in ``workers`` spawned processes, printing each cell's ``name(cell)``
-    as it ends; a failed cell is reported and the rest go on; a dead worker (e.g. out of memory) stops the pool;
-    no cell starts after ``deadline`` (``time.monotonic()``). Returns the number of cells not run."""
+    """Runs ``worker(cell)`` for every cell in ``workers`` spawned processes, with a progress bar on a terminal
+    (elsewhere, e.g. in logs, one ``done <name(cell)>`` line per cell); a failed cell is reported and the rest go
+    on; a dead worker (e.g. out of memory) stops the pool; no cell starts after ``deadline``
+    (``time.monotonic()``). Returns the number of cells not run."""
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
     from multiprocessing import get_context
+
+    from tqdm import tqdm
 
     print(f"{len(cells)} cells to run, {workers} workers", flush=True)
     if cells and time.monotonic() >= deadline:
         print(f"{len(cells)} cells not run (deadline passed); run again to resume", flush=True)
         return len(cells)
     queue = list(cells)
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+    bar = tqdm(total=len(cells), desc="cells", unit="cell", disable=None)  # None: off unless on a terminal
+    say = bar.write if not bar.disable else partial(print, flush=True)
+    with bar, ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
         pending = {pool.submit(worker, c): c for c in queue[:workers]}
         queue = queue[workers:]
         while pending:
             done = next(as_completed(pending))
             cell = pending.pop(done)
             try:
-                print(f"done {done.result()}", flush=True)
+                finished = done.result()
+                bar.update()
+                if bar.disable:
+                    say(f"done {finished}")
             except BrokenProcessPool as err:
-                print(f"FAILED {name(cell)}: a worker process died ({err}); stopping", flush=True)
+                say(f"FAILED {name(cell)}: a worker process died ({err}); stopping")
                 break
             except Exception as err:  # one failed cell must not stop the others; say which and why
-                print(f"FAILED {name(cell)}: {type(err).__name__}: {err}", flush=True)
+                say(f"FAILED {name(cell)}: {type(err).__name__}: {err}")
             if queue and time.monotonic() < deadline:
                 c = queue.pop(0)
                 pending[pool.submit(worker, c)] = c
