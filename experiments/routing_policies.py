@@ -167,8 +167,24 @@ def run(args) -> None:
     chosen.with_suffix(".tmp").write_text(json.dumps([[t, p, lr] for (t, p), lr in {**earlier, **best}.items()]))
     os.replace(chosen.with_suffix(".tmp"), chosen)  # slices run one after another; never two at once
     phase2 = main_cells(preset, best)
-    run_pool([c for c in phase2 if not (folder / f"{cell_name(c)}.json").is_file()], worker, cell_name,
-             args.workers, deadline)
+    left = run_pool([c for c in phase2 if not (folder / f"{cell_name(c)}.json").is_file()], worker, cell_name,
+                    args.workers, deadline)
+    if not left:
+        measure_throughput(preset, Path(args.out), args.device)
+
+
+def measure_throughput(preset: dict, out: Path, device: str) -> None:
+    """Router overhead per policy, timed alone (:func:`isolated_throughput`) on each of the run's tasks that has
+    none yet; rows go to ``out/throughput.json``, which the report prefers to the cells' shared-device numbers."""
+    from tsham.experiments.routing_tasks import isolated_throughput
+
+    path = out / "throughput.json"
+    rows = json.loads(path.read_text()) if path.is_file() else []
+    recipe = {k: preset[k] for k in (*RECIPE, "synthetic_series")}
+    for task in preset["tasks"]:
+        if not any(r["task"] == task for r in rows):
+            rows += isolated_throughput(task, preset["policies"], preset["sweep_budget"], recipe, device)
+    path.write_text(json.dumps(rows, indent=1))
 
 
 def run_cell(cell: dict, out: str, device: str) -> str:

@@ -97,12 +97,17 @@ def winners(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def throughput_table(table: pd.DataFrame) -> str:
+def throughput_table(table: pd.DataFrame, isolated: list[dict] | None = None) -> str:
     """Per policy: training throughput on each task (patch tokens/s, and relative to pure GDN on the same task,
-    the router's overhead), peak GPU memory and the router's share of the parameters."""
-    per = table.groupby(["task", "policy"], sort=False).agg(
-        tokens_per_s=("tokens_per_s", "mean"), peak=("peak_memory_mib", "max"), share=("router_share", "max"))
-    per = per.reset_index()
+    the router's overhead), peak GPU memory and the router's share of the parameters. ``isolated`` (rows of
+    ``throughput.json``: each policy timed alone) is preferred; else the cells' own numbers, measured while
+    other workers shared the device (means over many cells)."""
+    if isolated:
+        per = pd.DataFrame(isolated).rename(columns={"peak_memory_mib": "peak", "router_share": "share"})
+    else:
+        per = table.groupby(["task", "policy"], sort=False).agg(
+            tokens_per_s=("tokens_per_s", "mean"), peak=("peak_memory_mib", "max"), share=("router_share", "max"))
+        per = per.reset_index()
     none = per[per["policy"] == "none"].set_index("task")["tokens_per_s"]
     per["vs_none"] = per["tokens_per_s"] / per["task"].map(none)
     tasks = list(dict.fromkeys(per["task"]))
@@ -208,11 +213,14 @@ def report(run: Path, name: str, results: Path | None = None) -> Path:
     table = summarise(cells)
     bench = json.loads((run / "bench.json").read_text()) if (run / "bench.json").is_file() else {}
     budget = f"{bench.get('sweep_budget', 0.1):g}"
+    isolated = json.loads((run / "throughput.json").read_text()) if (run / "throughput.json").is_file() else None
     pngs = [*plot_frontiers(table, results, name), *plot_layers(cells, results, name, budget),
             *plot_routing_maps(cells, results, name, budget)]
     text = "\n\n".join(["## Best policy per task and budget (controls left out)", winners(table),
-                        "## Results", results_table(table), "## Throughput, memory and router size",
-                        throughput_table(table)])
+                        "## Results", results_table(table),
+                        "## Throughput, memory and router size" + (" (each policy timed alone)" if isolated else
+                                                                   " (cells sharing the device: means)"),
+                        throughput_table(table, isolated)])
     meta = {**header(), "run": f"{run} ({bench.get('machine', '?')}, {bench.get('date', '?')}, preset "
             f"{bench.get('preset', '?')}, rev {bench.get('revision', '?')})",
             "cells": f"{int(cells['selected'].sum())} reported, {len(cells)} trained (the rest served the "

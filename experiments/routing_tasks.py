@@ -7,6 +7,7 @@ validation is the pinball loss on held-out windows, their test the task's own pr
 
 from __future__ import annotations
 
+import time
 from functools import lru_cache
 
 import numpy as np
@@ -234,3 +235,59 @@ def routing_map(model: TshamModel, spec: dict, device: str) -> dict:
         kept.append(routed)
     return {"series": f"{name}:{column}", "values": values.tolist(), "patch_length": spec["patch_length"],
             "kept": kept}
+
+
+def isolated_throughput(task: str, policies, budget: float, recipe: dict, device: str, steps: int = 10) -> list[dict]:
+    """Router overhead measured alone: per policy, training steps (forward, backward, AdamW) of the task's backbone
+    on one fixed batch, timed one policy after another in this process (the cells' own throughput is measured
+    while other workers share the device). Returns rows: policy, patch tokens/s, peak GPU memory (MiB, None on
+    CPU), parameters and the router's share."""
+    from tsham.experiments.routing_policies import sweep_budget_of, task_pairs
+
+    pairs, spec, rows = task_pairs(task, policies, (budget,)), task_spec(task), []
+    for policy in dict.fromkeys(p for p, _ in pairs):
+        cell = {**recipe, "task": task, "policy": policy, "budget": sweep_budget_of(pairs, policy, budget), "seed": 0}
+        torch.manual_seed(0)
+        model = TshamModel(cell_config(cell)).to(device).train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        if spec["kind"] == "probe":
+            from tsham.probes.runner import probe_forward
+
+            batch = PROBES[spec["probe"]](cell["batch_size"], spec["level"], seed=0)
+            target = torch.as_tensor(batch.target, device=device)
+            step_loss = lambda m=model, b=batch, t=target: m.loss(probe_forward(m, b, device), t)  # noqa: E731
+            sample = batch.context
+            tokens = sample.shape[0] * sample.shape[2] * -(-(sample.shape[1] + batch.target.shape[1])
+                                                              // spec["patch_length"])
+        else:
+            stream = WindowStream(list(synthetic_pool(16, 4 * spec["context_length"], 0)), spec["context_length"],
+                                  spec["horizon"], cell["batch_size"], seed=0)
+            batch = with_flags(stream.stratified(cell["batch_size"], cell["batch_size"])[0], spec)
+            step_loss = lambda m=model, b=batch: forecast_loss(m, b, device)  # noqa: E731
+            channels = sum(batch[k].shape[-1] for k in ("past_target", "past_covariates", "event_flags") if k in batch)
+            tokens = batch["past_target"].shape[0] * channels * -(-(spec["context_length"] + spec["horizon"])
+                                                                   // spec["patch_length"])
+        for _ in range(2):  # warm-up: allocator, kernel caches
+            _train_step(model, optimizer, step_loss)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        started = time.perf_counter()
+        for _ in range(steps):
+            _train_step(model, optimizer, step_loss)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - started
+        routers = sum(p.numel() for n, p in model.named_parameters() if ".router." in n)
+        total = sum(p.numel() for p in model.parameters())
+        rows.append({"task": task, "policy": policy, "tokens_per_s": tokens * steps / seconds,
+                     "peak_memory_mib": torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda")
+                     else None, "parameters": total, "router_share": routers / total})
+    return rows
+
+
+def _train_step(model, optimizer, step_loss) -> None:
+    loss = step_loss()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()

@@ -33,6 +33,10 @@ def test_quick_bench_runs_reports_and_resumes(tmp_path):
     probe = rows[rows["task"] == "mqar@easy"]
     assert "oracle" in set(probe["policy"]) and "event" not in set(probe["policy"])  # MQAR has no flags
 
+    timed = pd.DataFrame(json.loads((out / "throughput.json").read_text()))  # each policy timed alone
+    assert set(timed["task"]) == {"mqar@easy", "synthetic@quick"} and (timed["tokens_per_s"] > 0).all()
+    assert "each policy timed alone" in (report / "bench_quick.md").read_text()
+
     lrs = json.loads((out / "learning_rates.json").read_text())
     assert len(lrs) == len(rows.groupby(["task", "policy"])) and {lr for *_, lr in lrs} <= {3e-3, 1e-2}
     cells = len(list((out / "cells").glob("*.json")))
