@@ -35,6 +35,9 @@ class ProbeBatch:
             nearest-value accuracy, chance 1 / K), or None.
         effect: ``[N, H, Ct]`` the part of the target the needle causes (probe B: the delayed effect of the
             action; the twin's target is ``target - effect``), for sign, magnitude and onset metrics, or None.
+        twin_needles: bool ``[N, L]``, what an oracle router keeps in the twin, where it differs from ``needles``
+            (probe D: nothing, since the twin keeps the series and loses only the cue that marks the snapshot;
+            elsewhere the twin's needle step holds ablated content and the oracle still routes it), or None.
     """
 
     context: np.ndarray
@@ -50,6 +53,7 @@ class ProbeBatch:
     tolerance: np.ndarray | None = None
     candidates: np.ndarray | None = None
     effect: np.ndarray | None = None
+    twin_needles: np.ndarray | None = None
 
 
 def background(length: int, channels: int, rng: np.random.Generator) -> np.ndarray:
@@ -138,8 +142,10 @@ def scheduled_event(n: int, level: str = "easy", seed: int = 0) -> ProbeBatch:
         needles[snap] = True
         out["needles"].append(needles)
     ctx = np.stack(out["ctx"])
-    return ProbeBatch(ctx, np.stack(out["flags"]), np.stack(out["target"]), [0], np.stack(out["needles"]), ctx.copy(),
-                      np.stack(out["twin_flags"]), tolerance=np.full(n, 0.1, np.float32))
+    needles = np.stack(out["needles"])
+    return ProbeBatch(ctx, np.stack(out["flags"]), np.stack(out["target"]), [0], needles, ctx.copy(),
+                      np.stack(out["twin_flags"]), tolerance=np.full(n, 0.1, np.float32),
+                      twin_needles=np.zeros_like(needles))
 
 
 def mqar(n: int, level: str = "easy", seed: int = 0, d: int = 8) -> ProbeBatch:

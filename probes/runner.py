@@ -116,20 +116,21 @@ def model_inputs(batch: ProbeBatch, view: str, device) -> dict:
     """TshamModel arguments for one view of a probe batch: ``"example"`` (context and flags), ``"twin"`` (the
     needle-ablated context and flags) or ``"control"`` (probe C's channel-swap context, the example's flags).
     Target channels become ``past_target``, the rest past covariates; the flags are known ahead; the needle
-    steps are for an oracle router (the same steps in every view: the twin routes the ablated step)."""
+    steps are for an oracle router (in the twin the ablated step, or ``twin_needles`` where the probe sets it)."""
     if view not in VIEWS:
         raise ValueError(f"probe view must be one of {VIEWS}; got {view!r}")
     context = {"example": batch.context, "twin": batch.twin_context, "control": batch.control_context}[view]
     if context is None:
         raise ValueError(f"this probe has no {view!r} view")
     flags = batch.twin_flags if view == "twin" else batch.flags
+    oracle = batch.twin_needles if view == "twin" and batch.twin_needles is not None else batch.needles
     others = [c for c in range(context.shape[2]) if c not in batch.target_channels]
     t = lambda a: torch.as_tensor(a, dtype=torch.float32, device=device)  # noqa: E731
     return {
         "past_target": t(context[..., batch.target_channels]),
         "past_covariates": t(context[..., others]) if others else None,
         "event_flags": t(flags) if flags.shape[2] else None,
-        "oracle_steps": torch.as_tensor(batch.needles, device=device),
+        "oracle_steps": torch.as_tensor(oracle, device=device),
     }
 
 

@@ -92,8 +92,13 @@ def test_the_twin_runs_with_its_own_flags():
     rows = np.arange(3)
     assert (example["event_flags"][rows, snap, 0] == 1).all() and (twin["event_flags"][rows, snap, 0] == 0).all()
     torch.testing.assert_close(example["past_target"], twin["past_target"])  # D's twin differs only by the flag
+    # ... so an oracle must not keep the snapshot in the twin: the cue that marks it is gone
+    assert example["oracle_steps"][rows, snap].all() and not twin["oracle_steps"].any()
     with pytest.raises(ValueError, match="no 'control' view"):
         model_inputs(batch, "control", "cpu")
+    motif = PROBES["rare_motif"](2, "easy", seed=1)  # elsewhere the twin's needle step holds ablated content
+    torch.testing.assert_close(model_inputs(motif, "twin", "cpu")["oracle_steps"],
+                               model_inputs(motif, "example", "cpu")["oracle_steps"])
 
 
 def test_a_briefly_trained_oracle_beats_pure_gdn():
