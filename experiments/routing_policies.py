@@ -190,7 +190,7 @@ def measure_throughput(preset: dict, out: Path, device: str) -> None:
 def run_cell(cell: dict, out: str, device: str) -> str:
     """Trains and scores one cell (in a worker process); writes ``cells/<name>.json``; returns its name."""
     import torch
-    from tsham.experiments.routing_tasks import evaluate_cell, train_cell
+    from tsham.experiments.routing_tasks import evaluate_cell, steady_throughput, train_cell
 
     torch.set_num_threads(1)  # many workers share the machine's cores
     if device.startswith("cuda"):
@@ -199,10 +199,8 @@ def run_cell(cell: dict, out: str, device: str) -> str:
     model, history, tokens_per_step = train_cell(cell, device)
     trained = time.monotonic()
     peak = torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else None  # training only
-    # steps after the first (compilation, caches) over the time they took; workers share the device, so compare
-    # policies by the mean over many cells, not one cell against another
-    (first, _, t_first), (last, _, t_last) = history[0], history[-1]
-    throughput = tokens_per_step * (last - first) / (t_last - t_first) if last > first else math.nan
+    # workers share the device: compare policies by the mean over many cells (or throughput.json), not cell by cell
+    throughput = steady_throughput(history, tokens_per_step)
     result = evaluate_cell(model, cell, device)
     routers = sum(p.numel() for n, p in model.named_parameters() if ".router." in n)
     total = sum(p.numel() for p in model.parameters())

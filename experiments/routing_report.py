@@ -25,6 +25,7 @@ def load_cells(run: Path) -> pd.DataFrame:
                                                                       strict=True)]
     cells["budget_label"] = ["fixed" if math.isnan(b) else f"{b:g}" for b in cells["budget"]]
     bench = json.loads((run / "bench.json").read_text()) if (run / "bench.json").is_file() else {}
+    cells.attrs["bench"] = bench  # the run's preset and header, for the report
     cells.attrs["sweep_seeds"] = [bench["sweep_seed"]] if "sweep_seed" in bench else []
     if not cells["selected"].any():
         raise SystemExit(f"no cell under {run} trained at a chosen learning rate yet: the learning-rate sweep "
@@ -211,7 +212,7 @@ def report(run: Path, name: str, results: Path | None = None) -> Path:
     results.mkdir(parents=True, exist_ok=True)
     cells = load_cells(run)
     table = summarise(cells)
-    bench = json.loads((run / "bench.json").read_text()) if (run / "bench.json").is_file() else {}
+    bench = cells.attrs["bench"]
     budget = f"{bench.get('sweep_budget', 0.1):g}"
     isolated = json.loads((run / "throughput.json").read_text()) if (run / "throughput.json").is_file() else None
     pngs = [*plot_frontiers(table, results, name), *plot_layers(cells, results, name, budget),

@@ -7,7 +7,7 @@ validation is the pinball loss on held-out windows, their test the task's own pr
 
 from __future__ import annotations
 
-import time
+import math
 from functools import lru_cache
 
 import numpy as np
@@ -19,7 +19,7 @@ from tsham.probes.runner import evaluate_probe, probe_config, probe_context_leng
 from tsham.config import TshamConfig
 from tsham.model import TshamModel
 from tsham.training import PoolSeries, WindowStream
-from tsham.training.validation import split_tails, validation_loss
+from tsham.training.validation import forecast_windows, split_tails, validation_loss
 
 HELD_OUT_SEEDS = {"val": 987_654, "test": 987_655}  # synthetic series no cell trains on
 ROUTING_MAP_SERIES = ("sm_co2", "co2")  # the real series whose routed steps the report draws
@@ -54,7 +54,7 @@ def train_cell(cell: dict, device: str) -> tuple[TshamModel, list, float]:
         batch = with_flags(next(stream), spec)
         channels = sum(batch[k].shape[-1] for k in ("past_target", "past_covariates", "event_flags") if k in batch)
         seen.append(batch["past_target"].shape[0] * per_series * channels)
-        return forecast_loss(model, batch, device)
+        return forecast_loss(model, batch)
 
     train_loop(model, step_loss, cell["steps"], cell["lr"], history=history)
     return model, history, float(np.mean(seen))
@@ -68,12 +68,10 @@ def with_flags(batch: dict, spec: dict) -> dict:
     return {**batch, "event_flags": torch.zeros(*batch["past_target"].shape[:2], 1)}
 
 
-def forecast_loss(model: TshamModel, batch: dict, device: str, aux: bool = True) -> torch.Tensor:
-    """The pinball loss of one :class:`WindowStream` batch."""
-    b = {k: v.to(device) for k, v in batch.items()}
-    out = model(b["past_target"], b["future_target"].shape[1], past_observed_values=b["past_observed_values"],
-                past_covariates=b.get("past_covariates"), event_flags=b.get("event_flags"))
-    return model.loss(out, b["future_target"], b["future_observed_values"], aux=aux)
+def forecast_loss(model: TshamModel, batch: dict) -> torch.Tensor:
+    """The training loss (pinball plus the routers' auxiliary losses) of one :class:`WindowStream` batch."""
+    out, b = forecast_windows(model, batch)
+    return model.loss(out, b["future_target"], b["future_observed_values"])
 
 
 def training_pool(spec: dict, cell: dict) -> list[PoolSeries]:
@@ -158,8 +156,8 @@ class KvMeter:
     def __init__(self, model: TshamModel):
         self.model, self.sums, self.windows = model, None, 0
 
-    def __call__(self, out, batch) -> None:
-        n = batch["past_target"].shape[0]
+    def __call__(self, out, batch=None) -> None:
+        n = out.layers[0].mask.shape[0]  # token streams of this forward
         layers = np.array(realised_per_layer(self.model, out)) * n
         self.sums, self.windows = layers if self.sums is None else self.sums + layers, self.windows + n
 
@@ -211,7 +209,7 @@ def gift_scores(model: TshamModel, device: str) -> dict:
         x = np.full((len(picked), max(map(len, picked))), np.nan, np.float32)  # left-padded as missing
         for row, series in zip(x, picked, strict=True):
             row[len(row) - len(series):] = series
-        kv(model(torch.from_numpy(x).to(device)[..., None], h), {"past_target": x})
+        kv(model(torch.from_numpy(x).to(device)[..., None], h))
     return {"metric": "geo-mean MASE ratio", "test": float(geo["MASE_ratio"]), "CRPS_ratio": float(geo["CRPS_ratio"]),
             **kv.result()}
 
@@ -237,9 +235,16 @@ def routing_map(model: TshamModel, spec: dict, device: str) -> dict:
             "kept": kept}
 
 
-def isolated_throughput(task: str, policies, budget: float, recipe: dict, device: str, steps: int = 10) -> list[dict]:
-    """Router overhead measured alone: per policy, training steps (forward, backward, AdamW) of the task's backbone
-    on one fixed batch, timed one policy after another in this process (the cells' own throughput is measured
+def steady_throughput(history: list, tokens_per_step: float) -> float:
+    """Patch tokens per second from a :func:`train_loop` history ``(step, loss, seconds)``: the steps after the
+    first (compilation, caches) over the time they took; NaN with a single logged step."""
+    (first, _, t_first), (last, _, t_last) = history[0], history[-1]
+    return tokens_per_step * (last - first) / (t_last - t_first) if last > first else math.nan
+
+
+def isolated_throughput(task: str, policies, budget: float, recipe: dict, device: str, steps: int = 12) -> list[dict]:
+    """Router overhead measured alone: per policy, :func:`train_loop` steps of the task's backbone on one fixed
+    batch, timed one policy after another in this process (the cells' own throughput is measured
     while other workers share the device). Returns rows: policy, patch tokens/s, peak GPU memory (MiB, None on
     CPU), parameters and the router's share."""
     from tsham.experiments.routing_policies import sweep_budget_of, task_pairs
@@ -248,14 +253,13 @@ def isolated_throughput(task: str, policies, budget: float, recipe: dict, device
     for policy in dict.fromkeys(p for p, _ in pairs):
         cell = {**recipe, "task": task, "policy": policy, "budget": sweep_budget_of(pairs, policy, budget), "seed": 0}
         torch.manual_seed(0)
-        model = TshamModel(cell_config(cell)).to(device).train()
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        model = TshamModel(cell_config(cell)).to(device)
         if spec["kind"] == "probe":
             from tsham.probes.runner import probe_forward
 
             batch = PROBES[spec["probe"]](cell["batch_size"], spec["level"], seed=0)
             target = torch.as_tensor(batch.target, device=device)
-            step_loss = lambda m=model, b=batch, t=target: m.loss(probe_forward(m, b, device), t)  # noqa: E731
+            step_loss = lambda step, m=model, b=batch, t=target: m.loss(probe_forward(m, b, device), t)  # noqa: E731
             sample = batch.context
             tokens = sample.shape[0] * sample.shape[2] * -(-(sample.shape[1] + batch.target.shape[1])
                                                               // spec["patch_length"])
@@ -263,31 +267,17 @@ def isolated_throughput(task: str, policies, budget: float, recipe: dict, device
             stream = WindowStream(list(synthetic_pool(16, 4 * spec["context_length"], 0)), spec["context_length"],
                                   spec["horizon"], cell["batch_size"], seed=0)
             batch = with_flags(stream.stratified(cell["batch_size"], cell["batch_size"])[0], spec)
-            step_loss = lambda m=model, b=batch: forecast_loss(m, b, device)  # noqa: E731
+            step_loss = lambda step, m=model, b=batch: forecast_loss(m, b)  # noqa: E731
             channels = sum(batch[k].shape[-1] for k in ("past_target", "past_covariates", "event_flags") if k in batch)
             tokens = batch["past_target"].shape[0] * channels * -(-(spec["context_length"] + spec["horizon"])
                                                                    // spec["patch_length"])
-        for _ in range(2):  # warm-up: allocator, kernel caches
-            _train_step(model, optimizer, step_loss)
         if device.startswith("cuda"):
-            torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
-        started = time.perf_counter()
-        for _ in range(steps):
-            _train_step(model, optimizer, step_loss)
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        seconds = time.perf_counter() - started
+        history = []
+        train_loop(model, step_loss, steps, 1e-4, history=history)  # one fixed batch: its loss repeats
         routers = sum(p.numel() for n, p in model.named_parameters() if ".router." in n)
         total = sum(p.numel() for p in model.parameters())
-        rows.append({"task": task, "policy": policy, "tokens_per_s": tokens * steps / seconds,
+        rows.append({"task": task, "policy": policy, "tokens_per_s": steady_throughput(history, tokens),
                      "peak_memory_mib": torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda")
                      else None, "parameters": total, "router_share": routers / total})
     return rows
-
-
-def _train_step(model, optimizer, step_loss) -> None:
-    loss = step_loss()
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()

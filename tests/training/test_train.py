@@ -137,7 +137,14 @@ def test_validation_never_keeps_nan_and_says_when_nothing_was_finite(tmp_path, m
         empty.on_train_end(trainer, task)
 
 
-def test_validation_runs_under_budget_agnostic_training(tmp_path):
+def test_validation_runs_under_budget_agnostic_training(tmp_path, monkeypatch):
+    import importlib
+
+    train_module = importlib.import_module("tsham.training.train")  # the module (the package exports train())
+    calibrations = []
+    real = train_module._export_routing
+    monkeypatch.setattr(train_module, "_export_routing",
+                        lambda model, batch, targets: calibrations.append(list(targets)) or real(model, batch, targets))
     pool = [PoolSeries.from_synthetic(s) for s in synthetic_mix(8, 300, seed=0)]
     run = TrainConfig(steps=4, batch_size=4, horizon=8, kv_budgets=(0.0, 1.0), warmup_steps=1, validation_steps=40,
                       val_every=1, val_windows=8)
@@ -145,6 +152,8 @@ def test_validation_runs_under_budget_agnostic_training(tmp_path):
     rows = np.loadtxt(tmp_path / "validation.csv", delimiter=",", skiprows=1, ndmin=2)
     assert rows[:, 0].tolist() == [0, 1, 2, 3, 4] and np.isfinite(rows[:, 1]).all()
     assert model.stack.blocks[0].mixer.router.target == 0.25  # exported at its own target, not a drawn budget
+    # every validation (5) and the export ran at the export target, not at the last drawn budget
+    assert calibrations == [[0.25]] * 6
 
 
 def test_window_stream_draws_horizons_per_batch():

@@ -21,7 +21,7 @@ from tsham.ham import budgetable_routers, calibrate_kv_budget
 from tsham.model import TshamModel
 from tsham.training.data import PoolSeries, WindowStream
 from tsham.training.optim import make_optimizer
-from tsham.training.validation import BestOnValidation, split_tails
+from tsham.training.validation import BestOnValidation, forecast_windows, split_tails
 
 
 @dataclass
@@ -273,12 +273,9 @@ def train(
     model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
     model = model.to(task.device).eval()
     if train_config.kv_budgets:  # tau was set per batch: export one calibrated at the routers' own targets
-        batch = next(iter(WindowStream(pool, model_config.context_length, train_config.horizon,
-                                       train_config.batch_size, train_config.seed + 1)))
-        batch = {k: v.to(task.device) for k, v in batch.items()}
-        calibrate_kv_budget(model, task.export_targets, lambda: model(
-            batch["past_target"], train_config.horizon, past_observed_values=batch["past_observed_values"],
-            past_covariates=batch.get("past_covariates"), event_flags=batch.get("event_flags")))
+        _export_routing(model, next(iter(WindowStream(pool, model_config.context_length, train_config.horizon,
+                                                      train_config.batch_size, train_config.seed + 1))),
+                        task.export_targets)
     model = model.cpu()
     save_checkpoint(model, out_dir / "model")
     (out_dir / "model" / "train_config.json").write_text(json.dumps(asdict(train_config), indent=1))
@@ -288,12 +285,9 @@ def train(
 
 
 def _export_routing(model: TshamModel, batch: dict, targets: list[float]) -> None:
-    """Budget-agnostic runs: thresholds calibrated at the routers' export targets on ``batch`` (as at export)."""
-    device = next(model.parameters()).device
-    b = {k: v.to(device) for k, v in batch.items()}
-    calibrate_kv_budget(model, targets, lambda: model(
-        b["past_target"], b["future_target"].shape[1], past_observed_values=b["past_observed_values"],
-        past_covariates=b.get("past_covariates"), event_flags=b.get("event_flags")))
+    """Budget-agnostic runs: thresholds calibrated at the routers' export targets on ``batch`` (at export, and
+    before each validation)."""
+    calibrate_kv_budget(model, targets, lambda: forecast_windows(model, batch))
 
 
 def make_strategy(strategy):

@@ -37,6 +37,16 @@ def split_tails(pool: list[PoolSeries], holdout: int, context_length: int, horiz
     return train_pool, [next(stream) for _ in range(max(1, math.ceil(windows / batch_size)))]
 
 
+def forecast_windows(model, batch: dict[str, torch.Tensor]):
+    """``model``'s forecast (a :class:`TshamOutput`) of one :class:`WindowStream` batch, moved to the model's
+    device; returns the output and the moved batch (its ``future_*`` fields for the loss)."""
+    device = next(model.parameters()).device
+    b = {k: v.to(device) for k, v in batch.items()}
+    out = model(b["past_target"], b["future_target"].shape[1], past_observed_values=b["past_observed_values"],
+                past_covariates=b.get("past_covariates"), event_flags=b.get("event_flags"))
+    return out, b
+
+
 @torch.no_grad()
 def validation_loss(model, batches: list[dict[str, torch.Tensor]], on_output=None) -> float:
     """Pinball loss of ``model``'s forecasts over fixed batches (:class:`WindowStream` fields; the routers'
@@ -44,12 +54,9 @@ def validation_loss(model, batches: list[dict[str, torch.Tensor]], on_output=Non
     restored after). ``on_output(output, batch)``, if given, sees every forward (e.g. to measure routing)."""
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
     total, windows = 0.0, 0
     for batch in batches:
-        b = {k: v.to(device) for k, v in batch.items()}
-        out = model(b["past_target"], b["future_target"].shape[1], past_observed_values=b["past_observed_values"],
-                    past_covariates=b.get("past_covariates"), event_flags=b.get("event_flags"))
+        out, b = forecast_windows(model, batch)
         n = b["past_target"].shape[0]
         total, windows = total + n * float(model.loss(out, b["future_target"], b["future_observed_values"],
                                                       aux=False)), windows + n
