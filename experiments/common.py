@@ -62,25 +62,47 @@ def write_results(name: str, meta: dict, rows: list[dict], table: str, folder: P
     return folder / f"{name}.md"
 
 
-def run_pool(cells: list, worker, name, workers: int, deadline: float = math.inf) -> int:
+def visible_gpus(device: str) -> list[str]:
+    """The GPUs a pool on ``device`` spreads its workers over: every visible one for ``cuda`` (as named by
+    ``CUDA_VISIBLE_DEVICES`` when it is set), none for ``cpu`` or an explicit ``cuda:N``."""
+    if device != "cuda" or not torch.cuda.is_available():
+        return []
+    named = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return named.split(",") if named else [str(i) for i in range(torch.cuda.device_count())]
+
+
+def _pin_worker(counter, gpus: list[str]) -> None:
+    """Pool initializer: the i-th worker started sees only GPU ``gpus[i % len(gpus)]`` (as ``cuda``)."""
+    with counter.get_lock():
+        index = counter.value
+        counter.value += 1
+    os.environ["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
+
+
+def run_pool(cells: list, worker, name, workers: int, deadline: float = math.inf, device: str = "cpu") -> int:
     """Runs ``worker(cell)`` for every cell in ``workers`` spawned processes, with a progress bar on a terminal
     (elsewhere, e.g. in logs, one ``done <name(cell)>`` line per cell); a failed cell is reported and the rest go
     on; a dead worker (e.g. out of memory) stops the pool; no cell starts after ``deadline``
-    (``time.monotonic()``). Returns the number of cells not run."""
+    (``time.monotonic()``). With ``device="cuda"`` on a host of several GPUs, the workers are spread over them
+    round-robin (each sees one, as ``cuda``). Returns the number of cells not run."""
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
     from multiprocessing import get_context
 
     from tqdm import tqdm
 
-    print(f"{len(cells)} cells to run, {workers} workers", flush=True)
+    gpus = visible_gpus(device)
+    print(f"{len(cells)} cells to run, {workers} workers" + (f" on {len(gpus)} GPUs" if len(gpus) > 1 else ""),
+          flush=True)
     if cells and time.monotonic() >= deadline:
         print(f"{len(cells)} cells not run (deadline passed); run again to resume", flush=True)
         return len(cells)
     queue = list(cells)
     bar = tqdm(total=len(cells), desc="cells", unit="cell", disable=None)  # None: off unless on a terminal
     say = bar.write if not bar.disable else partial(print, flush=True)
-    with bar, ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+    context = get_context("spawn")
+    pin = {"initializer": _pin_worker, "initargs": (context.Value("i", 0), gpus)} if len(gpus) > 1 else {}
+    with bar, ProcessPoolExecutor(workers, mp_context=context, **pin) as pool:
         pending = {pool.submit(worker, c): c for c in queue[:workers]}
         queue = queue[workers:]
         while pending:

@@ -1,27 +1,35 @@
 #!/usr/bin/env bash
-# The #8 seed-band run on one host with 2 GPUs: three seeds at one GPU x 256 windows and three under DDP at
-# 2 x 128 (equal global batch), then FSDP 2 x 128 if time is left. PHASE=accumulate runs three seeds of
-# 1 GPU x 128 x 2 accumulated instead (a step composed of two batches, as a DDP step is), one after another.
-# Writes run folders under $1 (default runs/).
-# Usage: bash experiments/ddp_seed_band.sh OUT [STEPS] [DEADLINE_S]
+# The #8 runs on one host with N GPUs (DEVICES, default 2), in one device call:
+#   1. weak scaling, each run alone on the host: 1 GPU x 128 windows, then DDP N x 128 (150 steps);
+#   2. the seed band at a global batch of 256: three seeds of 1 GPU x 256/N x N micro-batches accumulated (a step
+#      composed as a DDP step is: N batches, each of one horizon and one channel layout), side by side on the
+#      GPUs, tests/training on a spare GPU; then three seeds of DDP N x 256/N, then FSDP N x 256/N seed 0 if time
+#      is left.
+# PHASE=throughput or PHASE=band runs one part only. Writes run folders under $1 (default runs/); no new run
+# starts after DEADLINE_S seconds. Summarise with `python -m tsham.experiments.ddp_scaling summary`.
+# Usage: DEVICES=4 bash experiments/ddp_seed_band.sh OUT [STEPS] [DEADLINE_S]
 set -uo pipefail
-out=${1:-runs}; steps=${2:-300}; deadline=${3:-540}; start=$SECONDS
-run() { python -m tsham.experiments.ddp_scaling run --steps "$steps" --synthetic 400 "$@"; }
+out=${1:-runs}; steps=${2:-300}; deadline=${3:-540}; n=${DEVICES:-2}; per=$((256 / n)); start=$SECONDS
+mkdir -p "$out"
+run() { python -m tsham.experiments.ddp_scaling run --synthetic 400 "$@"; }
 left() { [ $((SECONDS - start)) -lt "$deadline" ]; }
-if [ "${PHASE:-}" = accumulate ]; then
-  for seed in 0 1 2; do  # on whichever GPU CUDA_VISIBLE_DEVICES names, so the other can do other work
-    run --devices 1 --batch-size 128 --accumulate 2 --seed "$seed" --out "$out/acc_s$seed" > "$out/acc_s$seed.log" 2>&1
-  done
-  exit
+phase=${PHASE:-all}
+if [ "$phase" != band ]; then
+  CUDA_VISIBLE_DEVICES=0 run --devices 1 --batch-size 128 --steps 150 --out "$out/tput_1x128" > "$out/tput_1x128.log" 2>&1
+  left && run --devices "$n" --batch-size 128 --steps 150 --out "$out/tput_${n}x128" > "$out/tput_${n}x128.log" 2>&1
 fi
-CUDA_VISIBLE_DEVICES=0 run --devices 1 --batch-size 256 --seed 0 --out "$out/one_s0" > "$out/one_s0.log" 2>&1 &
-CUDA_VISIBLE_DEVICES=1 run --devices 1 --batch-size 256 --seed 1 --out "$out/one_s1" > "$out/one_s1.log" 2>&1
-wait
-CUDA_VISIBLE_DEVICES=0 run --devices 1 --batch-size 256 --seed 2 --out "$out/one_s2" > "$out/one_s2.log" 2>&1 &
-CUDA_VISIBLE_DEVICES=1 python -m pytest -q -x tests/training > "$out/pytest_training.log" 2>&1
+[ "$phase" = throughput ] && exit 0
+for seed in 0 1 2; do  # one seed per GPU (GPU 0 again if there are only 2)
+  CUDA_VISIBLE_DEVICES=$((seed % n)) run --devices 1 --batch-size "$per" --accumulate "$n" --steps "$steps" \
+    --seed "$seed" --out "$out/acc_s$seed" > "$out/acc_s$seed.log" 2>&1 &
+  [ "$n" -lt 3 ] && [ "$seed" -eq 1 ] && wait
+done
+[ "$n" -ge 4 ] && CUDA_VISIBLE_DEVICES=3 python -m pytest -q -x tests/training > "$out/pytest_training.log" 2>&1 &
 wait
 for seed in 0 1 2; do
-  left && run --devices 2 --batch-size 128 --seed "$seed" --out "$out/ddp_s$seed" > "$out/ddp_s$seed.log" 2>&1
+  left && run --devices "$n" --batch-size "$per" --steps "$steps" --seed "$seed" --out "$out/ddp_s$seed" \
+    > "$out/ddp_s$seed.log" 2>&1
 done
-left && run --devices 2 --batch-size 128 --strategy fsdp --seed 0 --out "$out/fsdp_s0" > "$out/fsdp_s0.log" 2>&1
+left && run --devices "$n" --batch-size "$per" --steps "$steps" --strategy fsdp --seed 0 --out "$out/fsdp_s0" \
+  > "$out/fsdp_s0.log" 2>&1
 echo "done in $((SECONDS - start)) s"

@@ -149,7 +149,7 @@ def run(args) -> None:
     todo = [c for c in every if not (folder / f"{cell_name(c)}.csv").is_file()]
     print(f"{len(every) - len(todo)} cells already done", flush=True)
     deadline = time.monotonic() + 60 * args.minutes if args.minutes else math.inf
-    run_pool(todo, partial(run_cell, out=args.out, device=args.device), cell_name, args.workers, deadline)
+    run_pool(todo, partial(run_cell, out=args.out, device=args.device), cell_name, args.workers, deadline, args.device)
 
 
 def collect(args) -> None:

@@ -153,7 +153,7 @@ def run(args) -> None:
     worker = partial(run_cell, out=args.out, device=args.device)
     phase1 = sweep_cells(preset)
     run_pool([c for c in phase1 if not (folder / f"{cell_name(c)}.json").is_file()], worker, cell_name,
-             args.workers, deadline)
+             args.workers, deadline, args.device)
     missing = [cell_name(c) for c in phase1 if not (folder / f"{cell_name(c)}.json").is_file()]
     if missing:  # every rate must have run: a choice among the survivors would not be the sweep's
         print(f"the learning-rate sweep lacks {len(missing)} cells ({', '.join(missing[:5])}"
@@ -168,7 +168,7 @@ def run(args) -> None:
     os.replace(chosen.with_suffix(".tmp"), chosen)  # slices run one after another; never two at once
     phase2 = main_cells(preset, best)
     left = run_pool([c for c in phase2 if not (folder / f"{cell_name(c)}.json").is_file()], worker, cell_name,
-                    args.workers, deadline)
+                    args.workers, deadline, args.device)
     if not left:
         measure_throughput(preset, Path(args.out), args.device)
 
