@@ -96,7 +96,8 @@ def summary(args) -> None:
     table = "\n".join(lines)
     print(table)
     plot_curves(curves, RESULTS / f"{args.name}.png", bin_steps=args.bin)
-    meta = {**header(), "runs": ", ".join(args.runs), "throughput": f"steps >= {args.skip}, rank 0's tokens / s",
+    meta = {**header(), "runs": args.note or ", ".join(args.runs),
+            "throughput": f"steps >= {args.skip}, rank 0's tokens / s",
             "plot": f"{args.name}.png"}
     write_results(args.name, meta, rows, table)
 
@@ -166,6 +167,7 @@ def main() -> None:
     s.add_argument("runs", nargs="+")
     s.add_argument("--skip", type=int, default=30, help="steps left out of the throughput")
     s.add_argument("--name", default="ddp_scaling")
+    s.add_argument("--note", help="where, when and at which revision the runs ran (the header's runs line)")
     s.add_argument("--reference", help="the setting whose seeds make the band, e.g. 'auto 1 x 256' (default: the "
                    "first run's)")
     s.add_argument("--bin", type=int, default=25, help="steps per point of the plotted loss curves")
