@@ -7,6 +7,7 @@ import json
 import math
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -71,6 +72,17 @@ def visible_gpus(device: str) -> list[str]:
     return named.split(",") if named else [str(i) for i in range(torch.cuda.device_count())]
 
 
+def past_durations(folder: Path) -> list[float]:
+    """Seconds each finished cell under ``folder`` took (its JSON log's ``train_seconds + eval_seconds``): the
+    estimate a resumed pool starts from (:func:`run_pool`'s ``durations``)."""
+    out = []
+    for path in folder.glob("*.json"):
+        log = json.loads(path.read_text())
+        if "train_seconds" in log:
+            out.append(log["train_seconds"] + log.get("eval_seconds", 0.0))
+    return out
+
+
 def _pin_worker(counter, gpus: list[str]) -> None:
     """Pool initializer: the i-th worker started sees only GPU ``gpus[i % len(gpus)]`` (as ``cuda``)."""
     with counter.get_lock():
@@ -79,12 +91,15 @@ def _pin_worker(counter, gpus: list[str]) -> None:
     os.environ["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
 
 
-def run_pool(cells: list, worker, name, workers: int, deadline: float = math.inf, device: str = "cpu") -> int:
+def run_pool(cells: list, worker, name, workers: int, deadline: float = math.inf, device: str = "cpu",
+             durations: list[float] | None = None) -> int:
     """Runs ``worker(cell)`` for every cell in ``workers`` spawned processes, with a progress bar on a terminal
     (elsewhere, e.g. in logs, one ``done <name(cell)>`` line per cell); a failed cell is reported and the rest go
     on; a dead worker (e.g. out of memory) stops the pool; no cell starts after ``deadline``
-    (``time.monotonic()``). With ``device="cuda"`` on a host of several GPUs, the workers are spread over them
-    round-robin (each sees one, as ``cuda``). Returns the number of cells not run."""
+    (``time.monotonic()``), nor one that would end after it by the median duration of the cells done so far
+    (``durations``, seconds, appended to: pass one list to successive pools of similar cells), so a run given a few
+    minutes ends on time instead of cells being cut half-trained. With ``device="cuda"`` on a host of several GPUs,
+    the workers are spread over them round-robin (each sees one, as ``cuda``). Returns the number of cells not run."""
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
     from multiprocessing import get_context
@@ -94,8 +109,13 @@ def run_pool(cells: list, worker, name, workers: int, deadline: float = math.inf
     gpus = visible_gpus(device)
     print(f"{len(cells)} cells to run, {workers} workers" + (f" on {len(gpus)} GPUs" if len(gpus) > 1 else ""),
           flush=True)
-    if cells and time.monotonic() >= deadline:
-        print(f"{len(cells)} cells not run (deadline passed); run again to resume", flush=True)
+    durations = [] if durations is None else durations
+
+    def fits() -> bool:  # would one more cell end before the deadline (as far as the cells done so far tell)?
+        return time.monotonic() + (statistics.median(durations) if durations else 0.0) < deadline
+
+    if cells and not fits():
+        print(f"{len(cells)} cells not run (they would end after the deadline); run again to resume", flush=True)
         return len(cells)
     queue = list(cells)
     bar = tqdm(total=len(cells), desc="cells", unit="cell", disable=None)  # None: off unless on a terminal
@@ -104,10 +124,12 @@ def run_pool(cells: list, worker, name, workers: int, deadline: float = math.inf
     pin = {"initializer": _pin_worker, "initargs": (context.Value("i", 0), gpus)} if len(gpus) > 1 else {}
     with bar, ProcessPoolExecutor(workers, mp_context=context, **pin) as pool:
         pending = {pool.submit(worker, c): c for c in queue[:workers]}
-        queue = queue[workers:]
+        started = dict.fromkeys(pending, time.monotonic())
+        queue, durations = queue[workers:], []
         while pending:
             done = next(as_completed(pending))
             cell = pending.pop(done)
+            durations.append(time.monotonic() - started.pop(done))
             try:
                 finished = done.result()
                 bar.update()
@@ -118,9 +140,10 @@ def run_pool(cells: list, worker, name, workers: int, deadline: float = math.inf
                 break
             except Exception as err:  # one failed cell must not stop the others; say which and why
                 say(f"FAILED {name(cell)}: {type(err).__name__}: {err}")
-            if queue and time.monotonic() < deadline:
+            if queue and fits():
                 c = queue.pop(0)
-                pending[pool.submit(worker, c)] = c
+                future = pool.submit(worker, c)
+                pending[future], started[future] = c, time.monotonic()
     left = len(queue) + len(pending)
     if left:
         print(f"{left} cells not run (deadline or a dead worker); run again to resume", flush=True)

@@ -135,10 +135,11 @@ def run_cell(cell: dict, out: str, device: str) -> str:
 
 def run(args) -> None:
     """Runs every cell of ``args.preset`` (skipping cells already written under ``args.out``) in ``args.workers``
-    processes; a failed cell is reported and the sweep goes on; no new cell starts after ``args.minutes``."""
+    processes; a failed cell is reported and the sweep goes on; no cell starts that would end after ``args.minutes``
+    (by the median duration of the cells done so far)."""
     from functools import partial
 
-    from tsham.experiments.common import header, run_pool
+    from tsham.experiments.common import header, past_durations, run_pool
 
     folder = Path(args.out) / "cells"
     folder.mkdir(parents=True, exist_ok=True)
@@ -149,7 +150,8 @@ def run(args) -> None:
     todo = [c for c in every if not (folder / f"{cell_name(c)}.csv").is_file()]
     print(f"{len(every) - len(todo)} cells already done", flush=True)
     deadline = time.monotonic() + 60 * args.minutes if args.minutes else math.inf
-    run_pool(todo, partial(run_cell, out=args.out, device=args.device), cell_name, args.workers, deadline, args.device)
+    run_pool(todo, partial(run_cell, out=args.out, device=args.device), cell_name, args.workers, deadline, args.device,
+             past_durations(folder))
 
 
 def collect(args) -> None:
@@ -174,7 +176,8 @@ def main() -> None:
     r.add_argument("--seeds", type=int, nargs="+", help="run these seeds of the presets only")
     r.add_argument("--workers", type=int, default=4)
     r.add_argument("--device", default="cuda")
-    r.add_argument("--minutes", type=float, help="start no new cell after this many minutes")
+    r.add_argument("--minutes", type=float, help="start no cell that would end after this many minutes (by the "
+                   "median duration of the cells done so far)")
     r.add_argument("--out", required=True)
     c = sub.add_parser("collect")
     c.add_argument("run")

@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # One device call's share of the routing-policy benchmark (#7): trains the cells of the given tasks of the full
-# preset for at most MINUTES (no new cell starts after that), then packs the run folder into $OUT, since the
-# device tool returns files, not folders. Unpack it here, carry runs/policies into the next call to resume, and
-# report when every slice is done:
-#   bash experiments/routing_gpu.sh 8 mqar synthetic                  # on the device, after `pip install -e .`
+# preset for at most MINUTES (no cell starts that would end later, by the median duration of the cells done so
+# far), then packs the run folder into $OUT (also when the run fails), since the device tool returns files, not
+# folders. Unpack it here, carry runs/policies into the next call to resume, and report when every slice is done:
+#   WORKERS=56 bash experiments/routing_gpu.sh 8 mqar synthetic      # on the device, after `pip install -e .`
 #   tar xzf policies.tgz && python -m tsham.experiments.routing_policies report runs/policies
-# Slices must run one after another (they share learning_rates.json). GIFT and LTSF tasks need the ETT and M4
-# files in TSHAM_DATA_DIR on the device (carry a copy: the device reaches no network).
-set -euo pipefail
+# WORKERS (default 14 per visible GPU) cells train at once, spread over the GPUs; on the 4-GPU kind 56 workers
+# took 4-5 minutes per cell (1500 steps), 74 workers over 9. Not under `timeout`: it signals the whole process
+# group, so every worker dies with its cell half-trained. Slices must run one after another (they share
+# learning_rates.json). GIFT and LTSF tasks need the ETT and M4 files in TSHAM_DATA_DIR on the device (carry a
+# copy: the device reaches no network).
+set -uo pipefail
 minutes=$1
 shift
 out=runs/policies
-python -m tsham.experiments.routing_policies run --preset full --workers "${WORKERS:-14}" --device cuda \
-  --minutes "$minutes" --tasks "$@" --out "$out"
-tar czf "${OUT:?set OUT to the folder whose files come back}/policies.tgz" "$out"
+gpus=$(nvidia-smi -L | wc -l)
+trap 'tar czf "${OUT:?set OUT to the folder whose files come back}/policies.tgz" "$out"' EXIT
+python -m tsham.experiments.routing_policies run --preset full --workers "${WORKERS:-$((14 * gpus))}" \
+  --device cuda --minutes "$minutes" --tasks "$@" --out "$out"

@@ -137,7 +137,7 @@ def select_lrs(logs: list[dict], higher_is_better: dict[str, bool]) -> dict[tupl
 def run(args) -> None:
     """Phase 1 (learning-rate sweep), the selection, then phase 2, each cell in a worker process; cells already
     written are skipped, so a stopped benchmark resumes."""
-    from tsham.experiments.common import header, run_pool
+    from tsham.experiments.common import header, past_durations, run_pool
 
     preset = PRESETS[args.preset]
     if args.tasks:  # a slice of the preset (tasks are independent), e.g. one session's share of a long benchmark
@@ -151,9 +151,9 @@ def run(args) -> None:
                                                           default=str))
     deadline = time.monotonic() + 60 * args.minutes if args.minutes else math.inf
     worker = partial(run_cell, out=args.out, device=args.device)
-    phase1 = sweep_cells(preset)
+    phase1, durations = sweep_cells(preset), past_durations(folder)  # phase 2's cells last as long as phase 1's
     run_pool([c for c in phase1 if not (folder / f"{cell_name(c)}.json").is_file()], worker, cell_name,
-             args.workers, deadline, args.device)
+             args.workers, deadline, args.device, durations)
     missing = [cell_name(c) for c in phase1 if not (folder / f"{cell_name(c)}.json").is_file()]
     if missing:  # every rate must have run: a choice among the survivors would not be the sweep's
         print(f"the learning-rate sweep lacks {len(missing)} cells ({', '.join(missing[:5])}"
@@ -168,7 +168,7 @@ def run(args) -> None:
     os.replace(chosen.with_suffix(".tmp"), chosen)  # slices run one after another; never two at once
     phase2 = main_cells(preset, best)
     left = run_pool([c for c in phase2 if not (folder / f"{cell_name(c)}.json").is_file()], worker, cell_name,
-                    args.workers, deadline, args.device)
+                    args.workers, deadline, args.device, durations)
     if not left:
         measure_throughput(preset, Path(args.out), args.device)
 
@@ -260,7 +260,8 @@ def add_run_args(parser: argparse.ArgumentParser, preset: str = "full", device: 
     parser.add_argument("--preset", choices=sorted(PRESETS), default=preset)
     parser.add_argument("--workers", type=int, default=2, help="cells trained at once, one process each")
     parser.add_argument("--device", default=device)
-    parser.add_argument("--minutes", type=float, help="start no new cell after this many minutes")
+    parser.add_argument("--minutes", type=float, help="start no cell that would end after this many minutes (by "
+                        "the median duration of the cells done so far)")
     parser.add_argument("--tasks", nargs="+", help="run only these tasks of the preset (the cells add up in --out)")
     parser.add_argument("--out", required=True, help="run folder (cells/ holds one JSON per cell)")
 

@@ -1,0 +1,50 @@
+"""The cell pool of the GPU sweeps: GPU pinning, the duration-aware deadline, the estimate a resumed run starts from."""
+
+import json
+import math
+import multiprocessing
+import os
+import time
+
+from tsham.experiments.common import _pin_worker, past_durations, run_pool, visible_gpus
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+def test_pool_runs_every_cell_without_a_deadline():
+    assert run_pool([1, 2, 3], square, str, workers=2) == 0
+
+
+def test_pool_starts_no_cell_that_would_end_after_the_deadline():
+    # cells done before took 1000 s: with 100 s left none may start, although the deadline has not passed
+    assert run_pool([1, 2, 3], square, str, workers=2, deadline=time.monotonic() + 100, durations=[1000.0]) == 3
+    assert run_pool([1, 2], square, str, workers=2, deadline=time.monotonic() + 100, durations=[1.0]) == 0
+
+
+def test_pool_counts_unrun_cells_after_a_passed_deadline():
+    assert run_pool([1, 2], square, str, workers=1, deadline=time.monotonic() - 1) == 2
+
+
+def test_workers_are_pinned_round_robin(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    counter = multiprocessing.get_context("spawn").Value("i", 0)
+    seen = []
+    for _ in range(5):
+        _pin_worker(counter, ["2", "5"])
+        seen.append(os.environ["CUDA_VISIBLE_DEVICES"])
+    assert seen == ["2", "5", "2", "5", "2"]
+
+
+def test_no_gpus_on_cpu_or_an_explicit_device():
+    assert visible_gpus("cpu") == []
+    assert visible_gpus("cuda:0") == []
+
+
+def test_past_durations_read_the_cell_logs(tmp_path):
+    (tmp_path / "a.json").write_text(json.dumps({"train_seconds": 10.0, "eval_seconds": 2.5}))
+    (tmp_path / "b.json").write_text(json.dumps({"train_seconds": 4.0}))
+    (tmp_path / "learning_rates.json").write_text(json.dumps([["task", "policy", 0.001]]))  # not a cell log
+    assert sorted(past_durations(tmp_path)) == [4.0, 12.5]
+    assert math.isclose(sum(past_durations(tmp_path)), 16.5)
