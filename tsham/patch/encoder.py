@@ -29,6 +29,10 @@ class PatchConfig:
     d_model: int = 64  # token width (the HAM stack's d_model)
     channel_id_dim: int = 16  # sinusoidal channel-identity features (any channel count works)
     channel_independent: bool = False  # PatchTST-style: one token stream per channel instead of one per patch
+    # Adds a term linear in each channel's values along a direction of its own (the outer product of its identity
+    # features and its patch), so a token can hold a multichannel pattern (a key, a binding) exactly; the GELU
+    # mean alone mixes channels through one shared value direction and learns such patterns slowly, if at all.
+    bind_channels: bool = False
 
     def __post_init__(self):
         if self.patch_length <= 0 or self.stride <= 0 or self.stride > self.patch_length:
@@ -77,6 +81,8 @@ class PatchEncoder(nn.Module):
         self.role_embed = nn.Embedding(len(ChannelRole), D)
         self.id_proj = nn.Linear(config.channel_id_dim, D, bias=False)
         self.out_proj = nn.Linear(D, D)
+        if config.bind_channels:
+            self.bind_proj = nn.Linear(config.channel_id_dim * 2 * P, D, bias=False)
 
     def forward(self, values: torch.Tensor, observed: torch.Tensor, roles: torch.Tensor | None = None):
         """values, observed ``[B, T, C]`` (values scaled, 0 where missing) -> tokens, token mask."""
@@ -99,4 +105,9 @@ class PatchEncoder(nn.Module):
             tokens = self.out_proj(h).permute(0, 2, 1, 3).reshape(B * C, -1, c.d_model)
             return tokens, token_mask.permute(0, 2, 1).reshape(B * C, -1)
         tokens = self.out_proj(h.mean(2))  # (B, N, D)
+        if c.bind_channels:
+            ids = channel_identity(C, c.channel_id_dim, values.device)  # (C, I)
+            # / sqrt(C): independent channels add up in scale like a sum, not like a mean
+            bound = torch.einsum("ci,bncp->bnip", ids, torch.cat([v, m], -1)) / math.sqrt(C)  # (B, N, I, 2P)
+            tokens = tokens + self.bind_proj(bound.flatten(2))
         return tokens, token_mask.any(-1)
