@@ -34,7 +34,8 @@ PROBE_SETTINGS = {  # the level and patch length of each probe in the reported s
     "mqar": {"level": "hard", "patch_length": 1},
 }
 
-RECIPE = {"steps": 1500, "batch_size": 64, "lr": 3e-3, "d_model": 64, "n_layers": 2, "n_test": 1000}
+RECIPE = {"steps": 1500, "batch_size": 64, "lr": 3e-3, "d_model": 64, "n_layers": 2, "n_test": 1000,
+          "bind_channels": True}
 PRESETS = {
     "full": {"probes": PROBE_SETTINGS, "policies": ("surprise", "random", "oracle", "event"),
              "budgets": (0.02, 0.05, 0.1, 0.25), "seeds": (0, 1, 2), **RECIPE},
@@ -63,7 +64,7 @@ PRESETS = {
               **{**RECIPE, "steps": 2000, "n_test": 1000}},
     "tiny": {"probes": {"mqar": {"level": "easy", "patch_length": 4}}, "policies": ("random", "oracle"),
              "budgets": (0.25,), "seeds": (0,), "steps": 2, "batch_size": 4, "lr": 3e-3, "d_model": 16,
-             "n_layers": 1, "n_test": 8},
+             "n_layers": 1, "n_test": 8, "bind_channels": True},
 }
 ORDER = ("all", "none", "oracle", "event")  # controls first: a sweep cut short still says the most
 
@@ -95,7 +96,7 @@ def recipe_tag(cell: dict) -> str:
     """The training recipe of a cell in a few characters, e.g. ``d64x2-lr0.003-1500x64-n1000``: cells of
     different presets that share probe, policy, budget and seed stay apart in files and tables."""
     return (f"d{cell['d_model']}x{cell['n_layers']}-lr{cell['lr']:g}-{cell['steps']}x{cell['batch_size']}"
-            f"-n{cell['n_test']}")
+            f"-n{cell['n_test']}" + ("-bind" if cell.get("bind_channels") else ""))
 
 
 def cell_name(cell: dict) -> str:
@@ -114,7 +115,8 @@ def run_cell(cell: dict, out: str, device: str) -> str:
     started = time.monotonic()
     context_length = probe_context_length(cell["probe"], cell["level"])
     config = probe_config(cell["policy"], cell["budget"], patch_length=cell["patch_length"],
-                          d_model=cell["d_model"], n_layers=cell["n_layers"], context_length=context_length)
+                          d_model=cell["d_model"], n_layers=cell["n_layers"], context_length=context_length,
+                          bind_channels=cell["bind_channels"])
     history: list = []
     model = train_probe_model(cell["probe"], cell["level"], config, cell["steps"], cell["batch_size"], cell["lr"],
                               seed=cell["seed"], device=device, history=history)

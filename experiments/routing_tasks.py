@@ -29,8 +29,10 @@ def cell_config(cell: dict) -> TshamConfig:
     """The backbone every policy shares (:func:`probe_config`), sized by the cell's recipe."""
     spec = task_spec(cell["task"])
     context = probe_context_length(spec["probe"], spec["level"]) if spec["kind"] == "probe" else spec["context_length"]
+    # forecasting cells keep the plain encoder: their sweep ran with it on the GPU, and their series are univariate
+    # or loosely coupled; the probes need the channel binding (probe_config)
     return probe_config(cell["policy"], cell["budget"], patch_length=spec["patch_length"], d_model=cell["d_model"],
-                        n_layers=cell["n_layers"], context_length=context)
+                        n_layers=cell["n_layers"], context_length=context, bind_channels=spec["kind"] == "probe")
 
 
 def train_cell(cell: dict, device: str) -> tuple[TshamModel, list, float]:

@@ -256,13 +256,16 @@ def key_codebook() -> np.ndarray:
 def cross_channel_binding(n: int, level: str = "easy", seed: int = 0, channels: int = 8) -> ProbeBatch:
     """Probe C: 8 channels around a shared latent factor. Binding events write a key shape (codebook of 64,
     8 steps) on the key channel 1 and, ``lag`` steps after it ends, a value level (codebook of 16 in [-2, 2],
-    8 steps) added to the value channel 0. The context ends with one bound key on channel 1; the target is
+    8 steps) added to the value channel 0. As many decoy events bind key shapes on channel 2 to levels on
+    channel 3, and one of them reuses the queried key's shape with another level: a model that matches shapes
+    but not channels recalls the wrong level half the time, so only a (channel, shape) -> level association
+    solves the probe, and the control can fall. The context ends with one bound key on channel 1; the target is
     channel 0 for ``lag + 8`` steps (its background plus the value at the matching lag). The level sits on the
     background so that the target keeps a predictable part: with the level replacing it, forecasters collapsed
     to the unconditional quantiles before learning any binding (experiments/README.md). Twin: that binding
-    event removed. Control: the query
-    key on channel 2 instead (no binding there: must fall to chance). Levels: events / lag = easy 4 / 0,
-    medium 16 / 4, hard 64 / 32. ``answers`` index :data:`VALUE_LEVELS`."""
+    event removed. Control: the query key on channel 2 instead (there it binds nothing on channel 0: must fall
+    to chance). Levels: events / lag = easy 4 / 0, medium 16 / 4, hard 64 / 32. ``answers`` index
+    :data:`VALUE_LEVELS`."""
     events, lag = {"easy": (4, 0), "medium": (16, 4), "hard": (64, 32)}[level]
     keys = key_codebook()
     span = 16 + lag  # key, lag, value
@@ -273,13 +276,21 @@ def cross_channel_binding(n: int, level: str = "easy", seed: int = 0, channels: 
         x = (latent[:, None] * rng.uniform(0.5, 1.5, channels) + rng.normal(0, 0.2, (L + lag + 8, channels)))
         x = x.astype(np.float32)
         clean = x.copy()
-        starts = np.sort(rng.choice(np.arange((L - 64) // span), events, replace=False)) * span
+        slots = rng.permutation((L - 64) // span) * span  # every slot: events bindings, then events decoys
+        starts, decoys = np.sort(slots[:events]), slots[events:2 * events]
         key_ids = rng.choice(KEY_SHAPES, events, replace=False)
         value_ids = rng.integers(len(VALUE_LEVELS), size=events)
         for start, k, v in zip(starts, key_ids, value_ids, strict=True):
             x[start:start + 8, 1] = keys[k]
             x[start + 8 + lag:start + 16 + lag, 0] += VALUE_LEVELS[v]
         q = int(rng.integers(events))
+        decoy_keys = rng.choice(KEY_SHAPES, events, replace=False)
+        decoy_keys[0] = key_ids[q]  # the queried shape, bound on the decoy channels to another level
+        decoy_values = rng.integers(len(VALUE_LEVELS), size=events)
+        decoy_values[0] = (value_ids[q] + rng.integers(1, len(VALUE_LEVELS))) % len(VALUE_LEVELS)
+        for start, k, v in zip(decoys, decoy_keys, decoy_values, strict=True):
+            x[start:start + 8, 2] = keys[k]
+            x[start + 8 + lag:start + 16 + lag, 3] += VALUE_LEVELS[v]
         query = L - 8  # the key closes the context; its value is due lag steps later
         x[query:query + 8, 1] = keys[key_ids[q]]
         x[L + lag:L + lag + 8, 0] += VALUE_LEVELS[value_ids[q]]

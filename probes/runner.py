@@ -43,8 +43,12 @@ FIXED_BUDGET = float("nan")  # the budget column of policies that route what the
 
 
 def probe_config(policy: str, budget: float, patch_length: int = 8, d_model: int = 32, n_layers: int = 2,
-                 context_length: int = 1024) -> TshamConfig:
+                 context_length: int = 1024, bind_channels: bool = True) -> TshamConfig:
     """A small forecaster whose HAM layers route with ``policy`` at ``budget`` (0: pure GDN, 1: full attention).
+
+    ``bind_channels`` (:class:`PatchConfig`) is on by default: without it the encoder mixes channels through one
+    shared value direction, and no policy, full attention included, learned the multichannel keys of probes C and
+    E in a few thousand steps.
 
     ``oracle``, ``event``, ``none`` and ``all`` ignore the budget: the needles, the flags or the policy decide
     what is routed, and the realised fraction is what they give. ``composite`` routes surprise at the budget plus
@@ -70,6 +74,7 @@ def probe_config(policy: str, budget: float, patch_length: int = 8, d_model: int
     config = TshamConfig.small(d_model=d_model, patch_length=patch_length, n_layers=n_layers, num_heads=2,
                                head_dim=d_model // 2, router=policy, router_kwargs=kwargs)
     config.context_length, config.align = context_length, "start"
+    config.patch.bind_channels = bind_channels
     return config
 
 

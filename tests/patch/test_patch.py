@@ -60,3 +60,30 @@ def test_bad_input():
         enc(torch.randn(1, 8, 2), torch.ones(1, 8, 2), torch.zeros(3, dtype=torch.long))
     with pytest.raises(ValueError, match="stride"):
         PatchConfig(patch_length=4, stride=8)
+
+
+def test_bind_channels_gives_each_channel_its_own_linear_direction():
+    # with the GELU mean switched off, the bound term alone is linear in a patch's values, one independent
+    # direction per channel: what lets a token hold a multichannel key exactly
+    torch.manual_seed(0)
+    enc = PatchEncoder(PatchConfig(patch_length=1, stride=1, d_model=32, bind_channels=True))
+    torch.nn.init.zeros_(enc.out_proj.weight), torch.nn.init.zeros_(enc.out_proj.bias)
+    C = 6
+    x, y = torch.randn(1, 1, C), torch.randn(1, 1, C)
+    observed = torch.ones(1, 1, C)
+
+    def token(v):
+        return enc(v, observed)[0][0, 0]
+
+    assert torch.allclose(token(2 * x - y) - token(torch.zeros(1, 1, C)),
+                          2 * (token(x) - token(torch.zeros(1, 1, C))) - (token(y) - token(torch.zeros(1, 1, C))),
+                          atol=1e-5)
+    jacobian = torch.autograd.functional.jacobian(lambda v: token(v.view(1, 1, C)), torch.zeros(C))
+    assert torch.linalg.matrix_rank(jacobian) == C
+
+
+def test_bind_channels_is_off_by_default_so_older_checkpoints_load():
+    base = PatchEncoder(PatchConfig(patch_length=4, stride=4, d_model=16))
+    bound = PatchEncoder(PatchConfig(patch_length=4, stride=4, d_model=16, bind_channels=True))
+    assert not any("bind" in k for k in base.state_dict())
+    assert set(bound.state_dict()) - set(base.state_dict()) == {"bind_proj.weight"}

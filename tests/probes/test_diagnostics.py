@@ -133,7 +133,7 @@ def test_probe_sweep_runs_collects_and_reports(tmp_path):
                                    results=str(tmp_path / "results")))
     text = md.read_text()
     assert "## mqar (easy, d16x1-lr0.003-2x4-n8)" in text and "ratio targets" in text
-    assert (tmp_path / "results" / "probes" / "tiny_mqar_easy_d16x1-lr0.003-2x4-n8.png").is_file()
+    assert (tmp_path / "results" / "probes" / "tiny_mqar_easy_d16x1-lr0.003-2x4-n8-bind.png").is_file()
     # a second run finds every cell done and trains nothing
     written = {f: f.stat().st_mtime_ns for f in cells}
     probe_sweep.run(argparse.Namespace(preset=["tiny"], seeds=None, workers=1, device="cpu", minutes=None,

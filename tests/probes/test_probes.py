@@ -137,6 +137,26 @@ def test_cross_channel_binding_control_and_codebook():
     assert codebook_accuracy(wrong, p.codebook, p.answers, baseline=background).sum() <= 1
 
 
+def test_cross_channel_binding_decoy_reuses_the_query_shape_on_other_channels():
+    # as many decoy keys as bindings sit on channel 2, one of them the queried key's shape: a shape matcher that
+    # ignores channels finds two candidates, a (channel, shape) association one
+    from tsham.probes.generators import cross_channel_binding, key_codebook
+
+    p = cross_channel_binding(6, "easy", seed=3)
+    keys, L = key_codebook(), p.context.shape[1]
+    starts = np.arange(0, L - 64, 16)  # easy: events 4, span 16 (lag 0)
+
+    def is_key(window):
+        return np.isclose(np.abs(keys - window).sum(1), 0, atol=1e-5).any()
+
+    for i in range(6):
+        query_shape = p.context[i, L - 8:, 1]
+        assert sum(is_key(p.context[i, s:s + 8, 2]) for s in starts) == 4
+        assert sum(is_key(p.context[i, s:s + 8, 1]) for s in starts) == 4
+        assert sum(np.allclose(p.context[i, s:s + 8, 2], query_shape) for s in starts) == 1
+        assert sum(np.allclose(p.twin_context[i, s:s + 8, 2], query_shape) for s in starts) == 1  # twin keeps it
+
+
 def test_runner_rows_controls_and_capture(tmp_path):
     from tsham.probes.runner import frontier_plot, run_probe, summarise
 
