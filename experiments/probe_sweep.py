@@ -31,7 +31,9 @@ PROBE_SETTINGS = {  # the level and patch length of each probe in the reported s
     "action_window": {"level": "hard", "patch_length": 8},
     "cross_channel_binding": {"level": "medium", "patch_length": 4},
     "scheduled_event": {"level": "medium", "patch_length": 8},
-    "mqar": {"level": "hard", "patch_length": 1},
+    # easy: the level at which full attention learns the recall in the recipe's steps and pure GDN stays far
+    # below it (CPU, bind_channels: RS 0.50 against 0.15); at medium neither learned it in 1500 steps
+    "mqar": {"level": "easy", "patch_length": 1},
 }
 
 RECIPE = {"steps": 1500, "batch_size": 64, "lr": 3e-3, "d_model": 64, "n_layers": 2, "n_test": 1000,

@@ -132,7 +132,7 @@ def test_probe_sweep_runs_collects_and_reports(tmp_path):
     md = report(argparse.Namespace(rows=str(tmp_path / "rows.csv.gz"), name="tiny", note="test", plots=None,
                                    results=str(tmp_path / "results")))
     text = md.read_text()
-    assert "## mqar (easy, d16x1-lr0.003-2x4-n8)" in text and "ratio targets" in text
+    assert "## mqar (easy, d16x1-lr0.003-2x4-n8-bind)" in text and "ratio targets" in text
     assert (tmp_path / "results" / "probes" / "tiny_mqar_easy_d16x1-lr0.003-2x4-n8-bind.png").is_file()
     # a second run finds every cell done and trains nothing
     written = {f: f.stat().st_mtime_ns for f in cells}
