@@ -123,9 +123,15 @@ def run_pool(cells: list, worker, name, workers: int, deadline: float = math.inf
     context = get_context("spawn")
     pin = {"initializer": _pin_worker, "initargs": (context.Value("i", 0), gpus)} if len(gpus) > 1 else {}
     with bar, ProcessPoolExecutor(workers, mp_context=context, **pin) as pool:
-        pending = {pool.submit(worker, c): c for c in queue[:workers]}
-        started = dict.fromkeys(pending, time.monotonic())
-        queue, durations = queue[workers:], []
+        pending, started = {}, {}
+
+        def submit() -> None:
+            c = queue.pop(0)
+            future = pool.submit(worker, c)
+            pending[future], started[future] = c, time.monotonic()
+
+        while queue and len(pending) < workers:  # the first wave (fits() was checked above)
+            submit()
         while pending:
             done = next(as_completed(pending))
             cell = pending.pop(done)
@@ -141,9 +147,7 @@ def run_pool(cells: list, worker, name, workers: int, deadline: float = math.inf
             except Exception as err:  # one failed cell must not stop the others; say which and why
                 say(f"FAILED {name(cell)}: {type(err).__name__}: {err}")
             if queue and fits():
-                c = queue.pop(0)
-                future = pool.submit(worker, c)
-                pending[future], started[future] = c, time.monotonic()
+                submit()
     left = len(queue) + len(pending)
     if left:
         print(f"{left} cells not run (deadline or a dead worker); run again to resume", flush=True)

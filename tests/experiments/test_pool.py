@@ -23,6 +23,13 @@ def test_pool_starts_no_cell_that_would_end_after_the_deadline():
     assert run_pool([1, 2], square, str, workers=2, deadline=time.monotonic() + 100, durations=[1.0]) == 0
 
 
+def test_pool_durations_carry_over_to_the_next_pool():
+    # the caller's list receives every finished cell's duration, so a second pool (phase 2) starts estimated
+    durations = [0.5]
+    assert run_pool([1, 2, 3], square, str, workers=2, durations=durations) == 0
+    assert len(durations) == 4 and all(d > 0 for d in durations)
+
+
 def test_pool_counts_unrun_cells_after_a_passed_deadline():
     assert run_pool([1, 2], square, str, workers=1, deadline=time.monotonic() - 1) == 2
 

@@ -87,3 +87,5 @@ def test_bind_channels_is_off_by_default_so_older_checkpoints_load():
     bound = PatchEncoder(PatchConfig(patch_length=4, stride=4, d_model=16, bind_channels=True))
     assert not any("bind" in k for k in base.state_dict())
     assert set(bound.state_dict()) - set(base.state_dict()) == {"bind_proj.weight"}
+    with pytest.raises(ValueError, match="channel_independent"):
+        PatchConfig(bind_channels=True, channel_independent=True)

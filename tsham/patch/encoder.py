@@ -38,6 +38,9 @@ class PatchConfig:
         if self.patch_length <= 0 or self.stride <= 0 or self.stride > self.patch_length:
             raise ValueError(f"PatchConfig: need 0 < stride <= patch_length; got stride={self.stride}, "
                              f"patch_length={self.patch_length}")
+        if self.bind_channels and self.channel_independent:
+            raise ValueError("PatchConfig: bind_channels binds channels within a token; channel_independent tokens "
+                             "hold one channel each, so the two cannot be combined")
 
 
 def channel_identity(num_channels: int, dim: int, device=None) -> torch.Tensor:
