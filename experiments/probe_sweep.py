@@ -47,6 +47,13 @@ PRESETS = {
                                                          "patch_length": 8},
                           "mqar@medium": {"probe": "mqar", "level": "medium", "patch_length": 1}},
                "policies": ("oracle",), "budgets": (), "seeds": (0,), **RECIPE},
+    # the neighbouring levels of the probes that did not separate yet (A, the action window, C with decoys and the
+    # binding encoder), controls only: which level the full grid should use
+    "design": {"probes": {"rare_motif@easy": {"probe": "rare_motif", "level": "easy", "patch_length": 16},
+                          "action_window@medium": {"probe": "action_window", "level": "medium", "patch_length": 8},
+                          "cross_channel_binding@easy": {"probe": "cross_channel_binding", "level": "easy",
+                                                         "patch_length": 8}},
+               "policies": ("oracle",), "budgets": (), "seeds": (0,), **RECIPE},
     # long training at the easy levels, controls only: do full attention and pure GDN learn the recall at all?
     "learnability": {"probes": {"rare_motif": {"level": "easy", "patch_length": 16},
                                 "cross_channel_binding": {"level": "easy", "patch_length": 8},
@@ -89,9 +96,11 @@ def cells(preset: dict, seeds=None) -> list[dict]:
 
 
 def priority(cell: dict) -> tuple:
-    """Run order: by seed, the controls first, then the budgets nearest 10%."""
+    """Run order: the controls and the 10% cells of every seed first (what #6's targets read), then the other
+    budgets, nearest 10% first; seeds inside each rank, so a sweep cut short has every seed of what it ran."""
     control = ORDER.index(cell["policy"]) if cell["policy"] in ORDER else len(ORDER)
-    return cell["seed"], control, abs(math.log(cell["budget"] / 0.1)) if 0 < cell["budget"] < 1 else 0.0
+    distance = abs(math.log(cell["budget"] / 0.1)) if 0 < cell["budget"] < 1 else 0.0
+    return distance, control, cell["seed"]
 
 
 def recipe_tag(cell: dict) -> str:

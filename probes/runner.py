@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -185,11 +186,22 @@ def train_probe_model(probe: str, level: str, config: TshamConfig, steps: int, b
     torch.manual_seed(seed)
     model = TshamModel(config).to(device)
 
-    def step_loss(step: int) -> torch.Tensor:
-        batch = PROBES[probe](batch_size, level, seed=TRAIN_SEED_OFFSET + seed * steps + step)
-        return model.loss(probe_forward(model, batch, device), torch.as_tensor(batch.target, device=device))
+    def make(step: int) -> ProbeBatch:
+        return PROBES[probe](batch_size, level, seed=TRAIN_SEED_OFFSET + seed * steps + step)
 
-    return train_loop(model, step_loss, steps, lr, warmup, history)
+    # the next batch is drawn in a thread while this step trains: probe A's generator takes about as long as a
+    # GPU step (~100 ms per batch of 64), and numpy releases the GIL for most of it
+    with ThreadPoolExecutor(max_workers=1) as drawer:
+        pending = drawer.submit(make, 0)
+
+        def step_loss(step: int) -> torch.Tensor:
+            nonlocal pending
+            batch = pending.result()
+            if step + 1 < steps:
+                pending = drawer.submit(make, step + 1)
+            return model.loss(probe_forward(model, batch, device), torch.as_tensor(batch.target, device=device))
+
+        return train_loop(model, step_loss, steps, lr, warmup, history)
 
 
 @torch.no_grad()
