@@ -1,6 +1,8 @@
 """The probe sweep of #6: every (probe, policy, budget, seed) cell trained and scored, many cells at once.
 
     python -m tsham.experiments.probe_sweep run --preset full --workers 14 --device cuda --out runs/probes
+    python -m tsham.experiments.probe_sweep slim runs/probes runs/slim       # what a device call carries
+    python -m tsham.experiments.probe_sweep merge back/runs/slim runs/probes  # what it finished, into the run
     python -m tsham.experiments.probe_sweep collect runs/probes --output runs/probes/rows.csv.gz
     python -m tsham.experiments.probe_sweep report runs/probes/rows.csv.gz --name probes_gpu
 
@@ -181,6 +183,33 @@ def collect(args) -> None:
     print(f"{len(frames)} cells -> {args.output}")
 
 
+def slim(args) -> None:
+    """Copies a run's cell logs and an empty placeholder of each cell's rows into ``args.to``: all a resumed run
+    needs to skip finished cells and estimate their duration, in kilobytes (the device's working tree is small)."""
+    source, target = Path(args.run) / "cells", Path(args.to) / "cells"
+    target.mkdir(parents=True, exist_ok=True)
+    finished = sorted(source.glob("*.csv"))
+    for rows in finished:
+        (target / rows.name).write_bytes(b"")
+        log = rows.with_suffix(".json")
+        if log.is_file():
+            (target / log.name).write_bytes(log.read_bytes())
+    print(f"{len(finished)} finished cells -> {target} (placeholders)")
+
+
+def merge(args) -> None:
+    """Copies the cells a device call finished (non-empty rows and their logs) from ``args.back`` into the run
+    ``args.run``; placeholders are skipped, and a cell already in the run is never overwritten."""
+    source, target = Path(args.back) / "cells", Path(args.run) / "cells"
+    target.mkdir(parents=True, exist_ok=True)
+    new = [f for f in sorted(source.glob("*.csv")) if f.stat().st_size and not (target / f.name).is_file()]
+    for rows in new:
+        for path in (rows, rows.with_suffix(".json")):
+            if path.is_file():
+                (target / path.name).write_bytes(path.read_bytes())
+    print(f"{len(new)} new cells -> {target}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -195,6 +224,12 @@ def main() -> None:
     c = sub.add_parser("collect")
     c.add_argument("run")
     c.add_argument("--output", required=True, help="rows table (.csv or .csv.gz)")
+    s = sub.add_parser("slim", help="copy a run's logs and placeholders of its finished cells (to carry)")
+    s.add_argument("run")
+    s.add_argument("to")
+    m = sub.add_parser("merge", help="copy the cells a device call finished into the run")
+    m.add_argument("back", help="the run folder that came back")
+    m.add_argument("run")
     p = sub.add_parser("report")
     p.add_argument("rows")
     p.add_argument("--name", default="probes")
@@ -207,7 +242,7 @@ def main() -> None:
 
         report(args)
     else:
-        {"run": run, "collect": collect}[args.what](args)
+        {"run": run, "collect": collect, "slim": slim, "merge": merge}[args.what](args)
 
 
 if __name__ == "__main__":

@@ -5,16 +5,16 @@
 # folders. Unpack it here, carry runs/policies into the next call to resume, and report when every slice is done:
 #   WORKERS=56 bash experiments/routing_gpu.sh 8 mqar synthetic      # on the device, after `pip install -e .`
 #   tar xzf policies.tgz && python -m tsham.experiments.routing_policies report runs/policies
-# WORKERS (default 14 per visible GPU) cells train at once, spread over the GPUs; on the 4-GPU kind 56 workers
-# took 4-5 minutes per cell (1500 steps), 74 workers over 9. Not under `timeout`: it signals the whole process
-# group, so every worker dies with its cell half-trained. Slices must run one after another (they share
-# learning_rates.json). GIFT and LTSF tasks need the ETT and M4 files in TSHAM_DATA_DIR on the device (carry a
-# copy: the device reaches no network).
+# WORKERS cells train at once, spread over the GPUs (gpu_pool.sh: 28 per GPU under MPS, 14 without); without
+# MPS on the 4-GPU kind 56 workers took 4-5 minutes per cell (1500 steps), 74 workers over 9. Not under
+# `timeout`: it signals the whole process group, so every worker dies with its cell half-trained. Slices must run
+# one after another (they share learning_rates.json). GIFT and LTSF tasks need the ETT and M4 files in
+# TSHAM_DATA_DIR on the device (carry a copy: the device reaches no network).
 set -uo pipefail
 minutes=$1
 shift
 out=runs/policies
-gpus=$(nvidia-smi -L | wc -l)
-trap 'tar czf "${OUT:?set OUT to the folder whose files come back}/policies.tgz" "$out"' EXIT
-python -m tsham.experiments.routing_policies run --preset full --workers "${WORKERS:-$((14 * gpus))}" \
+source "$(dirname "$0")/gpu_pool.sh"
+pool_start "$out" policies.tgz
+python -m tsham.experiments.routing_policies run --preset full --workers "$workers" \
   --device cuda --minutes "$minutes" --tasks "$@" --out "$out"

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 from tsham.probes.diagnostics import recorded_reads, router_diagnostics
-from tsham.probes.generators import PROBES, ProbeBatch
+from tsham.probes.generators import LEVELS, PROBES, ProbeBatch
 from tsham.probes.metrics import (
     codebook_accuracy,
     cosine_similarity,
@@ -180,14 +180,23 @@ def train_loop(model: TshamModel, step_loss, steps: int, lr: float, warmup: floa
 
 def train_probe_model(probe: str, level: str, config: TshamConfig, steps: int, batch_size: int = 16,
                       lr: float = 2e-3, seed: int = 0, device: str = "cpu", warmup: float = 0.05,
-                      history: list | None = None) -> TshamModel:
+                      history: list | None = None, curriculum: str | None = None) -> TshamModel:
     """Trains ``config`` on fresh batches of the probe (seeds disjoint from the test seeds) with
-    :func:`train_loop`; returns it in eval mode."""
+    :func:`train_loop`; returns it in eval mode.
+
+    ``curriculum`` names an easier level of the probe (fewer distractors, a shorter context): a step draws its
+    batch from it with a probability falling linearly from 1 at the start to 0 at 70% of the steps (Zoology trains
+    MQAR on a mix of sizes for the same reason: on long contexts a diffuse attention gives the key-query match
+    almost no gradient)."""
+    if curriculum is not None and curriculum not in LEVELS:
+        raise ValueError(f"curriculum must be one of the levels {LEVELS}; got {curriculum!r}")
     torch.manual_seed(seed)
     model = TshamModel(config).to(device)
 
     def make(step: int) -> ProbeBatch:
-        return PROBES[probe](batch_size, level, seed=TRAIN_SEED_OFFSET + seed * steps + step)
+        batch_seed = TRAIN_SEED_OFFSET + seed * steps + step
+        easier = curriculum is not None and np.random.default_rng([batch_seed, 7]).random() < 1 - step / (0.7 * steps)
+        return PROBES[probe](batch_size, curriculum if easier else level, seed=batch_seed)
 
     # the next batch is drawn in a thread while this step trains: probe A's generator takes about as long as a
     # GPU step (~100 ms per batch of 64), and numpy releases the GIL for most of it

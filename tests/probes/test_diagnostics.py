@@ -139,3 +139,25 @@ def test_probe_sweep_runs_collects_and_reports(tmp_path):
     probe_sweep.run(argparse.Namespace(preset=["tiny"], seeds=None, workers=1, device="cpu", minutes=None,
                                        out=str(out)))
     assert {f: f.stat().st_mtime_ns for f in (out / "cells").glob("*.csv")} == written
+
+
+def test_probe_sweep_slim_copy_resumes_and_merges_back(tmp_path):
+    import argparse
+
+    from tsham.experiments import probe_sweep
+
+    run, slim = tmp_path / "run", tmp_path / "slim"
+    args = dict(seeds=None, workers=1, device="cpu", minutes=None)
+    probe_sweep.run(argparse.Namespace(preset=["tiny"], out=str(run), **args))
+    done = sorted(f.name for f in (run / "cells").glob("*.csv"))
+    (run / "cells" / done[0]).unlink()  # one cell the device call will have to train
+    probe_sweep.slim(argparse.Namespace(run=str(run), to=str(slim)))
+    assert all(f.stat().st_size == 0 for f in (slim / "cells").glob("*.csv"))
+    probe_sweep.run(argparse.Namespace(preset=["tiny"], out=str(slim), **args))  # trains the missing cell only
+    trained = [f.name for f in (slim / "cells").glob("*.csv") if f.stat().st_size]
+    assert trained == [done[0]]
+    before = {f.name: f.read_bytes() for f in (run / "cells").glob("*.csv")}
+    probe_sweep.merge(argparse.Namespace(back=str(slim), run=str(run)))
+    after = {f.name: f.read_bytes() for f in (run / "cells").glob("*.csv")}
+    assert sorted(after) == done and all(after[k] == v for k, v in before.items())  # placeholders never land
+    assert after[done[0]] and (run / "cells" / done[0]).with_suffix(".json").is_file()

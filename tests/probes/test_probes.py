@@ -202,3 +202,20 @@ def test_state_utility_separates_the_memories():
     with recorded_reads(model) as reads:
         pass
     assert reads == [] and "merge" not in vars(model.stack.blocks[0].mixer)  # the recording is undone
+
+
+def test_training_curriculum_draws_the_easier_level_early_and_the_target_level_late(monkeypatch):
+    from tsham.probes import runner
+
+    drawn = []
+    original = PROBES["mqar"]
+    monkeypatch.setitem(runner.PROBES, "mqar", lambda n, level, seed: drawn.append(level) or original(n, level, seed))
+    config = runner.probe_config("none", 0.0, patch_length=1, d_model=16, n_layers=1)
+    runner.train_probe_model("mqar", "medium", config, steps=20, batch_size=2, curriculum="easy")
+    assert len(drawn) == 20 and drawn[0] == "easy" and set(drawn[14:]) == {"medium"}  # 70% of the steps
+    assert drawn.count("easy") > 5 and drawn.count("medium") > 5
+    drawn.clear()
+    runner.train_probe_model("mqar", "medium", config, steps=4, batch_size=2)
+    assert drawn == ["medium"] * 4
+    with pytest.raises(ValueError, match="curriculum"):
+        runner.train_probe_model("mqar", "medium", config, steps=1, curriculum="trivial")
