@@ -176,3 +176,27 @@ def test_first_controlled_forward_starts_at_the_target():
     layer = make_layer(target=0.1, threshold=123.0).train()
     _, diag = layer(torch.randn(4, 64, 32))
     assert abs(diag.realised.item() - 0.1) < 0.01
+
+
+def test_layer_with_rotary_positions_equals_minimal():
+    layer = make_layer(threshold=0.6)
+    layer.config.kv_rope_base = 50.0
+    x = torch.randn(2, 45, 32)
+    y, diag = layer(x)
+    y_min, mask, _ = ham_minimal(layer, x, tau=0.6)
+    assert torch.equal(diag.mask[..., 0], mask)
+    assert_close("y", y_min, y, 1e-5)
+
+
+def test_rotary_scores_depend_on_content_and_offset_only():
+    from tsham.ham.layer import rotary
+
+    q, k = F.normalize(torch.randn(1, 1, 2, 8), dim=-1), F.normalize(torch.randn(1, 1, 2, 8), dim=-1)
+    score = lambda i, j: (rotary(q, torch.tensor([i]), 10.0) * rotary(k, torch.tensor([j]), 10.0)).sum(-1)  # noqa: E731
+    assert_close("shifted", score(7, 3), score(104, 100), 1e-5)
+    assert not torch.allclose(score(7, 3), score(7, 5))
+    assert_close("norm", rotary(q, torch.tensor([13]), 10.0).norm(dim=-1), q.norm(dim=-1), 1e-6)
+    with pytest.raises(ValueError, match="kv_rope_base"):
+        HamConfig(head_dim=7, kv_rope_base=10.0)
+    with pytest.raises(ValueError, match="kv_rope_base"):
+        HamConfig(kv_rope_base=-1.0)

@@ -22,6 +22,7 @@ class HamConfig:
     chunk_size: int = 64  # GDN chunk on the torch path
     router: str = "surprise"  # routing policy (tsham.ham.routers.ROUTERS)
     router_kwargs: dict = field(default_factory=dict)  # policy arguments, e.g. {"target": 0.1}
+    kv_rope_base: float = 0.0  # rotary positions on the scratchpad's queries and keys (0: none, as trained before)
     mlp_ratio: float = 4.0  # SwiGLU hidden width = mlp_ratio * d_model * 2 / 3
     norm_eps: float = 1e-6  # RMSNorm epsilon
     check_inputs: bool = True  # validate shapes and finiteness on every call (the NaN check syncs a GPU)
@@ -29,6 +30,9 @@ class HamConfig:
     def __post_init__(self):
         if self.d_model <= 0 or self.n_layers <= 0 or self.num_heads <= 0 or self.head_dim <= 0:
             raise ValueError(f"HamConfig: widths and depths must be positive; got {self}")
+        if self.kv_rope_base < 0 or (self.kv_rope_base and self.head_dim % 2):
+            raise ValueError(f"HamConfig: kv_rope_base must be 0 (off) or positive with an even head_dim; got "
+                             f"{self.kv_rope_base} with head_dim {self.head_dim}")
         target = self.router_kwargs.get("target")
         if isinstance(target, (list, tuple)) and len(target) != self.n_layers:
             raise ValueError(f"HamConfig: a per-layer target needs {self.n_layers} values; got {len(target)}")

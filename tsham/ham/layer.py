@@ -33,6 +33,18 @@ class LayerDiagnostics:
     aux_loss: torch.Tensor | None
 
 
+def rotary(t: torch.Tensor, positions: torch.Tensor, base: float) -> torch.Tensor:
+    """Rotary positions (RoPE, GPT-NeoX halves): ``t [B, T, H, K]`` with each pair (i, i + K/2) rotated by
+    ``positions [T] * base^(-2i/K)``; a rotated query and key then score by content and offset alone, and norms
+    are kept (the scratchpad's unit q, k stay unit)."""
+    half = t.shape[-1] // 2
+    freqs = base ** (-torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    angles = positions.float()[:, None] * freqs  # (T, K/2)
+    cos, sin = angles.cos()[None, :, None], angles.sin()[None, :, None]  # (1, T, 1, K/2)
+    a, b = t.float().split(half, -1)
+    return torch.cat([a * cos - b * sin, a * sin + b * cos], -1).to(t.dtype)
+
+
 def check_inputs(x: torch.Tensor, config: HamConfig, flags: torch.Tensor | None, where: str) -> None:
     """x: ``[B, T, D]`` finite; flags: ``[B, T, F]`` or None. Else ValueError naming the problem.
 
@@ -128,6 +140,16 @@ class HamLayer(nn.Module):
         """Scratchpad queries: the GDN queries times a learned per-head temperature (q and k are unit vectors)."""
         return (q.float() * self.kv_log_scale.float().exp()[:, None]).to(q.dtype)
 
+    def kv_read_inputs(self, q: torch.Tensor, k: torch.Tensor, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """The scratchpad's queries and keys ``[B, T, H, K]`` for tokens at stream positions ``offset + t``:
+        :meth:`kv_query`, then rotary positions where ``config.kv_rope_base`` is set (the GDN reads q, k as they
+        are). Keys are cached rotated, so a stream's step and the parallel forward agree."""
+        q = self.kv_query(q)
+        if not self.config.kv_rope_base:
+            return q, k
+        positions = torch.arange(offset, offset + q.shape[1], device=q.device)
+        return rotary(q, positions, self.config.kv_rope_base), rotary(k, positions, self.config.kv_rope_base)
+
     # -- parallel forward --------------------------------------------------------------------------------------
     def forward(
         self,
@@ -153,8 +175,8 @@ class HamLayer(nn.Module):
         v_kv = v if route.value_scale is None else v * route.value_scale[..., None].to(v.dtype)
         # On CUDA the index tensor keeps all T slots: no host sync; the kernels read the counts.
         indices, counts = compact_routed(route.mask, slots=x.shape[1] if x.is_cuda else None)
-        o_kv = scratchpad_attn(self.kv_query(q), k, v_kv, indices, counts, scale=1.0, window=route.window,
-                               sinks=route.sinks)
+        q_kv, k_kv = self.kv_read_inputs(q, k)
+        o_kv = scratchpad_attn(q_kv, k_kv, v_kv, indices, counts, scale=1.0, window=route.window, sinks=route.sinks)
         y = self.merge(x, o_gdn, o_kv.float())
         diag = LayerDiagnostics(route.mask, route.scores, route.mask.float().mean(), counts, route.aux_loss)
         if not return_state:
@@ -162,7 +184,7 @@ class HamLayer(nn.Module):
         state = self.init_state(x.shape[0], x.device, offset=0)
         state.gdn, state.conv, state.x_prev, state.offset = final, tail, x[:, -1], x.shape[1]
         state.window, state.sinks = route.window, route.sinks
-        state.append(k, v.float(), route.mask)
+        state.append(k_kv, v.float(), route.mask)
         return y, diag, state
 
     # -- streaming ---------------------------------------------------------------------------------------------
@@ -198,9 +220,10 @@ class HamLayer(nn.Module):
         route = self.router(
             RouterInput(x, state.x_prev[:, None], e, v.float(), flags, oracle_mask, offset=state.offset)
         )
-        state.append(k, v.float(), route.mask)
+        q_kv, k_kv = self.kv_read_inputs(q, k, state.offset)
+        state.append(k_kv, v.float(), route.mask)
         k_cache, v_cache, live = state.cache()
-        o_kv = scratchpad_decode(self.kv_query(q)[:, 0], k_cache, v_cache, live, scale=1.0)
+        o_kv = scratchpad_decode(q_kv[:, 0], k_cache, v_cache, live, scale=1.0)
         y = self.merge(x, o_gdn, o_kv[:, None].float())[:, 0]
         state.x_prev, state.offset = x[:, 0], state.offset + 1
         diag = LayerDiagnostics(route.mask, route.scores, route.mask.float().mean(), state.counts, route.aux_loss)

@@ -72,8 +72,15 @@ def ham_minimal(
         surprise = err.pow(2).sum(-1) / (v.pow(2).sum(-1) + 1e-6)  # (B, T, H)
         mask = surprise.amin(-1) >= tau  # (B, T)
 
-    # 7. Scratchpad: query t attends to the routed tokens i <= t with a learned per-head temperature.
-    logits = torch.einsum("bthk,bshk,h->bhts", q, k, P["kv_log_scale"].exp())
+    # 7. Scratchpad: query t attends to the routed tokens i <= t with a learned per-head temperature; with rotary
+    #    positions, pair j of q and k (entries j and j + K/2, as one complex number) turns by t * base^(-2j/K).
+    q_kv, k_kv = q, k
+    if c.kv_rope_base:
+        angles = torch.arange(T)[:, None] * c.kv_rope_base ** (-2 * torch.arange(K // 2) / K)  # (T, K/2)
+        turn = torch.polar(torch.ones(T, K // 2), angles)
+        as_complex = lambda z: torch.complex(z[..., : K // 2], z[..., K // 2 :]) * turn[None, :, None]  # noqa: E731
+        q_kv, k_kv = (torch.cat([z.real, z.imag], -1) for z in (as_complex(q), as_complex(k)))
+    logits = torch.einsum("bthk,bshk,h->bhts", q_kv, k_kv, P["kv_log_scale"].exp())
     visible = torch.ones(T, T, dtype=torch.bool).tril()[None, None] & mask[:, None, None, :]  # (B, 1, T, S)
     logits = logits.masked_fill(~visible, float("-inf"))
     weights = torch.softmax(logits, -1).nan_to_num(0.0)  # a query with no routed token reads zero
