@@ -39,7 +39,7 @@ PROBE_SETTINGS = {  # the level and patch length of each probe in the reported s
 }
 
 RECIPE = {"steps": 1500, "batch_size": 64, "lr": 3e-3, "d_model": 64, "n_layers": 2, "n_test": 1000,
-          "bind_channels": True}
+          "bind_channels": True, "kv_rope_base": 0.0}  # a probe's setting may override any of these
 PRESETS = {
     "full": {"probes": PROBE_SETTINGS, "policies": ("surprise", "random", "oracle", "event"),
              "budgets": (0.02, 0.05, 0.1, 0.25), "seeds": (0, 1, 2), **RECIPE},
@@ -85,10 +85,10 @@ def cells(preset: dict, seeds=None) -> list[dict]:
     (NaN for oracle / event), seed and the training recipe, controls first, then budgets nearest 10% first."""
     from tsham.probes.runner import probe_cells
 
-    recipe = {k: preset[k] for k in RECIPE}
     out = []
     for name, setting in preset["probes"].items():
         probe = setting.get("probe", name)
+        recipe = {k: setting.get(k, preset.get(k, RECIPE[k])) for k in RECIPE}
         pairs = probe_cells(probe, setting["level"], preset["policies"], preset["budgets"],
                             preset.get("controls", True))
         for seed in preset["seeds"] if seeds is None else seeds:
@@ -109,7 +109,8 @@ def recipe_tag(cell: dict) -> str:
     """The training recipe of a cell in a few characters, e.g. ``d64x2-lr0.003-1500x64-n1000``: cells of
     different presets that share probe, policy, budget and seed stay apart in files and tables."""
     return (f"d{cell['d_model']}x{cell['n_layers']}-lr{cell['lr']:g}-{cell['steps']}x{cell['batch_size']}"
-            f"-n{cell['n_test']}" + ("-bind" if cell.get("bind_channels") else ""))
+            f"-n{cell['n_test']}" + ("-bind" if cell.get("bind_channels") else "")
+            + (f"-rope{cell['kv_rope_base']:g}" if cell.get("kv_rope_base") else ""))
 
 
 def cell_name(cell: dict) -> str:
@@ -129,7 +130,7 @@ def run_cell(cell: dict, out: str, device: str) -> str:
     context_length = probe_context_length(cell["probe"], cell["level"])
     config = probe_config(cell["policy"], cell["budget"], patch_length=cell["patch_length"],
                           d_model=cell["d_model"], n_layers=cell["n_layers"], context_length=context_length,
-                          bind_channels=cell["bind_channels"])
+                          bind_channels=cell["bind_channels"], kv_rope_base=cell.get("kv_rope_base", 0.0))
     history: list = []
     model = train_probe_model(cell["probe"], cell["level"], config, cell["steps"], cell["batch_size"], cell["lr"],
                               seed=cell["seed"], device=device, history=history)
