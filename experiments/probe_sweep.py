@@ -1,6 +1,6 @@
 """The probe sweep of #6: every (probe, policy, budget, seed) cell trained and scored, many cells at once.
 
-    python -m tsham.experiments.probe_sweep run --preset full --workers 14 --device cuda --out runs/probes
+    python -m tsham.experiments.probe_sweep run --preset full --workers 28 --device cuda --out runs/probes
     python -m tsham.experiments.probe_sweep slim runs/probes runs/slim       # what a device call carries
     python -m tsham.experiments.probe_sweep merge back/runs/slim runs/probes  # what it finished, into the run
     python -m tsham.experiments.probe_sweep collect runs/probes --output runs/probes/rows.csv.gz

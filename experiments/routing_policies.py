@@ -1,6 +1,6 @@
 """The routing-policy benchmark (#7): which memory signal wins where, on one backbone, side by side.
 
-    python -m tsham.experiments.routing_policies run --preset full --workers 14 --device cuda --out runs/policies
+    python -m tsham.experiments.routing_policies run --preset full --workers 28 --device cuda --out runs/policies
     python -m tsham.experiments.routing_policies report runs/policies --name routing_policies
     tsham bench --out runs/bench          # the quick mode: tiny models on the CPU in minutes, run + report
 
