@@ -56,6 +56,11 @@ PRESETS = {
                           "cross_channel_binding@easy": {"probe": "cross_channel_binding", "level": "easy",
                                                          "patch_length": 8}},
                "policies": ("oracle",), "budgets": (), "seeds": (0,), **RECIPE},
+    # D with rotary positions on the scratchpad (full attention needs them for "the k-th most recent snapshot":
+    # CPU, one seed each, D medium 1500 x 32: RS 0.605 with them, 0.001 without; a second seed 0.002 with them)
+    "rope_d": {"probes": {"scheduled_event": {"level": "medium", "patch_length": 8, "kv_rope_base": 10000.0}},
+               "policies": ("oracle", "event", "surprise", "random"), "budgets": (0.1,), "seeds": (0, 1, 2),
+               **RECIPE},
     # long training at the easy levels, controls only: do full attention and pure GDN learn the recall at all?
     "learnability": {"probes": {"rare_motif": {"level": "easy", "patch_length": 16},
                                 "cross_channel_binding": {"level": "easy", "patch_length": 8},
