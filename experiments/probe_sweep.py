@@ -57,7 +57,7 @@ PRESETS = {
                                                          "patch_length": 8}},
                "policies": ("oracle",), "budgets": (), "seeds": (0,), **RECIPE},
     # D with rotary positions on the scratchpad (full attention needs them for "the k-th most recent snapshot":
-    # CPU, one seed each, D medium 1500 x 32: RS 0.605 with them, 0.001 without; a second seed 0.002 with them)
+    # CPU, D medium, 1500 steps of 32: RS 0.605 / 0.002 / 0.160 on seeds 0-2 with them, 0.001 / 0.001 without)
     "rope_d": {"probes": {"scheduled_event": {"level": "medium", "patch_length": 8, "kv_rope_base": 10000.0}},
                "policies": ("oracle", "event", "surprise", "random"), "budgets": (0.1,), "seeds": (0, 1, 2),
                **RECIPE},
