@@ -74,10 +74,9 @@ def probe_config(policy: str, budget: float, patch_length: int = 8, d_model: int
     else:
         raise ValueError(f"unknown probe policy {policy!r}; known: {POLICIES}")
     config = TshamConfig.small(d_model=d_model, patch_length=patch_length, n_layers=n_layers, num_heads=2,
-                               head_dim=d_model // 2, router=policy, router_kwargs=kwargs)
+                               head_dim=d_model // 2, router=policy, router_kwargs=kwargs, kv_rope_base=kv_rope_base)
     config.context_length, config.align = context_length, "start"
     config.patch.bind_channels = bind_channels
-    config.ham.kv_rope_base = kv_rope_base
     return config
 
 

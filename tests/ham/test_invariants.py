@@ -192,10 +192,10 @@ def test_rotary_scores_depend_on_content_and_offset_only():
     from tsham.ham.layer import rotary
 
     q, k = F.normalize(torch.randn(1, 1, 2, 8), dim=-1), F.normalize(torch.randn(1, 1, 2, 8), dim=-1)
-    score = lambda i, j: (rotary(q, torch.tensor([i]), 10.0) * rotary(k, torch.tensor([j]), 10.0)).sum(-1)  # noqa: E731
+    score = lambda i, j: (rotary(torch.tensor([i]), 10.0, q)[0] * rotary(torch.tensor([j]), 10.0, k)[0]).sum(-1)  # noqa: E731
     assert_close("shifted", score(7, 3), score(104, 100), 1e-5)
     assert not torch.allclose(score(7, 3), score(7, 5))
-    assert_close("norm", rotary(q, torch.tensor([13]), 10.0).norm(dim=-1), q.norm(dim=-1), 1e-6)
+    assert_close("norm", rotary(torch.tensor([13]), 10.0, q)[0].norm(dim=-1), q.norm(dim=-1), 1e-6)
     with pytest.raises(ValueError, match="kv_rope_base"):
         HamConfig(head_dim=7, kv_rope_base=10.0)
     with pytest.raises(ValueError, match="kv_rope_base"):

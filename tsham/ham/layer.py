@@ -33,16 +33,19 @@ class LayerDiagnostics:
     aux_loss: torch.Tensor | None
 
 
-def rotary(t: torch.Tensor, positions: torch.Tensor, base: float) -> torch.Tensor:
-    """Rotary positions (RoPE, GPT-NeoX halves): ``t [B, T, H, K]`` with each pair (i, i + K/2) rotated by
-    ``positions [T] * base^(-2i/K)``; a rotated query and key then score by content and offset alone, and norms
-    are kept (the scratchpad's unit q, k stay unit)."""
-    half = t.shape[-1] // 2
-    freqs = base ** (-torch.arange(half, device=t.device, dtype=torch.float32) / half)
+def rotary(positions: torch.Tensor, base: float, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Rotary positions (RoPE, GPT-NeoX halves): each of ``tensors [B, T, H, K]`` with every pair (i, i + K/2)
+    rotated by ``positions [T] * base^(-2i/K)``; a rotated query and key then score by content and offset alone,
+    and norms are kept (the scratchpad's unit q, k stay unit)."""
+    half = tensors[0].shape[-1] // 2
+    freqs = base ** (-torch.arange(half, device=positions.device, dtype=torch.float32) / half)
     angles = positions.float()[:, None] * freqs  # (T, K/2)
     cos, sin = angles.cos()[None, :, None], angles.sin()[None, :, None]  # (1, T, 1, K/2)
-    a, b = t.float().split(half, -1)
-    return torch.cat([a * cos - b * sin, a * sin + b * cos], -1).to(t.dtype)
+    out = []
+    for t in tensors:
+        a, b = t.float().split(half, -1)
+        out.append(torch.cat([a * cos - b * sin, a * sin + b * cos], -1).to(t.dtype))
+    return tuple(out)
 
 
 def check_inputs(x: torch.Tensor, config: HamConfig, flags: torch.Tensor | None, where: str) -> None:
@@ -148,7 +151,7 @@ class HamLayer(nn.Module):
         if not self.config.kv_rope_base:
             return q, k
         positions = torch.arange(offset, offset + q.shape[1], device=q.device)
-        return rotary(q, positions, self.config.kv_rope_base), rotary(k, positions, self.config.kv_rope_base)
+        return rotary(positions, self.config.kv_rope_base, q, k)
 
     # -- parallel forward --------------------------------------------------------------------------------------
     def forward(
