@@ -192,10 +192,22 @@ def _draw(job: tuple[str, int, np.random.SeedSequence]) -> SyntheticSeries:
     return GENERATORS[name](length, np.random.default_rng(seed))
 
 
+def default_workers(count: int) -> int:
+    """Processes :func:`synthetic_mix` draws ``count`` series with by default: every CPU (up to 32) for 512 series
+    or more, else 1, and always 1 inside a worker process."""
+    # never nested: inside a worker the caller's pool already fills the cores, and each spawned child imports torch
+    # (~250 MB), so 40 routing-benchmark cells each spawning 32 children asked a 32-core, 256 GB device for 1,280
+    # processes and stalled a whole call (2026-11-30)
+    if count < 512 or multiprocessing.parent_process() is not None:
+        return 1
+    return min(os.cpu_count() or 1, 32)
+
+
 def synthetic_mix(count: int, length: int, seed: int = 0, weights: dict[str, float] | None = None,
                   workers: int | None = None) -> list[SyntheticSeries]:
     """``count`` series drawn from the generators (weights by name; uniform by default), deterministic per seed
-    whatever the number of ``workers`` (each series has its own seed; default: every CPU for large counts)."""
+    whatever the number of ``workers`` (each series has its own seed; default: every CPU, up to 32, for 512 series
+    or more, and 1 inside a worker process)."""
     rng = np.random.default_rng(seed)
     weights = weights or {name: 1.0 for name in GENERATORS}
     unknown = set(weights) - set(GENERATORS)
@@ -205,7 +217,7 @@ def synthetic_mix(count: int, length: int, seed: int = 0, weights: dict[str, flo
     p = np.array([weights[n] for n in names], dtype=float)
     picks = rng.choice(len(names), size=count, p=p / p.sum())
     jobs = [(names[i], length, s) for i, s in zip(picks, np.random.SeedSequence(seed).spawn(count), strict=True)]
-    workers = workers or (min(os.cpu_count() or 1, 32) if count >= 512 else 1)
+    workers = workers or default_workers(count)
     if workers == 1:
         return [_draw(job) for job in jobs]
     # one BLAS thread per process: KernelSynth's eigh would otherwise oversubscribe the cores many times over

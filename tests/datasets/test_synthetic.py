@@ -50,3 +50,16 @@ def test_synthetic_mix_same_series_whatever_the_workers():
     two = synthetic_mix(24, 256, seed=5, workers=2)
     for a, b in zip(one, two, strict=True):
         np.testing.assert_allclose(a.values, b.values, atol=1e-6)
+
+
+def test_mix_never_nests_a_pool_inside_a_worker(monkeypatch):
+    # a benchmark cell runs in a worker process; a pool per cell multiplied the processes by the core count
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from tsham.datasets.synthetic import default_workers
+
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert default_workers(2000) == 8 and default_workers(100) == 1
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+        assert pool.submit(default_workers, 2000).result() == 1
