@@ -32,7 +32,8 @@ def cell_config(cell: dict) -> TshamConfig:
     # forecasting cells keep the plain encoder: their sweep ran with it on the GPU, and their series are univariate
     # or loosely coupled; the probes need the channel binding (probe_config)
     return probe_config(cell["policy"], cell["budget"], patch_length=spec["patch_length"], d_model=cell["d_model"],
-                        n_layers=cell["n_layers"], context_length=context, bind_channels=spec["kind"] == "probe")
+                        n_layers=cell["n_layers"], context_length=context, bind_channels=spec["kind"] == "probe",
+                        kv_rope_base=spec.get("kv_rope_base", 0.0))
 
 
 def train_cell(cell: dict, device: str) -> tuple[TshamModel, list, float]:
