@@ -1,5 +1,8 @@
 # Sourced by probe_gpu.sh and routing_gpu.sh: the setup a device call's pool of cells shares.
-#   pool_start FOLDER ARCHIVE   sets $workers, starts an MPS daemon, packs FOLDER into $OUT/ARCHIVE on exit
+#   pool_start FOLDER ARCHIVE   sets $workers, starts an MPS daemon, packs FOLDER into $OUT/ARCHIVE on exit and
+#                               copies everything the script prints from then on into $OUT/pool.log
+# The log is what survives a call cut at its time limit: output piped through `tail` dies with the call (a lost
+# call on 2026-11-30 left no trace of why).
 # MPS (on unless MPS=0, where nvidia-cuda-mps-control exists and no daemon runs yet) lets the workers' small
 # kernels run side by side instead of time-sliced: on one H200, 14 probe cells train 158.7 steps/s in all with it
 # and 100.4 without, 28 cells 203.8 (results/bench_probe_step_h200.md), so WORKERS defaults to 28 per GPU with
@@ -7,6 +10,7 @@
 # setting and is stopped on exit.
 pool_start() {
   local folder=$1 archive=$2 gpus started=0
+  exec > >(tee -a "${OUT:?set OUT to the folder whose files come back}/pool.log") 2>&1
   gpus=$(nvidia-smi -L | wc -l)
   if [ "${MPS:-1}" = 1 ] && command -v nvidia-cuda-mps-control >/dev/null \
       && [ ! -e "${CUDA_MPS_PIPE_DIRECTORY:-/tmp/nvidia-mps}/control" ]; then
@@ -15,6 +19,6 @@ pool_start() {
   workers=${WORKERS:-$(( (started ? 28 : 14) * gpus ))}
   echo "$gpus GPU(s), MPS $([ $started = 1 ] && echo on || echo off), $workers workers"
   # shellcheck disable=SC2064  # expand now: the trap runs after this function's locals are gone
-  trap "tar czf '${OUT:?set OUT to the folder whose files come back}/$archive' '$folder';
+  trap "tar czf '$OUT/$archive' '$folder';
         [ $started = 1 ] && echo quit | nvidia-cuda-mps-control" EXIT
 }
