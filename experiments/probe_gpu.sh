@@ -2,7 +2,7 @@
 # One device call's share of the #6 probe grid: runs the given presets of experiments/probe_sweep.py for at most
 # MINUTES (no cell starts that would end later, by the median duration of the cells done so far; finished cells
 # are skipped, so calls add up), then packs the run folder into $OUT (also when the run fails), since the device
-# tool returns files, not folders. The device's working tree is limited (64 MiB with .gpu's 53), so carry a slim
+# tool returns files, not folders. The device's working tree is limited (64 MiB), so carry .gpu-lite and a slim
 # copy of the run (logs and empty placeholders of the finished cells) and merge what comes back:
 #   python -m tsham.experiments.probe_sweep slim runs/probes runs/slim          # here, before the call
 #   PROBE_RUN=runs/slim bash experiments/probe_gpu.sh 8 full                    # on the device (carry runs/slim)
