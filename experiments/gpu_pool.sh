@@ -12,8 +12,10 @@ pool_start() {
   local folder=$1 archive=$2 gpus started=0
   exec > >(tee -a "${OUT:?set OUT to the folder whose files come back}/pool.log") 2>&1
   gpus=$(nvidia-smi -L | wc -l)
+  # a running daemon, not its pipe file, which outlives a daemon told to quit (the next call on a warm machine
+  # then ran without MPS); the [l] keeps grep from finding its own command line
   if [ "${MPS:-1}" = 1 ] && command -v nvidia-cuda-mps-control >/dev/null \
-      && [ ! -e "${CUDA_MPS_PIPE_DIRECTORY:-/tmp/nvidia-mps}/control" ]; then
+      && ! grep -qsa 'nvidia-cuda-mps-contro[l]' /proc/[0-9]*/cmdline; then
     nvidia-cuda-mps-control -d && started=1
   fi
   workers=${WORKERS:-$(( (started ? 28 : 14) * gpus ))}
