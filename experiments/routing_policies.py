@@ -117,11 +117,15 @@ def sweep_cells(preset: dict) -> list[dict]:
 
 
 def main_cells(preset: dict, best_lr: dict) -> list[dict]:
-    """Phase 2: every (task, policy, budget, seed) at the policy's selected learning rate."""
+    """Phase 2: every (task, policy, budget, seed) at the policy's selected learning rate, in the #6 sweep's run
+    order (:func:`priority`: controls and the 10% cells with every seed first, then the budgets nearest 10%), so a
+    slice cut short by its time limit has every seed of every policy at the budgets it reached."""
+    from tsham.experiments.probe_sweep import priority
+
     recipe = {k: preset[k] for k in (*RECIPE, "synthetic_series")}
-    return [{"task": task, "policy": p, "budget": b, "seed": s, "lr": best_lr[task, p], **recipe}
-            for task in preset["tasks"] for p, b in task_pairs(task, preset["policies"], preset["budgets"])
-            for s in preset["seeds"]]
+    return sorted([{"task": task, "policy": p, "budget": b, "seed": s, "lr": best_lr[task, p], **recipe}
+                   for task in preset["tasks"] for p, b in task_pairs(task, preset["policies"], preset["budgets"])
+                   for s in preset["seeds"]], key=priority)
 
 
 def select_lrs(logs: list[dict], higher_is_better: dict[str, bool]) -> dict[tuple[str, str], float]:

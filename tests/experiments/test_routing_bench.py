@@ -43,3 +43,15 @@ def test_quick_bench_runs_reports_and_resumes(tmp_path):
     again = subprocess.run(args, capture_output=True, text=True, timeout=900, cwd=tmp_path)  # resumes: no new cell
     assert again.returncode == 0 and "0 cells to run" in again.stdout
     assert len(list((out / "cells").glob("*.json"))) == cells
+
+
+def test_main_cells_run_controls_and_ten_percent_first():
+    from tsham.experiments.routing_policies import PRESETS, main_cells, task_pairs
+
+    preset = {**PRESETS["full"], "tasks": ["synthetic", "delayed_action"]}
+    best = {(t, p): 1e-3 for t in preset["tasks"] for p, _ in task_pairs(t, preset["policies"], preset["budgets"])}
+    cells = main_cells(preset, best)
+    first = [c for c in cells if not 0 < c["budget"] < 1 or c["budget"] == 0.1]  # controls, fixed and 10%
+    assert cells[:len(first)] == first and len(first) < len(cells)  # a slice cut short has these first...
+    assert {c["seed"] for c in first} == set(preset["seeds"])  # ...with every seed
+    assert [c["budget"] for c in cells[len(first):]][:1] in ([0.05], [0.25])  # then the nearest budgets
