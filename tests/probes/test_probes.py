@@ -219,3 +219,22 @@ def test_training_curriculum_draws_the_easier_level_early_and_the_target_level_l
     assert drawn == ["medium"] * 4
     with pytest.raises(ValueError, match="curriculum"):
         runner.train_probe_model("mqar", "medium", config, steps=1, curriculum="trivial")
+
+
+def test_probe_command_passes_rotary_positions_to_every_model(tmp_path, monkeypatch):
+    import tsham.probes.runner as runner
+
+    from tsham.cli import main
+
+    built = []
+
+    def recording(*args, **kwargs):
+        config = probe_config_original(*args, **kwargs)
+        built.append(config.ham.kv_rope_base)
+        return config
+
+    probe_config_original = runner.probe_config
+    monkeypatch.setattr(runner, "probe_config", recording)
+    assert main(["probe", "scheduled_event", "--policy", "event", "--n", "2", "--steps", "1", "--d-model", "16",
+                 "--kv-rope-base", "10000", "--output", str(tmp_path / "rows.csv")]) == 0
+    assert built and all(base == 10000.0 for base in built)  # the controls and the event model alike
