@@ -28,7 +28,8 @@ def probe_table(table: pd.DataFrame) -> str:
     """Markdown rows of one probe's cells as :func:`tsham.probes.runner.summarise` gives them (policy, budget, RS
     and its std, MSEs, KV mean / p95 / max and bytes, diagnostics, the probe's own metrics), controls first."""
     metrics = ("tolerance_accuracy", "nearest_value_accuracy", "cosine", "sign_accuracy", "magnitude_error",
-               "onset_error", "codebook_accuracy", "control_RS")
+               "onset_error", "codebook_accuracy", "control_RS", "utility_recurrent", "utility_scratchpad",
+               "utility_both")
     extra = [c for c in metrics if c in table and table[c].notna().any()]
     head = ["policy", "budget", "RS (± std over seeds)", "MSE / twin", "KV mean / p95 / max", "KV bytes",
             "capture", "slot precision", "needle attention", *extra, "seeds x sequences"]

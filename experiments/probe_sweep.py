@@ -126,7 +126,13 @@ def cell_name(cell: dict) -> str:
 def run_cell(cell: dict, out: str, device: str) -> str:
     """Trains and scores one cell (in a worker process); writes its rows and its log; returns its name."""
     import torch
-    from tsham.probes.runner import evaluate_probe, probe_config, probe_context_length, train_probe_model
+    from tsham.probes.runner import (
+        evaluate_probe,
+        probe_config,
+        probe_context_length,
+        train_probe_model,
+        with_state_utility,
+    )
 
     torch.set_num_threads(1)  # many workers share the machine's cores
     started = time.monotonic()
@@ -141,6 +147,9 @@ def run_cell(cell: dict, out: str, device: str) -> str:
     labels = {k: cell[k] for k in ("probe", "level", "policy", "budget", "seed")}
     rows = evaluate_probe(model, cell["probe"], cell["level"], cell["n_test"], 10_000 + cell["seed"], labels,
                           device)
+    # the state-utility probe on the first test sequences (up to 512: the ridge readouts need no more)
+    rows = with_state_utility(rows, model, cell["probe"], cell["level"], max(8, min(512, cell["n_test"])),
+                              10_000 + cell["seed"], device)
     rows["patch_length"], rows["recipe"] = cell["patch_length"], recipe_tag(cell)
     name = cell_name(cell)
     folder = Path(out) / "cells"

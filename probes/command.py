@@ -18,7 +18,8 @@ def run_command(args) -> int:
     if args.context_length is not None:
         sizes["context_length"] = args.context_length
     rows = run_probe(args.name, args.level, args.policy, args.budget, args.seeds, args.n, args.steps, model=model,
-                     device=args.device, train_batch=args.batch_size, lr=args.lr, **sizes)
+                     device=args.device, train_batch=args.batch_size, lr=args.lr, utility=args.state_utility,
+                     **sizes)
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() in (".parquet", ".pq"):
@@ -56,6 +57,9 @@ def add_probe_parser(sub) -> None:
                         "them, the #6 grid uses 10000 there")
     p.add_argument("--context-length", type=int,
                    help="sizes the recency window for a budget (default: the probe's context length)")
+    p.add_argument("--state-utility", type=int, default=0, metavar="N",
+                   help="also fit ridge readouts of the target from the recurrent state, the scratchpad and both on "
+                        "N sequences per cell (held-out R^2 columns utility_*; 0: off)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--output", default="probe.csv", help="rows, one per example (CSV or parquet)")
     p.add_argument("--plot", help="PNG of recall skill against realised KV fraction")

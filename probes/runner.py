@@ -254,8 +254,11 @@ def evaluate_probe(model: TshamModel, probe: str, level: str, n: int, seed: int,
 def run_probe(probe: str, level: str = "easy", policies: Sequence[str] = ("surprise", "random", "oracle"),
               budgets: Sequence[float] = (0.05, 0.1), seeds: Sequence[int] = (0,), n_test: int = 256,
               train_steps: int = 300, model: TshamModel | None = None, device: str = "cpu", train_batch: int = 16,
-              lr: float = 2e-3, controls: bool = True, **config_kwargs) -> pd.DataFrame:
+              lr: float = 2e-3, controls: bool = True, utility: int = 0, **config_kwargs) -> pd.DataFrame:
     """The sweep: per seed, (policy, budget) pairs plus (``controls``) the pure-GDN and full-attention cells.
+
+    ``utility`` > 0 adds the state-utility probe of each cell's model (:func:`with_state_utility`: held-out R^2 of
+    ridge readouts of the target from the recurrent state, the scratchpad and both, on ``utility`` sequences).
 
     ``config_kwargs`` go to :func:`probe_config`; its ``context_length`` (which sizes a recency window) defaults
     to the probe's context length at this level. With ``model`` (a trained checkpoint) nothing is trained: each
@@ -274,14 +277,29 @@ def run_probe(probe: str, level: str = "easy", policies: Sequence[str] = ("surpr
                 calibrate_kv_budget(model, budget, lambda b=sample: probe_forward(model, b, device))
                 labels = {"probe": probe, "level": level, "policy": model.config.ham.router, "budget": budget,
                           "seed": seed}
-                frames.append(evaluate_probe(model, probe, level, n_test, test_seed, labels, device))
+                rows = evaluate_probe(model, probe, level, n_test, test_seed, labels, device)
+                frames.append(with_state_utility(rows, model, probe, level, utility, test_seed, device))
             continue
         for policy, budget in probe_cells(probe, level, policies, budgets, controls):
             config = probe_config(policy, budget, **config_kwargs)
             trained = train_probe_model(probe, level, config, train_steps, train_batch, lr, seed=seed, device=device)
             labels = {"probe": probe, "level": level, "policy": policy, "budget": budget, "seed": seed}
-            frames.append(evaluate_probe(trained, probe, level, n_test, test_seed, labels, device))
+            rows = evaluate_probe(trained, probe, level, n_test, test_seed, labels, device)
+            frames.append(with_state_utility(rows, trained, probe, level, utility, test_seed, device))
     return pd.concat(frames, ignore_index=True)
+
+
+def with_state_utility(rows: pd.DataFrame, model: TshamModel, probe: str, level: str, n: int, seed: int,
+                       device: str = "cpu") -> pd.DataFrame:
+    """``rows`` of one model's cell with its state-utility probe (:func:`tsham.probes.state_utility.state_utility`
+    on ``n`` sequences of ``seed``) as columns ``utility_recurrent``, ``utility_scratchpad`` and ``utility_both``
+    (the same in every row of the cell, so grouped tables average them per cell); ``n`` = 0 adds nothing."""
+    if n <= 0:
+        return rows
+    from tsham.probes.state_utility import state_utility
+
+    scores = state_utility(model, probe, level, n=n, seed=seed, device=device)
+    return rows.assign(**{f"utility_{name}": value for name, value in scores.items()})
 
 
 def summarise(rows: pd.DataFrame) -> pd.DataFrame:

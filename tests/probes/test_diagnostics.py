@@ -127,12 +127,14 @@ def test_probe_sweep_runs_collects_and_reports(tmp_path):
     rows = pd.read_csv(tmp_path / "rows.csv.gz")
     assert set(rows["policy"]) == {"none", "all", "oracle", "random"} and len(rows) == 4 * 8
     assert rows["nearest_value_accuracy"].isin([0, 1]).all() and rows["cosine"].between(-1, 1).all()
+    assert rows.groupby("policy")["utility_scratchpad"].nunique().eq(1).all()  # one state-utility probe per cell
     from tsham.experiments.probe_report import report
 
     md = report(argparse.Namespace(rows=str(tmp_path / "rows.csv.gz"), name="tiny", note="test", plots=None,
                                    results=str(tmp_path / "results")))
     text = md.read_text()
     assert "## mqar (easy, d16x1-lr0.003-2x4-n8-bind)" in text and "ratio targets" in text
+    assert "utility_scratchpad" in text
     assert (tmp_path / "results" / "probes" / "tiny_mqar_easy_d16x1-lr0.003-2x4-n8-bind.png").is_file()
     # a second run finds every cell done and trains nothing
     written = {f: f.stat().st_mtime_ns for f in cells}

@@ -238,3 +238,17 @@ def test_probe_command_passes_rotary_positions_to_every_model(tmp_path, monkeypa
     assert main(["probe", "scheduled_event", "--policy", "event", "--n", "2", "--steps", "1", "--d-model", "16",
                  "--kv-rope-base", "10000", "--output", str(tmp_path / "rows.csv")]) == 0
     assert built and all(base == 10000.0 for base in built)  # the controls and the event model alike
+
+
+def test_runner_adds_the_state_utility_of_every_cell():
+    from tsham.probes.runner import run_probe
+
+    kwargs = {"policies": ["oracle"], "budgets": [], "n_test": 8, "train_steps": 1, "patch_length": 1,
+              "d_model": 16}
+    rows = run_probe("mqar", "easy", utility=256, **kwargs)
+    cells = rows.groupby("policy")[["utility_recurrent", "utility_scratchpad", "utility_both"]]
+    assert (cells.nunique() == 1).all().all() and set(rows["policy"]) == {"none", "all", "oracle"}
+    table = cells.first()
+    assert abs(table.loc["none", "utility_scratchpad"]) < 0.05  # pure GDN has no scratchpad to read
+    assert table.loc["oracle", "utility_scratchpad"] > table.loc["oracle", "utility_recurrent"] + 0.05
+    assert "utility_both" not in run_probe("mqar", "easy", **kwargs)  # off by default
