@@ -38,10 +38,10 @@ def rank_table(model, batch, slots: int) -> list[dict]:
             hook.remove()
     n_ctx, patch = out.num_context_patches, model.config.patch.patch_length
     needle = torch.as_tensor(needle_tokens(batch.needles, patch, n_ctx, model.config.align))
-    echo = torch.zeros_like(needle)
-    echo[:, 1:] = needle[:, :-1] & ~needle[:, 1:]
-    is_mqar = batch.candidates is not None and patch == 1  # MQAR's kv-marker channel marks every pair's step
-    pairs = torch.as_tensor(batch.context[:, -n_ctx:, batch.context.shape[2] - 2] > 0.5) if is_mqar else None
+    marked = {"needle": needle, "echo": echo_of(needle)}
+    if batch.candidates is not None and patch == 1:  # MQAR: its kv-marker channel marks every pair's step
+        pairs = torch.as_tensor(batch.context[:, -n_ctx:, batch.context.shape[2] - 2] > 0.5)
+        marked |= {"pair": pairs, "pair_echo": echo_of(pairs)}
     rows = []
     for layer, inp in sorted(inputs.items()):
         error, value = inp.error[:, :n_ctx].float(), inp.value[:, :n_ctx].float()
@@ -52,17 +52,18 @@ def rank_table(model, batch, slots: int) -> list[dict]:
                 needle_score = score.masked_fill(~needle, -torch.inf).amax(1, keepdim=True)
                 rank = (score > needle_score).sum(1)
                 top = torch.zeros_like(needle).scatter(1, score.topk(min(slots, n_ctx), dim=1).indices, True)
-                row = {"layer": layer, "score": name, "heads": aggregate.removeprefix("a"),
-                       "needle_in_top": float((rank < slots).float().mean()), "median_rank": float(rank.median()),
-                       "needle_slots": float((top & needle).sum(1).float().mean()),
-                       "echo_slots": float((top & echo).sum(1).float().mean())}
-                if pairs is not None:
-                    pair_echo = torch.zeros_like(pairs)
-                    pair_echo[:, 1:] = pairs[:, :-1] & ~pairs[:, 1:]
-                    row["pair_slots"] = float((top & pairs).sum(1).float().mean())
-                    row["pair_echo_slots"] = float((top & pair_echo).sum(1).float().mean())
-                rows.append(row)
+                rows.append({"layer": layer, "score": name, "heads": aggregate.removeprefix("a"),
+                             "needle_in_top": float((rank < slots).float().mean()),
+                             "median_rank": float(rank.median()),
+                             **{f"{k}_slots": float((top & m).sum(1).float().mean()) for k, m in marked.items()}})
     return rows
+
+
+def echo_of(marked: torch.Tensor) -> torch.Tensor:
+    """The tokens right after a marked one that are not marked themselves ``[N, T]`` bool -> ``[N, T]`` bool."""
+    echo = torch.zeros_like(marked)
+    echo[:, 1:] = marked[:, :-1] & ~marked[:, 1:]
+    return echo
 
 
 def main(argv=None) -> None:
