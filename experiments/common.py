@@ -92,14 +92,17 @@ def _pin_worker(counter, gpus: list[str]) -> None:
 
 
 def run_pool(cells: list, worker, name, workers: int, deadline: float = math.inf, device: str = "cpu",
-             durations: list[float] | None = None) -> int:
+             durations: list[float] | None = None, follow_up=None, order=None) -> int:
     """Runs ``worker(cell)`` for every cell in ``workers`` spawned processes, with a progress bar on a terminal
     (elsewhere, e.g. in logs, one ``done <name(cell)>`` line per cell); a failed cell is reported and the rest go
     on; a dead worker (e.g. out of memory) stops the pool; no cell starts after ``deadline``
     (``time.monotonic()``), nor one that would end after it by the median duration of the cells done so far
     (``durations``, seconds, appended to: pass one list to successive pools of similar cells), so a run given a few
     minutes ends on time instead of cells being cut half-trained. With ``device="cuda"`` on a host of several GPUs,
-    the workers are spread over them round-robin (each sees one, as ``cuda``). Returns the number of cells not run."""
+    the workers are spread over them round-robin (each sees one, as ``cuda``). ``follow_up(cell)``, called after
+    each cell that succeeded, returns the cells it unlocked (e.g. those waiting on a learning-rate sweep), which join
+    the queue at once, so no worker idles while one phase waits on another; ``order`` (a sort key) then keeps the
+    queue sorted. Returns the number of cells not run (those never unlocked are not counted)."""
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
     from multiprocessing import get_context
@@ -141,12 +144,19 @@ def run_pool(cells: list, worker, name, workers: int, deadline: float = math.inf
                 bar.update()
                 if bar.disable:
                     say(f"done {finished}")
+                unlocked = follow_up(cell) if follow_up else []
+                if unlocked:
+                    queue += unlocked
+                    if order:
+                        queue.sort(key=order)
+                    bar.total += len(unlocked)
+                    bar.refresh()
             except BrokenProcessPool as err:
                 say(f"FAILED {name(cell)}: a worker process died ({err}); stopping")
                 break
             except Exception as err:  # one failed cell must not stop the others; say which and why
                 say(f"FAILED {name(cell)}: {type(err).__name__}: {err}")
-            if queue and fits():
+            while queue and len(pending) < workers and fits():  # unlocked cells may fill several idle workers
                 submit()
     left = len(queue) + len(pending)
     if left:

@@ -1,6 +1,6 @@
 # Sourced by probe_gpu.sh and routing_gpu.sh: the setup a device call's pool of cells shares.
-#   pool_start FOLDER ARCHIVE   sets $workers, starts an MPS daemon, packs FOLDER into $OUT/ARCHIVE on exit and
-#                               copies everything the script prints from then on into $OUT/pool.log
+#   pool_start FOLDER ARCHIVE   sets $workers, starts an MPS daemon, packs FOLDER into $OUT/ARCHIVE every minute and
+#                               on exit, and copies everything the script prints from then on into $OUT/pool.log
 # The log is what survives a call cut at its time limit: output piped through `tail` dies with the call (a lost
 # call on 2026-11-30 left no trace of why).
 # MPS (on unless MPS=0, where nvidia-cuda-mps-control exists and no daemon runs yet) lets the workers' small
@@ -20,7 +20,11 @@ pool_start() {
   fi
   workers=${WORKERS:-$(( (started ? 28 : 14) * gpus ))}
   echo "$gpus GPU(s), MPS $([ $started = 1 ] && echo on || echo off), $workers workers"
+  # a call cut at its time limit never reaches the EXIT trap: pack the folder every minute meanwhile (through a
+  # temporary name, so a cut mid-pack leaves the previous archive whole)
+  ( while sleep 60; do tar czf "$OUT/.$archive" "$folder" 2>/dev/null && mv "$OUT/.$archive" "$OUT/$archive"; done
+  ) &
   # shellcheck disable=SC2064  # expand now: the trap runs after this function's locals are gone
-  trap "tar czf '$OUT/$archive' '$folder';
+  trap "kill $! 2>/dev/null; wait $! 2>/dev/null; tar czf '$OUT/$archive' '$folder'; rm -f '$OUT/.$archive';
         [ $started = 1 ] && echo quit | nvidia-cuda-mps-control" EXIT
 }

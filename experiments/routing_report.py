@@ -18,9 +18,11 @@ def load_cells(run: Path) -> pd.DataFrame:
     logs = [json.loads(f.read_text()) for f in sorted((run / "cells").glob("*.json"))]
     if not logs:
         raise SystemExit(f"no finished cells under {run / 'cells'}")
+    logs += [gift_row(log) for log in logs if log.get("gift")]
     cells = pd.DataFrame(logs)
     chosen_path = run / "learning_rates.json"
     chosen = {(t, p): lr for t, p, lr in json.loads(chosen_path.read_text())} if chosen_path.is_file() else {}
+    chosen |= {("gift", p): lr for (t, p), lr in chosen.items() if t == "synthetic"}  # the same models
     cells["selected"] = [chosen.get((t, p)) == lr for t, p, lr in zip(cells["task"], cells["policy"], cells["lr"],
                                                                       strict=True)]
     cells["budget_label"] = ["fixed" if math.isnan(b) else f"{b:g}" for b in cells["budget"]]
@@ -31,6 +33,16 @@ def load_cells(run: Path) -> pd.DataFrame:
         raise SystemExit(f"no cell under {run} trained at a chosen learning rate yet: the learning-rate sweep "
                          "(phase 1) has not finished; run the benchmark again to resume it")
     return cells
+
+
+def gift_row(log: dict) -> dict:
+    """A synthetic-task cell's zero-shot GIFT scores (``log["gift"]``) as a cell of the task "gift": the same
+    model, learning rate and validation score; the GIFT metric, CRPS ratio and KV fraction realised on its contexts
+    and per layer (the routing map stays with the synthetic row)."""
+    gift = log["gift"]
+    return {**log, "task": "gift", "test": gift["test"], "metric": gift["metric"], "CRPS_ratio": gift["CRPS_ratio"],
+            "kv_realised": gift["kv_realised"], "kv_per_layer": gift.get("kv_per_layer"), "routing_map": None,
+            "gift": None}
 
 
 def reported_seeds(cells: pd.DataFrame) -> set:
@@ -52,7 +64,8 @@ def summarise(cells: pd.DataFrame) -> pd.DataFrame:
                        failed_seeds=("finite", lambda f: int((~f).sum())),
                        kv_realised=("kv_realised", "mean"), lr=("lr", "first"),
                        tokens_per_s=("train_tokens_per_s", "mean"), peak_memory_mib=("peak_memory_mib", "mean"),
-                       router_share=("router_share", "max")).reset_index()
+                       router_share=("router_share", "max"),
+                       **({"crps_ratio": ("CRPS_ratio", "mean")} if "CRPS_ratio" in main else {})).reset_index()
     table["pareto"] = False
     for _, group in table[np.isfinite(table["test"])].groupby("task"):
         score = group["test"] * (1.0 if group["higher_is_better"].iloc[0] else -1.0)  # higher is better now
@@ -74,8 +87,9 @@ def results_table(table: pd.DataFrame) -> str:
         for _, r in group.sort_values(["policy", "kv_realised"]).iterrows():
             std = "n/a" if pd.isna(r["test_std"]) else f"{r['test_std']:.4f}"
             failed = f", {r['failed_seeds']} diverged" if r["failed_seeds"] else ""
+            crps = f"; CRPS ratio {r['crps_ratio']:.4f}" if pd.notna(r.get("crps_ratio", np.nan)) else ""
             lines.append(f"| {r['policy']} | {r['budget_label']} | {r['kv_realised']:.3f} | {r['test']:.4f} +- "
-                         f"{std} ({r['seeds']}{failed}) | {r['lr']:g} | {'yes' if r['pareto'] else ''} |")
+                         f"{std} ({r['seeds']}{failed}{crps}) | {r['lr']:g} | {'yes' if r['pareto'] else ''} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -153,7 +167,7 @@ def plot_layers(cells: pd.DataFrame, folder: Path, name: str, budget: str) -> li
     import matplotlib.pyplot as plt
 
     main = cells[cells["selected"] & cells["budget_label"].isin([budget, "fixed", "0", "1"])
-                 & cells["kv_per_layer"].notna()]  # GIFT cells measure the overall fraction only
+                 & cells["kv_per_layer"].notna()]  # cells that recorded per-layer fractions
     main = main[main["seed"] == main["seed"].min()]
     tasks = list(dict.fromkeys(main["task"]))
     if not tasks:

@@ -30,6 +30,18 @@ def test_pool_durations_carry_over_to_the_next_pool():
     assert len(durations) == 4 and all(d > 0 for d in durations)
 
 
+def test_pool_runs_the_cells_a_finished_cell_unlocks():
+    # 1 and 2 unlock 10 and 20 (as a learning-rate sweep unlocks its policy's cells); 20 sorts before 10 by order
+    durations, unlocked = [], []
+
+    def follow_up(cell):
+        unlocked.append(cell)
+        return [cell * 10] if cell < 10 else []
+
+    left = run_pool([1, 2], square, str, workers=2, durations=durations, follow_up=follow_up, order=lambda c: -c)
+    assert left == 0 and len(durations) == 4 and sorted(unlocked) == [1, 2, 10, 20]
+
+
 def test_pool_counts_unrun_cells_after_a_passed_deadline():
     assert run_pool([1, 2], square, str, workers=1, deadline=time.monotonic() - 1) == 2
 

@@ -1,6 +1,7 @@
 """`tsham bench`: the routing-policy benchmark's CPU quick mode, end to end, as a user runs it."""
 
 import json
+import math
 import subprocess
 import sys
 
@@ -55,3 +56,23 @@ def test_main_cells_run_controls_and_ten_percent_first():
     assert cells[:len(first)] == first and len(first) < len(cells)  # a slice cut short has these first...
     assert {c["seed"] for c in first} == set(preset["seeds"])  # ...with every seed
     assert [c["budget"] for c in cells[len(first):]][:1] in ([0.05], [0.25])  # then the nearest budgets
+
+
+def test_a_finished_sweep_unlocks_only_its_own_policy(tmp_path):
+    from tsham.experiments.routing_policies import PRESETS, cell_name, sweep_cells, unlock
+
+    preset = {**PRESETS["full"], "tasks": ["ltsf_etth1"]}
+    sweeps = {}
+    for c in sweep_cells(preset):
+        sweeps.setdefault((c["task"], c["policy"]), []).append(c)
+    (tmp_path / "cells").mkdir()
+    key = ("ltsf_etth1", "random")
+    for c, val in zip(sweeps[key], (0.7, 0.5, 0.6, math.nan), strict=True):  # 3e-3 has the lowest loss
+        (tmp_path / "cells" / f"{cell_name(c)}.json").write_text(json.dumps({**c, "val": val}))
+    assert unlock(("ltsf_etth1", "surprise"), preset, sweeps, tmp_path) == []  # its sweep has not run
+    cells = unlock(key, preset, sweeps, tmp_path)
+    assert {(c["policy"], c["lr"]) for c in cells} == {("random", 3e-3)}
+    assert len(cells) == len(preset["budgets"]) * len(preset["seeds"])
+    assert json.loads((tmp_path / "learning_rates.json").read_text()) == [["ltsf_etth1", "random", 3e-3]]
+    (tmp_path / "cells" / f"{cell_name(cells[0])}.json").write_text("{}")  # a finished cell is not run again
+    assert len(unlock(key, preset, sweeps, tmp_path)) == len(cells) - 1

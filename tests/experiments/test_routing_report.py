@@ -45,3 +45,22 @@ def test_report_says_when_the_sweep_has_not_finished(tmp_path):
     (tmp_path / "cells" / "0.json").write_text(json.dumps(cell("a", 0.1, 0, 1e-3, 0.5, 0.1)))
     with pytest.raises(SystemExit, match="has not finished"):
         load_cells(tmp_path)
+
+
+def test_synthetic_cells_report_their_gift_scores_as_the_task_gift(tmp_path):
+    def synthetic(policy, seed, lr, mase):
+        gift = {"metric": "geo-mean MASE ratio", "test": mase, "CRPS_ratio": mase - 0.2, "kv_realised": 0.3,
+                "kv_per_layer": [0.2, 0.4]}
+        return {**cell(policy, 0.1, seed, lr, 0.5, 0.1), "task": "synthetic", "gift": gift}
+
+    cells = [synthetic("p", s, 1e-3, 0.9 + 0.01 * s) for s in range(2)] + [synthetic("p", 0, 3e-3, 0.1)]
+    (tmp_path / "cells").mkdir()
+    for i, c in enumerate(cells):
+        (tmp_path / "cells" / f"{i}.json").write_text(json.dumps(c))
+    (tmp_path / "learning_rates.json").write_text(json.dumps([["synthetic", "p", 1e-3]]))
+    table = summarise(load_cells(tmp_path)).set_index("task")
+    # the chosen rate's two seeds on both tasks; the GIFT row reads the GIFT scores, not the synthetic test loss
+    assert table.loc["synthetic", "test"] == pytest.approx(0.5) and table.loc["synthetic", "kv_realised"] == 0.1
+    assert table.loc["gift", "test"] == pytest.approx(0.905) and table.loc["gift", "seeds"] == 2
+    assert table.loc["gift", "crps_ratio"] == pytest.approx(0.705) and table.loc["gift", "kv_realised"] == 0.3
+    assert table.loc["gift", "metric"] == "geo-mean MASE ratio"
