@@ -5,12 +5,18 @@ import math
 import multiprocessing
 import os
 import time
+from pathlib import Path
 
 from tsham.experiments.common import _pin_worker, past_durations, run_pool, visible_gpus
 
 
 def square(x: int) -> int:
     return x * x
+
+
+def record_blas_threads(path: str) -> str:
+    Path(path).write_text(os.environ.get("OPENBLAS_NUM_THREADS", "unset"))
+    return path
 
 
 def test_pool_runs_every_cell_without_a_deadline():
@@ -67,3 +73,11 @@ def test_past_durations_read_the_cell_logs(tmp_path):
     (tmp_path / "learning_rates.json").write_text(json.dumps([["task", "policy", 0.001]]))  # not a cell log
     assert sorted(past_durations(tmp_path)) == [4.0, 12.5]
     assert math.isclose(sum(past_durations(tmp_path)), 16.5)
+
+
+def test_workers_get_one_blas_thread_and_the_parent_keeps_its_environment(tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    paths = [str(tmp_path / f"{i}.txt") for i in range(2)]
+    assert run_pool(paths, record_blas_threads, str, workers=2) == 0
+    assert [Path(p).read_text() for p in paths] == ["1", "1"]
+    assert "OPENBLAS_NUM_THREADS" not in os.environ
