@@ -120,7 +120,8 @@ def throughput_table(table: pd.DataFrame, isolated: list[dict] | None = None) ->
     if isolated:
         per = pd.DataFrame(isolated).rename(columns={"peak_memory_mib": "peak", "router_share": "share"})
     else:
-        per = table.groupby(["task", "policy"], sort=False).agg(
+        trained = table[table["task"] != "gift"]  # GIFT rows are the synthetic models: no training of their own
+        per = trained.groupby(["task", "policy"], sort=False).agg(
             tokens_per_s=("tokens_per_s", "mean"), peak=("peak_memory_mib", "max"), share=("router_share", "max"))
         per = per.reset_index()
     none = per[per["policy"] == "none"].set_index("task")["tokens_per_s"]
