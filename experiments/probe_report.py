@@ -29,7 +29,7 @@ def probe_table(table: pd.DataFrame) -> str:
     and its std, MSEs, KV mean / p95 / max and bytes, diagnostics, the probe's own metrics), controls first."""
     metrics = ("tolerance_accuracy", "nearest_value_accuracy", "cosine", "sign_accuracy", "magnitude_error",
                "onset_error", "codebook_accuracy", "control_RS", "utility_recurrent", "utility_scratchpad",
-               "utility_both")
+               "utility_both", "utility_both_twin")
     extra = [c for c in metrics if c in table and table[c].notna().any()]
     head = ["policy", "budget", "RS (± std over seeds)", "MSE / twin", "KV mean / p95 / max", "KV bytes",
             "capture", "slot precision", "needle attention", *extra, "seeds x sequences"]

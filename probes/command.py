@@ -59,7 +59,8 @@ def add_probe_parser(sub) -> None:
                    help="sizes the recency window for a budget (default: the probe's context length)")
     p.add_argument("--state-utility", type=int, default=0, metavar="N",
                    help="also fit ridge readouts of the target from the recurrent state, the scratchpad and both on "
-                        "N sequences per cell (held-out R^2 columns utility_*; 0: off)")
+                        "N sequences per cell, on the examples and on their needle-ablated twins (held-out R^2 "
+                        "columns utility_*, utility_*_twin; 0: off)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--output", default="probe.csv", help="rows, one per example (CSV or parquet)")
     p.add_argument("--plot", help="PNG of recall skill against realised KV fraction")

@@ -292,8 +292,9 @@ def run_probe(probe: str, level: str = "easy", policies: Sequence[str] = ("surpr
 def with_state_utility(rows: pd.DataFrame, model: TshamModel, probe: str, level: str, n: int, seed: int,
                        device: str = "cpu") -> pd.DataFrame:
     """``rows`` of one model's cell with its state-utility probe (:func:`tsham.probes.state_utility.state_utility`
-    on ``n`` sequences of ``seed``) as columns ``utility_recurrent``, ``utility_scratchpad`` and ``utility_both``
-    (the same in every row of the cell, so grouped tables average them per cell); ``n`` = 0 adds nothing."""
+    on ``n`` sequences of ``seed``) as columns ``utility_recurrent``, ``utility_scratchpad`` and ``utility_both``,
+    and the same from the twins' reads (``utility_*_twin``), the same in every row of the cell, so grouped tables
+    average them per cell; ``n`` = 0 adds nothing."""
     if n <= 0:
         return rows
     from tsham.probes.state_utility import state_utility

@@ -6,6 +6,10 @@ examples and scored on the other half, predicts the probe's target (the recalled
 the delayed effect, the replayed motif) from (a) the recurrent-state reads, (b) the scratchpad reads, (c) both.
 The held-out R^2 of each says which memory holds the information. (The reads are the state as the model
 queries it, not the whole ``[H, K, V]`` state matrix.)
+
+The same readouts fitted on the needle-ablated twin's reads (``*_twin``) measure what the reads predict without the
+needle: a target the context predicts anyway (probe D's random walk: its current level tells its past level) scores
+high on both, so the needle's own share of a memory is the difference ``R^2 - R^2_twin``.
 """
 
 from __future__ import annotations
@@ -21,32 +25,50 @@ from tsham.model import TshamModel
 @torch.no_grad()
 def state_utility(model: TshamModel, probe: str, level: str = "easy", n: int = 256, seed: int = 0,
                   alphas: tuple[float, ...] = tuple(np.logspace(-2, 4, 13)), device: str = "cpu") -> dict[str, float]:
-    """Held-out R^2 of ridge readouts of the probe target from the memories at the query token; each readout's
-    regularisation is chosen from ``alphas`` by leave-one-out on the fitting half (a fixed one overfitted the
-    hundreds of read features of a few hundred sequences: R^2 of -0.3 from reads that hold nothing).
+    """Held-out R^2 of ridge readouts of the probe target ``[n, H * Ct]`` from the memories' reads at the query
+    token, on the examples and on their needle-ablated twins; each readout's regularisation is chosen from
+    ``alphas`` by leave-one-out on the fitting half (a fixed one overfitted the hundreds of read features of a few
+    hundred sequences: R^2 of -0.3 from reads that hold nothing).
 
     Returns:
-        ``{"recurrent": r2, "scratchpad": r2, "both": r2}`` (1: the reads determine the target; <= 0: nothing).
+        ``{"recurrent", "scratchpad", "both"}`` R^2 from the examples' reads (1: the reads determine the target;
+        <= 0: nothing) and the same names with ``_twin`` from the twins' reads (the target the context gives away
+        without the needle).
     """
-    from sklearn.linear_model import RidgeCV
-    from sklearn.metrics import r2_score
-    from tsham.probes.runner import probe_forward
-
     if n < 8:
         raise ValueError(f"state_utility: need at least 8 examples for a held-out split; got {n}")
     batch = PROBES[probe](n, level, seed=seed)
     model = model.to(device).eval()
+    y = batch.target.reshape(n, -1)
+    scores = {}
+    for view, suffix in (("example", ""), ("twin", "_twin")):
+        gdn, kv = query_reads(model, batch, view, device)
+        for name, features in (("recurrent", gdn), ("scratchpad", kv), ("both", np.concatenate([gdn, kv], 1))):
+            scores[name + suffix] = held_out_r2(features, y, alphas)
+    return scores
+
+
+def query_reads(model: TshamModel, batch, view: str, device) -> tuple[np.ndarray, np.ndarray]:
+    """What the query token (the last context token) reads from the recurrent state and from the scratchpad, every
+    layer's heads flattened: two ``[N, layers * H * V]`` arrays, for one view of the batch ("example" or "twin")."""
+    from tsham.probes.runner import probe_forward
+
     with recorded_reads(model) as reads:
-        out = probe_forward(model, batch, device)
-    q = out.num_context_patches - 1  # the query: the last context token
+        out = probe_forward(model, batch, device, view=view)
+    q = out.num_context_patches - 1
     gdn = torch.cat([r.o_gdn[:, q].flatten(1) for r in reads], 1).cpu().numpy()
     kv = torch.cat([r.o_kv[:, q].flatten(1) for r in reads], 1).cpu().numpy()
-    y = batch.target.reshape(n, -1)
-    half = n // 2
-    scores = {}
-    for name, features in (("recurrent", gdn), ("scratchpad", kv), ("both", np.concatenate([gdn, kv], 1))):
-        mean, std = features[:half].mean(0), features[:half].std(0) + 1e-8  # standardised on the fitting half
-        z = (features - mean) / std
-        fit = RidgeCV(alphas=alphas).fit(z[:half], y[:half])
-        scores[name] = float(r2_score(y[half:], fit.predict(z[half:])))
-    return scores
+    return gdn, kv
+
+
+def held_out_r2(features: np.ndarray, y: np.ndarray, alphas) -> float:
+    """R^2 on the second half of a ridge readout ``features [N, F] -> y [N, T]`` fitted on the first half (features
+    standardised on the fitting half; the penalty chosen by leave-one-out)."""
+    from sklearn.linear_model import RidgeCV
+    from sklearn.metrics import r2_score
+
+    half = len(y) // 2
+    mean, std = features[:half].mean(0), features[:half].std(0) + 1e-8
+    z = (features - mean) / std
+    fit = RidgeCV(alphas=alphas).fit(z[:half], y[:half])
+    return float(r2_score(y[half:], fit.predict(z[half:])))

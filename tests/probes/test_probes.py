@@ -196,9 +196,13 @@ def test_state_utility_separates_the_memories():
     torch.manual_seed(0)
     model = TshamModel(probe_config("oracle", 0.1, patch_length=1, d_model=16, context_length=96))
     scores = state_utility(model, "mqar", "easy", n=512)
-    assert set(scores) == {"recurrent", "scratchpad", "both"} and all(np.isfinite(v) for v in scores.values())
-    # the oracle scratchpad holds exactly the queried pair, so even untrained reads of it carry the value
+    memories = {"recurrent", "scratchpad", "both"}
+    assert set(scores) == memories | {f"{m}_twin" for m in memories}
+    assert all(np.isfinite(v) for v in scores.values())
+    # the oracle scratchpad holds exactly the queried pair, so even untrained reads of it carry the value...
     assert scores["scratchpad"] > scores["recurrent"] + 0.05
+    # ...and the twin's, whose queried pair holds another value, do not
+    assert scores["scratchpad"] > scores["scratchpad_twin"] + 0.05
     with recorded_reads(model) as reads:
         pass
     assert reads == [] and "merge" not in vars(model.stack.blocks[0].mixer)  # the recording is undone
