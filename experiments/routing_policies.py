@@ -1,6 +1,7 @@
 """The routing-policy benchmark (#7): which memory signal wins where, on one backbone, side by side.
 
     python -m tsham.experiments.routing_policies run --preset full --workers 28 --device cuda --out runs/policies
+    python -m tsham.experiments.routing_policies throughput runs/policies   # router overhead, each policy alone
     python -m tsham.experiments.routing_policies report runs/policies --name routing_policies
     tsham bench --out runs/bench          # the quick mode: tiny models on the CPU in minutes, run + report
 
@@ -254,6 +255,10 @@ def main(argv=None) -> None:
     sub = parser.add_subparsers(dest="what", required=True)
     r = sub.add_parser("run")
     add_run_args(r)
+    t = sub.add_parser("throughput", help="time each policy's training step alone on the run's tasks that have no "
+                       "timing yet (run does this once every cell is done)")
+    t.add_argument("run")
+    t.add_argument("--device", default="cuda")
     p = sub.add_parser("report")
     p.add_argument("run")
     p.add_argument("--name", default="routing_policies")
@@ -261,6 +266,9 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.what == "run":
         run(args)
+    elif args.what == "throughput":
+        bench = json.loads((Path(args.run) / "bench.json").read_text())  # the preset (and slice) the run was given
+        measure_throughput({**PRESETS[bench["preset"]], "tasks": bench["tasks"]}, Path(args.run), args.device)
     else:
         from tsham.experiments.routing_report import report
 

@@ -45,6 +45,15 @@ def test_quick_bench_runs_reports_and_resumes(tmp_path):
     assert again.returncode == 0 and "0 cells to run" in again.stdout
     assert len(list((out / "cells").glob("*.json"))) == cells
 
+    (out / "throughput.json").unlink()  # the timing alone, as on a slice of the full preset
+    timing = [sys.executable, "-m", "tsham.experiments.routing_policies", "throughput", str(out), "--device", "cpu"]
+    assert subprocess.run(timing, capture_output=True, text=True, timeout=600, cwd=tmp_path).returncode == 0
+    again = pd.DataFrame(json.loads((out / "throughput.json").read_text()))
+    def pairs(frame):
+        return sorted(map(tuple, frame[["task", "policy"]].to_numpy()))
+
+    assert pairs(again) == pairs(timed)
+
 
 def test_main_cells_run_controls_and_ten_percent_first():
     from tsham.experiments.routing_policies import PRESETS, main_cells, task_pairs
