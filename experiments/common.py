@@ -146,7 +146,7 @@ def run_pool(cells: list, worker, name, workers: int, deadline: float = math.inf
     # 48 synthetic cells at once, each drawing KernelSynth series (eigh) with 32 BLAS threads, stalled a whole
     # device call (2026-11-30)
     saved = {k: os.environ.get(k) for k in BLAS_THREADS}
-    os.environ.update({k: v or "1" for k, v in saved.items()})
+    os.environ.update(dict.fromkeys(saved, "1"))
     with _restored(saved), bar, ProcessPoolExecutor(workers, mp_context=context, **pin) as pool:
         pending, started = {}, {}
 
@@ -163,21 +163,24 @@ def run_pool(cells: list, worker, name, workers: int, deadline: float = math.inf
             durations.append(time.monotonic() - started.pop(done))
             try:
                 finished = done.result()
-                bar.update()
-                if bar.disable:
-                    say(f"done {finished}")
-                unlocked = follow_up(cell) if follow_up else []
-                if unlocked:
-                    queue += unlocked
-                    if order:
-                        queue.sort(key=order)
-                    bar.total += len(unlocked)
-                    bar.refresh()
             except BrokenProcessPool as err:
                 say(f"FAILED {name(cell)}: a worker process died ({err}); stopping")
                 break
             except Exception as err:  # one failed cell must not stop the others; say which and why
                 say(f"FAILED {name(cell)}: {type(err).__name__}: {err}")
+            else:
+                bar.update()
+                if bar.disable:
+                    say(f"done {finished}")
+                try:
+                    unlocked = follow_up(cell) if follow_up else []
+                except Exception as err:  # the cell is done; what it would have unlocked waits for a resumed run
+                    say(f"could not queue the cells {name(cell)} unlocks: {type(err).__name__}: {err}")
+                    unlocked = []
+                queue += unlocked
+                if unlocked and order:
+                    queue.sort(key=order)
+                bar.total += len(unlocked)
             while queue and len(pending) < workers and fits():  # unlocked cells may fill several idle workers
                 submit()
     left = len(queue) + len(pending)

@@ -21,9 +21,11 @@ pool_start() {
   workers=${WORKERS:-$(( (started ? 28 : 14) * gpus ))}
   echo "$gpus GPU(s), MPS $([ $started = 1 ] && echo on || echo off), $workers workers"
   # a call cut at its time limit never reaches the EXIT trap: pack the folder every minute meanwhile (through a
-  # temporary name, so a cut mid-pack leaves the previous archive whole)
-  ( while sleep 60; do tar czf "$OUT/.$archive" "$folder" 2>/dev/null && mv "$OUT/.$archive" "$OUT/$archive"; done
-  ) &
+  # temporary name, so a cut mid-pack leaves the previous archive whole; tar's status 1 only says a file changed
+  # while it read). Its output goes nowhere: a sleep still holding the log's pipe would keep the call open.
+  ( while sleep 60; do
+      tar czf "$OUT/.$archive" "$folder"; [ $? -le 1 ] && mv "$OUT/.$archive" "$OUT/$archive"
+    done ) >/dev/null 2>&1 &
   # shellcheck disable=SC2064  # expand now: the trap runs after this function's locals are gone
   trap "kill $! 2>/dev/null; wait $! 2>/dev/null; tar czf '$OUT/$archive' '$folder'; rm -f '$OUT/.$archive';
         [ $started = 1 ] && echo quit | nvidia-cuda-mps-control" EXIT

@@ -165,7 +165,7 @@ def run(args) -> None:
     sweeps: dict[tuple[str, str], list[dict]] = {}
     for cell in sweep_cells(preset):
         sweeps.setdefault((cell["task"], cell["policy"]), []).append(cell)
-    todo = partial(unlock, preset=preset, sweeps=sweeps, out=out)
+    todo = Releases(preset, sweeps, out)
     queue = [c for cells in sweeps.values() for c in cells if not _done(folder, c)]
     queue += [c for key in sweeps for c in todo(key)]
 
@@ -176,19 +176,36 @@ def run(args) -> None:
         return preset["tasks"].index(cell["task"]), cell["seed"] != preset["sweep_seed"], priority(cell)
 
     queue.sort(key=order)
-    left = run_pool(queue, partial(run_cell, out=args.out, device=args.device), cell_name, args.workers, deadline,
-                    args.device, past_durations(folder), follow_up=follow_up, order=order)
+    run_pool(queue, partial(run_cell, out=args.out, device=args.device), cell_name, args.workers, deadline,
+             args.device, past_durations(folder), follow_up=follow_up, order=order)
     waiting = [f"{t}/{p}" for (t, p), cells in sweeps.items() if not all(_done(folder, c) for c in cells)]
     if waiting:  # every rate must have run: a choice among the survivors would not be the sweep's
         print(f"{len(waiting)} learning-rate sweeps are incomplete ({', '.join(waiting[:5])}"
               f"{', ...' if len(waiting) > 5 else ''}); their policies' cells wait: run again to resume (a cell that "
               "FAILED above fails again until its cause, the message, is fixed)", flush=True)
-    elif not left:
+    elif not any(unlock(key, preset, sweeps, out) for key in sweeps):  # every cell of the slice is done
         measure_throughput(preset, out, args.device)
 
 
 def _done(folder: Path, cell: dict) -> bool:
     return (folder / f"{cell_name(cell)}.json").is_file()
+
+
+class Releases:
+    """``releases(key)``: a (task, policy)'s phase-2 cells (:func:`unlock`), released once. Two of its sweep cells
+    finishing together both find the sweep complete (workers write their files before the pool hears of them), and
+    would otherwise queue every cell twice."""
+
+    def __init__(self, preset: dict, sweeps: dict, out: Path):
+        self.preset, self.sweeps, self.out, self.released = preset, sweeps, out, set()
+
+    def __call__(self, key: tuple[str, str]) -> list[dict]:
+        if key in self.released:
+            return []
+        cells = unlock(key, self.preset, self.sweeps, self.out)
+        if all(_done(self.out / "cells", c) for c in self.sweeps[key]):
+            self.released.add(key)
+        return cells
 
 
 def unlock(key: tuple[str, str], preset: dict, sweeps: dict, out: Path) -> list[dict]:
@@ -267,8 +284,9 @@ def main(argv=None) -> None:
     if args.what == "run":
         run(args)
     elif args.what == "throughput":
-        bench = json.loads((Path(args.run) / "bench.json").read_text())  # the preset (and slice) the run was given
-        measure_throughput({**PRESETS[bench["preset"]], "tasks": bench["tasks"]}, Path(args.run), args.device)
+        preset = PRESETS[json.loads((Path(args.run) / "bench.json").read_text())["preset"]]
+        tasks = {json.loads(f.read_text())["task"] for f in (Path(args.run) / "cells").glob("*.json")}  # every slice's
+        measure_throughput({**preset, "tasks": [t for t in preset["tasks"] if t in tasks]}, Path(args.run), args.device)
     else:
         from tsham.experiments.routing_report import report
 

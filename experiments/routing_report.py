@@ -18,7 +18,8 @@ def load_cells(run: Path) -> pd.DataFrame:
     logs = [json.loads(f.read_text()) for f in sorted((run / "cells").glob("*.json"))]
     if not logs:
         raise SystemExit(f"no finished cells under {run / 'cells'}")
-    logs += [gift_row(log) for log in logs if log.get("gift")]
+    # GIFT's series have no flags: event would keep nothing (pure GDN trained otherwise), composite only its surprise
+    logs += [gift_row(log) for log in logs if log.get("gift") and log["policy"] not in ("event", "composite")]
     cells = pd.DataFrame(logs)
     chosen_path = run / "learning_rates.json"
     chosen = {(t, p): lr for t, p, lr in json.loads(chosen_path.read_text())} if chosen_path.is_file() else {}
@@ -43,6 +44,15 @@ def gift_row(log: dict) -> dict:
     return {**log, "task": "gift", "test": gift["test"], "metric": gift["metric"], "CRPS_ratio": gift["CRPS_ratio"],
             "kv_realised": gift["kv_realised"], "kv_per_layer": gift.get("kv_per_layer"), "routing_map": None,
             "gift": None}
+
+
+def cell_counts(cells: pd.DataFrame) -> str:
+    """How many models the run trained, how many of them the tables report (the chosen learning rate, the reported
+    seeds) and how many GIFT rows those models gave."""
+    gift = cells["task"] == "gift"
+    reported = cells["selected"] & cells["seed"].isin(reported_seeds(cells))
+    return (f"{int((~gift).sum())} trained, {int((reported & ~gift).sum())} of them reported (the rest served the "
+            f"learning-rate sweep), plus {int((reported & gift).sum())} GIFT rows scored on the synthetic models")
 
 
 def reported_seeds(cells: pd.DataFrame) -> set:
@@ -114,20 +124,21 @@ def winners(table: pd.DataFrame) -> str:
 
 def throughput_table(table: pd.DataFrame, isolated: list[dict] | None = None) -> str:
     """Per policy: training throughput on each task (patch tokens/s, and relative to pure GDN on the same task,
-    the router's overhead), peak GPU memory and the router's share of the parameters. ``isolated`` (rows of
-    ``throughput.json``: each policy timed alone) is preferred; else the cells' own numbers, measured while
-    other workers shared the device (means over many cells)."""
+    the router's overhead), peak GPU memory and the router's share of the parameters. A task's numbers come from
+    ``isolated`` (rows of ``throughput.json``: each policy timed alone) where it has them; else from the cells'
+    own, measured while other workers shared the device (means over many cells), as its column says."""
+    trained = table[table["task"] != "gift"]  # GIFT rows are the synthetic models: no training of their own
+    per = trained.groupby(["task", "policy"], sort=False).agg(
+        tokens_per_s=("tokens_per_s", "mean"), peak=("peak_memory_mib", "max"), share=("router_share", "max"))
+    per = per.reset_index().assign(alone=False)
     if isolated:
-        per = pd.DataFrame(isolated).rename(columns={"peak_memory_mib": "peak", "router_share": "share"})
-    else:
-        trained = table[table["task"] != "gift"]  # GIFT rows are the synthetic models: no training of their own
-        per = trained.groupby(["task", "policy"], sort=False).agg(
-            tokens_per_s=("tokens_per_s", "mean"), peak=("peak_memory_mib", "max"), share=("router_share", "max"))
-        per = per.reset_index()
+        alone = pd.DataFrame(isolated).rename(columns={"peak_memory_mib": "peak", "router_share": "share"})
+        per = pd.concat([alone.assign(alone=True), per[~per["task"].isin(set(alone["task"]))]], ignore_index=True)
     none = per[per["policy"] == "none"].set_index("task")["tokens_per_s"]
     per["vs_none"] = per["tokens_per_s"] / per["task"].map(none)
-    tasks = list(dict.fromkeys(per["task"]))
-    lines = ["| policy | " + " | ".join(f"{t}: tokens/s (vs none)" for t in tasks)
+    tasks = dict(per.groupby("task", sort=False)["alone"].first())
+    lines = ["| policy | " + " | ".join(f"{t}: tokens/s (vs none), {'alone' if a else 'shared device'}"
+                                       for t, a in tasks.items())
              + " | mean vs none | peak GPU memory (MiB) | router parameters |", "|---" * (len(tasks) + 4) + "|"]
     for policy, g in sorted(per.groupby("policy"), key=lambda kv: -kv[1]["vs_none"].mean()):
         cells = {r["task"]: f"{r['tokens_per_s']:,.0f} ({r['vs_none']:.2f}x)" for _, r in g.iterrows()}
@@ -234,11 +245,11 @@ def report(run: Path, name: str, results: Path | None = None) -> Path:
             *plot_routing_maps(cells, results, name, budget)]
     text = "\n\n".join(["## Best policy per task and budget (controls left out)", winners(table),
                         "## Results", results_table(table),
-                        "## Throughput, memory and router size" + (" (each policy timed alone)" if isolated else
-                                                                   " (cells sharing the device: means)"),
+                        "## Throughput, memory and router size" + (" (each policy timed alone where a column says "
+                                                                   "so)" if isolated else " (cells sharing the device: "
+                                                                   "means)"),
                         throughput_table(table, isolated)])
     meta = {**header(), "run": f"{run} ({bench.get('machine', '?')}, {bench.get('date', '?')}, preset "
             f"{bench.get('preset', '?')}, rev {bench.get('revision', '?')})",
-            "cells": f"{int(cells['selected'].sum())} reported, {len(cells)} trained (the rest served the "
-                     "learning-rate sweep)", "plots": ", ".join(p.name for p in pngs)}
+            "cells": cell_counts(cells), "plots": ", ".join(p.name for p in pngs)}
     return write_results(name, meta, table.to_dict("records"), text, results)

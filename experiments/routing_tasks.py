@@ -117,8 +117,8 @@ def held_out_batches(spec: dict, which: str, windows: int) -> list[dict]:
 def evaluate_cell(model: TshamModel, cell: dict, device: str) -> dict:
     """The cell's validation score (``val``, what the learning rate is chosen on), its test metric (``metric``,
     ``test``, ``higher_is_better``), the realised KV fraction overall and per layer (on the test data: every
-    test batch; GIFT: the evaluation contexts, overall only; LTSF: the validation rows), and for forecasting the
-    routing map on a real series."""
+    test batch; LTSF: the validation rows), for forecasting the routing map on a real series, and on a task with
+    ``gift`` its zero-shot GIFT scores (``gift``: :func:`gift_scores`, KV fractions on the evaluation contexts)."""
     spec = task_spec(cell["task"])
     if spec["kind"] == "probe":
         labels = {"task": cell["task"]}

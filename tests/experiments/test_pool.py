@@ -36,16 +36,28 @@ def test_pool_durations_carry_over_to_the_next_pool():
     assert len(durations) == 4 and all(d > 0 for d in durations)
 
 
-def test_pool_runs_the_cells_a_finished_cell_unlocks():
-    # 1 and 2 unlock 10 and 20 (as a learning-rate sweep unlocks its policy's cells); 20 sorts before 10 by order
-    durations, unlocked = [], []
+def test_pool_runs_the_cells_a_finished_cell_unlocks_in_order():
+    # 1 unlocks 10, 30 and 20 (as a learning-rate sweep unlocks its policy's cells); one worker runs them by order
+    finished = []
 
     def follow_up(cell):
-        unlocked.append(cell)
-        return [cell * 10] if cell < 10 else []
+        finished.append(cell)
+        return [10, 30, 20] if cell == 1 else []
 
-    left = run_pool([1, 2], square, str, workers=2, durations=durations, follow_up=follow_up, order=lambda c: -c)
-    assert left == 0 and len(durations) == 4 and sorted(unlocked) == [1, 2, 10, 20]
+    assert run_pool([1], square, str, workers=1, follow_up=follow_up, order=lambda c: -c) == 0
+    assert finished == [1, 30, 20, 10]
+
+
+def test_a_failing_follow_up_is_reported_and_the_pool_goes_on(capsys):
+    def follow_up(cell):
+        if cell == 1:
+            raise OSError("disk full")
+        return []
+
+    assert run_pool([1, 2], square, str, workers=1, follow_up=follow_up) == 0
+    out = capsys.readouterr().out
+    assert "done 1" in out and "could not queue the cells 1 unlocks: OSError: disk full" in out
+    assert "FAILED" not in out
 
 
 def test_pool_counts_unrun_cells_after_a_passed_deadline():
@@ -76,8 +88,8 @@ def test_past_durations_read_the_cell_logs(tmp_path):
 
 
 def test_workers_get_one_blas_thread_and_the_parent_keeps_its_environment(tmp_path, monkeypatch):
-    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "32")
     paths = [str(tmp_path / f"{i}.txt") for i in range(2)]
     assert run_pool(paths, record_blas_threads, str, workers=2) == 0
     assert [Path(p).read_text() for p in paths] == ["1", "1"]
-    assert "OPENBLAS_NUM_THREADS" not in os.environ
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "32"

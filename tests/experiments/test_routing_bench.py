@@ -68,7 +68,7 @@ def test_main_cells_run_controls_and_ten_percent_first():
 
 
 def test_a_finished_sweep_unlocks_only_its_own_policy(tmp_path):
-    from tsham.experiments.routing_policies import PRESETS, cell_name, sweep_cells, unlock
+    from tsham.experiments.routing_policies import PRESETS, Releases, cell_name, sweep_cells, unlock
 
     preset = {**PRESETS["full"], "tasks": ["ltsf_etth1"]}
     sweeps = {}
@@ -85,3 +85,7 @@ def test_a_finished_sweep_unlocks_only_its_own_policy(tmp_path):
     assert json.loads((tmp_path / "learning_rates.json").read_text()) == [["ltsf_etth1", "random", 3e-3]]
     (tmp_path / "cells" / f"{cell_name(cells[0])}.json").write_text("{}")  # a finished cell is not run again
     assert len(unlock(key, preset, sweeps, tmp_path)) == len(cells) - 1
+
+    releases = Releases(preset, sweeps, tmp_path)  # two sweep cells finishing together release the cells once
+    assert releases(("ltsf_etth1", "surprise")) == []
+    assert len(releases(key)) == len(cells) - 1 and releases(key) == []

@@ -4,9 +4,10 @@ import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from tsham.experiments.routing_policies import select_lrs
-from tsham.experiments.routing_report import load_cells, summarise
+from tsham.experiments.routing_report import cell_counts, load_cells, summarise, throughput_table
 
 
 def cell(policy, budget, seed, lr, test, kv, val=0.0):
@@ -54,13 +55,30 @@ def test_synthetic_cells_report_their_gift_scores_as_the_task_gift(tmp_path):
         return {**cell(policy, 0.1, seed, lr, 0.5, 0.1), "task": "synthetic", "gift": gift}
 
     cells = [synthetic("p", s, 1e-3, 0.9 + 0.01 * s) for s in range(2)] + [synthetic("p", 0, 3e-3, 0.1)]
+    cells += [synthetic("event", 0, 1e-3, 0.8)]  # GIFT has no flags: event would keep nothing there
     (tmp_path / "cells").mkdir()
     for i, c in enumerate(cells):
         (tmp_path / "cells" / f"{i}.json").write_text(json.dumps(c))
-    (tmp_path / "learning_rates.json").write_text(json.dumps([["synthetic", "p", 1e-3]]))
-    table = summarise(load_cells(tmp_path)).set_index("task")
+    (tmp_path / "learning_rates.json").write_text(json.dumps([["synthetic", "p", 1e-3], ["synthetic", "event", 1e-3]]))
+    loaded = load_cells(tmp_path)
+    assert cell_counts(loaded) == ("4 trained, 3 of them reported (the rest served the learning-rate sweep), plus 2 "
+                                   "GIFT rows scored on the synthetic models")
+    assert set(loaded.loc[loaded["task"] == "gift", "policy"]) == {"p"}
+    table = summarise(loaded).set_index("task").query("policy == 'p'")
     # the chosen rate's two seeds on both tasks; the GIFT row reads the GIFT scores, not the synthetic test loss
     assert table.loc["synthetic", "test"] == pytest.approx(0.5) and table.loc["synthetic", "kv_realised"] == 0.1
     assert table.loc["gift", "test"] == pytest.approx(0.905) and table.loc["gift", "seeds"] == 2
     assert table.loc["gift", "crps_ratio"] == pytest.approx(0.705) and table.loc["gift", "kv_realised"] == 0.3
     assert table.loc["gift", "metric"] == "geo-mean MASE ratio"
+
+
+def test_throughput_table_takes_each_task_from_the_isolated_timing_where_it_has_one():
+    table = pd.DataFrame([{"task": t, "policy": p, "tokens_per_s": v, "peak_memory_mib": 1.0, "router_share": 0.0}
+                          for t, p, v in (("a", "none", 100.0), ("a", "surprise", 50.0), ("b", "none", 10.0),
+                                          ("b", "surprise", 5.0), ("gift", "none", 1.0))])
+    alone = [{"task": "a", "policy": "none", "tokens_per_s": 200.0, "peak_memory_mib": 1.0, "router_share": 0.0},
+             {"task": "a", "policy": "surprise", "tokens_per_s": 150.0, "peak_memory_mib": 1.0, "router_share": 0.0}]
+    text = throughput_table(table, alone)
+    assert "a: tokens/s (vs none), alone" in text and "b: tokens/s (vs none), shared device" in text
+    assert "gift" not in text  # the synthetic models' rows: no training of their own
+    assert "| surprise | 150 (0.75x) | 5 (0.50x) |" in text
