@@ -10,6 +10,7 @@ import multiprocessing
 import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -221,11 +222,20 @@ def synthetic_mix(count: int, length: int, seed: int = 0, weights: dict[str, flo
     if workers == 1:
         return [_draw(job) for job in jobs]
     # one BLAS thread per process: KernelSynth's eigh would otherwise oversubscribe the cores many times over
+    with one_blas_thread(), ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(_draw, jobs, chunksize=max(1, count // (4 * workers))))
+
+
+@contextmanager
+def one_blas_thread():
+    """Processes spawned inside this block use one BLAS / OpenMP thread each (they read these variables when they
+    import numpy); the caller's environment is put back on exit. For pools of many processes: each process's
+    default of one BLAS thread per core oversubscribes the machine many times over (48 routing cells drawing
+    KernelSynth series with 32 threads each stalled a device call, 2026-11-30)."""
     saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
     os.environ.update(dict.fromkeys(saved, "1"))
     try:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            return list(pool.map(_draw, jobs, chunksize=max(1, count // (4 * workers))))
+        yield
     finally:
         for k, v in saved.items():
             if v is None:

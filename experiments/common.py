@@ -11,7 +11,6 @@ import statistics
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
@@ -73,22 +72,6 @@ def visible_gpus(device: str) -> list[str]:
     return named.split(",") if named else [str(i) for i in range(torch.cuda.device_count())]
 
 
-BLAS_THREADS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-@contextmanager
-def _restored(saved: dict):
-    """Puts the environment variables ``saved`` (name -> value or None) back on exit."""
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def past_durations(folder: Path) -> list[float]:
     """Seconds each finished cell under ``folder`` took (its JSON log's ``train_seconds + eval_seconds``): the
     estimate a resumed pool starts from (:func:`run_pool`'s ``durations``)."""
@@ -125,6 +108,7 @@ def run_pool(cells: list, worker, name, workers: int, deadline: float = math.inf
     from multiprocessing import get_context
 
     from tqdm import tqdm
+    from tsham.datasets.synthetic import one_blas_thread
 
     gpus = visible_gpus(device)
     print(f"{len(cells)} cells to run, {workers} workers" + (f" on {len(gpus)} GPUs" if len(gpus) > 1 else ""),
@@ -142,12 +126,9 @@ def run_pool(cells: list, worker, name, workers: int, deadline: float = math.inf
     say = bar.write if not bar.disable else partial(print, flush=True)
     context = get_context("spawn")
     pin = {"initializer": _pin_worker, "initargs": (context.Value("i", 0), gpus)} if len(gpus) > 1 else {}
-    # one BLAS thread per worker (spawned workers read these when they import numpy, also those spawned later):
-    # 48 synthetic cells at once, each drawing KernelSynth series (eigh) with 32 BLAS threads, stalled a whole
-    # device call (2026-11-30)
-    saved = {k: os.environ.get(k) for k in BLAS_THREADS}
-    os.environ.update(dict.fromkeys(saved, "1"))
-    with _restored(saved), bar, ProcessPoolExecutor(workers, mp_context=context, **pin) as pool:
+    # one BLAS thread per worker, also those the pool spawns later: 48 synthetic cells at once, each drawing
+    # KernelSynth series (eigh) with 32 BLAS threads, stalled a whole device call (2026-11-30)
+    with one_blas_thread(), bar, ProcessPoolExecutor(workers, mp_context=context, **pin) as pool:
         pending, started = {}, {}
 
         def submit() -> None:
