@@ -246,13 +246,12 @@ def routing_map(model: TshamModel, spec: dict, device: str) -> dict:
     x = torch.from_numpy(values).to(device)[None, :, None]
     flags = with_flags({"past_target": x}, spec).get("event_flags")  # a real series has no events
     out = model(x, spec["patch_length"], event_flags=None if flags is None else flags.to(device))
+    from tsham.experiments.routing_positions import kept_tokens
+
     kept = []
     for block, d in zip(model.stack.blocks, out.layers, strict=True):
         routed = torch.nonzero(d.mask[0, :out.num_context_patches].any(-1)).flatten().tolist()
-        cap, sinks = block.mixer.router.cap, block.mixer.router.sinks
-        if cap is not None and len(routed) > cap + sinks:  # what a stream still holds: sinks and the last cap
-            routed = routed[:sinks] + routed[-cap:]
-        kept.append(routed)
+        kept.append(kept_tokens(routed, block.mixer.router.cap, block.mixer.router.sinks))
     return {"series": f"{name}:{column}", "values": values.tolist(), "patch_length": spec["patch_length"],
             "kept": kept}
 
