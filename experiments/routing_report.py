@@ -155,7 +155,7 @@ def plot_frontiers(table: pd.DataFrame, folder: Path, name: str) -> list[Path]:
 
     paths = []
     for task, group in table.groupby("task", sort=False):
-        fig, ax = plt.subplots(figsize=(6.5, 4))
+        fig, ax = plt.subplots(figsize=(7.5, 4))
         for policy, g in group.groupby("policy"):
             g = g.sort_values("kv_realised")
             ax.errorbar(g["kv_realised"], g["test"], yerr=g["test_std"].fillna(0.0), marker="o", ms=4, capsize=2,
@@ -165,7 +165,7 @@ def plot_frontiers(table: pd.DataFrame, folder: Path, name: str) -> list[Path]:
                    label="Pareto frontier")
         ax.set_xscale("symlog", linthresh=1e-2)
         ax.set(xlabel="realised KV fraction", ylabel=group["metric"].iloc[0], title=task)
-        ax.legend(fontsize=7, ncol=2)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: the points fill the axes
         fig.tight_layout()
         paths.append(folder / f"{name}_frontier_{task}.png")
         fig.savefig(paths[-1], dpi=110)
