@@ -148,6 +148,13 @@ def throughput_table(table: pd.DataFrame, isolated: list[dict] | None = None) ->
     return "\n".join(lines)
 
 
+def policy_color(policy: str) -> str:
+    """One colour per policy in every plot of a report (matplotlib's ten-colour cycle, in POLICIES order)."""
+    from tsham.experiments.routing_policies import POLICIES
+
+    return f"C{POLICIES.index(policy) % 10}" if policy in POLICIES else "0.5"
+
+
 def plot_frontiers(table: pd.DataFrame, folder: Path, name: str) -> list[Path]:
     """One PNG per task: the test metric against the realised KV fraction, a line per policy, error bars over
     seeds, Pareto-optimal cells ringed."""
@@ -159,7 +166,7 @@ def plot_frontiers(table: pd.DataFrame, folder: Path, name: str) -> list[Path]:
         for policy, g in group.groupby("policy"):
             g = g.sort_values("kv_realised")
             ax.errorbar(g["kv_realised"], g["test"], yerr=g["test_std"].fillna(0.0), marker="o", ms=4, capsize=2,
-                        label=policy)
+                        label=policy, color=policy_color(policy))
         front = group[group["pareto"]]
         ax.scatter(front["kv_realised"], front["test"], s=120, facecolors="none", edgecolors="k", lw=1,
                    label="Pareto frontier")
