@@ -5,8 +5,9 @@
 # folders. Unpack it here, carry runs/policies into the next call to resume, and report when every slice is done:
 #   WORKERS=56 bash experiments/routing_gpu.sh 8 mqar synthetic      # on the device, after `pip install -e .`
 #   tar xzf policies.tgz && python -m tsham.experiments.routing_policies report runs/policies
-# WORKERS cells train at once, spread over the GPUs (gpu_pool.sh: 28 per GPU under MPS, 14 without); without
-# MPS on the 4-GPU kind 56 workers took 4-5 minutes per cell (1500 steps), 74 workers over 9. Not under
+# WORKERS cells train at once, spread over the GPUs (gpu_pool.sh: 28 per GPU under MPS, 14 without); on the
+# 2-GPU kind under MPS, 56 workers took a median 124 s per synthetic cell, 131 s per ETTh1 cell and 192 s per
+# probe-D cell (1500 steps; about 120 cells in a 7-minute call, 2026-11-30). Not under
 # `timeout`: it signals the whole process group, so every worker dies with its cell half-trained. Slices must run
 # one after another (they share learning_rates.json). GIFT and LTSF tasks need the ETT and M4 files in
 # TSHAM_DATA_DIR on the device (carry a copy: the device reaches no network).
