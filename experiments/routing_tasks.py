@@ -240,14 +240,13 @@ def routing_map(model: TshamModel, spec: dict, device: str) -> dict:
     """Which context patch tokens each layer holds at the end (routed by any head; under a cap or recency window
     only the sinks and the last ``cap``) on the last context of a real series."""
     from tsham.datasets import load
+    from tsham.experiments.routing_positions import kept_tokens
 
     name, column = ROUTING_MAP_SERIES
     values = load(name)[column].to_numpy(np.float32)[-spec["context_length"]:]
     x = torch.from_numpy(values).to(device)[None, :, None]
     flags = with_flags({"past_target": x}, spec).get("event_flags")  # a real series has no events
     out = model(x, spec["patch_length"], event_flags=None if flags is None else flags.to(device))
-    from tsham.experiments.routing_positions import kept_tokens
-
     kept = []
     for block, d in zip(model.stack.blocks, out.layers, strict=True):
         routed = torch.nonzero(d.mask[0, :out.num_context_patches].any(-1)).flatten().tolist()
