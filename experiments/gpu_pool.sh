@@ -1,13 +1,15 @@
 # Sourced by probe_gpu.sh and routing_gpu.sh: the setup a device call's pool of cells shares.
-#   pool_start FOLDER ARCHIVE   sets $workers, starts an MPS daemon, packs FOLDER into $OUT/ARCHIVE every minute and
-#                               on exit, and copies everything the script prints from then on into $OUT/pool.log
+#   pool_start FOLDER ARCHIVE   sets $workers and $graph_flag, starts an MPS daemon, packs FOLDER into
+#                               $OUT/ARCHIVE every minute and on exit, and copies everything the script prints
+#                               from then on into $OUT/pool.log
 # The log is what survives a call cut at its time limit: output piped through `tail` dies with the call (a lost
 # call on 2026-11-30 left no trace of why).
 # MPS (on unless MPS=0, where nvidia-cuda-mps-control exists and no daemon runs yet) lets the workers' small
 # kernels run side by side instead of time-sliced: on one H200, 14 probe cells train 158.7 steps/s in all with it
 # and 100.4 without, 28 cells 203.8 (results/bench_probe_step_h200.md), so WORKERS defaults to 28 per GPU with
 # MPS and 14 without. The daemon only shares the GPU between this call's processes; it changes no device
-# setting and is stopped on exit.
+# setting and is stopped on exit. GRAPH=1 (the default) sets $graph_flag to --cuda-graph: each cell replays its
+# training step as a CUDA graph (tsham/training/cuda_graph.py), which frees the host the eager steps ran out of.
 pool_start() {
   local folder=$1 archive=$2 gpus started=0
   exec > >(tee -a "${OUT:?set OUT to the folder whose files come back}/pool.log") 2>&1
@@ -19,7 +21,8 @@ pool_start() {
     nvidia-cuda-mps-control -d && started=1
   fi
   workers=${WORKERS:-$(( (started ? 28 : 14) * gpus ))}
-  echo "$gpus GPU(s), MPS $([ $started = 1 ] && echo on || echo off), $workers workers"
+  graph_flag=$([ "${GRAPH:-1}" = 1 ] && echo --cuda-graph)
+  echo "$gpus GPU(s), MPS $([ $started = 1 ] && echo on || echo off), $workers workers, CUDA graphs ${GRAPH:-1}"
   # a call cut at its time limit never reaches the EXIT trap: pack the folder every minute meanwhile (through a
   # temporary name, so a cut mid-pack leaves the previous archive whole; tar's status 1 only says a file changed
   # while it read). Its output goes nowhere: a sleep still holding the log's pipe would keep the call open.

@@ -16,4 +16,4 @@ out=${PROBE_RUN:-runs/probes}
 source "$(dirname "$0")/gpu_pool.sh"
 pool_start "$out" probes.tgz
 python -m tsham.experiments.probe_sweep run --preset "$@" --workers "$workers" --device cuda \
-  --minutes "$minutes" --out "$out"
+  --minutes "$minutes" --out "$out" $graph_flag

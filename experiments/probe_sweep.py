@@ -123,8 +123,9 @@ def cell_name(cell: dict) -> str:
             f"-{recipe_tag(cell)}")
 
 
-def run_cell(cell: dict, out: str, device: str) -> str:
-    """Trains and scores one cell (in a worker process); writes its rows and its log; returns its name."""
+def run_cell(cell: dict, out: str, device: str, cuda_graph: bool = False) -> str:
+    """Trains and scores one cell (in a worker process); writes its rows and its log; returns its name.
+    ``cuda_graph``: replay each training step as a CUDA graph (:func:`train_loop`)."""
     import torch
     from tsham.probes.runner import (
         evaluate_probe,
@@ -142,7 +143,7 @@ def run_cell(cell: dict, out: str, device: str) -> str:
                           bind_channels=cell["bind_channels"], kv_rope_base=cell.get("kv_rope_base", 0.0))
     history: list = []
     model = train_probe_model(cell["probe"], cell["level"], config, cell["steps"], cell["batch_size"], cell["lr"],
-                              seed=cell["seed"], device=device, history=history)
+                              seed=cell["seed"], device=device, history=history, cuda_graph=cuda_graph)
     trained = time.monotonic()
     labels = {k: cell[k] for k in ("probe", "level", "policy", "budget", "seed")}
     rows = evaluate_probe(model, cell["probe"], cell["level"], cell["n_test"], 10_000 + cell["seed"], labels,
@@ -156,7 +157,8 @@ def run_cell(cell: dict, out: str, device: str) -> str:
     rows.to_csv(folder / f"{name}.csv.tmp", index=False)
     os.replace(folder / f"{name}.csv.tmp", folder / f"{name}.csv")  # a stopped sweep leaves no partial cell
     log = {**cell, "train_seconds": trained - started, "eval_seconds": time.monotonic() - trained,
-           "loss": history, "parameters": sum(p.numel() for p in model.parameters())}
+           "cuda_graph": cuda_graph and device.startswith("cuda"), "loss": history,
+           "parameters": sum(p.numel() for p in model.parameters())}
     (folder / f"{name}.json").write_text(json.dumps(log))
     return name
 
@@ -178,8 +180,8 @@ def run(args) -> None:
     todo = [c for c in every if not (folder / f"{cell_name(c)}.csv").is_file()]
     print(f"{len(every) - len(todo)} cells already done", flush=True)
     deadline = time.monotonic() + 60 * args.minutes if args.minutes else math.inf
-    run_pool(todo, partial(run_cell, out=args.out, device=args.device), cell_name, args.workers, deadline, args.device,
-             past_durations(folder))
+    run_pool(todo, partial(run_cell, out=args.out, device=args.device, cuda_graph=args.cuda_graph), cell_name,
+             args.workers, deadline, args.device, past_durations(folder))
 
 
 def collect(args) -> None:
@@ -233,6 +235,7 @@ def main() -> None:
     r.add_argument("--seeds", type=int, nargs="+", help="run these seeds of the presets only")
     r.add_argument("--workers", type=int, default=4)
     r.add_argument("--device", default="cuda")
+    r.add_argument("--cuda-graph", action="store_true", help="replay each training step as a CUDA graph")
     r.add_argument("--minutes", type=float, help="start no cell that would end after this many minutes (by the "
                    "median duration of the cells done so far)")
     r.add_argument("--out", required=True)

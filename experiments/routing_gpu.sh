@@ -18,4 +18,4 @@ out=runs/policies
 source "$(dirname "$0")/gpu_pool.sh"
 pool_start "$out" policies.tgz
 python -m tsham.experiments.routing_policies run --preset full --workers "$workers" \
-  --device cuda --minutes "$minutes" --tasks "$@" --out "$out"
+  --device cuda --minutes "$minutes" --tasks "$@" --out "$out" $graph_flag

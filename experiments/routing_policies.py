@@ -176,7 +176,8 @@ def run(args) -> None:
         return preset["tasks"].index(cell["task"]), cell["seed"] != preset["sweep_seed"], priority(cell)
 
     queue.sort(key=order)
-    run_pool(queue, partial(run_cell, out=args.out, device=args.device), cell_name, args.workers, deadline,
+    run_pool(queue, partial(run_cell, out=args.out, device=args.device, cuda_graph=args.cuda_graph), cell_name,
+             args.workers, deadline,
              args.device, past_durations(folder), follow_up=follow_up, order=order)
     waiting = [f"{t}/{p}" for (t, p), cells in sweeps.items() if not all(_done(folder, c) for c in cells)]
     if waiting:  # every rate must have run: a choice among the survivors would not be the sweep's
@@ -239,8 +240,12 @@ def measure_throughput(preset: dict, out: Path, device: str) -> None:
     path.write_text(json.dumps(rows, indent=1))
 
 
-def run_cell(cell: dict, out: str, device: str) -> str:
-    """Trains and scores one cell (in a worker process); writes ``cells/<name>.json``; returns its name."""
+def run_cell(cell: dict, out: str, device: str, cuda_graph: bool = False) -> str:
+    """Trains and scores one cell (in a worker process); writes ``cells/<name>.json``; returns its name.
+    ``cuda_graph``: replay each training step as a CUDA graph (on CUDA; the same computation, less host time);
+    the log records whether it did and any warning the training raised (a capture that failed, for one)."""
+    import warnings
+
     import torch
     from tsham.experiments.routing_tasks import evaluate_cell, steady_throughput, train_cell
 
@@ -248,7 +253,9 @@ def run_cell(cell: dict, out: str, device: str) -> str:
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     started = time.monotonic()
-    model, history, tokens_per_step = train_cell(cell, device)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model, history, tokens_per_step = train_cell(cell, device, cuda_graph)
     trained = time.monotonic()
     peak = torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else None  # training only
     # workers share the device: compare policies by the mean over many cells (or throughput.json), not cell by cell
@@ -259,7 +266,8 @@ def run_cell(cell: dict, out: str, device: str) -> str:
     log = {**cell, **result, "parameters": total, "router_parameters": routers, "router_share": routers / total,
            "train_seconds": trained - started, "eval_seconds": time.monotonic() - trained,
            "train_tokens_per_s": throughput, "peak_memory_mib": peak,
-           "loss": history}
+           "cuda_graph": cuda_graph and device.startswith("cuda"),
+           "warnings": sorted({str(w.message) for w in caught}), "loss": history}
     name = cell_name(cell)
     path = Path(out) / "cells" / f"{name}.json"
     path.with_suffix(".tmp").write_text(json.dumps(log, default=float))
@@ -322,6 +330,8 @@ def add_run_args(parser: argparse.ArgumentParser, preset: str = "full", device: 
     parser.add_argument("--device", default=device)
     parser.add_argument("--minutes", type=float, help="start no cell that would end after this many minutes (by "
                         "the median duration of the cells done so far)")
+    parser.add_argument("--cuda-graph", action="store_true", help="replay each training step as a CUDA graph (the "
+                        "same computation with less host time: many small-model workers per GPU run out of CPU)")
     parser.add_argument("--tasks", nargs="+", help="run only these tasks of the preset (the cells add up in --out)")
     parser.add_argument("--out", required=True, help="run folder (cells/ holds one JSON per cell)")
 

@@ -14,7 +14,15 @@ import numpy as np
 import torch
 from tsham.experiments.routing_policies import task_spec
 from tsham.probes.generators import PROBES
-from tsham.probes.runner import evaluate_probe, probe_config, probe_context_length, train_loop, train_probe_model
+from tsham.probes.runner import (
+    evaluate_probe,
+    probe_config,
+    probe_context_length,
+    train_loop,
+    train_probe_model,
+    training_batch,
+    training_loss,
+)
 
 from tsham.config import TshamConfig
 from tsham.model import TshamModel
@@ -36,13 +44,14 @@ def cell_config(cell: dict) -> TshamConfig:
                         kv_rope_base=spec.get("kv_rope_base", 0.0))
 
 
-def train_cell(cell: dict, device: str) -> tuple[TshamModel, list, float]:
-    """Trains a cell's model; returns it (eval mode), its loss history ``(step, loss, seconds)`` and the patch
-    tokens one training step sees on average (context plus horizon, every channel of the batch's windows)."""
+def train_cell(cell: dict, device: str, cuda_graph: bool = False) -> tuple[TshamModel, list, float]:
+    """Trains a cell's model (``cuda_graph``: see :func:`train_loop`); returns it (eval mode), its loss history
+    ``(step, loss, seconds)`` and the patch tokens one training step sees on average (context plus horizon, every
+    channel of the batch's windows)."""
     spec, config, history = task_spec(cell["task"]), cell_config(cell), []
     if spec["kind"] == "probe":
         model = train_probe_model(spec["probe"], spec["level"], config, cell["steps"], cell["batch_size"], cell["lr"],
-                                  seed=cell["seed"], device=device, history=history)
+                                  seed=cell["seed"], device=device, history=history, cuda_graph=cuda_graph)
         sample = PROBES[spec["probe"]](1, spec["level"], seed=0)
         steps = sample.context.shape[1] + sample.target.shape[1]
         return model, history, cell["batch_size"] * -(-steps // spec["patch_length"]) * sample.context.shape[2]
@@ -53,13 +62,13 @@ def train_cell(cell: dict, device: str) -> tuple[TshamModel, list, float]:
     per_series = -(-(spec["context_length"] + spec["horizon"]) // spec["patch_length"])
     seen = []
 
-    def step_loss(step: int) -> torch.Tensor:
+    def draw(step: int) -> dict:
         batch = with_flags(next(stream), spec)
         channels = sum(batch[k].shape[-1] for k in ("past_target", "past_covariates", "event_flags") if k in batch)
         seen.append(batch["past_target"].shape[0] * per_series * channels)
-        return forecast_loss(model, batch)
+        return batch
 
-    train_loop(model, step_loss, cell["steps"], cell["lr"], history=history)
+    train_loop(model, draw, forecast_loss, cell["steps"], cell["lr"], history=history, cuda_graph=cuda_graph)
     return model, history, float(np.mean(seen))
 
 
@@ -275,26 +284,22 @@ def isolated_throughput(task: str, policies, budget: float, recipe: dict, device
         torch.manual_seed(0)
         model = TshamModel(cell_config(cell)).to(device)
         if spec["kind"] == "probe":
-            from tsham.probes.runner import probe_forward
-
-            batch = PROBES[spec["probe"]](cell["batch_size"], spec["level"], seed=0)
-            target = torch.as_tensor(batch.target, device=device)
-            step_loss = lambda step, m=model, b=batch, t=target: m.loss(probe_forward(m, b, device), t)  # noqa: E731
-            sample = batch.context
-            tokens = sample.shape[0] * sample.shape[2] * -(-(sample.shape[1] + batch.target.shape[1])
+            probe_batch = PROBES[spec["probe"]](cell["batch_size"], spec["level"], seed=0)
+            batch, loss = training_batch(model, probe_batch), training_loss
+            sample = probe_batch.context
+            tokens = sample.shape[0] * sample.shape[2] * -(-(sample.shape[1] + probe_batch.target.shape[1])
                                                               // spec["patch_length"])
         else:
             stream = WindowStream(list(synthetic_pool(16, 4 * spec["context_length"], 0)), spec["context_length"],
                                   spec["horizon"], cell["batch_size"], seed=0)
-            batch = with_flags(stream.stratified(cell["batch_size"], cell["batch_size"])[0], spec)
-            step_loss = lambda step, m=model, b=batch: forecast_loss(m, b)  # noqa: E731
+            batch, loss = with_flags(stream.stratified(cell["batch_size"], cell["batch_size"])[0], spec), forecast_loss
             channels = sum(batch[k].shape[-1] for k in ("past_target", "past_covariates", "event_flags") if k in batch)
             tokens = batch["past_target"].shape[0] * channels * -(-(spec["context_length"] + spec["horizon"])
                                                                    // spec["patch_length"])
         if device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
         history = []
-        train_loop(model, step_loss, steps, 1e-4, history=history)  # one fixed batch: its loss repeats
+        train_loop(model, lambda step, b=batch: b, loss, steps, 1e-4, history=history)  # one fixed batch, repeated
         routers = sum(p.numel() for n, p in model.named_parameters() if ".router." in n)
         total = sum(p.numel() for p in model.parameters())
         rows.append({"task": task, "policy": policy, "tokens_per_s": steady_throughput(history, tokens),

@@ -37,6 +37,7 @@ from tsham.probes.metrics import (
 from tsham.config import TshamConfig
 from tsham.ham import calibrate_kv_budget
 from tsham.model import TshamModel
+from tsham.training.cuda_graph import GraphedStep
 
 POLICIES = ("surprise", "uncertainty", "learned", "composite", "random", "event", "recency", "oracle")
 TRAIN_SEED_OFFSET = 1_000_003  # training batches never reuse a test seed
@@ -141,23 +142,54 @@ def model_inputs(batch: ProbeBatch, view: str, device) -> dict:
     }
 
 
-def probe_forward(model: TshamModel, batch: ProbeBatch, device, view: str = "example"):
-    """The model's forecast (a :class:`TshamOutput`, ``quantiles [N, Ct, Q, H]``) for one view of a probe batch
-    (:func:`model_inputs`); the needle steps reach the routers only when the model routes with the oracle."""
+def forward_inputs(model: TshamModel, batch: ProbeBatch, view: str, device) -> dict:
+    """:func:`model_inputs` without the absent ones: the needle steps reach the routers only when the model routes
+    with the oracle, and a probe without covariates or flags passes none."""
     kwargs = model_inputs(batch, view, device)
     if model.config.ham.router != "oracle":
         kwargs.pop("oracle_steps")
-    return model(horizon=batch.target.shape[1], **kwargs)
+    return {k: v for k, v in kwargs.items() if v is not None}
 
 
-def train_loop(model: TshamModel, step_loss, steps: int, lr: float, warmup: float = 0.05,
-               history: list | None = None) -> TshamModel:
-    """The small-model training loop of the probes and the routing benchmark: ``step_loss(step)`` returns the
-    loss of training step ``step`` (its own batch); AdamW with a linear warm-up over ``warmup`` of the steps, then
-    cosine decay to 10% of ``lr``; gradients clipped to norm 1. ``history``, if given, receives
-    ``(step, loss, seconds since the start)`` every 50 steps and at the last. Returns the model in eval mode."""
+def probe_forward(model: TshamModel, batch: ProbeBatch, device, view: str = "example"):
+    """The model's forecast (a :class:`TshamOutput`, ``quantiles [N, Ct, Q, H]``) for one view of a probe batch
+    (:func:`forward_inputs`)."""
+    return model(horizon=batch.target.shape[1], **forward_inputs(model, batch, view, device))
+
+
+def training_batch(model: TshamModel, batch: ProbeBatch) -> dict[str, torch.Tensor]:
+    """A probe batch as :func:`train_loop` draws it: the example view's :func:`forward_inputs` on the CPU plus
+    ``future_target`` ``[N, H, Ct]``; :func:`training_loss` reads it."""
+    return {**forward_inputs(model, batch, "example", "cpu"), "future_target": torch.as_tensor(batch.target)}
+
+
+def training_loss(model: TshamModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The training loss of a :func:`training_batch` (moved to the model's device): pinball plus the routers'
+    auxiliary losses."""
+    device = next(model.parameters()).device
+    inputs = {k: v.to(device) for k, v in batch.items()}
+    target = inputs.pop("future_target")
+    return model.loss(model(horizon=target.shape[1], **inputs), target)
+
+
+def train_loop(model: TshamModel, draw, batch_loss, steps: int, lr: float, warmup: float = 0.05,
+               history: list | None = None, cuda_graph: bool = False) -> TshamModel:
+    """The small-model training loop of the probes and the routing benchmark.
+
+    ``draw(step)`` returns training step ``step``'s batch, a dict of tensors (CPU or device), and runs one step
+    ahead in a thread while the current step trains (probe A's generator takes ~100 ms per batch of 64, as long
+    as a step; numpy releases the GIL for most of it). ``batch_loss(model, batch)`` returns the batch's scalar
+    loss; it moves the batch to the model's device. AdamW with a linear warm-up over ``warmup`` of the steps, then
+    cosine decay to 10% of ``lr``; gradients clipped to norm 1. ``history``, if given, receives ``(step, loss,
+    seconds since the start)`` every 50 steps and at the last. ``cuda_graph`` (on CUDA only) replays the step as
+    a CUDA graph after three eager ones (:class:`GraphedStep`): every batch must then have the first one's
+    shapes. Returns the model in eval mode."""
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    device = next(model.parameters()).device
+    graphed = cuda_graph and device.type == "cuda"
+    # a captured optimizer step reads its learning rate from a device tensor, updated in place below
+    optimizer = torch.optim.AdamW(model.parameters(), lr=torch.tensor(lr, device=device) if graphed else lr,
+                                  weight_decay=0.0, capturable=graphed)
     ramp = max(1, round(warmup * steps))
 
     def lr_factor(step: int) -> float:
@@ -165,25 +197,39 @@ def train_loop(model: TshamModel, step_loss, steps: int, lr: float, warmup: floa
             return (step + 1) / ramp
         return 0.1 + 0.45 * (1 + math.cos(math.pi * (step - ramp) / max(1, steps - ramp)))
 
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
-    started = time.perf_counter()
-    for step in range(steps):
-        loss = step_loss(step)
+    def eager_step(batch: dict) -> torch.Tensor:
+        loss = batch_loss(model, batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        schedule.step()
-        if history is not None and (step % 50 == 0 or step == steps - 1):
-            history.append((step, float(loss.detach()), time.perf_counter() - started))
+        return loss
+
+    run_step = GraphedStep(eager_step, device) if graphed else eager_step
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=1) as drawer:
+        pending = drawer.submit(draw, 0)
+        for step in range(steps):
+            batch = pending.result()
+            if step + 1 < steps:
+                pending = drawer.submit(draw, step + 1)
+            for group in optimizer.param_groups:
+                if graphed:
+                    group["lr"].fill_(lr * lr_factor(step))
+                else:
+                    group["lr"] = lr * lr_factor(step)
+            loss = run_step(batch)
+            if history is not None and (step % 50 == 0 or step == steps - 1):
+                history.append((step, float(loss.detach()), time.perf_counter() - started))
     return model.eval()
 
 
 def train_probe_model(probe: str, level: str, config: TshamConfig, steps: int, batch_size: int = 16,
                       lr: float = 2e-3, seed: int = 0, device: str = "cpu", warmup: float = 0.05,
-                      history: list | None = None, curriculum: str | None = None) -> TshamModel:
+                      history: list | None = None, curriculum: str | None = None,
+                      cuda_graph: bool = False) -> TshamModel:
     """Trains ``config`` on fresh batches of the probe (seeds disjoint from the test seeds) with
-    :func:`train_loop`; returns it in eval mode.
+    :func:`train_loop` (``cuda_graph``: replay the step as a CUDA graph on CUDA); returns it in eval mode.
 
     ``curriculum`` names an easier level of the probe (fewer distractors, a shorter context): a step draws its
     batch from it with a probability falling linearly from 1 at the start to 0 at 70% of the steps (Zoology trains
@@ -191,6 +237,8 @@ def train_probe_model(probe: str, level: str, config: TshamConfig, steps: int, b
     almost no gradient)."""
     if curriculum is not None and curriculum not in LEVELS:
         raise ValueError(f"curriculum must be one of the levels {LEVELS}; got {curriculum!r}")
+    if curriculum is not None and cuda_graph:
+        raise ValueError("a curriculum changes the context length between steps; a CUDA graph replays fixed shapes")
     torch.manual_seed(seed)
     model = TshamModel(config).to(device)
 
@@ -199,19 +247,8 @@ def train_probe_model(probe: str, level: str, config: TshamConfig, steps: int, b
         easier = curriculum is not None and np.random.default_rng([batch_seed, 7]).random() < 1 - step / (0.7 * steps)
         return PROBES[probe](batch_size, curriculum if easier else level, seed=batch_seed)
 
-    # the next batch is drawn in a thread while this step trains: probe A's generator takes about as long as a
-    # GPU step (~100 ms per batch of 64), and numpy releases the GIL for most of it
-    with ThreadPoolExecutor(max_workers=1) as drawer:
-        pending = drawer.submit(make, 0)
-
-        def step_loss(step: int) -> torch.Tensor:
-            nonlocal pending
-            batch = pending.result()
-            if step + 1 < steps:
-                pending = drawer.submit(make, step + 1)
-            return model.loss(probe_forward(model, batch, device), torch.as_tensor(batch.target, device=device))
-
-        return train_loop(model, step_loss, steps, lr, warmup, history)
+    return train_loop(model, lambda step: training_batch(model, make(step)), training_loss, steps, lr, warmup, history,
+                      cuda_graph=cuda_graph)
 
 
 @torch.no_grad()

@@ -12,6 +12,7 @@ from torch import nn
 from tsham.config import TshamConfig
 from tsham.ham import HamStack, LayerDiagnostics
 from tsham.heads import QuantileHead, pinball_loss
+from tsham.ops.backend import capturing, device_constant
 from tsham.patch import ChannelRole, PatchEncoder, channel_identity
 from tsham.series import InstanceScaler
 
@@ -163,7 +164,7 @@ class TshamModel(nn.Module):
 
         x = F.pad(torch.cat(values, -1), (0, 0, pad, 0))  # left pad to whole patches
         m = F.pad(torch.cat(masks, -1), (0, 0, pad, 0))
-        role_ids = torch.tensor([int(r) for r in roles], device=x.device)
+        role_ids = device_constant(tuple(int(r) for r in roles), torch.int64, x.device)
         tokens, _ = self.encoder(x, m, role_ids)  # (B, N, D), or (B * C_all, N, D) channel-independent
         if self.config.patch.channel_independent:  # one stream per channel; every stream sees the flags
             flags = None if flags is None else flags.repeat_interleave(len(roles), 0)
@@ -213,7 +214,7 @@ class TshamModel(nn.Module):
         ``scale_steps`` (default: all ``context``) steps only, so no step depends on later values; returns
         scaled values (0 where missing), the observed mask (float), loc and scale ``[B, 1, C]``."""
         if observed is None:  # with a given mask (training batches) no check: it would sync with the GPU
-            if torch.isinf(values).any():
+            if not capturing(values) and torch.isinf(values).any():
                 raise ValueError("series contains inf; use NaN for missing values")
             observed = ~values.isnan()
         observed = observed.bool()

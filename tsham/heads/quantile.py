@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from tsham.ops.backend import device_constant
+
 DEFAULT_QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
@@ -78,7 +80,7 @@ def pinball_loss(
     if pred.dim() != 3 or pred.shape[1] != len(quantiles) or pred.shape[::2] != target.shape:
         raise ValueError(f"pinball_loss: pred must be (B, Q={len(quantiles)}, H) and target [B, H]; got "
                          f"{tuple(pred.shape)} and {tuple(target.shape)}")
-    q = torch.tensor(quantiles, dtype=pred.dtype, device=pred.device)[None, :, None]
+    q = device_constant(tuple(quantiles), pred.dtype, pred.device)[None, :, None]
     diff = target[:, None].to(pred.dtype) - pred
     loss = 2 * torch.maximum(q * diff, (q - 1) * diff).mean(1)  # (B, H)
     if observed is None:

@@ -4,11 +4,16 @@ The fused kernels (fla-core's gated delta rule, tsham's Triton scratchpad) compi
 first call: minutes on a cold machine. For short sequences (a few hundred tokens) every path is bound by
 kernel launches, so a short run on a fresh GPU can be faster on the torch path. ``auto`` (the default)
 uses the fused kernels for every CUDA tensor.
+
+Also here: what the forward needs to be captured in a CUDA graph (:func:`capturing`, :func:`device_constant`).
 """
 
 from __future__ import annotations
 
+import functools
 import os
+
+import torch
 
 BACKENDS = ("auto", "torch")
 
@@ -19,3 +24,17 @@ def use_fused(tensor) -> bool:
     if backend not in BACKENDS:
         raise ValueError(f"TSHAM_BACKEND must be one of {BACKENDS}; got {backend!r}")
     return tensor.is_cuda and backend == "auto"
+
+
+def capturing(tensor) -> bool:
+    """True while ``tensor``'s CUDA stream is being captured into a CUDA graph: a check that reads a value back
+    from the device (``bool(x.isfinite().all())``) would sync, which a capture forbids. The eager steps before a
+    capture run the checks on the same shapes; the replayed ones are not checked."""
+    return tensor.is_cuda and torch.cuda.is_current_stream_capturing()
+
+
+@functools.lru_cache(maxsize=64)
+def device_constant(values: tuple, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``torch.tensor(values)`` on ``device``, made once per (values, dtype, device) and shared: a fresh copy from
+    the host on every call would wait for the GPU, and cannot be captured in a CUDA graph. Never modify it."""
+    return torch.tensor(values, dtype=dtype, device=device)
