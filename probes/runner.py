@@ -203,7 +203,9 @@ def train_loop(model: TshamModel, draw, batch_loss, steps: int, lr: float, warmu
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        return loss
+        # detached: a loss kept until the next step keeps its autograd graph alive, and with it the gradient
+        # accumulators a captured backward would otherwise meet from the warm-up's side stream (torch warns)
+        return loss.detach()
 
     run_step = GraphedStep(eager_step, device) if graphed else eager_step
     started = time.perf_counter()
@@ -220,7 +222,7 @@ def train_loop(model: TshamModel, draw, batch_loss, steps: int, lr: float, warmu
                     group["lr"] = lr * lr_factor(step)
             loss = run_step(batch)
             if history is not None and (step % 50 == 0 or step == steps - 1):
-                history.append((step, float(loss.detach()), time.perf_counter() - started))
+                history.append((step, float(loss), time.perf_counter() - started))
     return model.eval()
 
 
