@@ -50,6 +50,8 @@ def test_unknown_router_and_arguments():
         build_router("surprise", 16, 0, 2, treshold=0.1)
     with pytest.raises(ValueError, match="aggregate must be one of"):
         layer(aggregate="median")
+    with pytest.raises(ValueError, match="warmup must be a number of tokens"):
+        layer(warmup=-1)
     with pytest.raises(ValueError, match="target fraction must lie in"):
         layer(target=1.5)
     with pytest.raises(ValueError, match="target fraction cannot be set"):

@@ -200,3 +200,21 @@ def test_rotary_scores_depend_on_content_and_offset_only():
         HamConfig(head_dim=7, kv_rope_base=10.0)
     with pytest.raises(ValueError, match="kv_rope_base"):
         HamConfig(kv_rope_base=-1.0)
+
+
+def test_surprise_warmup_skips_the_first_tokens():
+    """Tokens before ``warmup`` (stream positions, offset included) are never routed at a threshold every ratio
+    passes; while training to a budget larger than the tokens after the warm-up, tau stays finite."""
+    from tsham.ham.routers import RouterInput, build_router
+
+    B, T, H, V = 3, 12, 2, 4
+    error, value = torch.randn(B, T, H, V), torch.randn(B, T, H, V)
+    router = build_router("surprise", 8, 0, H, threshold=0.0, warmup=5)
+    mask = router(RouterInput(torch.zeros(B, T, 8), torch.zeros(B, T, 8), error, value)).mask
+    assert not mask[:, :5].any() and mask[:, 5:].all()
+    later = router(RouterInput(torch.zeros(B, T, 8), torch.zeros(B, T, 8), error, value, offset=3)).mask
+    assert not later[:, :2].any() and later[:, 2:].all()
+    controlled = build_router("surprise", 8, 0, H, target=0.9, warmup=5).train()
+    for _ in range(3):
+        controlled(RouterInput(torch.zeros(B, T, 8), torch.zeros(B, T, 8), error, value))
+    assert torch.isfinite(controlled.tau)

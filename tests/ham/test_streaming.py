@@ -103,3 +103,14 @@ def test_rotary_positions_stream_exactly(router):
     for block in model.blocks:
         block.mixer.config.kv_rope_base = 0.0
     assert max_error(y, model(x, flags, oracle)[0]) > 1e-3  # the positions did change the forward
+
+
+@pytest.mark.parametrize("cls", [HamLayer, HamStack])
+def test_surprise_warmup_streams_like_parallel(cls):
+    """The warm-up counts stream positions: a stream stepped token by token skips the same first tokens."""
+    model = build(cls, "surprise", threshold=0.0, warmup=5)
+    x, flags, oracle = inputs()
+    y, *_ = model(x, flags, oracle)
+    state = model.init_state(B)
+    steps = [model.step(x[:, t], state, flags[:, t], oracle[:, t])[0] for t in range(T)]
+    assert max_error(y, torch.stack(steps, 1)) < 1e-5

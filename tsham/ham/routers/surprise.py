@@ -19,19 +19,32 @@ class SurpriseRouter(Router):
         aggregate: how heads are combined into one decision per token: ``"min"`` (every head must be
             surprised, the paper's reported choice), ``"mean"`` or ``"max"``.
         per_head: route each head on its own error instead (masks differ across heads).
+        warmup: the stream's first ``warmup`` tokens score -1, below every ratio (>= 0): they are routed only
+            when the budget exceeds the tokens after them (a finite score keeps the controller's tau finite).
+            The state starts empty, so its first predictions miss every token, and a plain surprise router
+            spends its budget there (the routing benchmark's maps, ``experiments/routing_positions.py``).
+            Positions count from the stream's start (``RouterInput.offset``): streaming and the parallel
+            forward agree.
         **kwargs: threshold / target / controller_lr / cap / sinks of :class:`Router`.
     """
 
     AGGREGATES = ("min", "mean", "max")
 
-    def __init__(self, d_model, layer_idx, num_heads, aggregate: str = "min", per_head: bool = False, **kwargs):
+    def __init__(self, d_model, layer_idx, num_heads, aggregate: str = "min", per_head: bool = False,
+                 warmup: int = 0, **kwargs):
         super().__init__(d_model, layer_idx, num_heads, **kwargs)
         if aggregate not in self.AGGREGATES:
             raise ValueError(f"SurpriseRouter: aggregate must be one of {self.AGGREGATES}; got {aggregate!r}")
-        self.aggregate, self.per_head = aggregate, per_head
+        if warmup < 0:
+            raise ValueError(f"SurpriseRouter: warmup must be a number of tokens >= 0; got {warmup}")
+        self.aggregate, self.per_head, self.warmup = aggregate, per_head, warmup
 
     def score(self, inp: RouterInput) -> torch.Tensor:
         ratio = surprise_ratio(inp.error, inp.value)  # (B, T, H)
-        if self.per_head:
-            return ratio
-        return getattr(ratio, {"min": "amin", "mean": "mean", "max": "amax"}[self.aggregate])(-1)
+        if not self.per_head:
+            ratio = getattr(ratio, {"min": "amin", "mean": "mean", "max": "amax"}[self.aggregate])(-1)
+        if self.warmup > inp.offset:  # some of these tokens lie in the warm-up
+            T = ratio.shape[1]
+            early = torch.arange(inp.offset, inp.offset + T, device=ratio.device) < self.warmup  # (T,)
+            ratio = ratio.masked_fill(early.view(1, T, *([1] * (ratio.dim() - 2))), -1.0)
+        return ratio
