@@ -11,6 +11,8 @@ import statistics
 import subprocess
 import sys
 import time
+import warnings
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
@@ -51,6 +53,18 @@ def header() -> dict:
         "command": " ".join(["python", *sys.orig_argv[1:]]),
         "revision": git_revision(),
     }
+
+
+@contextmanager
+def warnings_seen():
+    """``with warnings_seen() as seen:`` collects the distinct messages of the warnings raised inside (each
+    shown, none lost to the once-per-place filter) into the list ``seen``, sorted, on exit: what a cell's log
+    records (a CUDA graph capture that failed, for one)."""
+    seen: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield seen
+    seen.extend(sorted({str(w.message) for w in caught}))
 
 
 def write_results(name: str, meta: dict, rows: list[dict], table: str, folder: Path = RESULTS) -> Path:

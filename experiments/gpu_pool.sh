@@ -21,7 +21,11 @@ pool_start() {
     nvidia-cuda-mps-control -d && started=1
   fi
   workers=${WORKERS:-$(( (started ? 28 : 14) * gpus ))}
-  graph_flag=$([ "${GRAPH:-1}" = 1 ] && echo --cuda-graph)
+  case ${GRAPH:-1} in  # the callers pass $graph_flag unquoted: empty means no argument
+    1) graph_flag=--cuda-graph ;;
+    0) graph_flag= ;;
+    *) echo "GRAPH must be 0 or 1; got $GRAPH" >&2; exit 2 ;;
+  esac
   echo "$gpus GPU(s), MPS $([ $started = 1 ] && echo on || echo off), $workers workers, CUDA graphs ${GRAPH:-1}"
   # a call cut at its time limit never reaches the EXIT trap: pack the folder every minute meanwhile (through a
   # temporary name, so a cut mid-pack leaves the previous archive whole; tar's status 1 only says a file changed

@@ -125,8 +125,10 @@ def cell_name(cell: dict) -> str:
 
 def run_cell(cell: dict, out: str, device: str, cuda_graph: bool = False) -> str:
     """Trains and scores one cell (in a worker process); writes its rows and its log; returns its name.
-    ``cuda_graph``: replay each training step as a CUDA graph (:func:`train_loop`)."""
+    ``cuda_graph``: replay each training step as a CUDA graph (:func:`train_loop`); the log records the warnings
+    training raised (a capture that failed falls back to eager steps with one)."""
     import torch
+    from tsham.experiments.common import warnings_seen
     from tsham.probes.runner import (
         evaluate_probe,
         probe_config,
@@ -142,8 +144,9 @@ def run_cell(cell: dict, out: str, device: str, cuda_graph: bool = False) -> str
                           d_model=cell["d_model"], n_layers=cell["n_layers"], context_length=context_length,
                           bind_channels=cell["bind_channels"], kv_rope_base=cell.get("kv_rope_base", 0.0))
     history: list = []
-    model = train_probe_model(cell["probe"], cell["level"], config, cell["steps"], cell["batch_size"], cell["lr"],
-                              seed=cell["seed"], device=device, history=history, cuda_graph=cuda_graph)
+    with warnings_seen() as seen:
+        model = train_probe_model(cell["probe"], cell["level"], config, cell["steps"], cell["batch_size"],
+                                  cell["lr"], seed=cell["seed"], device=device, history=history, cuda_graph=cuda_graph)
     trained = time.monotonic()
     labels = {k: cell[k] for k in ("probe", "level", "policy", "budget", "seed")}
     rows = evaluate_probe(model, cell["probe"], cell["level"], cell["n_test"], 10_000 + cell["seed"], labels,
@@ -157,7 +160,7 @@ def run_cell(cell: dict, out: str, device: str, cuda_graph: bool = False) -> str
     rows.to_csv(folder / f"{name}.csv.tmp", index=False)
     os.replace(folder / f"{name}.csv.tmp", folder / f"{name}.csv")  # a stopped sweep leaves no partial cell
     log = {**cell, "train_seconds": trained - started, "eval_seconds": time.monotonic() - trained,
-           "cuda_graph": cuda_graph and device.startswith("cuda"), "loss": history,
+           "cuda_graph": cuda_graph and device.startswith("cuda"), "warnings": seen, "loss": history,
            "parameters": sum(p.numel() for p in model.parameters())}
     (folder / f"{name}.json").write_text(json.dumps(log))
     return name

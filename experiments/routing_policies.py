@@ -244,17 +244,15 @@ def run_cell(cell: dict, out: str, device: str, cuda_graph: bool = False) -> str
     """Trains and scores one cell (in a worker process); writes ``cells/<name>.json``; returns its name.
     ``cuda_graph``: replay each training step as a CUDA graph (on CUDA; the same computation, less host time);
     the log records whether it did and any warning the training raised (a capture that failed, for one)."""
-    import warnings
-
     import torch
+    from tsham.experiments.common import warnings_seen
     from tsham.experiments.routing_tasks import evaluate_cell, steady_throughput, train_cell
 
     torch.set_num_threads(1)  # many workers share the machine's cores
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     started = time.monotonic()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with warnings_seen() as seen:
         model, history, tokens_per_step = train_cell(cell, device, cuda_graph)
     trained = time.monotonic()
     peak = torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else None  # training only
@@ -267,7 +265,7 @@ def run_cell(cell: dict, out: str, device: str, cuda_graph: bool = False) -> str
            "train_seconds": trained - started, "eval_seconds": time.monotonic() - trained,
            "train_tokens_per_s": throughput, "peak_memory_mib": peak,
            "cuda_graph": cuda_graph and device.startswith("cuda"),
-           "warnings": sorted({str(w.message) for w in caught}), "loss": history}
+           "warnings": seen, "loss": history}
     name = cell_name(cell)
     path = Path(out) / "cells" / f"{name}.json"
     path.with_suffix(".tmp").write_text(json.dumps(log, default=float))

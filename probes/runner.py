@@ -37,7 +37,6 @@ from tsham.probes.metrics import (
 from tsham.config import TshamConfig
 from tsham.ham import calibrate_kv_budget
 from tsham.model import TshamModel
-from tsham.training.cuda_graph import GraphedStep
 
 POLICIES = ("surprise", "uncertainty", "learned", "composite", "random", "event", "recency", "oracle")
 TRAIN_SEED_OFFSET = 1_000_003  # training batches never reuse a test seed
@@ -181,9 +180,9 @@ def train_loop(model: TshamModel, draw, batch_loss, steps: int, lr: float, warmu
     as a step; numpy releases the GIL for most of it). ``batch_loss(model, batch)`` returns the batch's scalar
     loss; it moves the batch to the model's device. AdamW with a linear warm-up over ``warmup`` of the steps, then
     cosine decay to 10% of ``lr``; gradients clipped to norm 1. ``history``, if given, receives ``(step, loss,
-    seconds since the start)`` every 50 steps and at the last. ``cuda_graph`` (on CUDA only) replays the step as
-    a CUDA graph after three eager ones (:class:`GraphedStep`): every batch must then have the first one's
-    shapes. Returns the model in eval mode."""
+    seconds since the start)`` every 50 steps and at the last. ``cuda_graph`` (on CUDA only; ignored on the CPU)
+    replays the step as a CUDA graph after three eager ones (:class:`tsham.training.cuda_graph.GraphedStep`):
+    every batch must then have the first one's keys, shapes and dtypes. Returns the model in eval mode."""
     model.train()
     device = next(model.parameters()).device
     graphed = cuda_graph and device.type == "cuda"
@@ -207,10 +206,15 @@ def train_loop(model: TshamModel, draw, batch_loss, steps: int, lr: float, warmu
         # accumulators a captured backward would otherwise meet from the warm-up's side stream (torch warns)
         return loss.detach()
 
-    run_step = GraphedStep(eager_step, device) if graphed else eager_step
+    if graphed:
+        from tsham.training.cuda_graph import GraphedStep  # here: tsham.training imports Lightning
+
+        run_step = GraphedStep(eager_step, device)
+    else:
+        run_step = eager_step
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=1) as drawer:
-        pending = drawer.submit(draw, 0)
+        pending = drawer.submit(draw, 0) if steps > 0 else None
         for step in range(steps):
             batch = pending.result()
             if step + 1 < steps:
@@ -239,7 +243,7 @@ def train_probe_model(probe: str, level: str, config: TshamConfig, steps: int, b
     almost no gradient)."""
     if curriculum is not None and curriculum not in LEVELS:
         raise ValueError(f"curriculum must be one of the levels {LEVELS}; got {curriculum!r}")
-    if curriculum is not None and cuda_graph:
+    if curriculum is not None and cuda_graph and torch.device(device).type == "cuda":
         raise ValueError("a curriculum changes the context length between steps; a CUDA graph replays fixed shapes")
     torch.manual_seed(seed)
     model = TshamModel(config).to(device)

@@ -120,7 +120,7 @@ def test_probe_sweep_runs_collects_and_reports(tmp_path):
 
     out = tmp_path / "sweep"
     probe_sweep.run(argparse.Namespace(preset=["tiny"], seeds=None, workers=1, device="cpu", minutes=None,
-                                       out=str(out)))
+                                       cuda_graph=False, out=str(out)))
     cells = list((out / "cells").glob("*.csv"))
     assert len(cells) == 4  # none, all, oracle, random at 25%
     probe_sweep.collect(argparse.Namespace(run=str(out), output=str(tmp_path / "rows.csv.gz")))
@@ -139,7 +139,7 @@ def test_probe_sweep_runs_collects_and_reports(tmp_path):
     # a second run finds every cell done and trains nothing
     written = {f: f.stat().st_mtime_ns for f in cells}
     probe_sweep.run(argparse.Namespace(preset=["tiny"], seeds=None, workers=1, device="cpu", minutes=None,
-                                       out=str(out)))
+                                       cuda_graph=False, out=str(out)))
     assert {f: f.stat().st_mtime_ns for f in (out / "cells").glob("*.csv")} == written
 
 
@@ -149,7 +149,7 @@ def test_probe_sweep_slim_copy_resumes_and_merges_back(tmp_path):
     from tsham.experiments import probe_sweep
 
     run, slim = tmp_path / "run", tmp_path / "slim"
-    args = dict(seeds=None, workers=1, device="cpu", minutes=None)
+    args = dict(seeds=None, workers=1, device="cpu", minutes=None, cuda_graph=False)
     probe_sweep.run(argparse.Namespace(preset=["tiny"], out=str(run), **args))
     done = sorted(f.name for f in (run / "cells").glob("*.csv"))
     (run / "cells" / done[0]).unlink()  # one cell the device call will have to train

@@ -30,11 +30,18 @@ def capturing(tensor) -> bool:
     """True while ``tensor``'s CUDA stream is being captured into a CUDA graph: a check that reads a value back
     from the device (``bool(x.isfinite().all())``) would sync, which a capture forbids. The eager steps before a
     capture run the checks on the same shapes; the replayed ones are not checked."""
-    return tensor.is_cuda and torch.cuda.is_current_stream_capturing()
+    # is_cuda first: on a CPU-only build the capture query raises
+    if not tensor.is_cuda:
+        return False
+    with torch.cuda.device(tensor.device):
+        return torch.cuda.is_current_stream_capturing()
 
 
-@functools.lru_cache(maxsize=64)
+@functools.cache  # never evicted: a captured CUDA graph keeps reading the tensor's memory
 def device_constant(values: tuple, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """``torch.tensor(values)`` on ``device``, made once per (values, dtype, device) and shared: a fresh copy from
-    the host on every call would wait for the GPU, and cannot be captured in a CUDA graph. Never modify it."""
-    return torch.tensor(values, dtype=dtype, device=device)
+    the host on every call would wait for the GPU, and cannot be captured in a CUDA graph. Never modify it.
+    Made outside inference mode, so a first call under ``torch.inference_mode()`` does not hand later training
+    forwards a tensor autograd refuses to save."""
+    with torch.inference_mode(False):
+        return torch.tensor(values, dtype=dtype, device=device)
