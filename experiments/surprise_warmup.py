@@ -63,6 +63,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--name", help="write experiments/results/<name>.md and .json")
     args = parser.parse_args()
+    meta = {**header(), "run": f"{args.probe} {args.level}, surprise at {args.budget:g}, {args.steps} steps of "
+                               f"{args.batch_size}, lr {args.lr:g}, {args.n_test} test sequences"}  # the code that runs
     cells = [(args.probe, args.level, args.budget, w, s, args.steps, args.batch_size, args.lr, args.n_test)
              for w in args.warmup for s in args.seeds]
     with mp.get_context("spawn").Pool(args.workers) as pool:
@@ -79,8 +81,6 @@ def main() -> None:
         f"{r['first_tenth']:.3f} |" for r in summary)
     print(table)
     if args.name:
-        meta = {**header(), "run": f"{args.probe} {args.level}, surprise at {args.budget:g}, {args.steps} steps of "
-                                   f"{args.batch_size}, lr {args.lr:g}, {args.n_test} test sequences"}
         write_results(args.name, meta, rows, table)
 
 
