@@ -55,6 +55,20 @@ def cell_counts(cells: pd.DataFrame) -> str:
             f"learning-rate sweep), plus {int((reported & gift).sum())} GIFT rows scored on the synthetic models")
 
 
+def training_modes(cells: pd.DataFrame) -> str:
+    """How the trained cells ran, per task: eager steps or a replayed CUDA graph (``cuda_graph`` in a cell's log;
+    absent before it existed: eager). A task whose cells mixed the two (or machines) has shared-device throughput
+    that compares its policies only roughly."""
+    trained = cells[cells["task"] != "gift"]
+    graphed = trained["cuda_graph"].eq(True) if "cuda_graph" in trained else trained["task"] == ""
+    parts = []
+    for task, flags in graphed.groupby(trained["task"], sort=False):
+        n = int(flags.sum())
+        mode = "all eager" if n == 0 else "all graphed" if n == len(flags) else f"{n} of {len(flags)} graphed"
+        parts.append(f"{task} {mode}")
+    return "; ".join(parts)
+
+
 def reported_seeds(cells: pd.DataFrame) -> set:
     """The seeds of the reported cells: all but the learning-rate sweep's own seed (when the run says it)."""
     return set(cells["seed"]) - set(cells.attrs.get("sweep_seeds", ()))
@@ -258,5 +272,6 @@ def report(run: Path, name: str, results: Path | None = None) -> Path:
                         throughput_table(table, isolated)])
     meta = {**header(), "run": f"{run} ({bench.get('machine', '?')}, {bench.get('date', '?')}, preset "
             f"{bench.get('preset', '?')}, rev {bench.get('revision', '?')})",
-            "cells": cell_counts(cells), "plots": ", ".join(p.name for p in pngs)}
+            "cells": cell_counts(cells), "training steps (CUDA graphs or eager)": training_modes(cells),
+            "plots": ", ".join(p.name for p in pngs)}
     return write_results(name, meta, table.to_dict("records"), text, results)

@@ -82,3 +82,12 @@ def test_throughput_table_takes_each_task_from_the_isolated_timing_where_it_has_
     assert "a: tokens/s (vs none), alone" in text and "b: tokens/s (vs none), shared device" in text
     assert "gift" not in text  # the synthetic models' rows: no training of their own
     assert "| surprise | 150 (0.75x) | 5 (0.50x) |" in text
+
+
+def test_training_modes_say_which_tasks_mixed_eager_and_graphed_cells():
+    from tsham.experiments.routing_report import training_modes
+
+    cells = pd.DataFrame({"task": ["a", "a", "b", "b", "c", "gift"],
+                          "cuda_graph": [np.nan, True, True, True, np.nan, np.nan]})
+    assert training_modes(cells) == "a 1 of 2 graphed; b all graphed; c all eager"
+    assert training_modes(cells.drop(columns="cuda_graph")) == "a all eager; b all eager; c all eager"
