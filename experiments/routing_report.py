@@ -255,6 +255,7 @@ def report(run: Path, name: str, results: Path | None = None) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
+    made = header()  # before the PNGs are rewritten, which would mark the revision dirty
     results = results or RESULTS
     results.mkdir(parents=True, exist_ok=True)
     cells = load_cells(run)
@@ -270,7 +271,7 @@ def report(run: Path, name: str, results: Path | None = None) -> Path:
                                                                    "so)" if isolated else " (cells sharing the device: "
                                                                    "means)"),
                         throughput_table(table, isolated)])
-    meta = {**header(), "run": f"{run} ({bench.get('machine', '?')}, {bench.get('date', '?')}, preset "
+    meta = {**made, "run": f"{run} ({bench.get('machine', '?')}, {bench.get('date', '?')}, preset "
             f"{bench.get('preset', '?')}, rev {bench.get('revision', '?')})",
             "cells": cell_counts(cells), "training steps (CUDA graphs or eager)": training_modes(cells),
             "plots": ", ".join(p.name for p in pngs)}
