@@ -1,6 +1,7 @@
 """LTSF protocol on ETTh1 / ETTh2: `tsham finetune` on the train split, MSE / MAE at horizons 96/192/336/720.
 
     python -m tsham.experiments.ltsf [--model PATH] [--steps 1500] [--minutes 2.5] [--datasets etth1 etth2]
+    python -m tsham.experiments.ltsf --zero-shot      # the pretrained model alone, no fine-tune (CPU: ~30 minutes)
 
 REFERENCE.md's borders with look-back L = 512 (as PatchTST/64): train rows [0, 8640), validation [8640, 11520)
 (forecast targets; their look-back reaches into the train rows), test [11520 - L, 14400);
@@ -72,6 +73,28 @@ def validation_summary(run: Path) -> dict:
             "best_step": v["best_step"]}
 
 
+def zero_shot(args) -> None:
+    """The protocol's test windows forecast by the pretrained model as it is, beside PatchTST/64's published MSE."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model, rows = load_checkpoint(args.model), []
+    for name in args.datasets:
+        series = normalised(name)
+        for h, (ref_mse, ref_mae) in zip(HORIZONS, PATCHTST_64[name], strict=True):
+            mse, mae = score(model, series, h, device, stride=args.stride)
+            rows.append({"dataset": name, "horizon": h, "zero_shot_MSE": mse, "zero_shot_MAE": mae,
+                         "PatchTST64_MSE": ref_mse, "PatchTST64_MAE": ref_mae})
+            print(rows[-1], flush=True)
+    table = "\n".join(["| dataset | horizon | tsham zero-shot MSE / MAE | PatchTST/64 MSE / MAE (published) |",
+                       "|---|---|---|---|", *(f"| {r['dataset']} | {r['horizon']} | {r['zero_shot_MSE']:.3f} / "
+                                             f"{r['zero_shot_MAE']:.3f} | {r['PatchTST64_MSE']:.3f} / "
+                                             f"{r['PatchTST64_MAE']:.3f} |" for r in rows)])
+    print(table)
+    meta = {**header(), "model": args.model,
+            "protocol": f"L={LOOKBACK}, test [{TEST_START}-L, {TEST_END}) every {args.stride} step(s), "
+                        "channel-independent, median forecast, z-scored with train stats; no fine-tune"}
+    write_results("ltsf_etth_zero_shot" if args.stride == 1 else "ltsf_etth_zero_shot_strided", meta, rows, table)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(DEFAULT_MODEL), help="pretrained checkpoint (default: shipped)")
@@ -86,7 +109,11 @@ def main() -> None:
     parser.add_argument("--val-every", type=int, default=100)
     parser.add_argument("--patience", type=int, default=5, help="validations without improvement before stopping")
     parser.add_argument("--stride", type=int, default=1, help="test windows every N steps (1 = the protocol)")
+    parser.add_argument("--zero-shot", action="store_true", help="score the pretrained model only (no fine-tune): "
+                        "results/ltsf_etth_zero_shot.md")
     args = parser.parse_args()
+    if args.zero_shot:
+        return zero_shot(args)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     out = Path(args.out or tempfile.mkdtemp(prefix="tsham-ltsf-"))
     out.mkdir(parents=True, exist_ok=True)
