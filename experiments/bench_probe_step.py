@@ -71,12 +71,14 @@ def main() -> None:
         print(f"graph {graph}, {n:3d} processes: {rows[-1]['per_process']:.1f} steps/s each, "
               f"{rows[-1]['aggregate']:.1f} in all", flush=True)
     eager = {r["processes"]: r["aggregate"] for r in rows if r["cuda_graph"] == "off"}
+
+    def vs_eager(row: dict) -> str:  # blank where no eager run of the same size ran beside it
+        return f"{row['aggregate'] / eager[row['processes']]:.2f}x" if row["processes"] in eager else ""
+
     table = ("| processes | backend | MPS | CUDA graph | steps/s per process | steps/s in all | vs eager |\n"
              "|---|---|---|---|---|---|---|\n") + "\n".join(
         f"| {r['processes']} | {r['backend']} | {r['mps']} | {r['cuda_graph']} | {r['per_process']:.1f} | "
-        f"{r['aggregate']:.1f} | {r['aggregate'] / eager[r['processes']]:.2f}x |" if r["processes"] in eager else
-        f"| {r['processes']} | {r['backend']} | {r['mps']} | {r['cuda_graph']} | {r['per_process']:.1f} | "
-        f"{r['aggregate']:.1f} | |" for r in rows)
+        f"{r['aggregate']:.1f} | {vs_eager(r)} |" for r in rows)
     print(table)
     if args.name:
         meta = {**header(), "cell": f"{args.probe} {args.level} p{args.patch_length} {args.policy} {args.budget:g}, "

@@ -26,6 +26,12 @@ def position_shares(model: TshamModel, x: torch.Tensor, horizon: int, bins: int 
     of the context, per layer: ``[layers, bins]`` (rows sum to 1, or 0 where a layer routed nothing), and the
     realised KV fraction; ``x`` ``[B, T]`` or ``[B, T, C]`` full-length contexts (no missing values)."""
     out = model(x, horizon)
+    return routed_shares(model, out, bins), float(out.kv_fraction)
+
+
+def routed_shares(model: TshamModel, out, bins: int = 10) -> np.ndarray:
+    """:func:`position_shares` of a forward already run: ``out`` is ``model``'s :class:`TshamOutput` on full-length
+    contexts; returns the ``[layers, bins]`` shares."""
     n = out.num_context_patches
     if n < bins:
         raise ValueError(f"position_shares: {n} context tokens cannot fill {bins} bins")
@@ -38,7 +44,7 @@ def position_shares(model: TshamModel, x: torch.Tensor, horizon: int, bins: int 
             held[kept_tokens(torch.nonzero(row).flatten().tolist(), router.cap, router.sinks)] += 1
         counts = np.add.reduceat(held, edges[:-1])
         shares.append(counts / max(counts.sum(), 1.0))
-    return np.stack(shares), float(out.kv_fraction)
+    return np.stack(shares)
 
 
 def kept_tokens(routed: list[int], cap: int | None, sinks: int) -> list[int]:

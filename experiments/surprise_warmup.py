@@ -25,6 +25,7 @@ def run_cell(probe: str, level: str, budget: float, warmup: int, seed: int, step
              n_test: int) -> dict:
     """Trains one surprise-routed probe model with ``warmup`` and scores it; returns one result row."""
     from tsham.experiments.probe_sweep import PROBE_SETTINGS
+    from tsham.experiments.routing_positions import routed_shares
     from tsham.probes.generators import PROBES
     from tsham.probes.runner import evaluate_probe, probe_config, probe_context_length, probe_forward, train_probe_model
 
@@ -38,14 +39,9 @@ def run_cell(probe: str, level: str, budget: float, warmup: int, seed: int, step
     rows = evaluate_probe(model, probe, level, n_test, 10_000 + seed, {})
     with torch.no_grad():
         out = probe_forward(model, PROBES[probe](min(256, n_test), level, seed=10_000 + seed), "cpu")
-    n = out.num_context_patches
-    first_tenth = []
-    for layer in out.layers:
-        routed = layer.mask[:, :n].any(-1)  # (B, n): routed by any head
-        first_tenth.append(float(routed[:, : max(1, n // 10)].sum() / routed.sum().clamp_min(1)))
     return {"warmup": warmup, "seed": seed, "RS": float(rows["RS"].mean()),
             "capture": float(rows["capture_rate"].mean()), "kv": float(rows["kv_fraction"].mean()),
-            "first_tenth": statistics.mean(first_tenth)}
+            "first_tenth": float(routed_shares(model, out)[:, 0].mean())}  # mean over layers
 
 
 def main() -> None:

@@ -34,3 +34,13 @@ def test_pure_gdn_routes_nothing_and_too_short_contexts_are_refused():
     assert kv == 0 and not shares.any()
     with pytest.raises(ValueError, match="cannot fill 10 bins"):
         position_shares(model, torch.randn(2, 20), horizon=8)
+
+
+def test_surprise_warmup_moves_the_routed_tokens_out_of_the_start():
+    """The warm-up experiment's cell: with the first 8 of 96 MQAR tokens off limits, surprise's slots leave the
+    context's first tenth (an untrained model already routes most of them there without it)."""
+    from tsham.experiments.surprise_warmup import run_cell
+
+    plain, warm = (run_cell("mqar", "easy", 0.1, w, seed=0, steps=2, batch_size=4, lr=3e-3, n_test=8) for w in (0, 8))
+    assert plain["first_tenth"] > 0.3 and warm["first_tenth"] < 0.5 * plain["first_tenth"]
+    assert 0 < warm["kv"] < 0.3 and 0 <= warm["capture"] <= 1
