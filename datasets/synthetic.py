@@ -6,6 +6,7 @@ Every generator takes ``(length, rng)`` and returns a :class:`SyntheticSeries` (
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 from collections.abc import Callable
@@ -107,14 +108,26 @@ def kernel_synth(length: int, rng: np.random.Generator, max_kernels: int = 4, gr
 def seasonal_ar_background(length: int, rng: np.random.Generator, channels: int = 1) -> np.ndarray:
     """PROBES.md's default background ``[T, C]``: two seasonal sines (periods 24 and 168, random phases,
     amplitudes U(0.5, 1) and U(0, 0.5)) plus AR(1) noise (phi 0.9, sigma 0.3); not normalised."""
-    t = np.arange(length)[:, None]
-    x = rng.uniform(0.5, 1, channels) * np.sin(2 * np.pi * t / 24 + rng.uniform(0, 2 * np.pi, channels))
-    x = x + rng.uniform(0, 0.5, channels) * np.sin(2 * np.pi * t / 168 + rng.uniform(0, 2 * np.pi, channels))
+    a1, p1 = rng.uniform(0.5, 1, channels), rng.uniform(0, 2 * np.pi, channels)
+    a2, p2 = rng.uniform(0, 0.5, channels), rng.uniform(0, 2 * np.pi, channels)
+    # sin(wt + p) = sin(wt) cos(p) + cos(wt) sin(p): one [T, 4] x [4, C] product with sine tables shared by every
+    # call of a length, not T x C sines (the probe generators draw 64 of these per batch, on the host that also
+    # feeds the GPU)
+    x = _season_tables(length) @ np.stack([a1 * np.cos(p1), a1 * np.sin(p1), a2 * np.cos(p2), a2 * np.sin(p2)])
     from scipy.signal import lfilter  # the AR(1) recursion in C; scipy comes with statsmodels
 
     eps = rng.normal(0, 0.3, (length, channels))
     eps[0] = 0.0  # the recursion starts from noise 0
     return x + lfilter([1.0], [1.0, -0.9], eps, axis=0)
+
+
+@functools.lru_cache(maxsize=16)
+def _season_tables(length: int) -> np.ndarray:
+    """``[T, 4]``: sin and cos of the periods 24 and 168 over ``length`` steps (read-only: shared)."""
+    phase = 2 * np.pi * np.arange(length)[:, None] / np.array([24.0, 24.0, 168.0, 168.0])
+    tables = np.where(np.arange(4) % 2 == 0, np.sin(phase), np.cos(phase))
+    tables.flags.writeable = False
+    return tables
 
 
 def _background(length: int, rng: np.random.Generator) -> np.ndarray:

@@ -8,6 +8,7 @@ what the memory recalled, not general forecasting skill.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,8 +59,9 @@ class ProbeBatch:
 
 def background(length: int, channels: int, rng: np.random.Generator) -> np.ndarray:
     """The default background ``[T, C]`` (:func:`seasonal_ar_background`), normalised per channel, float32."""
-    x = seasonal_ar_background(length, rng, channels)
-    return ((x - x.mean(0)) / x.std(0)).astype(np.float32)
+    x = np.ascontiguousarray(seasonal_ar_background(length, rng, channels).T)  # reductions over time: 4x faster
+    x = (x - x.mean(1, keepdims=True)) / x.std(1, keepdims=True)  # on contiguous rows than down strided columns
+    return x.T.astype(np.float32, order="C")
 
 
 def _rngs(seed: int, n: int):
@@ -184,11 +186,19 @@ def mqar(n: int, level: str = "easy", seed: int = 0, d: int = 8) -> ProbeBatch:
 
 def _motif(rng: np.random.Generator, length: int = 48) -> np.ndarray:
     """A smooth motif: three sines (frequencies U(0.05, 0.25) cycles/step), Tukey window, peak 1."""
+    t = np.arange(length)[:, None]
+    wave = np.sin(2 * np.pi * rng.uniform(0.05, 0.25, 3) * t + rng.uniform(0, 2 * np.pi, 3)).sum(1) * _tukey(length)
+    return (wave / np.abs(wave).max()).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=4)
+def _tukey(length: int) -> np.ndarray:
+    """The motif window ``[length]`` (cached: 64 motifs a batch would otherwise rebuild it)."""
     from scipy.signal.windows import tukey  # scipy comes with statsmodels
 
-    t = np.arange(length)[:, None]
-    wave = np.sin(2 * np.pi * rng.uniform(0.05, 0.25, 3) * t + rng.uniform(0, 2 * np.pi, 3)).sum(1) * tukey(length)
-    return (wave / np.abs(wave).max()).astype(np.float32)
+    window = tukey(length)
+    window.flags.writeable = False
+    return window
 
 
 def _damped_oscillation(rng: np.random.Generator, length: int = 48) -> np.ndarray:

@@ -63,3 +63,18 @@ def test_mix_never_nests_a_pool_inside_a_worker(monkeypatch):
     assert default_workers(2000) == 8 and default_workers(100) == 1
     with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
         assert pool.submit(default_workers, 2000).result() == 1
+
+
+@pytest.mark.parametrize("length, channels", [(1, 1), (173, 3), (4128, 4)])
+def test_seasonal_background_matches_its_formula(length, channels):
+    """The shared sine tables and the [T, 4] x [4, C] product give PROBES.md's sines, draw for draw."""
+    from scipy.signal import lfilter
+    from tsham.datasets.synthetic import seasonal_ar_background
+
+    fast = seasonal_ar_background(length, np.random.default_rng(7), channels)
+    rng, t = np.random.default_rng(7), np.arange(length)[:, None]
+    x = rng.uniform(0.5, 1, channels) * np.sin(2 * np.pi * t / 24 + rng.uniform(0, 2 * np.pi, channels))
+    x = x + rng.uniform(0, 0.5, channels) * np.sin(2 * np.pi * t / 168 + rng.uniform(0, 2 * np.pi, channels))
+    eps = rng.normal(0, 0.3, (length, channels))
+    eps[0] = 0.0
+    np.testing.assert_allclose(fast, x + lfilter([1.0], [1.0, -0.9], eps, axis=0), rtol=0, atol=1e-12)
