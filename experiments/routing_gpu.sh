@@ -9,7 +9,7 @@
 # 2-GPU kind under MPS, 56 workers took a median 124 s per synthetic cell, 131 s per ETTh1 cell and 192 s per
 # probe-D cell (1500 steps; about 120 cells in a 7-minute call, 2026-11-30); on one H200 with CUDA graphs
 # (GRAPH=1, the default) 28 workers took a median 106 s per MQAR cell and 202 s per probe-B cell (about 85 cells
-# in a 9-minute call, 2026-12-01). Not under
+# in a 9-minute call, 2026-12-01), and 268 s per probe-A cell (56 cells a call). Not under
 # `timeout`: it signals the whole process group, so every worker dies with its cell half-trained. Slices must run
 # one after another (they share learning_rates.json). GIFT and LTSF tasks need the ETT and M4 files in
 # TSHAM_DATA_DIR on the device (carry a copy: the device reaches no network).
