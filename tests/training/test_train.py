@@ -100,7 +100,8 @@ def test_validation_exports_the_best_weights_and_stops_on_patience(tmp_path):
     tuned = train(tiny_config(), ruin, pool, tmp_path / "ruin", progress=False, init_from=start)
     summary = json.loads((tmp_path / "ruin" / "model" / "validation.json").read_text())
     rows = np.loadtxt(tmp_path / "ruin" / "validation.csv", delimiter=",", skiprows=1, ndmin=2)
-    assert rows[0, 0] == 0 and summary["best_step"] == 0 and rows[1:, 1].min() > rows[0, 1]
+    # lr 30 may take a later loss to inf or NaN: either is no improvement (NaN > x is False, so compare with <=)
+    assert rows[0, 0] == 0 and summary["best_step"] == 0 and not (rows[1:, 1] <= rows[0, 1]).any()
     assert rows[-1, 0] < 12  # patience stopped it: 2 validations without improvement
     assert summary["initial_val_loss"] == summary["best_val_loss"] == pytest.approx(rows[0, 1], abs=1e-5)
     for k, v in start.state_dict().items():
