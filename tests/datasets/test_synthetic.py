@@ -78,3 +78,16 @@ def test_seasonal_background_matches_its_formula(length, channels):
     eps = rng.normal(0, 0.3, (length, channels))
     eps[0] = 0.0
     np.testing.assert_allclose(fast, x + lfilter([1.0], [1.0, -0.9], eps, axis=0), rtol=0, atol=1e-12)
+
+
+def test_repeating_pattern_repeats_a_sharp_cycle():
+    """Some lag p copies the series to a few % of its spread (what seasonal naive exploits), and the cycle is not
+    a smooth sine: a one-step difference is often large."""
+    from tsham.datasets.synthetic import repeating_pattern
+
+    for seed in range(8):
+        x = repeating_pattern(2048, np.random.default_rng(seed)).values[:, 0].astype(np.float64)
+        lags = np.arange(2, 400)
+        copy_error = np.array([np.abs(x[p:] - x[:-p]).mean() for p in lags]) / x.std()
+        assert copy_error.min() < 0.2, (seed, lags[copy_error.argmin()], copy_error.min())
+        assert np.abs(np.diff(x)).max() > 0.2 * x.std(), seed
