@@ -12,6 +12,7 @@ time and machine.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import time
@@ -92,6 +93,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, help="override the preset's batch size")
     parser.add_argument("--lr", type=float, help="override the preset's peak learning rate")
     parser.add_argument("--warmup-steps", type=int, help="override the preset's learning-rate warm-up")
+    parser.add_argument("--weights", nargs="+", metavar="GENERATOR=W",
+                        help="override the preset's synthetic mix, e.g. repeating_pattern=2 kernel_synth=4")
+    parser.add_argument("--kv-rope-base", type=float, help="rotary positions on the scratchpad (HamConfig."
+                        "kv_rope_base; 0 off): lets attention look back a fixed number of patches, e.g. one cycle")
     parser.add_argument("--init-from", metavar="MODEL", help="continue pretraining this exported model (a folder, "
                         "or 'default' for the shipped one): its architecture, not the preset's, and its card's "
                         "steps are recorded beside the new ones")
@@ -106,6 +111,11 @@ def main() -> None:
             preset = {**preset, "train": {**preset["train"], field: getattr(args, key)}}
     if args.synthetic is not None:
         preset = {**preset, "synthetic": args.synthetic}
+    if args.weights:
+        pairs = [w.partition("=") for w in args.weights]
+        if any(not sep for _, sep, _ in pairs):
+            parser.error(f"--weights takes GENERATOR=WEIGHT pairs; got {args.weights}")
+        preset = {**preset, "weights": {name: float(w) for name, _, w in pairs}}
     start_model = None
     if args.init_from:
         start_model = load_checkpoint(ASSETS if args.init_from == "default" else args.init_from)
@@ -114,6 +124,8 @@ def main() -> None:
         config = TshamConfig.small(**preset["model"])
         config.context_length = preset["context_length"]
         config.align = preset.get("align", "end")
+    if args.kv_rope_base is not None:
+        config.ham = dataclasses.replace(config.ham, kv_rope_base=args.kv_rope_base)  # re-validated
     run = TrainConfig(seed=args.seed, **preset["train"])
     synthetic = [PoolSeries.from_synthetic(s) for s in synthetic_mix(
         preset["synthetic"], preset["series_length"], seed=args.seed, weights=preset.get("weights"))]
