@@ -86,14 +86,16 @@ def visible_gpus(device: str) -> list[str]:
     return named.split(",") if named else [str(i) for i in range(torch.cuda.device_count())]
 
 
-def past_durations(folder: Path) -> list[float]:
-    """Seconds each finished cell under ``folder`` took (its JSON log's ``train_seconds + eval_seconds``): the
-    estimate a resumed pool starts from (:func:`run_pool`'s ``durations``)."""
-    out = []
+def past_durations(folder: Path, key: str | None = None) -> dict[str, list[float]]:
+    """Seconds each finished cell under ``folder`` took (its JSON log's ``train_seconds + eval_seconds``), grouped
+    by the log's ``key`` field (e.g. ``"task"``; one group ``""`` without): the estimate a resumed pool starts from
+    (:func:`run_pool`'s ``durations``)."""
+    out: dict[str, list[float]] = {}
     for path in folder.glob("*.json"):
         log = json.loads(path.read_text())
         if "train_seconds" in log:
-            out.append(log["train_seconds"] + log.get("eval_seconds", 0.0))
+            group = str(log.get(key, "")) if key else ""
+            out.setdefault(group, []).append(log["train_seconds"] + log.get("eval_seconds", 0.0))
     return out
 
 
@@ -106,13 +108,15 @@ def _pin_worker(counter, gpus: list[str]) -> None:
 
 
 def run_pool(cells: list, worker, name, workers: int, deadline: float = math.inf, device: str = "cpu",
-             durations: list[float] | None = None, follow_up=None, order=None) -> int:
+             durations: dict[str, list[float]] | None = None, follow_up=None, order=None, kind=None) -> int:
     """Runs ``worker(cell)`` for every cell in ``workers`` spawned processes, with a progress bar on a terminal
     (elsewhere, e.g. in logs, one ``done <name(cell)>`` line per cell); a failed cell is reported and the rest go
     on; a dead worker (e.g. out of memory) stops the pool; no cell starts after ``deadline``
-    (``time.monotonic()``), nor one that would end after it by the median duration of the cells done so far
-    (``durations``, seconds, appended to: pass one list to successive pools of similar cells), so a run given a few
-    minutes ends on time instead of cells being cut half-trained. With ``device="cuda"`` on a host of several GPUs,
+    (``time.monotonic()``), nor one that would end after it by the median duration of the cells of its ``kind``
+    done so far (``kind(cell)``, e.g. its task; all cells are one kind without; ``durations``: seconds per kind,
+    appended to: pass one dict to successive pools; a kind not seen yet is estimated from every kind), so a run
+    given a few minutes ends on time instead of cells being cut half-trained, and a queue whose next cell is too
+    long for the time left starts a shorter kind behind it. With ``device="cuda"`` on a host of several GPUs,
     the workers are spread over them round-robin (each sees one, as ``cuda``). ``follow_up(cell)``, called after
     each cell that succeeded, returns the cells it unlocked (e.g. those waiting on a learning-rate sweep), which join
     the queue at once, so no worker idles while one phase waits on another; ``order`` (a sort key) then keeps the
@@ -127,15 +131,21 @@ def run_pool(cells: list, worker, name, workers: int, deadline: float = math.inf
     gpus = visible_gpus(device)
     print(f"{len(cells)} cells to run, {workers} workers" + (f" on {len(gpus)} GPUs" if len(gpus) > 1 else ""),
           flush=True)
-    durations = [] if durations is None else durations
+    durations = {} if durations is None else durations
+    kind = kind or (lambda cell: "")
 
-    def fits() -> bool:  # would one more cell end before the deadline (as far as the cells done so far tell)?
-        return time.monotonic() + (statistics.median(durations) if durations else 0.0) < deadline
+    def estimate(cell) -> float:  # seconds, as the cells done so far tell: its own kind's, else every kind's
+        seen = durations.get(kind(cell)) or [d for ds in durations.values() for d in ds]
+        return statistics.median(seen) if seen else 0.0
 
-    if cells and not fits():
+    def first_fitting() -> int | None:  # the first queued cell that would end before the deadline
+        now = time.monotonic()
+        return next((i for i, c in enumerate(queue) if now + estimate(c) < deadline), None)
+
+    queue = list(cells)
+    if queue and first_fitting() is None:
         print(f"{len(cells)} cells not run (they would end after the deadline); run again to resume", flush=True)
         return len(cells)
-    queue = list(cells)
     bar = tqdm(total=len(cells), desc="cells", unit="cell", disable=None)  # None: off unless on a terminal
     say = bar.write if not bar.disable else partial(print, flush=True)
     context = get_context("spawn")
@@ -145,17 +155,17 @@ def run_pool(cells: list, worker, name, workers: int, deadline: float = math.inf
     with one_blas_thread(), bar, ProcessPoolExecutor(workers, mp_context=context, **pin) as pool:
         pending, started = {}, {}
 
-        def submit() -> None:
-            c = queue.pop(0)
-            future = pool.submit(worker, c)
-            pending[future], started[future] = c, time.monotonic()
+        def fill() -> None:  # idle workers take the first queued cells that fit (unlocked ones may fill several)
+            while queue and len(pending) < workers and (i := first_fitting()) is not None:
+                c = queue.pop(i)
+                future = pool.submit(worker, c)
+                pending[future], started[future] = c, time.monotonic()
 
-        while queue and len(pending) < workers:  # the first wave (fits() was checked above)
-            submit()
+        fill()
         while pending:
             done = next(as_completed(pending))
             cell = pending.pop(done)
-            durations.append(time.monotonic() - started.pop(done))
+            durations.setdefault(kind(cell), []).append(time.monotonic() - started.pop(done))
             try:
                 finished = done.result()
             except BrokenProcessPool as err:
@@ -176,8 +186,7 @@ def run_pool(cells: list, worker, name, workers: int, deadline: float = math.inf
                 if unlocked and order:
                     queue.sort(key=order)
                 bar.total += len(unlocked)
-            while queue and len(pending) < workers and fits():  # unlocked cells may fill several idle workers
-                submit()
+            fill()
     left = len(queue) + len(pending)
     if left:
         print(f"{left} cells not run (deadline or a dead worker); run again to resume", flush=True)

@@ -184,7 +184,7 @@ def run(args) -> None:
     print(f"{len(every) - len(todo)} cells already done", flush=True)
     deadline = time.monotonic() + 60 * args.minutes if args.minutes else math.inf
     run_pool(todo, partial(run_cell, out=args.out, device=args.device, cuda_graph=args.cuda_graph), cell_name,
-             args.workers, deadline, args.device, past_durations(folder))
+             args.workers, deadline, args.device, past_durations(folder, "probe"), kind=lambda cell: cell["probe"])
 
 
 def collect(args) -> None:

@@ -178,7 +178,8 @@ def run(args) -> None:
     queue.sort(key=order)
     run_pool(queue, partial(run_cell, out=args.out, device=args.device, cuda_graph=args.cuda_graph), cell_name,
              args.workers, deadline,
-             args.device, past_durations(folder), follow_up=follow_up, order=order)
+             args.device, past_durations(folder, "task"), follow_up=follow_up, order=order,
+             kind=lambda cell: cell["task"])
     waiting = [f"{t}/{p}" for (t, p), cells in sweeps.items() if not all(_done(folder, c) for c in cells)]
     if waiting:  # every rate must have run: a choice among the survivors would not be the sweep's
         print(f"{len(waiting)} learning-rate sweeps are incomplete ({', '.join(waiting[:5])}"

@@ -1,7 +1,6 @@
 """The cell pool of the GPU sweeps: GPU pinning, the duration-aware deadline, the estimate a resumed run starts from."""
 
 import json
-import math
 import multiprocessing
 import os
 import time
@@ -25,15 +24,24 @@ def test_pool_runs_every_cell_without_a_deadline():
 
 def test_pool_starts_no_cell_that_would_end_after_the_deadline():
     # cells done before took 1000 s: with 100 s left none may start, although the deadline has not passed
-    assert run_pool([1, 2, 3], square, str, workers=2, deadline=time.monotonic() + 100, durations=[1000.0]) == 3
-    assert run_pool([1, 2], square, str, workers=2, deadline=time.monotonic() + 100, durations=[1.0]) == 0
+    assert run_pool([1, 2, 3], square, str, workers=2, deadline=time.monotonic() + 100, durations={"": [1000.0]}) == 3
+    assert run_pool([1, 2], square, str, workers=2, deadline=time.monotonic() + 100, durations={"": [1.0]}) == 0
+
+
+def test_pool_starts_a_shorter_kind_when_the_next_cell_is_too_long():
+    # odd cells took 1000 s, even ones 1 s: with 100 s left only the even ones start, queued behind an odd one
+    parity = {"kind": lambda c: "odd" if c % 2 else "even", "durations": {"odd": [1000.0], "even": [1.0]}}
+    assert run_pool([1, 2, 3, 4], square, str, workers=1, deadline=time.monotonic() + 100, **parity) == 2
+    # a kind not seen yet is estimated from every kind done so far (median of 1000 and 1: too long here)
+    assert run_pool([5], square, str, workers=1, deadline=time.monotonic() + 100, kind=lambda c: "new",
+                    durations={"odd": [1000.0, 1000.0], "even": [1.0]}) == 1
 
 
 def test_pool_durations_carry_over_to_the_next_pool():
     # the caller's list receives every finished cell's duration, so a second pool (phase 2) starts estimated
-    durations = [0.5]
+    durations = {"": [0.5]}
     assert run_pool([1, 2, 3], square, str, workers=2, durations=durations) == 0
-    assert len(durations) == 4 and all(d > 0 for d in durations)
+    assert len(durations[""]) == 4 and all(d > 0 for d in durations[""])
 
 
 def test_pool_runs_the_cells_a_finished_cell_unlocks_in_order():
@@ -80,11 +88,13 @@ def test_no_gpus_on_cpu_or_an_explicit_device():
 
 
 def test_past_durations_read_the_cell_logs(tmp_path):
-    (tmp_path / "a.json").write_text(json.dumps({"train_seconds": 10.0, "eval_seconds": 2.5}))
-    (tmp_path / "b.json").write_text(json.dumps({"train_seconds": 4.0}))
+    (tmp_path / "a.json").write_text(json.dumps({"task": "mqar", "train_seconds": 10.0, "eval_seconds": 2.5}))
+    (tmp_path / "b.json").write_text(json.dumps({"task": "synthetic", "train_seconds": 4.0}))
+    (tmp_path / "c.json").write_text(json.dumps({"task": "mqar", "train_seconds": 1.0}))
     (tmp_path / "learning_rates.json").write_text(json.dumps([["task", "policy", 0.001]]))  # not a cell log
-    assert sorted(past_durations(tmp_path)) == [4.0, 12.5]
-    assert math.isclose(sum(past_durations(tmp_path)), 16.5)
+    assert {k: sorted(v) for k, v in past_durations(tmp_path).items()} == {"": [1.0, 4.0, 12.5]}
+    assert {k: sorted(v) for k, v in past_durations(tmp_path, "task").items()} == {"mqar": [1.0, 12.5],
+                                                                                   "synthetic": [4.0]}
 
 
 def test_workers_get_one_blas_thread_and_the_parent_keeps_its_environment(tmp_path, monkeypatch):
