@@ -2,7 +2,9 @@
 
     python -m tsham.experiments.copy_check [--models default runs/ft/x/model ...] [--name copy_check_cpu]
 
-Two views per model, each at the model's exported KV threshold:
+Three views per model, each at the model's exported KV threshold:
+- noise-free sines of amplitude 3 at periods 8, 16 (the patch length: every patch token is the same), 24 and 37:
+  mean absolute error of the median over 48 steps (predicting the mean scores 1.91, a copy 0);
 - held-out ``repeating_pattern`` series (seeds unused by pretraining), period known: MASE of the median forecast
   and of seasonal naive at that period (naive is near-perfect by construction);
 - M4 hourly (one window of 48 per series, as in GIFT-Eval): mean MASE, the share of series where the model's
@@ -53,6 +55,20 @@ def held_out_cycles(n: int, context: int, horizon: int) -> tuple[list[np.ndarray
     return past, np.stack(truth), periods
 
 
+SINE_PERIODS = (8, 16, 24, 37)
+
+
+def sine_errors(pipe: TshamPipeline, q: int, n: int = 16, context: int = 1024, horizon: int = 48) -> dict:
+    """Mean absolute error of the median on ``n`` noise-free sines of amplitude 3 (random phases) per period."""
+    rng, t = np.random.default_rng(HELD_OUT_SEED), np.arange(context + horizon)
+    out = {}
+    for period in SINE_PERIODS:
+        x = 3 * np.sin(2 * np.pi * t[None] / period + rng.uniform(0, 2 * np.pi, (n, 1))).astype(np.float32)
+        out[f"sine_{period}_abs_error"] = float(np.abs(pipe.predict(list(x[:, :context]), horizon)[:, q]
+                                                       - x[:, context:]).mean())
+    return out
+
+
 def check(model: str | None, n: int = 256, context: int = 1024, horizon: int = 48) -> dict:
     """One model's row: MASE on held-out cycles (model, naive), M4 hourly (model, naive, share worse, median ratio)."""
     pipe = TshamPipeline.load(None if model in (None, "default") else model)
@@ -68,7 +84,7 @@ def check(model: str | None, n: int = 256, context: int = 1024, horizon: int = 4
     return {"model": model or "default", "cycles_MASE": float(cycles.mean()), "cycles_naive_MASE":
             float(cycles_naive.mean()), "m4_hourly_MASE": float(m4.mean()), "m4_hourly_naive_MASE":
             float(m4_naive.mean()), "m4_hourly_share_worse": float((m4 > m4_naive).mean()),
-            "m4_hourly_median_ratio": float(np.median(m4 / np.maximum(m4_naive, 1e-8)))}
+            "m4_hourly_median_ratio": float(np.median(m4 / np.maximum(m4_naive, 1e-8))), **sine_errors(pipe, q)}
 
 
 def main() -> None:
@@ -78,11 +94,14 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     rows = [check(m) for m in args.models]
-    lines = ["| model | held-out cycles: MASE (naive) | M4 hourly: MASE (naive) | M4 hourly: share of series worse "
-             "than naive | M4 hourly: median ratio to naive |", "|---|---|---|---|---|"]
+    sines = " | ".join(f"sine {p}" for p in SINE_PERIODS)
+    lines = [f"| model | held-out cycles: MASE (naive) | M4 hourly: MASE (naive) | M4 hourly: share of series worse "
+             f"than naive | M4 hourly: median ratio to naive | {sines} (abs error, amplitude 3) |",
+             "|---|---|---|---|---|" + "---|" * len(SINE_PERIODS)]
     lines += [f"| {r['model']} | {r['cycles_MASE']:.2f} ({r['cycles_naive_MASE']:.2f}) | {r['m4_hourly_MASE']:.3f} "
               f"({r['m4_hourly_naive_MASE']:.3f}) | {r['m4_hourly_share_worse']:.0%} | "
-              f"{r['m4_hourly_median_ratio']:.2f} |" for r in rows]
+              f"{r['m4_hourly_median_ratio']:.2f} | "
+              + " | ".join(f"{r[f'sine_{p}_abs_error']:.2f}" for p in SINE_PERIODS) + " |" for r in rows]
     text = "\n".join(lines)
     print(text)
     write_results(args.name, header(), rows, text)
