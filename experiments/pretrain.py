@@ -116,9 +116,10 @@ def main() -> None:
         if any(not sep for _, sep, _ in pairs):
             parser.error(f"--weights takes GENERATOR=WEIGHT pairs; got {args.weights}")
         preset = {**preset, "weights": {name: float(w) for name, _, w in pairs}}
-    start_model = None
+    start_model, start_dir = None, None
     if args.init_from:
-        start_model = load_checkpoint(ASSETS if args.init_from == "default" else args.init_from)
+        start_dir = ASSETS if args.init_from == "default" else Path(args.init_from)
+        start_model = load_checkpoint(start_dir)
         config = start_model.config
     else:
         config = TshamConfig.small(**preset["model"])
@@ -142,8 +143,7 @@ def main() -> None:
             "steps": steps, "batch_size": run.batch_size, "patch_tokens_seen": tokens,
             "final_loss": float(history[-20:, 1].mean()), "train_seconds": round(seconds, 1),
             "kv_threshold_exported": [float(b.mixer.router.tau) for b in model.stack.blocks]}
-    if args.init_from:
-        start_dir = ASSETS if args.init_from == "default" else Path(args.init_from)
+    if start_dir is not None:
         start_card = start_dir / "card.json"
         card["init_from"] = {"model": str(args.init_from), "card": json.loads(start_card.read_text())
                              if start_card.is_file() else None}
