@@ -162,6 +162,17 @@ def throughput_table(table: pd.DataFrame, isolated: list[dict] | None = None) ->
     return "\n".join(lines)
 
 
+def timing_spread(isolated: list[dict] | None) -> str:
+    """A sentence under the throughput table on how far one policy's timing rounds (``throughput.json``'s
+    ``rounds``) lie apart, so a reader can tell a router's overhead from noise; "" without rounds."""
+    spreads = [1 - min(r["rounds"]) / max(r["rounds"]) for r in isolated or () if len(r.get("rounds", ())) > 1]
+    if not spreads:
+        return ""
+    return (f"\n\nTimed alone: each policy's best of {len(isolated[0]['rounds'])} rounds (eager steps on one fixed "
+            f"batch; launch-bound at these sizes). One policy's rounds lie a median {100 * np.median(spreads):.0f}% "
+            f"apart (up to {100 * max(spreads):.0f}%), so ratios within about that of 1.00x are noise.")
+
+
 def policy_color(policy: str) -> str:
     """One colour per policy in every plot of a report (matplotlib's ten-colour cycle, in POLICIES order)."""
     from tsham.experiments.routing_policies import POLICIES
@@ -270,7 +281,7 @@ def report(run: Path, name: str, results: Path | None = None) -> Path:
                         "## Throughput, memory and router size" + (" (each policy timed alone where a column says "
                                                                    "so)" if isolated else " (cells sharing the device: "
                                                                    "means)"),
-                        throughput_table(table, isolated)])
+                        throughput_table(table, isolated) + timing_spread(isolated)])
     meta = {**made, "run": f"{run} ({bench.get('machine', '?')}, {bench.get('date', '?')}, preset "
             f"{bench.get('preset', '?')}, rev {bench.get('revision', '?')})",
             "cells": cell_counts(cells), "training steps (CUDA graphs or eager)": training_modes(cells),

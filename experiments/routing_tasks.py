@@ -279,7 +279,7 @@ def isolated_throughput(task: str, policies, budget: float, recipe: dict, device
     """Router overhead measured alone: per policy, :func:`train_loop` steps of the task's backbone on one fixed
     batch, the policies timed one after another in this process, ``rounds`` times over (the cells' own throughput
     is measured while other workers share the device). A step of these small models is bound by kernel launches,
-    so one pass reads mostly noise and warm-up (on the H200 pure GDN timed 20% slower than full attention): each
+    so one pass reads mostly noise and warm-up (on the H200 full attention once timed 1.30x pure GDN's tokens/s): each
     policy keeps its best round, as ``timeit`` does. Returns rows: policy, patch tokens/s, peak GPU memory of its
     training steps (MiB, None on CPU), parameters and the router's share."""
     from tsham.experiments.routing_policies import sweep_budget_of, task_pairs

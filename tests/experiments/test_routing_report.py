@@ -84,6 +84,15 @@ def test_throughput_table_takes_each_task_from_the_isolated_timing_where_it_has_
     assert "| surprise | 150 (0.75x) | 5 (0.50x) |" in text
 
 
+def test_timing_spread_states_how_far_one_policys_rounds_lie_apart():
+    from tsham.experiments.routing_report import timing_spread
+
+    rows = [{"rounds": [80.0, 100.0, 90.0]}, {"rounds": [60.0, 100.0, 100.0]}, {"rounds": [90.0, 100.0, 95.0]}]
+    text = timing_spread(rows)
+    assert "best of 3 rounds" in text and "a median 20% apart (up to 40%)" in text
+    assert timing_spread(None) == "" and timing_spread([{"tokens_per_s": 1.0}]) == ""  # older files: no rounds
+
+
 def test_training_modes_say_which_tasks_mixed_eager_and_graphed_cells():
     from tsham.experiments.routing_report import training_modes
 
