@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -35,6 +36,13 @@ def run_command(args) -> int:
     return 0
 
 
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"a KV budget is a fraction in [0, 1]; got {text}")
+    return value
+
+
 def add_probe_parser(sub) -> None:
     from tsham.probes.generators import LEVELS, PROBES
     from tsham.probes.runner import POLICIES
@@ -44,7 +52,8 @@ def add_probe_parser(sub) -> None:
     p.add_argument("--level", choices=LEVELS, default="easy")
     p.add_argument("--model", help="score this checkpoint at each --budget instead of training probe models")
     p.add_argument("--policy", nargs="+", default=["surprise", "random", "oracle"], choices=POLICIES)
-    p.add_argument("--budget", type=float, nargs="+", default=[0.05, 0.1], help="KV fractions (0 and 1 are added)")
+    p.add_argument("--budget", type=_fraction, nargs="+", default=[0.05, 0.1],
+                   help="KV fractions in [0, 1] (0 and 1 are added)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--n", type=int, default=256, help="test sequences per cell")
     p.add_argument("--steps", type=int, default=300, help="training steps per probe model")

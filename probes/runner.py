@@ -310,6 +310,14 @@ def run_probe(probe: str, level: str = "easy", policies: Sequence[str] = ("surpr
     """
     if probe not in PROBES:
         raise ValueError(f"unknown probe {probe!r}; known: {sorted(PROBES)}")
+    if level not in LEVELS:  # every check before the first model trains
+        raise ValueError(f"unknown level {level!r}; known: {LEVELS}")
+    unknown = [p for p in policies if p not in (*POLICIES, "none", "all")]
+    if unknown:
+        raise ValueError(f"unknown policies {unknown}; known: {POLICIES} (and the controls none, all)")
+    bad = [b for b in budgets if not 0.0 <= float(b) <= 1.0]  # NaN fails too
+    if bad:
+        raise ValueError(f"budgets are KV fractions in [0, 1]; got {bad}")
     config_kwargs.setdefault("context_length", probe_context_length(probe, level))
     frames = []
     for seed in seeds:

@@ -84,3 +84,45 @@ def test_stream_from_stdin_resumes_from_its_state(trained):
     bad = subprocess.run([sys.executable, "-m", "tsham.cli", "stream", "--model", "run/model", "--horizon", "5"],
                          input="timestamp,value\n2024-01-01,1\n", capture_output=True, text=True, cwd=trained)
     assert bad.returncode != 0 and "target" in bad.stderr
+
+
+def test_stream_state_folders_never_collide_and_are_saved_when_a_row_is_bad(trained):
+    from pathlib import Path
+
+    from tsham.forecasting.stream_cli import state_folder
+
+    folders = {state_folder(Path("st"), item) for item in ("a/b", "a_b", "..", ".", "a b")}
+    assert len(folders) == 5 and all(f.parent == Path("st") for f in folders)
+    rows = "id,timestamp,target\n" + "".join(f"{item},2024-01-01 0{h}:00,{h + k}\n" for h in range(4)
+                                            for k, item in enumerate(("a/b", "a_b", "..")))
+    out = subprocess.run([sys.executable, "-m", "tsham.cli", "stream", "--model", "run/model", "--horizon", "2",
+                          "--state", "collide"], input=rows + "a_b,not a time,1\n", capture_output=True, text=True,
+                         cwd=trained, timeout=600)
+    assert out.returncode == 2 and "line 14" in out.stderr and "not a timestamp" in out.stderr, out.stderr
+    saved = sorted(p.name for p in (trained / "collide").iterdir())
+    assert saved == ["%2E%2E", "a%2Fb", "a_b"]  # three series, three folders, none outside --state
+    assert len(pd.read_csv(io.StringIO(out.stdout))) == 3 * 3 * 2  # a forecast at rows 2-4 of each, before the error
+    back = subprocess.run([sys.executable, "-m", "tsham.cli", "stream", "--model", "run/model", "--horizon", "2",
+                           "--state", "collide"], input="id,timestamp,target\na/b,2024-01-01 02:00,1\n",
+                          capture_output=True, text=True, cwd=trained, timeout=600)
+    assert back.returncode == 2 and "goes back in time" in back.stderr  # it resumed a/b's own last timestamp
+    zero = tsham("stream", "--model", "run/model", "--horizon", "2", "--every", "0", cwd=trained)
+    assert zero.returncode == 2 and "must be a whole number >= 1" in zero.stderr
+
+
+def test_train_names_the_series_too_short_for_its_horizon(trained, capsys):
+    import argparse
+
+    from tsham.cli import _pool_from_args
+
+    stamps = pd.date_range("2024-01-01", periods=60, freq="h")
+    pd.concat([pd.DataFrame({"id": "long", "timestamp": stamps, "target": np.arange(60.0)}),
+               pd.DataFrame({"id": "short", "timestamp": stamps[:5], "target": np.arange(5.0)})]).to_csv(
+        trained / "short.csv", index=False)
+    args = argparse.Namespace(synthetic=0, series_length=64, seed=0, input=str(trained / "short.csv"), id_column="id",
+                              timestamp_column="timestamp", target="target", horizon=8, horizons=None)
+    assert len(_pool_from_args(args)) == 1
+    assert "1 of the 2 series" in capsys.readouterr().err
+    args.horizon = 100
+    with pytest.raises(ValueError, match="every series of .* is shorter than 101 steps"):
+        _pool_from_args(args)

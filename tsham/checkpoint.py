@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 import tsham
@@ -32,6 +34,35 @@ def save_checkpoint(model: TshamModel, path: str | Path, matrix_dtype: torch.dty
     return path
 
 
+def read_json(path: Path) -> dict:
+    """A JSON object from ``path``; anything else (bad JSON, a list) is a ValueError naming the file."""
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON: {err}") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path} must hold a JSON object; got {type(meta).__name__}")
+    return meta
+
+
+def read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file; a truncated or foreign file is a ValueError naming it."""
+    try:
+        return load_file(str(path))
+    except SafetensorError as err:
+        raise ValueError(f"{path} is truncated or not a safetensors file: {err}") from None
+
+
+def model_fingerprint(model: torch.nn.Module) -> str:
+    """SHA-256 over a model's state (weights and buffers such as router thresholds, in name order): what a saved
+    stream records, so that it resumes only with the model that wrote it."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> TshamModel:
     """Reads a folder written by :func:`save_checkpoint`; every mismatch is a clear error.
 
@@ -44,16 +75,20 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Tsh
         if not (path / name).is_file():
             raise FileNotFoundError(f"checkpoint file {path / name} not found (a tsham checkpoint is a folder with "
                                     f"{CONFIG} and {WEIGHTS})")
-    try:
-        meta = json.loads((path / CONFIG).read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path / CONFIG} is not valid JSON: {err}") from None
+    meta = read_json(path / CONFIG)
     version = meta.get("format_version")
     if version != FORMAT_VERSION:
         raise ValueError(f"checkpoint {path} has format version {version}; this tsham ({tsham.__version__}) reads "
                          f"version {FORMAT_VERSION}")
-    model = TshamModel(TshamConfig.from_dict(meta["config"]))
-    state = load_file(str(path / WEIGHTS))
+    if not isinstance(meta.get("config"), dict):
+        raise ValueError(f"{path / CONFIG} has no model configuration (its 'config' entry)")
+    try:
+        config = TshamConfig.from_dict(meta["config"])
+    except (KeyError, TypeError, AttributeError) as err:
+        raise ValueError(f"{path / CONFIG}: the model configuration is incomplete or has a wrong type: "
+                         f"{type(err).__name__}: {err}") from None
+    model = TshamModel(config)
+    state = read_tensors(path / WEIGHTS)
     expected = model.state_dict()
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     wrong = [f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()

@@ -7,6 +7,7 @@ import importlib
 import os
 import platform
 import sys
+from pathlib import Path
 
 
 def _version(module: str) -> str:
@@ -65,19 +66,23 @@ def _series_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_forecast(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from tsham.forecasting import TshamPipeline
     from tsham.forecasting.plot import plot_forecasts
-    from tsham.io import long_frame, read_table, series_of
+    from tsham.io import long_frame, long_series, read_table
 
+    for path in (args.output, args.plot):  # before the forecast runs, not after
+        if path and not Path(path).resolve().parent.is_dir():
+            raise FileNotFoundError(f"the folder of {path} does not exist")
     pipe = TshamPipeline.load(args.model)
     df = long_frame(read_table(args.input), args.id_column, args.timestamp_column, args.target)
     out = pipe.predict_df(df, args.horizon, args.id_column, args.timestamp_column, args.target, freq=args.freq)
     out.to_csv(args.output, index=False)
     print(f"wrote {len(out)} rows ({out[args.id_column].nunique()} series x {args.horizon} steps) to {args.output}")
-    if args.plot:
-        names = list(dict.fromkeys(df.sort_values([args.id_column, args.timestamp_column])[args.id_column]))
-        series = series_of(df, args.id_column, args.timestamp_column, args.target)
-        shown = list(zip(names, series, strict=True))[: args.plot_series]
+    if args.plot:  # the series predict_df forecast, in its order (timestamps parsed before sorting)
+        shown = [(name, g[args.target].to_numpy(np.float32)) for name, g in
+                 long_series(df, args.id_column, args.timestamp_column, args.target)][: args.plot_series]
         quantiles = pipe.predict([s for _, s in shown], args.horizon)
         items = [(name, s, q, pipe.routing_map(s, args.horizon)) for (name, s), q in zip(shown, quantiles, strict=True)]
         print(f"wrote {plot_forecasts(items, pipe.quantiles, args.plot, context_shown=4 * args.horizon)}")
@@ -108,7 +113,16 @@ def _pool_from_args(args: argparse.Namespace):
     pool = [PoolSeries.from_synthetic(s) for s in synthetic_mix(args.synthetic, args.series_length, args.seed)]
     if args.input:
         df = long_frame(read_table(args.input), args.id_column, args.timestamp_column, args.target)
-        pool += [PoolSeries.from_array(s) for s in series_of(df, args.id_column, args.timestamp_column, args.target)]
+        series = series_of(df, args.id_column, args.timestamp_column, args.target)
+        need = max(args.horizons or (args.horizon,)) + 1  # a training window: one context step and the horizon
+        short = sum(len(s) < need for s in series)
+        if short == len(series):
+            raise ValueError(f"every series of {args.input} is shorter than {need} steps (horizon + 1): none could "
+                             f"be trained on; lower --horizon")
+        if short:
+            print(f"warning: {short} of the {len(series)} series of {args.input} are shorter than {need} steps "
+                  f"(horizon + 1) and are not trained on", file=sys.stderr)
+        pool += [PoolSeries.from_array(s) for s in series if len(s) >= need]
     if not pool:
         raise ValueError("no training data: give --input and/or --synthetic N > 0")
     return pool

@@ -40,7 +40,70 @@ def long_frame(df: pd.DataFrame, id_column: str, timestamp_column: str, target: 
     return df
 
 
+def long_series(df: pd.DataFrame, id_column: str, timestamp_column: str, target: str,
+                columns: tuple[str, ...] | list[str] = ()) -> list[tuple[object, pd.DataFrame]]:
+    """The series of a long table, checked: ``(id, rows)`` per series in id order, rows sorted by time.
+
+    Timestamps are parsed as dates (an integer column stays integer time steps); ``target`` and ``columns`` become
+    float32 (empty = NaN = missing). A row without an id or a timestamp, a value that is not a number, or a
+    timestamp repeated within a series raises ValueError naming the column, the row and the series.
+    """
+    missing = [c for c in (id_column, timestamp_column, target, *columns) if c not in df.columns]
+    if missing:
+        raise ValueError(f"columns {missing} not found; the table has {list(df.columns)}")
+    for column, what in ((id_column, "id"), (timestamp_column, "timestamp")):
+        if df[column].isna().any():
+            raise ValueError(f"{int(df[column].isna().sum())} rows have no {what} in column {column!r} (the first "
+                             f"is row {df.index[df[column].isna()][0]}); every row needs one")
+    stamps = df[timestamp_column]
+    if not pd.api.types.is_integer_dtype(stamps):
+        try:
+            stamps = pd.to_datetime(stamps)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"column {timestamp_column!r} does not hold dates or integer time steps: {err}") from None
+    values = {}
+    for column in (target, *columns):
+        numbers = pd.to_numeric(df[column], errors="coerce")
+        bad = numbers.isna() & df[column].notna()
+        if bad.any():
+            row = df.index[bad][0]
+            raise ValueError(f"column {column!r} holds {df[column][row]!r} at row {row}, not a number (leave a "
+                             f"missing value empty)")
+        values[column] = numbers.astype(np.float32)
+    df = df.assign(**{timestamp_column: stamps, **values}).sort_values([id_column, timestamp_column], kind="stable")
+    groups = list(df.groupby(id_column, sort=False))
+    for item, g in groups:
+        repeated = g[timestamp_column].duplicated()
+        if repeated.any():
+            raise ValueError(f"series {item!r} has timestamp {g[timestamp_column][repeated].iloc[0]} more than once; "
+                             f"give one row per (series, time step)")
+    return groups
+
+
+def future_stamps(stamps: pd.Series, horizon: int, freq: str | None, item: object) -> list:
+    """The ``horizon`` timestamps after a series' sorted ``stamps``: dates at ``freq`` (inferred if None; the
+    history must be regular at it), or integer steps continuing the history's constant step."""
+    if pd.api.types.is_integer_dtype(stamps):
+        gaps = np.unique(np.diff(stamps.to_numpy()))
+        step = int(freq) if freq else (int(gaps[0]) if len(gaps) == 1 else 1 if len(stamps) == 1 else None)
+        if step is None:
+            raise ValueError(f"series {item!r}: its integer time steps are not evenly spaced ({gaps[:3].tolist()} "
+                             f"...); fill missing steps with empty rows or pass freq= (the step)")
+        return [int(stamps.iloc[-1]) + (i + 1) * step for i in range(horizon)]
+    step = freq or (pd.infer_freq(stamps) if len(stamps) >= 3 else None)
+    if step is None:
+        raise ValueError(f"cannot infer the frequency of series {item!r} (fewer than 3 rows, or irregular timestamps: "
+                         f"fill missing steps with empty rows); pass freq=")
+    offset = pd.tseries.frequencies.to_offset(step)
+    following = stamps.iloc[:-1] + offset
+    off = np.flatnonzero(following.to_numpy() != stamps.iloc[1:].to_numpy())
+    if len(off):
+        raise ValueError(f"series {item!r}: its timestamps are not regular at freq {step!r}: "
+                         f"{stamps.iloc[off[0]]} is followed by {stamps.iloc[off[0] + 1]}; fill missing steps with "
+                         f"empty rows or pass the right freq")
+    return [stamps.iloc[-1] + (i + 1) * offset for i in range(horizon)]
+
+
 def series_of(df: pd.DataFrame, id_column: str, timestamp_column: str, target: str) -> list[np.ndarray]:
-    """The target of each series, in time order (float32, NaN = missing)."""
-    df = df.sort_values([id_column, timestamp_column])
-    return [g[target].to_numpy(np.float32) for _, g in df.groupby(id_column, sort=False)]
+    """The target of each series of a long table (:func:`long_series`), in time order (float32, NaN = missing)."""
+    return [g[target].to_numpy(np.float32) for _, g in long_series(df, id_column, timestamp_column, target)]

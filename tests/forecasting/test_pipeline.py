@@ -88,3 +88,65 @@ def test_predict_df_with_covariates_and_missing_values(pipeline):
 def test_constant_and_short_series(pipeline):
     q = pipeline.predict([np.full(50, 7.0), np.array([3.0])], horizon=4)  # constant; shorter than a patch
     assert np.isfinite(q).all() and q.shape == (2, 9, 4)
+
+
+def test_predict_takes_one_series_a_batch_or_a_list_and_refuses_other_shapes(pipeline):
+    x = np.sin(np.arange(50) / 3)
+    one = pipeline.predict(x, 4)
+    assert one.shape == (1, 9, 4)  # a 1-D array is one series, not 50 series of one step
+    np.testing.assert_array_equal(pipeline.predict(torch.tensor(x), 4), one)
+    np.testing.assert_array_equal(pipeline.predict(x.tolist(), 4), one)
+    assert pipeline.predict(np.stack([x, -x]), 4).shape == (2, 9, 4)
+    for bad, message in ((x[:, None], "50 series of one step"), (np.ones((2, 50, 3)), r"got shape \(2, 50, 3\)"),
+                         ([x, np.ones((5, 2))], "series 1 must be 1-D"), ([], "no series")):
+        with pytest.raises(ValueError, match=message):
+            pipeline.predict(bad, 4)
+    assert pipeline.kv_fraction(x) == pipeline.kv_fraction([x])
+
+
+def test_a_forecast_does_not_depend_on_its_batch_mates(pipeline):
+    rng = np.random.default_rng(0)
+    a, b, c = rng.normal(size=37), rng.normal(size=90), rng.normal(size=37)
+    alone = pipeline.predict([a], 6)[0]
+    np.testing.assert_allclose(pipeline.predict([b, a, c], 6)[1], alone, atol=1e-6)  # padding moved patch cuts
+    pipeline.batch_size = 1
+    np.testing.assert_allclose(pipeline.predict([b, a], 6)[1], alone, atol=1e-6)
+
+
+def test_routing_map_covers_a_series_whose_length_is_not_a_multiple_of_the_patch(pipeline):
+    for align in ("end", "start"):
+        pipeline.model.config.align = align
+        for length in (37, 40, 100):
+            share = pipeline.routing_map(np.sin(np.arange(length) / 3), 4)
+            assert share.shape == (length,) and ((share >= 0) & (share <= 1)).all()
+
+
+def test_predict_df_names_bad_ids_timestamps_and_values(pipeline):
+    stamps = pd.date_range("2024-01-01", periods=30, freq="h")
+    good = pd.DataFrame({"id": "a", "timestamp": stamps, "target": np.sin(np.arange(30.0))})
+    cases = [
+        (pd.concat([good, good.tail(2)]), {}, "timestamp 2024-01-02 04:00:00 more than once"),
+        (good.drop(index=[10, 11]), {"freq": "h"}, "not regular at freq 'h'"),
+        (good.drop(index=[10, 11]), {}, "cannot infer the frequency"),
+        (good.assign(id=["a"] * 29 + [None]), {}, "1 rows have no id"),
+        (good.assign(target=good["target"].astype(object).where(good.index != 3, "abc")), {}, "'abc' at row 3"),
+    ]
+    for df, kwargs, message in cases:
+        with pytest.raises(ValueError, match=message):
+            pipeline.predict_df(df, 3, **kwargs)
+    with pytest.raises(ValueError, match="horizon must lie"):
+        pipeline.predict_df(good, -2)
+    steps = pipeline.predict_df(good.assign(timestamp=np.arange(100, 160, 2)), 3)  # integer time steps stay steps
+    assert steps["timestamp"].tolist() == [160, 162, 164]
+    mdy = good.assign(timestamp=stamps.strftime("%m/%d/%Y %H:%M"))  # sorted as dates, not as text
+    np.testing.assert_allclose(pipeline.predict_df(mdy, 3)["0.5"], pipeline.predict_df(good, 3)["0.5"])
+
+
+def test_future_df_must_carry_the_forecast_timestamps(pipeline):
+    stamps = pd.date_range("2024-01-01", periods=30, freq="D")
+    df = pd.DataFrame({"id": "a", "timestamp": stamps, "target": np.arange(30.0), "promo": 0.0})
+    wrong = pd.DataFrame({"id": "a", "timestamp": pd.date_range("2019-06-01", periods=3, freq="D"), "promo": 1.0})
+    with pytest.raises(ValueError, match="are not the forecast's"):
+        pipeline.predict_df(df, 3, future_covariates=["promo"], future_df=wrong)
+    right = wrong.assign(timestamp=pd.date_range(stamps[-1] + pd.Timedelta(days=1), periods=3, freq="D"))
+    assert len(pipeline.predict_df(df, 3, future_covariates=["promo"], future_df=right)) == 3

@@ -95,3 +95,34 @@ def test_bad_input_is_named(tmp_path):
     other = tiny_model(True)
     with pytest.raises(ValueError, match="another model configuration"):
         StreamingForecaster.load(stream.save(tmp_path / "s"), other)
+
+
+def test_a_nan_flag_reads_as_no_event_in_the_stream_as_in_the_batch_forward():
+    model = tiny_model(False)
+    target, flags = torch.randn(1, 30, 1), (torch.rand(1, 30, 1) < 0.2).float()
+    flags[0, 17, 0] = float("nan")  # an empty flag cell, as `tsham stream` reads one
+    stream = StreamingForecaster(model, 1, 1, num_flags=1, warmup=WARMUP)
+    stream.update(target, flags=flags)
+    with torch.no_grad():
+        ref = model(target, H, event_flags=flags, align="start", scale_steps=WARMUP).quantiles.numpy()
+    np.testing.assert_allclose(stream.forecast(H), ref, atol=1e-4)
+
+
+def test_forecast_refuses_what_the_stream_has_no_channels_for_and_a_state_from_other_weights(tmp_path):
+    model = tiny_model(False)
+    stream = StreamingForecaster(model, S, 1, warmup=WARMUP)
+    stream.update(torch.randn(S, 20, 1))
+    with pytest.raises(ValueError, match="future_covariates but the stream was built with none"):
+        stream.forecast(H, future_covariates=np.ones((S, H, 1)))
+    with pytest.raises(ValueError, match="future_flags but the stream was built with none"):
+        stream.forecast(H, future_flags=np.ones((S, H, 1)))
+    with pytest.raises(ValueError, match="whole steps"):
+        stream.forecast(2.5)
+    saved = stream.save(tmp_path / "s")
+    torch.manual_seed(1)
+    same_config_other_weights = TshamModel(model.config).eval()
+    with pytest.raises(ValueError, match="other weights"):
+        StreamingForecaster.load(saved, same_config_other_weights)
+    (saved / "stream.safetensors").write_bytes((saved / "stream.safetensors").read_bytes()[:100])
+    with pytest.raises(ValueError, match="truncated"):
+        StreamingForecaster.load(saved, model)

@@ -125,6 +125,23 @@ def test_checkpoint_errors(tmp_path):
         load_checkpoint(path)
 
 
+def test_broken_checkpoint_files_are_named(tmp_path):
+    path = save_checkpoint(tiny(), tmp_path / "ckpt")
+    weights = (path / "model.safetensors").read_bytes()
+    (path / "model.safetensors").write_bytes(weights[: len(weights) // 2])
+    with pytest.raises(ValueError, match="model.safetensors is truncated"):
+        load_checkpoint(path)
+    (path / "model.safetensors").write_bytes(weights)
+    meta = json.loads((path / "config.json").read_text())
+    text_length = json.loads(json.dumps(meta))
+    text_length["config"]["patch"]["patch_length"] = "16"
+    for broken, message in (([1, 2], "must hold a JSON object"), ({"format_version": 1}, "no model configuration"),
+                            (text_length, "wrong type")):
+        (path / "config.json").write_text(json.dumps(broken))
+        with pytest.raises(ValueError, match=message):
+            load_checkpoint(path)
+
+
 def test_bad_input():
     model = tiny().eval()
     with pytest.raises(ValueError, match="horizon must lie"):

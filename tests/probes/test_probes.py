@@ -172,6 +172,21 @@ def test_runner_rows_controls_and_capture(tmp_path):
     assert (tmp_path / "frontier.png").stat().st_size > 5_000
 
 
+def test_runner_refuses_an_unknown_level_policy_or_budget_before_training(monkeypatch):
+    import tsham.probes.runner as runner
+
+    monkeypatch.setattr(runner, "train_probe_model", lambda *a, **k: pytest.fail("trained before checking"))
+    for kwargs, message in (({"level": "extreme"}, "unknown level 'extreme'"), ({"policies": ["bogus"]},
+                            r"unknown policies \['bogus'\]"), ({"budgets": [1.5]}, r"\[0, 1\]; got \[1.5\]"),
+                            ({"budgets": [float("nan")]}, r"\[0, 1\]")):
+        with pytest.raises(ValueError, match=message):
+            runner.run_probe("mqar", **kwargs)
+    from tsham.cli import main
+
+    with pytest.raises(SystemExit):  # argparse: "a KV budget is a fraction in [0, 1]"
+        main(["probe", "mqar", "--budget", "-0.5"])
+
+
 def test_probe_command_writes_rows_and_plot(tmp_path):
     from tsham.cli import main
 

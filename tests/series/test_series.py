@@ -39,6 +39,18 @@ def test_scaler_constant_and_empty_channels():
     torch.testing.assert_close(InstanceScaler.inverse(scaled, loc, scale)[..., :2], x[..., :2])
 
 
+def test_scaler_is_relative_for_tiny_values_and_does_not_overflow_for_huge_ones():
+    x = torch.randn(1, 200, 3, generator=torch.Generator().manual_seed(0))
+    x[..., 0] = 2e-6 + 1e-6 * x[..., 0]  # tiny values that vary: not a constant (an absolute floor said it was)
+    x[..., 1] = 1e20 * x[..., 1]  # float32 squares overflow here
+    x[..., 2] = 0.25  # a constant below 1 keeps its own level as scale
+    scaled, loc, scale = InstanceScaler()(x)
+    assert torch.isfinite(scaled).all() and torch.isfinite(scale).all()
+    torch.testing.assert_close(scaled[..., :2].pow(2).mean(1), torch.ones(1, 2), atol=1e-4, rtol=0)
+    assert scale[0, 0, 2].item() == 0.25 and (scaled[..., 2] == 0).all()
+    torch.testing.assert_close(InstanceScaler.inverse(scaled, loc, scale), x, atol=0, rtol=1e-4)
+
+
 def test_scaler_bad_input():
     with pytest.raises(ValueError, match=r"\[B, T, C\]"):
         InstanceScaler()(torch.randn(10, 3))

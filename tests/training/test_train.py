@@ -43,6 +43,14 @@ def test_train_export_load_forecast_resume(tmp_path):
     assert (tmp_path / "lightning" / "last.ckpt").is_file() and (tmp_path / "model" / "train_config.json").is_file()
     longer = TrainConfig(steps=8, batch_size=4, horizon=8, warmup_steps=2, log_every=1)
     train(tiny_config(), longer, pool, tmp_path, resume=True, progress=False)
+    wider = tiny_config()
+    wider.ham.d_model = wider.patch.d_model = wider.head.d_model = 48
+    with pytest.raises(ValueError, match="written by a run with another model"):
+        train(wider, longer, pool, tmp_path, resume=True, progress=False)
+    ckpt = tmp_path / "lightning" / "last.ckpt"
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])
+    with pytest.raises(ValueError, match="truncated or not a Lightning checkpoint"):
+        train(tiny_config(), longer, pool, tmp_path, resume=True, progress=False)
 
 
 def test_resume_without_a_run(tmp_path):

@@ -10,10 +10,49 @@ import pandas as pd
 import torch
 
 from tsham.checkpoint import load_checkpoint
+from tsham.io import future_stamps, long_series
 from tsham.model import TshamModel
 
 # The model tsham ships (experiments/pretrain.py writes it; its card.json says how it was trained).
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "assets" / "default"
+
+
+def as_series(context, what: str = "predict: context") -> list[np.ndarray]:
+    """Series from what users pass: one series (a 1-D array, tensor or list of numbers), a ``[B, T]`` array or
+    tensor (B series), or a list of 1-D series of any lengths -> a list of float32 ``[T_i]`` arrays.
+    Anything else (a ``[B, T, C]`` array, a ``[T, 1]`` column, text) raises ValueError naming the problem."""
+    if torch.is_tensor(context):
+        context = context.detach().cpu().numpy()
+    items = None
+    if not isinstance(context, np.ndarray):
+        if len(context) == 0:
+            raise ValueError(f"{what}: no series given")
+        try:
+            context = np.asarray(context, dtype=np.float32)  # numbers, or rows of one length
+        except (ValueError, TypeError):
+            items = list(context)  # ragged: one series per item
+    if items is None:
+        if context.ndim not in (1, 2):
+            raise ValueError(f"{what} must be one 1-D series, a [B, T] array or a list of 1-D series; got shape "
+                             f"{context.shape}")
+        if context.ndim == 2 and context.shape[1] == 1 and context.shape[0] > 1:
+            raise ValueError(f"{what}: an array of shape {context.shape} would be {context.shape[0]} series of one "
+                             f"step each; pass one series as a 1-D array, or B series as [B, T]")
+        items = [context] if context.ndim == 1 else list(context)
+    series = []
+    for i, item in enumerate(items):
+        if torch.is_tensor(item):
+            item = item.detach().cpu().numpy()
+        try:
+            array = np.asarray(item, dtype=np.float32)
+        except (ValueError, TypeError):
+            raise ValueError(f"{what}: series {i} is not numeric") from None
+        if array.ndim != 1:
+            raise ValueError(f"{what}: series {i} must be 1-D (one value per time step); got shape {array.shape}")
+        series.append(array)
+    if not series:
+        raise ValueError(f"{what}: no series given")
+    return series
 
 
 class TshamPipeline:
@@ -43,7 +82,6 @@ class TshamPipeline:
     def quantiles(self) -> tuple[float, ...]:
         return self.model.config.head.quantiles
 
-    @torch.no_grad()
     def predict(
         self,
         context: Sequence[np.ndarray] | np.ndarray | torch.Tensor,
@@ -54,35 +92,54 @@ class TshamPipeline:
         """Quantile forecasts ``(B, Q, H)`` for univariate series of any lengths (NaN = missing).
 
         Args:
-            context: a list of 1-D arrays (lengths may differ; shorter ones are left-padded as missing),
-                a ``[B, T]`` array or tensor. Only the last ``config.context_length`` steps are used.
+            context: one series (a 1-D array or tensor), a ``[B, T]`` array or tensor, or a list of 1-D series
+                (lengths may differ). Only the last ``config.context_length`` steps are used. Each series is
+                forecast as if alone: series are batched with others of the same length only, never padded.
             horizon: steps to forecast (1 .. ``config.max_horizon``).
-            past_covariates: per series ``[T_i, Cp]``, aligned with its context (known up to now).
+            past_covariates: per series ``[T_i, Cp]`` (or ``[T_i]``), aligned with its context (known up to now).
             future_covariates: per series ``[T_i + horizon, Cf]``: the context steps, then the horizon.
         """
-        series = [np.asarray(s, dtype=np.float32).reshape(-1) for s in (context if not torch.is_tensor(context)
-                                                                           else context.cpu().numpy())]
-        if not series:
-            raise ValueError("predict: no series given")
-        self._check_targets(series)
-        for name, covs, extra in (("past_covariates", past_covariates, 0), ("future_covariates", future_covariates,
-                                                                            horizon)):
-            if covs is not None and (len(covs) != len(series) or any(
-                    len(c) != len(s) + extra for c, s in zip(covs, series, strict=True))):
-                raise ValueError(f"predict: {name} must give one array of {'T + horizon' if extra else 'T'} rows "
-                                 f"per series")
-        out = []
-        for start in range(0, len(series), self.batch_size):
-            chunk = slice(start, start + self.batch_size)
-            T = min(self.model.config.context_length, max(len(s) for s in series[chunk]))
-            kwargs = {}
-            if past_covariates is not None:
-                kwargs["past_covariates"] = self._left_pad(past_covariates[chunk], T)
-            if future_covariates is not None:
-                kwargs["future_covariates"] = self._left_pad(future_covariates[chunk], T + horizon)
-            target = self._left_pad(series[chunk], T)
-            out.append(self.model(target, horizon, **kwargs).quantiles[:, 0].cpu().numpy())
-        return np.concatenate(out)
+        return self._predict(as_series(context), horizon, past_covariates, future_covariates)
+
+    @torch.no_grad()
+    def _predict(self, series: list[np.ndarray], horizon: int, past_covariates=None, future_covariates=None,
+                 names: Sequence | None = None) -> np.ndarray:
+        """:meth:`predict` on checked series; ``names`` (ids) are what its errors call them."""
+        self._check_horizon(horizon)
+        self._check_targets(series, names)
+        covariates = {}
+        for name, covs, extra in (("past_covariates", past_covariates, 0),
+                                  ("future_covariates", future_covariates, horizon)):
+            if covs is None:
+                continue
+            covs = [np.asarray(c, dtype=np.float32) for c in covs]
+            covs = [c[:, None] if c.ndim == 1 else c for c in covs]
+            if len(covs) != len(series) or any(c.ndim != 2 or len(c) != len(s) + extra
+                                               for c, s in zip(covs, series, strict=True)):
+                raise ValueError(f"predict: {name} must give one [{'T + horizon' if extra else 'T'}, C] array per "
+                                 f"series ({len(series)} series)")
+            if len({c.shape[1] for c in covs}) > 1:
+                raise ValueError(f"predict: every series needs the same number of {name} columns; got "
+                                 f"{sorted({c.shape[1] for c in covs})}")
+            covariates[name] = (covs, extra)
+        out = np.empty((len(series), len(self.quantiles), horizon), np.float32)
+        for rows, T in self._batches(series):
+            kwargs = {name: self._left_pad([covs[i] for i in rows], T + extra)
+                      for name, (covs, extra) in covariates.items()}
+            target = self._left_pad([series[i] for i in rows], T)
+            out[rows] = self.model(target, horizon, **kwargs).quantiles[:, 0].cpu().numpy()
+        return out
+
+    def _batches(self, series: list[np.ndarray]):
+        """``(rows, T)``: the series forecast together, all of context length T (their length, cut to
+        ``config.context_length``), at most ``batch_size`` of them. No series is padded, so no forecast depends on
+        its batch mates (a padded one did: padding moves where the patches are cut)."""
+        by_length: dict[int, list[int]] = {}
+        for i, s in enumerate(series):
+            by_length.setdefault(min(len(s), self.model.config.context_length), []).append(i)
+        for T, rows in by_length.items():
+            for start in range(0, len(rows), self.batch_size):
+                yield rows[start:start + self.batch_size], T
 
     def set_kv_budget(self, fraction: float, context: Sequence[np.ndarray] | None = None, horizon: int = 64
                       ) -> list[float]:
@@ -101,22 +158,21 @@ class TshamPipeline:
                              "calibrate the threshold on")
         if context is None:
             return calibrate_kv_budget(self.model, fraction, lambda: None)
-        series = [np.asarray(s, dtype=np.float32).reshape(-1) for s in context]
+        series = as_series(context, "set_kv_budget: context")
         self._check_targets(series)
         T = min(self.model.config.context_length, max(len(s) for s in series))
-        batch = self._left_pad(series, T)
+        batch = self._left_pad(series, T)  # one forward: the threshold is one batch quantile
         return calibrate_kv_budget(self.model, fraction, lambda: self.model(batch, horizon))
 
     @torch.no_grad()
     def kv_fraction(self, context: Sequence[np.ndarray], horizon: int = 64) -> float:
         """The realised scratchpad fraction (patch tokens routed, averaged over layers and heads) on ``context``."""
-        series = [np.asarray(s, dtype=np.float32).reshape(-1) for s in context]
+        series = as_series(context, "kv_fraction: context")
         self._check_targets(series)
         fractions = []
-        for start in range(0, len(series), self.batch_size):
-            chunk = series[start:start + self.batch_size]
-            T = min(self.model.config.context_length, max(len(s) for s in chunk))
-            fractions.append(float(self.model(self._left_pad(chunk, T), horizon).kv_fraction) * len(chunk))
+        for rows, T in self._batches(series):
+            batch = self._left_pad([series[i] for i in rows], T)
+            fractions.append(float(self.model(batch, horizon).kv_fraction) * len(rows))
         return sum(fractions) / len(series)
 
     @torch.no_grad()
@@ -125,24 +181,38 @@ class TshamPipeline:
 
         Only the last ``context_length`` steps are seen; earlier steps get 0.
         """
-        series = np.asarray(series, dtype=np.float32).reshape(-1)
+        series = as_series(series, "routing_map: series")
+        if len(series) != 1:
+            raise ValueError(f"routing_map: give one series; got {len(series)}")
+        series = series[0]
         self._check_targets([series])
-        batch = self._left_pad([series], min(len(series), self.model.config.context_length))
-        out = self.model(batch, horizon)
-        P, T = self.model.config.patch.patch_length, batch.shape[1]
+        T = min(len(series), self.model.config.context_length)
+        out = self.model(self._left_pad([series], T), horizon)
+        P = self.model.config.patch.patch_length
         share = torch.stack([d.mask[0].float().mean(-1) for d in out.layers]).mean(0)  # (N,) over patch tokens
-        steps = share[: out.num_context_patches].repeat_interleave(P)[-T:].cpu().numpy()  # drop the left pad
+        # a token's share for each of its steps; "end" left-pads the context to whole patches, "start" cuts from
+        # its first step and leaves the last T % P steps to the first future token
+        per_step = share.repeat_interleave(P).cpu().numpy()
+        end = self.model.config.align == "end"
+        steps = per_step[: out.num_context_patches * P][-T:] if end else per_step[:T]
         full = np.zeros(len(series), dtype=np.float32)
         full[len(series) - T:] = steps
         return full
 
+    def _check_horizon(self, horizon) -> None:
+        """Before any work (a negative horizon would otherwise fail deep in numpy)."""
+        top = self.model.config.max_horizon
+        if isinstance(horizon, bool) or not isinstance(horizon, int | np.integer) or not 0 < horizon <= top:
+            raise ValueError(f"horizon must lie in 1..{top} (a whole number of steps); got {horizon!r}")
+
     @staticmethod
-    def _check_targets(series: list[np.ndarray]) -> None:
+    def _check_targets(series: list[np.ndarray], names: Sequence | None = None) -> None:
         for i, s in enumerate(series):
+            name = f"series {names[i]!r}" if names is not None else f"series {i}"
             if len(s) == 0 or np.isnan(s).all():
-                raise ValueError(f"series {i} is empty or all NaN: nothing to forecast from")
+                raise ValueError(f"{name} is empty or all NaN: nothing to forecast from")
             if np.isinf(s).any():
-                raise ValueError(f"series {i} contains inf; use NaN for missing values")
+                raise ValueError(f"{name} contains inf; use NaN for missing values")
 
     def _left_pad(self, arrays: Sequence[np.ndarray], T: int) -> torch.Tensor:
         """The last T rows of each ``[t_i]`` / ``[t_i, C]`` array, NaN-padded in front -> ``[B, T, C]``."""
@@ -168,9 +238,11 @@ class TshamPipeline:
         """Forecasts every series of a long DataFrame.
 
         Args:
-            df: one row per (series, time step) with ``id_column``, ``timestamp_column``, ``target`` and the
-                covariate columns (NaN = missing); any row order.
-            horizon: steps ahead. freq: pandas frequency of the future timestamps; inferred per series if None.
+            df: one row per (series, time step) with ``id_column``, ``timestamp_column`` (dates, or integer time
+                steps), ``target`` and the covariate columns (NaN = missing); any row order. Missing steps are
+                rows with an empty target, not absent rows: each series' timestamps must be regular.
+            horizon: steps ahead. freq: pandas frequency of the future timestamps (for integer steps: the step);
+                inferred per series if None.
             past_covariates: columns of df known only up to now.
             future_covariates: columns known ahead: df holds their past, ``future_df`` (id, timestamp and these
                 columns) exactly ``horizon`` future rows per series.
@@ -179,30 +251,22 @@ class TshamPipeline:
             One row per (series, future step): ``id_column``, ``timestamp_column``, one column per quantile
             level (named ``"0.1"`` ...), and ``"predictions"`` (the median).
         """
-        needed = [id_column, timestamp_column, target, *past_covariates, *future_covariates]
-        missing = [c for c in needed if c not in df.columns]
-        if missing:
-            raise ValueError(f"predict_df: columns {missing} not in the DataFrame (it has {list(df.columns)})")
+        self._check_horizon(horizon)
         if future_covariates and future_df is None:
             raise ValueError("predict_df: future_covariates need future_df with their values over the horizon")
-        df = df.assign(**{timestamp_column: pd.to_datetime(df[timestamp_column])})
-        groups = list(df.sort_values([id_column, timestamp_column]).groupby(id_column, sort=False))
-        futures = self._future_rows(future_df, [item for item, _ in groups], horizon, id_column, timestamp_column,
-                                    list(future_covariates))
-        quantiles = self.predict(
+        groups = long_series(df, id_column, timestamp_column, target, [*past_covariates, *future_covariates])
+        stamps = [future_stamps(g[timestamp_column], horizon, freq, item) for item, g in groups]
+        futures = self._future_rows(future_df, groups, stamps, id_column, timestamp_column, list(future_covariates))
+        quantiles = self._predict(
             [g[target].to_numpy(np.float32) for _, g in groups], horizon,
             past_covariates=[g[list(past_covariates)].to_numpy(np.float32) for _, g in groups]
             if past_covariates else None,
             future_covariates=[np.concatenate([g[list(future_covariates)].to_numpy(np.float32), f])
                                for (_, g), f in zip(groups, futures, strict=True)] if future_covariates else None,
+            names=[item for item, _ in groups],
         )  # (B, Q, H)
         frames = []
-        for (item, g), q in zip(groups, quantiles, strict=True):
-            stamps = g[timestamp_column]
-            step = freq or (pd.infer_freq(stamps) if len(stamps) >= 3 else None)
-            if step is None:
-                raise ValueError(f"predict_df: cannot infer the frequency of series {item!r}; pass freq=")
-            future = pd.date_range(stamps.iloc[-1], periods=horizon + 1, freq=step)[1:]
+        for (item, _), future, q in zip(groups, stamps, quantiles, strict=True):
             frame = pd.DataFrame({id_column: item, timestamp_column: future})
             for level, values in zip(self.quantiles, q, strict=True):
                 frame[str(level)] = values
@@ -211,20 +275,24 @@ class TshamPipeline:
         return pd.concat(frames, ignore_index=True)
 
     @staticmethod
-    def _future_rows(future_df, items, horizon, id_column, timestamp_column, columns) -> list[np.ndarray]:
-        """Per series, the ``[horizon, Cf]`` future covariate values from future_df (checked)."""
+    def _future_rows(future_df, groups, stamps, id_column, timestamp_column, columns) -> list[np.ndarray]:
+        """Per series, the ``[horizon, Cf]`` future covariate values from future_df, whose rows must carry the
+        forecast's own timestamps ``stamps``."""
         if not columns:
-            return [np.zeros((horizon, 0), np.float32)] * len(items)
-        missing = [c for c in (id_column, timestamp_column, *columns) if c not in future_df.columns]
-        if missing:
-            raise ValueError(f"predict_df: future_df lacks columns {missing}")
-        future_df = future_df.assign(**{timestamp_column: pd.to_datetime(future_df[timestamp_column])})
-        by_id = dict(list(future_df.sort_values(timestamp_column).groupby(id_column, sort=False)))
+            return [np.zeros((len(future), 0), np.float32) for future in stamps]
+        try:
+            by_id = dict(long_series(future_df, id_column, timestamp_column, columns[0], columns[1:]))
+        except ValueError as err:
+            raise ValueError(f"predict_df: future_df: {err}") from None
         rows = []
-        for item in items:
+        for (item, _), future in zip(groups, stamps, strict=True):
             g = by_id.get(item)
-            if g is None or len(g) != horizon:
-                raise ValueError(f"predict_df: future_df must hold exactly {horizon} rows for series {item!r}; "
+            if g is None or len(g) != len(future):
+                raise ValueError(f"predict_df: future_df must hold exactly {len(future)} rows for series {item!r}; "
                                  f"it has {0 if g is None else len(g)}")
+            if list(g[timestamp_column]) != list(future):
+                raise ValueError(f"predict_df: future_df's timestamps for series {item!r} "
+                                 f"({g[timestamp_column].iloc[0]} ..) are not the forecast's ({future[0]} .. "
+                                 f"{future[-1]})")
             rows.append(g[columns].to_numpy(np.float32))
         return rows

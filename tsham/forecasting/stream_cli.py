@@ -4,18 +4,24 @@ Input: a header line, then one row per (series, step) in time order per series: 
 ``timestamp``, ``target``, and the ``--past-covariates`` / ``--flags`` columns; empty = missing. Every
 ``--every`` observations of a series, its forecast for the next ``--horizon`` steps is written: ``id``,
 ``origin`` (last observed timestamp), ``timestamp``, one column per quantile, ``predictions`` (the median).
-With ``--state DIR`` each series' stream resumes from ``DIR/<id>`` and is saved there at the end.
+With ``--state DIR`` each series' stream resumes from ``DIR/<id>`` (percent-encoded) and is saved there when the
+input ends, on an error, and on Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
+import json
+import signal
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
 
+from tsham.checkpoint import read_json
 from tsham.forecasting.pipeline import TshamPipeline
 from tsham.forecasting.streaming import StreamingForecaster
 
@@ -29,19 +35,44 @@ def _number(text: str, column: str, line: int) -> float:
         raise ValueError(f"line {line}: column {column!r} holds {text!r}, not a number") from None
 
 
-def _safe_name(item: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in item) or "series"
+def state_folder(state_dir: Path, item: str) -> Path:
+    """Where series ``item``'s stream lives under ``--state``: its id percent-encoded, so two ids never share a
+    folder and none leaves ``state_dir`` (ids of letters, digits, ``-_.`` keep their name)."""
+    name = quote(item, safe="-_.~") if item not in (".", "..") else item.replace(".", "%2E")
+    return state_dir / name
+
+
+class _Series:
+    """One series of the stream command: its forecaster, observations since its last forecast and its last two
+    timestamps (saved beside the stream state, so a resumed run keeps its cadence and step)."""
+
+    def __init__(self, stream: StreamingForecaster, since: int = 0, stamps: list | None = None):
+        self.stream, self.since, self.stamps, self.observed = stream, since, stamps or [], stream.steps > 0
+
+    @classmethod
+    def open(cls, folder: Path | None, pipe: TshamPipeline, layout: tuple[int, int]) -> _Series:
+        if folder is None or not folder.is_dir():
+            return cls(StreamingForecaster(pipe.model, 1, 1, layout[0], 0, layout[1]))
+        cli = read_json(folder / "cli.json") if (folder / "cli.json").is_file() else {}
+        return cls(StreamingForecaster.load(folder, pipe.model), cli.get("since", 0),
+                   [pd.Timestamp(t) for t in cli.get("stamps", [])])
+
+    def save(self, folder: Path) -> None:
+        self.stream.save(folder)
+        (folder / "cli.json").write_text(json.dumps({"since": self.since, "stamps": [str(t) for t in self.stamps]}))
 
 
 def run_stream(args) -> int:
-    """Reads rows from ``args.input`` (``-`` = stdin) and writes forecasts to ``args.output`` (``-`` = stdout)."""
+    """Reads rows from ``args.input`` (``-`` = stdin) and writes forecasts to ``args.output`` (``-`` = stdout).
+    With ``--state`` every stream is saved when the input ends, on an error and on Ctrl-C or SIGTERM."""
     pipe = TshamPipeline.load(args.model)
     quantiles = pipe.quantiles
     source = sys.stdin if args.input == "-" else open(args.input, newline="")  # noqa: SIM115 - closed below
     sink = sys.stdout if args.output == "-" else open(args.output, "w", newline="")  # noqa: SIM115
-    streams: dict[str, StreamingForecaster] = {}
-    seen: dict[str, list] = {}  # per series: observations since the last forecast, last two timestamps
+    series: dict[str, _Series] = {}
     state_dir = Path(args.state) if args.state else None
+    rows_read = 0
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # `kill` ends a `tail -f | tsham stream` like Ctrl-C
     try:
         reader = csv.DictReader(source)
         needed = [args.timestamp_column, args.target, *args.past_covariates, *args.flags]
@@ -52,41 +83,66 @@ def run_stream(args) -> int:
         writer.writerow(["id", "origin", "timestamp", *map(str, quantiles), "predictions"])
         for line, row in enumerate(reader, start=2):
             item = row.get(args.id_column) or "series"
-            if item not in streams:
-                saved = state_dir / _safe_name(item) if state_dir else None
-                streams[item] = (StreamingForecaster.load(saved, pipe.model) if saved and saved.is_dir() else
-                                 StreamingForecaster(pipe.model, 1, 1, len(args.past_covariates), 0, len(args.flags)))
-                seen[item] = [0, []]
-            stream = streams[item]
+            if item not in series:
+                series[item] = _Series.open(state_folder(state_dir, item) if state_dir else None, pipe,
+                                            (len(args.past_covariates), len(args.flags)))
+            s = series[item]
+            stamp = _timestamp(row[args.timestamp_column], args.timestamp_column, line)
+            if s.stamps and stamp <= s.stamps[-1]:
+                raise ValueError(f"line {line}: series {item!r} goes back in time ({stamp} after {s.stamps[-1]}); "
+                                 "give each series' rows in time order, once each")
             target, past, flags = (np.array([[_number(row[c], c, line) for c in cols]], np.float32) if cols else None
                                    for cols in ([args.target], args.past_covariates, args.flags))
-            stream.update(target, past, None, flags)
-            stamps = seen[item][1]
-            stamps.append(pd.Timestamp(row[args.timestamp_column]))
-            del stamps[:-2]
-            seen[item][0] += 1
-            if seen[item][0] % args.every:
+            s.stream.update(target, past, None, flags)
+            rows_read += 1
+            s.observed |= not np.isnan(target).all()
+            s.stamps = [*s.stamps, stamp][-2:]
+            s.since += 1
+            if s.since < args.every:
                 continue
-            q = stream.forecast(args.horizon)[0, 0]  # (Q, H)
             step = pd.tseries.frequencies.to_offset(args.freq) if args.freq else (
-                stamps[-1] - stamps[-2] if len(stamps) == 2 else None)
-            if step is None:
-                raise ValueError(f"series {item!r}: cannot tell the step between timestamps yet; pass --freq")
-            future = [stamps[-1] + (i + 1) * step for i in range(args.horizon)]
+                s.stamps[-1] - s.stamps[-2] if len(s.stamps) == 2 else None)
+            if step is None or not s.observed:  # its first row without --freq, or nothing observed yet: wait
+                continue
+            s.since = 0
+            q = s.stream.forecast(args.horizon)[0, 0]  # (Q, H)
+            future = [s.stamps[-1] + (i + 1) * step for i in range(args.horizon)]
             median = q[quantiles.index(0.5)]
-            for i, stamp in enumerate(future):
-                writer.writerow([item, stamps[-1], stamp, *(f"{v:.6g}" for v in q[:, i]), f"{median[i]:.6g}"])
+            for i, when in enumerate(future):
+                writer.writerow([item, s.stamps[-1], when, *(f"{v:.6g}" for v in q[:, i]), f"{median[i]:.6g}"])
             sink.flush()
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if source is not sys.stdin:
             source.close()
         if sink is not sys.stdout:
             sink.close()
-    if state_dir:
-        for item, stream in streams.items():
-            stream.save(state_dir / _safe_name(item))
-    print(f"streamed {sum(s.steps for s in streams.values())} rows of {len(streams)} series", file=sys.stderr)
+        if state_dir:  # also after an error or an interrupt: what was read is not lost
+            for item, s in series.items():
+                s.save(state_folder(state_dir, item))
+    print(f"streamed {rows_read} rows of {len(series)} series", file=sys.stderr)
     return 0
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _timestamp(text: str, column: str, line: int) -> pd.Timestamp:
+    try:
+        stamp = pd.Timestamp(text)
+    except (ValueError, TypeError):
+        stamp = pd.NaT
+    if stamp is pd.NaT:
+        raise ValueError(f"line {line}: column {column!r} holds {text!r}, not a timestamp")
+    return stamp
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1; got {text}")
+    return value
 
 
 def add_stream_parser(sub) -> None:
@@ -99,8 +155,9 @@ def add_stream_parser(sub) -> None:
     st.add_argument("--target", default="target")
     st.add_argument("--past-covariates", nargs="*", default=[], help="columns known up to now")
     st.add_argument("--flags", nargs="*", default=[], help="0/1 event columns")
-    st.add_argument("--horizon", type=int, required=True)
-    st.add_argument("--every", type=int, default=1, help="forecast after every N observations of a series")
+    st.add_argument("--horizon", type=_positive, required=True)
+    st.add_argument("--every", type=_positive, default=1, help="forecast after every N observations of a series "
+                    "(the first once its step is known: its second row, or its first with --freq)")
     st.add_argument("--freq", help="pandas frequency of the timestamps (default: the last step)")
     st.add_argument("--state", help="folder to resume streams from and save them to")
     st.set_defaults(func=run_stream)

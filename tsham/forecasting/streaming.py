@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
+from tsham.checkpoint import model_fingerprint, read_json, read_tensors
 from tsham.model import TshamModel
 from tsham.patch import ChannelRole
 
@@ -115,9 +116,13 @@ class StreamingForecaster:
         """
         if self.steps == 0:
             raise ValueError("StreamingForecaster.forecast: no observation yet")
-        if not 0 < horizon <= self.model.config.max_horizon:
-            raise ValueError(f"horizon must lie in 1..{self.model.config.max_horizon}; got {horizon}")
+        if isinstance(horizon, bool) or not isinstance(horizon, int | np.integer) or \
+                not 0 < horizon <= self.model.config.max_horizon:
+            raise ValueError(f"horizon must lie in 1..{self.model.config.max_horizon} (whole steps); got {horizon!r}")
         Ct, Cp, Cf, F_ = self.layout
+        for name, value, width in (("future_covariates", future_covariates, Cf), ("future_flags", future_flags, F_)):
+            if value is not None and not width:
+                raise ValueError(f"forecast: got {name} but the stream was built with none")
         S = self.num_streams
         future = torch.full((S, horizon, sum(self.layout)), float("nan"), device=self.device)
         if Cf:
@@ -126,7 +131,8 @@ class StreamingForecaster:
                                  "values as future_covariates [S, horizon, Cf]")
             future[..., Ct + Cp:Ct + Cp + Cf] = self._tensor(future_covariates, "future_covariates", (S, horizon, Cf))
         if F_ and future_flags is not None:  # otherwise unknown (missing), as in the batch forward
-            future[..., Ct + Cp + Cf:] = self._tensor(future_flags, "future_flags", (S, horizon, F_))
+            # a NaN flag reads as "no event", as in the batch forward (flags given are known)
+            future[..., Ct + Cp + Cf:] = self._tensor(future_flags, "future_flags", (S, horizon, F_)).nan_to_num(0.0)
         if self.states is None:  # warm-up: the batch forward over the few stored steps
             return self._batch_forecast(horizon, future, future_flags is not None)
         lead = self.pending.shape[1]
@@ -191,7 +197,9 @@ class StreamingForecaster:
             if not width and value is not None:
                 raise ValueError(f"update: got {name} but the stream was built with none")
             if width:
-                parts.append(self._tensor(value, name, (self.num_streams, n, width)))
+                part = self._tensor(value, name, (self.num_streams, n, width))
+                # a NaN flag reads as "no event", as in the batch forward: flags are always known
+                parts.append(part.nan_to_num(0.0) if name == "flags" else part)
         rows = torch.cat(parts, -1)
         if torch.isinf(rows).any():
             raise ValueError("update: inf in the observations; use NaN for missing values")
@@ -226,7 +234,8 @@ class StreamingForecaster:
         if self.loc is not None:
             tensors.update(loc=self.loc, scale=self.scale)
         meta = {"version": STATE_VERSION, "steps": self.steps, "layout": list(self.layout), "warmup": self.warmup,
-                "num_streams": self.num_streams, "model_config": self.model.config.to_dict(), "layers": []}
+                "num_streams": self.num_streams, "model_config": self.model.config.to_dict(),
+                "model_fingerprint": model_fingerprint(self.model), "layers": []}
         for i, state in enumerate(self.states or []):
             tensors.update({f"layer{i}.{k}": v for k, v in state.tensors().items()})
             meta["layers"].append({"offset": state.offset, "window": state.window, "sinks": state.sinks})
@@ -241,15 +250,18 @@ class StreamingForecaster:
         for name in ("stream.json", "stream.safetensors"):
             if not (path / name).is_file():
                 raise FileNotFoundError(f"stream state file {path / name} not found")
-        meta = json.loads((path / "stream.json").read_text())
+        meta = read_json(path / "stream.json")
         if meta.get("version") != STATE_VERSION:
             raise ValueError(f"stream state {path} has version {meta.get('version')}; this tsham reads {STATE_VERSION}")
         if meta["model_config"] != json.loads(json.dumps(model.config.to_dict())):
             raise ValueError(f"stream state {path} was written with another model configuration; resume it with "
                              "the model that wrote it")
+        if "model_fingerprint" in meta and meta["model_fingerprint"] != model_fingerprint(model):  # older: none
+            raise ValueError(f"stream state {path} was written with other weights or router thresholds (another "
+                             "checkpoint, or a budget set since); resume it with the model that wrote it")
         Ct, Cp, Cf, F_ = meta["layout"]
         stream = cls(model, meta["num_streams"], Ct, Cp, Cf, F_, warmup=meta["warmup"], device=device)
-        tensors = {k: v.to(stream.device) for k, v in load_file(str(path / "stream.safetensors")).items()}
+        tensors = {k: v.to(stream.device) for k, v in read_tensors(path / "stream.safetensors").items()}
         stream.steps, stream.raw, stream.pending = meta["steps"], tensors["raw"], tensors["pending"]
         stream.loc, stream.scale = tensors.get("loc"), tensors.get("scale")
         if meta["layers"]:

@@ -20,9 +20,11 @@ class InstanceScaler:
     """Per-series, per-channel standardisation on observed values only; invertible.
 
     ``scaled = (x - loc) / scale`` with loc the observed mean and scale the observed standard deviation of
-    each (series, channel) over the time axis. Robust cases: a channel with no observed value gets loc 0,
-    scale 1; a constant channel (std below ``min_scale * max(1, |loc|)``) gets scale ``max(|loc|, 1)``, so
-    it maps to 0 exactly and its level is kept in ``loc``. Missing positions come out as 0.
+    each (series, channel) over the time axis, computed in float64 (float32 sums of squares overflow near
+    1e19). Robust cases: a channel with no observed value gets loc 0, scale 1; a constant channel (std at most
+    ``min_scale * |loc|``, relative, so that a series of tiny values is not taken for a constant) gets scale
+    ``|loc|`` (1 at level 0), so it maps to 0 exactly and its level is kept in ``loc``. Missing positions come
+    out as 0.
 
     Args:
         min_scale: relative floor under which a channel counts as constant.
@@ -50,15 +52,15 @@ class InstanceScaler:
         else:
             observed = observed.bool()
             values = torch.where(observed, values, torch.zeros_like(values))
-        weight = observed.float()
-        n = weight.sum(1, keepdim=True)  # (B, 1, C)
-        loc = (values * weight).sum(1, keepdim=True) / n.clamp_min(1)
-        var = ((values - loc).pow(2) * weight).sum(1, keepdim=True) / n.clamp_min(1)
-        std = var.sqrt()
-        constant = std < self.min_scale * loc.abs().clamp_min(1.0)
-        scale = torch.where(constant, loc.abs().clamp_min(1.0), std)
-        scaled = torch.where(observed, (values - loc) / scale, torch.zeros_like(values))
-        return scaled, loc, scale
+        wide = values.double()
+        weight = observed.double()
+        n = weight.sum(1, keepdim=True).clamp_min(1)  # (B, 1, C)
+        loc = (wide * weight).sum(1, keepdim=True) / n
+        std = (((wide - loc).pow(2) * weight).sum(1, keepdim=True) / n).sqrt()
+        constant = std <= self.min_scale * loc.abs()
+        scale = torch.where(constant, torch.where(loc != 0, loc.abs(), 1.0), std)
+        scaled = torch.where(observed, ((wide - loc) / scale).float(), torch.zeros_like(values))
+        return scaled, loc.float(), scale.float()
 
     @staticmethod
     def inverse(scaled: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:

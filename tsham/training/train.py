@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 import time
 from dataclasses import asdict, dataclass
 from datetime import timedelta
@@ -264,6 +265,8 @@ def train(
     ckpt = out_dir / "lightning" / "last.ckpt"
     if resume and not ckpt.is_file():
         raise FileNotFoundError(f"nothing to resume: {ckpt} does not exist")
+    if resume:
+        check_resumable(ckpt, task)
     trainer.fit(task, DataLoader(stream, batch_size=None), ckpt_path=ckpt if resume else None)
     # Full weights: under FSDP this gathers the shards (a collective, so every rank calls it); else the module's own.
     state = trainer.strategy.lightning_module_state_dict()
@@ -321,3 +324,18 @@ def fsdp_strategy():
     precision = MixedPrecision(param_dtype=torch.bfloat16, reduce_dtype=torch.bfloat16, buffer_dtype=torch.float32)
     return FSDPStrategy(auto_wrap_policy={HamBlock}, state_dict_type="full", use_orig_params=True,
                         mixed_precision=precision)
+
+
+def check_resumable(ckpt: Path, task: L.LightningModule) -> None:
+    """Before Lightning resumes from ``ckpt``: a truncated file, or weights that do not fit this run's model (other
+    arguments than the run that wrote it), are a ValueError naming the file, not a traceback from inside ``fit``."""
+    try:
+        saved = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    except (OSError, RuntimeError, EOFError, KeyError, TypeError, pickle.UnpicklingError) as err:
+        raise ValueError(f"cannot resume from {ckpt}: it is truncated or not a Lightning checkpoint "
+                         f"({type(err).__name__}: {err})") from None
+    expected = task.state_dict()
+    wrong = [k for k, v in expected.items() if k not in saved or tuple(saved[k].shape) != tuple(v.shape)]
+    if wrong or set(saved) - set(expected):
+        raise ValueError(f"cannot resume from {ckpt}: it was written by a run with another model ({len(wrong)} "
+                         f"weights missing or of another shape, e.g. {wrong[:3]}); resume with that run's arguments")
