@@ -93,8 +93,8 @@ class TshamPipeline:
 
         Args:
             context: one series (a 1-D array or tensor), a ``[B, T]`` array or tensor, or a list of 1-D series
-                (lengths may differ). Only the last ``config.context_length`` steps are used. Each series is
-                forecast as if alone: series are batched with others of the same length only, never padded.
+                (lengths may differ). Each is cut or left-padded (as missing) to ``config.context_length`` steps,
+                as in training, so a forecast does not depend on the other series of the call.
             horizon: steps to forecast (1 .. ``config.max_horizon``).
             past_covariates: per series ``[T_i, Cp]`` (or ``[T_i]``), aligned with its context (known up to now).
             future_covariates: per series ``[T_i + horizon, Cf]``: the context steps, then the horizon.
@@ -131,15 +131,12 @@ class TshamPipeline:
         return out
 
     def _batches(self, series: list[np.ndarray]):
-        """``(rows, T)``: the series forecast together, all of context length T (their length, cut to
-        ``config.context_length``), at most ``batch_size`` of them. No series is padded, so no forecast depends on
-        its batch mates (a padded one did: padding moves where the patches are cut)."""
-        by_length: dict[int, list[int]] = {}
-        for i, s in enumerate(series):
-            by_length.setdefault(min(len(s), self.model.config.context_length), []).append(i)
-        for T, rows in by_length.items():
-            for start in range(0, len(rows), self.batch_size):
-                yield rows[start:start + self.batch_size], T
+        """``(rows, T)``: at most ``batch_size`` series forecast together, every one cut or left-padded (as missing)
+        to T = ``config.context_length``, as the training windows are. A fixed T keeps each forecast independent of
+        its batch mates: padding to the longest in the batch moved where a shorter series' patches were cut."""
+        T = self.model.config.context_length
+        for start in range(0, len(series), self.batch_size):
+            yield list(range(start, min(start + self.batch_size, len(series)))), T
 
     def set_kv_budget(self, fraction: float, context: Sequence[np.ndarray] | None = None, horizon: int = 64
                       ) -> list[float]:
@@ -160,8 +157,7 @@ class TshamPipeline:
             return calibrate_kv_budget(self.model, fraction, lambda: None)
         series = as_series(context, "set_kv_budget: context")
         self._check_targets(series)
-        T = min(self.model.config.context_length, max(len(s) for s in series))
-        batch = self._left_pad(series, T)  # one forward: the threshold is one batch quantile
+        batch = self._left_pad(series, self.model.config.context_length)  # one forward: one batch quantile
         return calibrate_kv_budget(self.model, fraction, lambda: self.model(batch, horizon))
 
     @torch.no_grad()
@@ -186,15 +182,16 @@ class TshamPipeline:
             raise ValueError(f"routing_map: give one series; got {len(series)}")
         series = series[0]
         self._check_targets([series])
-        T = min(len(series), self.model.config.context_length)
-        out = self.model(self._left_pad([series], T), horizon)
+        C = self.model.config.context_length  # padded as predict pads it
+        T = min(len(series), C)
+        out = self.model(self._left_pad([series], C), horizon)
         P = self.model.config.patch.patch_length
         share = torch.stack([d.mask[0].float().mean(-1) for d in out.layers]).mean(0)  # (N,) over patch tokens
         # a token's share for each of its steps; "end" left-pads the context to whole patches, "start" cuts from
-        # its first step and leaves the last T % P steps to the first future token
+        # its first step and leaves the last C % P steps to the first future token
         per_step = share.repeat_interleave(P).cpu().numpy()
         end = self.model.config.align == "end"
-        steps = per_step[: out.num_context_patches * P][-T:] if end else per_step[:T]
+        steps = (per_step[: out.num_context_patches * P][-C:] if end else per_step[:C])[-T:]
         full = np.zeros(len(series), dtype=np.float32)
         full[len(series) - T:] = steps
         return full
