@@ -56,7 +56,8 @@ class TshamPredictor(Predictor):
             raise ValueError("TshamPredictor: multivariate entries must be split per channel first "
                              "(gluonts.dataset.split / to_univariate); got a target with shape "
                              f"{next(t.shape for t in targets if t.ndim != 1)}")
-        quantiles = self.pipeline.predict(targets, self.prediction_length)  # (B, Q, H)
+        names = [e.get("item_id", f"#{i}") for i, e in enumerate(entries)]  # what an error calls a bad series
+        quantiles = self.pipeline._predict(targets, self.prediction_length, names=names)  # (B, Q, H)
         for entry, q in zip(entries, quantiles, strict=True):
             yield QuantileForecast(q, start_date=_start_of_forecast(entry), forecast_keys=keys,
                                    item_id=entry.get("item_id"))
