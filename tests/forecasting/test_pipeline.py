@@ -150,3 +150,11 @@ def test_future_df_must_carry_the_forecast_timestamps(pipeline):
         pipeline.predict_df(df, 3, future_covariates=["promo"], future_df=wrong)
     right = wrong.assign(timestamp=pd.date_range(stamps[-1] + pd.Timedelta(days=1), periods=3, freq="D"))
     assert len(pipeline.predict_df(df, 3, future_covariates=["promo"], future_df=right)) == 3
+
+
+def test_a_history_of_one_value_is_forecast_flat_at_it(pipeline):
+    constant, single = np.full(50, 1000.0), np.r_[np.full(40, np.nan), 7.5]
+    varying = np.r_[np.full(49, 1000.0), 1001.0]
+    q = pipeline.predict([constant, single, varying], 5)
+    assert (q[0] == 1000.0).all() and (q[1] == 7.5).all()  # the model's zero-input spread times 1000 was +-1600
+    assert np.ptp(q[2]) > 0  # one different value: the model forecasts

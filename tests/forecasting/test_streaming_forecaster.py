@@ -9,6 +9,7 @@ import torch
 from tsham.config import TshamConfig
 from tsham.forecasting import StreamingForecaster
 from tsham.model import TshamModel
+from tsham.series import flat_where_constant, observed_range
 
 S, H, WARMUP = 3, 10, 9
 
@@ -45,7 +46,8 @@ def test_stream_equals_batch_forecast_at_every_update(channel_independent, tmp_p
             with torch.no_grad():
                 ref = model(target[:, :t], H, past_covariates=past_cov[:, :t], future_covariates=future_cov[:, :t + H],
                             event_flags=flags[:, :t + H] if known_flags else flags[:, :t], align="start",
-                            scale_steps=min(t, WARMUP)).quantiles.numpy()
+                            scale_steps=min(t, WARMUP)).quantiles
+                ref = flat_where_constant(ref, *observed_range(target[:, :t])).numpy()  # after one step: flat
             assert got.shape == (S, 2, len(model.config.head.quantiles), H)
             np.testing.assert_allclose(got, ref, atol=1e-4, err_msg=f"t={t} known_flags={known_flags}")
         resumed = StreamingForecaster.load(stream.save(tmp_path / f"t{t}"), model)
@@ -126,3 +128,19 @@ def test_forecast_refuses_what_the_stream_has_no_channels_for_and_a_state_from_o
     (saved / "stream.safetensors").write_bytes((saved / "stream.safetensors").read_bytes()[:100])
     with pytest.raises(ValueError, match="truncated"):
         StreamingForecaster.load(saved, model)
+
+
+def test_a_stream_holding_one_value_is_forecast_flat_and_resumes_so(tmp_path):
+    model = tiny_model(False)
+    stream = StreamingForecaster(model, 2, 1, warmup=WARMUP)
+    stream.update(np.array([[1000.0], [np.nan]]))
+    during_warmup = stream.forecast(H)
+    assert (during_warmup[0] == 1000.0).all() and not (during_warmup[1] == during_warmup[1, 0, 0, 0]).all()
+    values = np.stack([np.full(30, 1000.0), np.sin(np.arange(30.0))])[..., None]
+    stream.update(values)
+    q = stream.forecast(H)
+    assert (q[0] == 1000.0).all() and np.ptp(q[1]) > 0
+    resumed = StreamingForecaster.load(stream.save(tmp_path / "s"), model)
+    np.testing.assert_array_equal(resumed.forecast(H), q)
+    resumed.update(np.array([[1001.0], [0.0]]))
+    assert np.ptp(resumed.forecast(H)[0]) > 0

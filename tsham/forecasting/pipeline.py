@@ -12,6 +12,7 @@ import torch
 from tsham.checkpoint import load_checkpoint
 from tsham.io import future_stamps, long_series
 from tsham.model import TshamModel
+from tsham.series import flat_where_constant, observed_range
 
 # The model tsham ships (experiments/pretrain.py writes it; its card.json says how it was trained).
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "assets" / "default"
@@ -127,7 +128,8 @@ class TshamPipeline:
             kwargs = {name: self._left_pad([covs[i] for i in rows], T + extra)
                       for name, (covs, extra) in covariates.items()}
             target = self._left_pad([series[i] for i in rows], T)
-            out[rows] = self.model(target, horizon, **kwargs).quantiles[:, 0].cpu().numpy()
+            quantiles = flat_where_constant(self.model(target, horizon, **kwargs).quantiles, *observed_range(target))
+            out[rows] = quantiles[:, 0].cpu().numpy()
         return out
 
     def _batches(self, series: list[np.ndarray]):

@@ -23,6 +23,7 @@ from safetensors.torch import save_file
 from tsham.checkpoint import model_fingerprint, read_json, read_tensors
 from tsham.model import TshamModel
 from tsham.patch import ChannelRole
+from tsham.series import flat_where_constant, observed_range
 
 STATE_VERSION = 1
 
@@ -65,6 +66,9 @@ class StreamingForecaster:
         self.raw = torch.zeros(num_streams, 0, len(roles), device=self.device)  # kept only until warm-up ends
         self.pending = torch.zeros(num_streams, 0, len(roles), device=self.device)  # steps of the open patch
         self.loc = self.scale = None  # frozen [S, 1, C_scaled] after warm-up
+        # lowest and highest observed target so far [S, Ct]: a history of one value is forecast flat at it
+        self.low = torch.full((num_streams, num_targets), torch.inf, device=self.device)
+        self.high = -self.low
         self.states = None  # HAM stack states after warm-up
 
     # -- feeding ----------------------------------------------------------------------------------------------
@@ -76,6 +80,8 @@ class StreamingForecaster:
         """
         rows = self._rows(target, past_covariates, future_covariates, flags)  # (S, n, C_all), NaN kept
         self.steps += rows.shape[1]
+        low, high = observed_range(rows[..., :self.layout[0]])
+        self.low, self.high = torch.minimum(self.low, low), torch.maximum(self.high, high)
         if self.states is None:
             self.raw = torch.cat([self.raw, rows], 1)
             if self.raw.shape[1] >= self.warmup:
@@ -134,7 +140,8 @@ class StreamingForecaster:
             # a NaN flag reads as "no event", as in the batch forward (flags given are known)
             future[..., Ct + Cp + Cf:] = self._tensor(future_flags, "future_flags", (S, horizon, F_)).nan_to_num(0.0)
         if self.states is None:  # warm-up: the batch forward over the few stored steps
-            return self._batch_forecast(horizon, future, future_flags is not None)
+            return flat_where_constant(self._batch_forecast(horizon, future, future_flags is not None), self.low,
+                                       self.high).cpu().numpy()
         lead = self.pending.shape[1]
         n_future = math.ceil((lead + horizon) / self.P)
         tail = torch.cat([self.pending, future], 1)
@@ -147,9 +154,9 @@ class StreamingForecaster:
             hidden.append(y)
         out = self.model.read_out(torch.stack(hidden, 1), S, Ct, len(self.role_ids))[..., lead:lead + horizon]
         loc, scale = self.loc[..., :Ct].permute(0, 2, 1)[..., None], self.scale[..., :Ct].permute(0, 2, 1)[..., None]
-        return self.model.scaler.inverse(out, loc, scale).cpu().numpy()
+        return flat_where_constant(self.model.scaler.inverse(out, loc, scale), self.low, self.high).cpu().numpy()
 
-    def _batch_forecast(self, horizon: int, future: torch.Tensor, future_flags: bool) -> np.ndarray:
+    def _batch_forecast(self, horizon: int, future: torch.Tensor, future_flags: bool) -> torch.Tensor:
         Ct, Cp, Cf, F_ = self.layout
         raw = self.raw
         kwargs = {}
@@ -159,8 +166,7 @@ class StreamingForecaster:
             kwargs["future_covariates"] = torch.cat([raw, future], 1)[..., Ct + Cp:Ct + Cp + Cf]
         if F_:
             kwargs["event_flags"] = (torch.cat([raw, future], 1) if future_flags else raw)[..., Ct + Cp + Cf:]
-        out = self.model(raw[..., :Ct], horizon, align="start", **kwargs)
-        return out.quantiles.cpu().numpy()
+        return self.model(raw[..., :Ct], horizon, align="start", **kwargs).quantiles
 
     # -- encoding ---------------------------------------------------------------------------------------------
     def _scaled(self, rows: torch.Tensor):
@@ -230,7 +236,7 @@ class StreamingForecaster:
         """Writes the stream to ``path/stream.safetensors`` + ``path/stream.json`` (no pickle)."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        tensors = {"raw": self.raw, "pending": self.pending}
+        tensors = {"raw": self.raw, "pending": self.pending, "low": self.low, "high": self.high}
         if self.loc is not None:
             tensors.update(loc=self.loc, scale=self.scale)
         meta = {"version": STATE_VERSION, "steps": self.steps, "layout": list(self.layout), "warmup": self.warmup,
@@ -264,6 +270,10 @@ class StreamingForecaster:
         tensors = {k: v.to(stream.device) for k, v in read_tensors(path / "stream.safetensors").items()}
         stream.steps, stream.raw, stream.pending = meta["steps"], tensors["raw"], tensors["pending"]
         stream.loc, stream.scale = tensors.get("loc"), tensors.get("scale")
+        if "low" in tensors:  # older states: unknown, never flat
+            stream.low, stream.high = tensors["low"], tensors["high"]
+        else:
+            stream.low, stream.high = -stream.low, -stream.high
         if meta["layers"]:
             stream.states = stream.model.stack.init_state(1, stream.device)
             for i, (state, extra) in enumerate(zip(stream.states, meta["layers"], strict=True)):

@@ -66,3 +66,23 @@ class InstanceScaler:
     def inverse(scaled: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         """Back to data units: ``scaled * scale + loc``; scaled may carry extra leading axes (e.g. quantiles)."""
         return scaled * scale + loc
+
+
+def observed_range(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``values [B, T, C]`` (NaN = missing) -> the lowest and highest observed value per (series, channel),
+    ``[B, C]`` each; +inf and -inf where nothing is observed."""
+    missing = values.isnan()
+    low = torch.where(missing, torch.inf, values).amin(1)
+    high = torch.where(missing, -torch.inf, values).amax(1)
+    return low, high
+
+
+def flat_where_constant(quantiles: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+    """``quantiles [B, C, Q, H]`` with every channel whose observed history holds one value (``low == high``,
+    from :func:`observed_range`) forecast flat at that value, every quantile alike.
+
+    Why: the scaler maps a constant history to all zeros with scale ``|level|``, so the model's forecast is its
+    prior spread for a featureless input times the level (a history of 1000s once came out as median 769 with a
+    band of +-1600); with nothing in the history to scale a spread by, the history's value is the forecast."""
+    flat = (low == high)[..., None, None]
+    return torch.where(flat, low[..., None, None].to(quantiles.dtype).expand_as(quantiles), quantiles)
