@@ -9,6 +9,7 @@ seasonality=get_seasonality(freq))``.
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,7 @@ from gluonts.dataset.common import ListDataset
 from gluonts.dataset.split import TestData, split
 from gluonts.ev.metrics import MASE, MeanWeightedSumQuantileLoss
 from gluonts.model import evaluate_model
+from gluonts.model.forecast import QuantileForecast
 from gluonts.model.predictor import Predictor
 from gluonts.model.seasonal_naive import SeasonalNaivePredictor
 from gluonts.time_feature import get_seasonality
@@ -56,6 +58,30 @@ def gift_eval_data(name: str, term: str = "short") -> tuple[TestData, str, int]:
     return template.generate_instances(prediction_length=h, windows=windows, distance=h), card.frequency, h
 
 
+class SeasonalNaiveQuantiles(SeasonalNaivePredictor):
+    """Seasonal naive with normal quantiles, the baseline GIFT-Eval divides by (statsforecast ``SeasonalNaive``
+    with prediction intervals): the point forecast repeats the last season; quantile q at step k (from 1) is
+    ``point + z_q * sigma * sqrt(floor((k - 1) / m) + 1)``, sigma the root mean square of the in-sample seasonal
+    differences ``y_t - y_{t-m}``. gluonts' own predictor puts every quantile on the point forecast, which made
+    the CRPS ratios 0.78-1.50 times GIFT-Eval's per configuration (M4 hourly naive CRPS 0.048 against the
+    published 0.038)."""
+
+    def predict_item(self, item) -> QuantileForecast:
+        base = super().predict_item(item)  # gluonts' point forecast (and its NaN imputation)
+        point = base.samples[0]
+        m = self.season_length if isinstance(self.season_length, int) else self.season_length(item["start"].freq)
+        target = np.asarray(item["target"], np.float64)
+        if np.isnan(target).any():
+            target = self.imputation_method(target.astype(np.float32)).astype(np.float64)
+        diffs = target[m:] - target[:-m]
+        sigma = math.sqrt(np.nansum(diffs ** 2) / np.isfinite(diffs).sum()) if np.isfinite(diffs).any() else 0.0
+        steps = np.arange(self.prediction_length)
+        spread = sigma * np.sqrt(steps // m + 1)
+        quantiles = np.stack([point + NormalDist().inv_cdf(q) * spread for q in QUANTILES])
+        return QuantileForecast(quantiles, start_date=base.start_date, forecast_keys=[str(q) for q in QUANTILES],
+                                item_id=item.get("item_id"))
+
+
 def evaluate(predictor: Predictor, data: TestData, freq: str) -> dict[str, float]:
     """MASE[0.5] and mean weighted sum quantile loss ("CRPS") of a predictor on one configuration."""
     metrics = evaluate_model(
@@ -76,7 +102,7 @@ def scoreboard(make_predictor, configs=CONFIGS) -> pd.DataFrame:
     for name, term in configs:
         data, freq, h = gift_eval_data(name, term)
         model = evaluate(make_predictor(h), data, freq)
-        naive = evaluate(SeasonalNaivePredictor(prediction_length=h, season_length=get_seasonality(freq)), data, freq)
+        naive = evaluate(SeasonalNaiveQuantiles(prediction_length=h, season_length=get_seasonality(freq)), data, freq)
         rows.append({"dataset": name, "term": term, "horizon": h, **model,
                      "naive_MASE": naive["MASE"], "naive_CRPS": naive["CRPS"],
                      "MASE_ratio": model["MASE"] / naive["MASE"], "CRPS_ratio": model["CRPS"] / naive["CRPS"]})
