@@ -30,7 +30,11 @@ def fetch(card: DatasetCard | str, relative: str, download: bool = True, timeout
         FileNotFoundError: absent and not downloadable (offline), naming the file, the directory and the URL.
         ValueError: present (or downloaded) but with another md5 (a corrupt or different file).
     """
+    if isinstance(card, str) and card not in CARDS:
+        raise ValueError(f"unknown dataset {card!r}; known: {', '.join(sorted(CARDS))}")
     card = CARDS[card] if isinstance(card, str) else card
+    if relative not in card.files:
+        raise ValueError(f"dataset {card.name!r} has no file {relative!r}; its files: {', '.join(card.files)}")
     md5, url = card.files[relative]
     path = data_dir() / relative
     if not path.is_file() and download:
@@ -39,6 +43,10 @@ def fetch(card: DatasetCard | str, relative: str, download: bool = True, timeout
             tmp = path.with_suffix(path.suffix + ".part")
             with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
                 out.write(response.read())
+            if md5sum(tmp) != md5:  # checked before it enters the cache, where it would fail every later call
+                got = md5sum(tmp)
+                tmp.unlink()
+                raise ValueError(f"{url} sent a file with md5 {got}, expected {md5}: not kept in {data_dir()}")
             tmp.replace(path)
         except OSError as err:
             raise FileNotFoundError(

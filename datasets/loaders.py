@@ -11,7 +11,7 @@ from tsham.datasets.wheel import WHEEL_SETS
 
 def load_ett(name: str, download: bool = True) -> pd.DataFrame:
     """ETTh1 / ETTh2 as a DataFrame indexed by hourly timestamps, columns HUFL .. OT (OT is the usual target)."""
-    card = CARDS[name]
+    card = _card(name, "ett")
     (relative,) = card.files
     df = pd.read_csv(fetch(card, relative, download), parse_dates=["date"]).set_index("date")
     df.index.freq = pd.infer_freq(df.index)
@@ -20,7 +20,7 @@ def load_ett(name: str, download: bool = True) -> pd.DataFrame:
 
 def load_m4(name: str, download: bool = True) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """M4 hourly / weekly: (train series, test continuations), one float array per series, in file order."""
-    card = CARDS[name]
+    card = _card(name, "m4")
     parts = []
     for relative in card.files:  # train first, then test
         table = pd.read_csv(fetch(card, relative, download), index_col=0)
@@ -38,3 +38,12 @@ def load(name: str, download: bool = True):
     if name not in CARDS:
         raise ValueError(f"unknown dataset {name!r}; known: {', '.join(sorted([*CARDS, *WHEEL_SETS]))}")
     return load_ett(name, download) if name.startswith("ett") else load_m4(name, download)
+
+
+def _card(name: str, kind: str):
+    """The card of a dataset of this loader's kind (``ett`` or ``m4``), or a ValueError listing the known names."""
+    known = sorted(n for n in CARDS if n.startswith(kind))
+    if name not in known:
+        raise ValueError(f"unknown {kind.upper()} dataset {name!r}; known: {', '.join(known)} (names are lower-case; "
+                         f"tsham.datasets.load(name) takes any dataset)")
+    return CARDS[name]

@@ -259,16 +259,25 @@ def default_workers(count: int) -> int:
     return min(os.cpu_count() or 1, 32)
 
 
+MIN_LENGTH = 16  # a patch; regime_switch and delayed_actions draw up to 5 distinct steps
+
+
 def synthetic_mix(count: int, length: int, seed: int = 0, weights: dict[str, float] | None = None,
                   workers: int | None = None) -> list[SyntheticSeries]:
-    """``count`` series drawn from the generators (weights by name; uniform by default), deterministic per seed
-    whatever the number of ``workers`` (each series has its own seed; default: every CPU, up to 32, for 512 series
-    or more, and 1 inside a worker process)."""
+    """``count`` series of ``length`` steps (at least ``MIN_LENGTH``) drawn from the generators (weights by name,
+    >= 0; uniform by default), the same per seed whatever the number of ``workers`` up to float rounding (~1e-7:
+    BLAS runs with one thread in a worker and with several in this process; each series has its own seed).
+    Default workers: every CPU, up to 32, for 512 series or more, and 1 inside a worker process."""
+    if length < MIN_LENGTH or count < 0:
+        raise ValueError(f"synthetic_mix: need length >= {MIN_LENGTH} steps and count >= 0; got length {length}, "
+                         f"count {count}")
     rng = np.random.default_rng(seed)
     weights = weights or {name: 1.0 for name in GENERATORS}
     unknown = set(weights) - set(GENERATORS)
     if unknown:
         raise ValueError(f"unknown generators {sorted(unknown)}; known: {sorted(GENERATORS)}")
+    if not all(np.isfinite(w) and w >= 0 for w in weights.values()) or sum(weights.values()) <= 0:
+        raise ValueError(f"synthetic_mix: weights must be >= 0 with a positive sum; got {weights}")
     names = list(weights)
     p = np.array([weights[n] for n in names], dtype=float)
     picks = rng.choice(len(names), size=count, p=p / p.sum())

@@ -106,14 +106,22 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _pool_from_args(args: argparse.Namespace):
+    import numpy as np
+
     from tsham.datasets import synthetic_mix
-    from tsham.io import long_frame, read_table, series_of
+    from tsham.io import future_stamps, long_frame, long_series, read_table
     from tsham.training import PoolSeries
 
     pool = [PoolSeries.from_synthetic(s) for s in synthetic_mix(args.synthetic, args.series_length, args.seed)]
     if args.input:
         df = long_frame(read_table(args.input), args.id_column, args.timestamp_column, args.target)
-        series = series_of(df, args.id_column, args.timestamp_column, args.target)
+        groups = long_series(df, args.id_column, args.timestamp_column, args.target)
+        for item, g in groups:  # what forecast refuses, training must not take in silently
+            if np.isinf(g[args.target]).any():
+                raise ValueError(f"series {item!r} contains inf; use NaN (an empty cell) for missing values")
+            if len(g) >= 3:  # gaps would join the steps around them: missing steps must be empty rows
+                future_stamps(g[args.timestamp_column], 1, None, item)
+        series = [g[args.target].to_numpy(np.float32) for _, g in groups]
         need = max(args.horizons or (args.horizon,)) + 1  # a training window: one context step and the horizon
         short = sum(len(s) < need for s in series)
         if short == len(series):

@@ -103,7 +103,3 @@ def future_stamps(stamps: pd.Series, horizon: int, freq: str | None, item: objec
                          f"empty rows or pass the right freq")
     return [stamps.iloc[-1] + (i + 1) * offset for i in range(horizon)]
 
-
-def series_of(df: pd.DataFrame, id_column: str, timestamp_column: str, target: str) -> list[np.ndarray]:
-    """The target of each series of a long table (:func:`long_series`), in time order (float32, NaN = missing)."""
-    return [g[target].to_numpy(np.float32) for _, g in long_series(df, id_column, timestamp_column, target)]

@@ -52,6 +52,30 @@ def test_unknown_dataset():
         load("ettx")
 
 
+def test_a_download_with_another_md5_stays_out_of_the_cache(tmp_path, monkeypatch):
+    import dataclasses
+
+    monkeypatch.setenv("TSHAM_DATA_DIR", str(tmp_path / "cache"))
+    (tmp_path / "page.html").write_text("<html>not the file</html>")
+    card = dataclasses.replace(CARDS["etth1"], files={"ett/ETTh1.csv": ("0" * 32, (tmp_path / "page.html").as_uri())})
+    for _ in range(2):  # the second call downloads again instead of failing on a kept bad copy
+        with pytest.raises(ValueError, match="sent a file with md5 .* not kept"):
+            fetch(card, "ett/ETTh1.csv")
+    assert not list((tmp_path / "cache").rglob("*.csv*"))
+
+
+def test_loaders_name_a_dataset_they_do_not_load():
+    from tsham.datasets import load_ett, load_m4
+
+    for loader, name, message in ((load_ett, "ETTh1", "unknown ETT dataset 'ETTh1'; known: etth1, etth2"),
+                                  (load_ett, "m4_hourly", "unknown ETT dataset"),
+                                  (load_m4, "etth1", "unknown M4 dataset 'etth1'; known: m4_hourly, m4_weekly")):
+        with pytest.raises(ValueError, match=message):
+            loader(name)
+    with pytest.raises(ValueError, match="has no file 'ETTh1.csv'"):
+        fetch("etth1", "ETTh1.csv")
+
+
 @pytest.mark.parametrize("name", sorted(WHEEL_SETS))
 def test_wheel_sets_have_a_regular_time_index(name):
     if name.startswith("aeon_"):

@@ -30,7 +30,7 @@ def test_mix_is_seeded_fast_and_checks_names():
     again = synthetic_mix(20, 1024, seed=3)
     assert all(np.array_equal(x.values, y.values) for x, y in zip(mix, again, strict=True))
     with pytest.raises(ValueError, match="unknown generators"):
-        synthetic_mix(2, 10, weights={"sines": 1.0})
+        synthetic_mix(2, 16, weights={"sines": 1.0})
 
 
 def test_periodic_gp_has_its_kernel_and_exact_period():
@@ -91,3 +91,12 @@ def test_repeating_pattern_repeats_a_sharp_cycle():
         copy_error = np.array([np.abs(x[p:] - x[:-p]).mean() for p in lags]) / x.std()
         assert copy_error.min() < 0.2, (seed, lags[copy_error.argmin()], copy_error.min())
         assert np.abs(np.diff(x)).max() > 0.2 * x.std(), seed
+
+
+def test_mix_refuses_a_length_or_weights_it_cannot_draw():
+    with pytest.raises(ValueError, match="need length >= 16"):
+        synthetic_mix(4, 3)
+    for weights in ({"spikes": 0.0}, {"spikes": -1.0, "regime_switch": 2.0}):
+        with pytest.raises(ValueError, match="weights must be >= 0 with a positive sum"):
+            synthetic_mix(2, 64, weights=weights)
+    assert all(len(s.values) == 16 for s in synthetic_mix(8, 16))

@@ -53,3 +53,13 @@ def test_multivariate_entries_are_refused_with_a_hint(predictor):
     data = [{"target": np.ones((2, 50)), "start": pd.Period("2024-01-01", freq="h")}]
     with pytest.raises(ValueError, match="split per channel"):
         list(predictor.predict(data))
+
+
+def test_estimator_keeps_the_callers_config_and_refuses_what_it_does_not_use(tmp_path):
+    mine = TrainConfig(steps=1, horizons=(4, 8))
+    est = TshamEstimator(24, tmp_path, TshamConfig.small(d_model=16, patch_length=8, n_layers=1, num_heads=2,
+                                                         head_dim=8), mine)
+    assert mine.horizon != 24 and mine.horizons == (4, 8)  # unchanged
+    assert est.train_config.horizon == 24 and est.train_config.horizons == ()  # trains the horizon it forecasts
+    with pytest.raises(ValueError, match="validation_data is not used"):
+        est.train(dataset(), validation_data=dataset())

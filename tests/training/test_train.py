@@ -211,3 +211,38 @@ def test_fsdp_on_one_gpu_exports_the_trained_model(tmp_path):
     before, after = initial.state_dict(), loaded.state_dict()
     assert before.keys() == after.keys()
     assert any(not torch.equal(before[k], after[k]) for k in before)  # the export holds the trained weights
+
+
+def test_a_fresh_run_replaces_the_old_state_and_a_resumed_one_draws_new_windows(tmp_path, monkeypatch):
+    import importlib
+
+    training = importlib.import_module("tsham.training.train")  # the module (the package exports the function)
+    seeds = []
+    real = training.WindowStream
+
+    def spy(*args, **kwargs):
+        seeds.append(args[4] if len(args) > 4 else kwargs.get("seed"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "WindowStream", spy)
+    pool = [PoolSeries.from_array(np.sin(np.arange(200) / 3))]
+    run = TrainConfig(steps=2, batch_size=2, horizon=8, warmup_steps=1, log_every=1)
+    train(tiny_config(), run, pool, tmp_path, progress=False)
+    train(tiny_config(), run, pool, tmp_path, progress=False)  # again, fresh, into the same folder
+    assert sorted(p.name for p in (tmp_path / "lightning").glob("last*.ckpt")) == ["last.ckpt"]
+    train(tiny_config(), TrainConfig(steps=4, batch_size=2, horizon=8, warmup_steps=1, log_every=1), pool, tmp_path,
+          resume=True, progress=False)
+    assert seeds[0] == seeds[1] == 0 and seeds[2] != 0  # resumed at step 2: not the first steps' windows again
+
+
+def test_training_refuses_inf_and_never_exports_non_finite_weights(tmp_path):
+    with pytest.raises(ValueError, match="series 1 of the pool contains inf"):
+        WindowStream([PoolSeries.from_array(np.ones(100)), PoolSeries.from_array(np.r_[np.ones(99), np.inf])],
+                     48, 8, 2)
+    pool = [PoolSeries.from_array(np.sin(np.arange(200) / 3) * 1e3)]
+    config = tiny_config()
+    config.ham.check_inputs = False  # as on the GPU: the NaN reaches the weights instead of stopping the forward
+    with pytest.raises(ValueError, match="training diverged"):
+        train(config, TrainConfig(steps=3, batch_size=2, horizon=8, warmup_steps=1, lr=1e30), pool, tmp_path,
+              progress=False)
+    assert not (tmp_path / "model").exists()

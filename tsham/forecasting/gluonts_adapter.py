@@ -8,6 +8,7 @@ With these, gluonts' ``evaluate_model``, ``backtest`` and dataset tooling work u
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -84,12 +85,22 @@ class TshamEstimator(Estimator):
         super().__init__()
         self.prediction_length, self.out_dir = prediction_length, Path(out_dir)
         self.config = config or TshamConfig.small()
-        self.train_config = train_config or TrainConfig()
-        self.train_config.horizon = prediction_length
+        # a copy: the caller's config is not changed, and the run trains on the horizon it will forecast
+        self.train_config = dataclasses.replace(train_config or TrainConfig(), horizon=prediction_length, horizons=())
 
     def train(self, training_data: Dataset, validation_data: Dataset | None = None, **kwargs) -> TshamPredictor:
+        """Trains on every entry's ``target`` (1-D: tsham's predictor forecasts univariate series) and returns the
+        predictor. ``validation_data`` is not used: hold out each series' tail with ``TrainConfig.validation_steps``
+        instead (the best-validating weights are exported)."""
         from tsham.training import PoolSeries, train
 
-        pool = [PoolSeries.from_array(np.asarray(e["target"], dtype=np.float32).T) for e in training_data]
+        if validation_data is not None:
+            raise ValueError("TshamEstimator.train: validation_data is not used; set TrainConfig(validation_steps=N) "
+                             "to validate on the last N steps of each training series")
+        targets = [np.asarray(e["target"], dtype=np.float32) for e in training_data]
+        if any(t.ndim != 1 for t in targets):
+            raise ValueError("TshamEstimator.train: multivariate entries must be split per channel first "
+                             "(TshamPredictor forecasts univariate series)")
+        pool = [PoolSeries.from_array(t) for t in targets]
         model = train(self.config, self.train_config, pool, self.out_dir, progress=kwargs.get("progress", True))
         return TshamPredictor(TshamPipeline(model), self.prediction_length)

@@ -60,7 +60,9 @@ class WindowStream(IterableDataset):
         if not self.horizons or min(self.horizons) <= 0:
             raise ValueError(f"WindowStream: horizons must be positive; got {horizon}")
         self.groups = defaultdict(list)  # layout -> series as one [T, Ct + Cp + F] array each, joined once
-        for s in pool:
+        for i, s in enumerate(pool):
+            if any(np.isinf(a).any() for a in (s.target, s.past_covariates, s.flags)):
+                raise ValueError(f"WindowStream: series {i} of the pool contains inf; use NaN for missing values")
             self.groups[s.signature].append(np.concatenate([s.target, s.past_covariates, s.flags], -1))
         self.context_length, self.batch_size, self.seed, self.tail = context_length, batch_size, seed, tail
 

@@ -231,8 +231,8 @@ def train(
         task.model.load_state_dict(init_from.state_dict())
     for name, p in task.model.named_parameters():
         p.requires_grad_(not name.startswith(frozen) if frozen else True)
-    if not resume:  # a fresh run starts fresh logs (a resumed one appends to its own)
-        for log in ("history.csv", "validation.csv"):
+    if not resume:  # a fresh run starts fresh logs (a resumed one appends to its own) and no stale summary
+        for log in ("history.csv", "validation.csv", "model/validation.json"):
             (out_dir / log).unlink(missing_ok=True)
     validation = None
     if train_config.validation_steps:
@@ -246,8 +246,13 @@ def train(
             calibrate=partial(_export_routing, targets=task.export_targets) if train_config.kv_budgets else None,
             start_after=0 if train_config.kv_budgets else train_config.kv_warmup_steps)
         callbacks = (*callbacks, validation)
+    ckpt = out_dir / "lightning" / "last.ckpt"
+    if resume and not ckpt.is_file():
+        raise FileNotFoundError(f"nothing to resume: {ckpt} does not exist")
+    resumed_at = check_resumable(ckpt, task) if resume else 0
+    # a resumed run draws new windows: the stream's seed moves with the step it resumes at
     stream = WindowStream(pool, model_config.context_length, train_config.horizons or train_config.horizon,
-                          train_config.batch_size, train_config.seed)
+                          train_config.batch_size, train_config.seed + 1_000_003 * resumed_at)
     gpu = torch.cuda.is_available()
     trainer = L.Trainer(
         max_steps=train_config.steps, max_time=None if train_config.max_minutes is None else
@@ -257,16 +262,13 @@ def train(
         accumulate_grad_batches=train_config.accumulate,
         enable_progress_bar=progress, enable_model_summary=False, logger=False,
         log_every_n_steps=train_config.log_every, default_root_dir=out_dir,
+        # no version counter: a fresh run into an old folder overwrites last.ckpt, which --resume reads
         callbacks=[L.pytorch.callbacks.ModelCheckpoint(dirpath=out_dir / "lightning", save_last=True,
-                                                       every_n_train_steps=max(1, train_config.steps // 10)),
+                                                       every_n_train_steps=max(1, train_config.steps // 10),
+                                                       enable_version_counter=False),
                    History(out_dir / "history.csv", train_config.log_every, model_config.patch.patch_length),
                    *callbacks],
     )
-    ckpt = out_dir / "lightning" / "last.ckpt"
-    if resume and not ckpt.is_file():
-        raise FileNotFoundError(f"nothing to resume: {ckpt} does not exist")
-    if resume:
-        check_resumable(ckpt, task)
     trainer.fit(task, DataLoader(stream, batch_size=None), ckpt_path=ckpt if resume else None)
     # Full weights: under FSDP this gathers the shards (a collective, so every rank calls it); else the module's own.
     state = trainer.strategy.lightning_module_state_dict()
@@ -280,6 +282,10 @@ def train(
                                                       train_config.batch_size, train_config.seed + 1))),
                         task.export_targets)
     model = model.cpu()
+    broken = [name for name, v in model.state_dict().items() if v.is_floating_point() and not v.isfinite().all()]
+    if broken:  # e.g. a loss that went NaN: never export a model that forecasts NaN
+        raise ValueError(f"training diverged: {len(broken)} weights are NaN or inf (e.g. {broken[:2]}); lower the "
+                         f"learning rate or check the data (the last Lightning state is in {out_dir / 'lightning'})")
     save_checkpoint(model, out_dir / "model")
     (out_dir / "model" / "train_config.json").write_text(json.dumps(asdict(train_config), indent=1))
     if validation is not None:
@@ -326,11 +332,13 @@ def fsdp_strategy():
                         mixed_precision=precision)
 
 
-def check_resumable(ckpt: Path, task: L.LightningModule) -> None:
+def check_resumable(ckpt: Path, task: L.LightningModule) -> int:
     """Before Lightning resumes from ``ckpt``: a truncated file, or weights that do not fit this run's model (other
-    arguments than the run that wrote it), are a ValueError naming the file, not a traceback from inside ``fit``."""
+    arguments than the run that wrote it), are a ValueError naming the file, not a traceback from inside ``fit``.
+    Returns the optimizer step it resumes at."""
     try:
-        saved = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        saved, step = state["state_dict"], int(state.get("global_step", 0))
     except (OSError, RuntimeError, EOFError, KeyError, TypeError, pickle.UnpicklingError) as err:
         raise ValueError(f"cannot resume from {ckpt}: it is truncated or not a Lightning checkpoint "
                          f"({type(err).__name__}: {err})") from None
@@ -339,3 +347,4 @@ def check_resumable(ckpt: Path, task: L.LightningModule) -> None:
     if wrong or set(saved) - set(expected):
         raise ValueError(f"cannot resume from {ckpt}: it was written by a run with another model ({len(wrong)} "
                          f"weights missing or of another shape, e.g. {wrong[:3]}); resume with that run's arguments")
+    return step
