@@ -42,6 +42,8 @@ def test_demo_table_is_sane():
     assert reports["all"].kv_fraction == 1.0 and reports["none"].kv_fraction == 0.0
     assert reports["event"].shift_capture == 1.0  # flags are the shifts themselves
     assert reports["none"].slots_per_stream == 0.0
+    window = DEMO_ROUTERS["recency"]
+    assert reports["recency"].slots_per_stream == window["window"] + window["sinks"]  # held, not routed (all 96)
     for name in ("surprise", "random"):
         assert 0.02 < reports[name].kv_fraction < 0.25, (name, reports[name])
 

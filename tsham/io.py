@@ -46,7 +46,8 @@ def long_series(df: pd.DataFrame, id_column: str, timestamp_column: str, target:
 
     Timestamps are parsed as dates (an integer column stays integer time steps); ``target`` and ``columns`` become
     float32 (empty = NaN = missing). A row without an id or a timestamp, a value that is not a number, or a
-    timestamp repeated within a series raises ValueError naming the column, the row and the series.
+    timestamp repeated within a series raises ValueError naming the column, the rows and the series (rows by the
+    table's index: a CSV's first data line is row 0).
     """
     missing = [c for c in (id_column, timestamp_column, target, *columns) if c not in df.columns]
     if missing:
@@ -67,16 +68,17 @@ def long_series(df: pd.DataFrame, id_column: str, timestamp_column: str, target:
         bad = numbers.isna() & df[column].notna()
         if bad.any():
             row = df.index[bad][0]
-            raise ValueError(f"column {column!r} holds {df[column][row]!r} at row {row}, not a number (leave a "
-                             f"missing value empty)")
+            raise ValueError(f"column {column!r} holds {df[column][row]!r} at row {row} (series "
+                             f"{df[id_column][row]!r}), not a number (leave a missing value empty)")
         values[column] = numbers.astype(np.float32)
     df = df.assign(**{timestamp_column: stamps, **values}).sort_values([id_column, timestamp_column], kind="stable")
     groups = list(df.groupby(id_column, sort=False))
     for item, g in groups:
         repeated = g[timestamp_column].duplicated()
         if repeated.any():
-            raise ValueError(f"series {item!r} has timestamp {g[timestamp_column][repeated].iloc[0]} more than once; "
-                             f"give one row per (series, time step)")
+            raise ValueError(f"series {item!r} has timestamp {g[timestamp_column][repeated].iloc[0]} more than once "
+                             f"(rows {sorted(g.index[g[timestamp_column] == g[timestamp_column][repeated].iloc[0]])})"
+                             f"; give one row per (series, time step)")
     return groups
 
 

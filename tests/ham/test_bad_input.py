@@ -60,3 +60,5 @@ def test_unknown_router_and_arguments():
         layer(cap=0)
     with pytest.raises(ValueError, match="at least one child"):
         layer("composite")
+    with pytest.raises(ValueError, match="give window=N"):  # was an internal "multiple values for 'cap'"
+        build_router("recency", 16, 0, 2, cap=8)

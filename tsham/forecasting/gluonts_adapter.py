@@ -29,8 +29,8 @@ def _start_of_forecast(entry: dict):
 
 
 class TshamPredictor(Predictor):
-    """Forecasts a gluonts dataset (univariate entries: ``target`` ``[T]``; multivariate ``[C, T]`` are split per
-    channel, as GIFT-Eval's ``to_univariate`` does) as :class:`QuantileForecast` objects, in batches.
+    """Forecasts a gluonts dataset of univariate entries (``target`` ``[T]``; split multivariate ``[C, T]`` ones per
+    channel first, as GIFT-Eval's ``to_univariate`` does) as :class:`QuantileForecast` objects, in batches.
 
     Args:
         pipeline: a :class:`TshamPipeline`. prediction_length: forecast steps. batch_size: series per forward.

@@ -62,7 +62,7 @@ class TshamPipeline:
     Examples::
         >>> pipe = TshamPipeline.load()  # the shipped default; or TshamPipeline.load("path/to/checkpoint")
         >>> q = pipe.predict([np.sin(np.arange(200) / 5)], horizon=24)   # (1, Q, 24)
-        >>> forecast_df = pipe.predict_df(df, horizon=24)                 # id, timestamp, 0.1 .. 0.9, mean
+        >>> forecast_df = pipe.predict_df(df, horizon=24)   # id, timestamp, 0.1 .. 0.9, predictions (the median)
     """
 
     def __init__(self, model: TshamModel, device: str | torch.device = "cpu", batch_size: int = 64):

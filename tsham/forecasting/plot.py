@@ -20,11 +20,14 @@ def plot_forecasts(
     """One panel per series: ``(name, context [T], forecast quantiles [Q, H], kept [T] in 0..1)``.
 
     The band spans the outermost quantiles; kept steps (share of layers and heads whose scratchpad holds the
-    step's patch) are shaded under the context.
+    step's patch) are shaded under the context. A strip under each panel shows them over the whole context, since
+    the scratchpad often keeps steps long before the ``context_shown`` last ones (the shown window is framed).
     """
-    fig, axes = plt.subplots(len(items), 1, figsize=(10, 2.6 * len(items)), squeeze=False)
+    fig = plt.figure(figsize=(10, 3.0 * len(items)), layout="constrained")
+    grid = fig.add_gridspec(2 * len(items), 1, height_ratios=[5, 1] * len(items))
     lo, mid, hi = 0, quantiles.index(0.5), len(quantiles) - 1
-    for ax, (name, context, q, kept) in zip(axes[:, 0], items, strict=True):
+    for i, (name, context, q, kept) in enumerate(items):
+        ax, strip = fig.add_subplot(grid[2 * i]), fig.add_subplot(grid[2 * i + 1])
         T, H = len(context), q.shape[1]
         start = 0 if context_shown is None else max(0, T - context_shown)
         t = np.arange(start, T)
@@ -40,7 +43,11 @@ def plot_forecasts(
             ax.set_ylim(y0, y1)
         ax.set_title(str(name), fontsize=9, loc="left")
         ax.legend(fontsize=7, loc="upper left")
-    fig.tight_layout()
+        strip.fill_between(np.arange(T), 0, kept, color="tab:orange", step="mid")
+        strip.axvspan(start, T, facecolor="none", edgecolor="black", lw=0.8)
+        strip.set(xlim=(0, T + H), ylim=(0, 1), yticks=[])
+        strip.set_title(f"kept in scratchpad over the whole context ({int((kept > 0).sum())} of {T} steps; the "
+                        "frame is the window above)", fontsize=7, loc="left")
     path = Path(path)
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -48,6 +48,8 @@ class RecencyRouter(_FixedRouter):
     def __init__(self, d_model, layer_idx, num_heads, window: int = 64, sinks: int = 4, **kwargs):
         if window < 1:
             raise ValueError(f"RecencyRouter: window must be >= 1; got {window}")
+        if "cap" in kwargs:  # its cap is its window: one name, not two that could disagree
+            raise ValueError("RecencyRouter: give window=N (the recent tokens each query sees), not cap")
         super().__init__(d_model, layer_idx, num_heads, cap=window, sinks=sinks, **kwargs)
 
     def route(self, inp):
