@@ -114,3 +114,23 @@ def test_surprise_warmup_streams_like_parallel(cls):
     state = model.init_state(B)
     steps = [model.step(x[:, t], state, flags[:, t], oracle[:, t])[0] for t in range(T)]
     assert max_error(y, torch.stack(steps, 1)) < 1e-5
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_stepping_the_batch_a_target_was_set_on_equals_the_parallel_pass(seed):
+    """A training forward sets the threshold from these very scores; halfway between two of them, the stepped
+    scores (equal within float rounding) route the same tokens. At the m-th score itself, 4 of these 6 seeds
+    flipped a token's routing and differed from then on."""
+    torch.manual_seed(seed)
+    stack = HamStack(HamConfig(d_model=32, n_layers=2, num_heads=2, head_dim=16, router="surprise",
+                               router_kwargs={"target": 0.1}))
+    x = torch.randn(4, 128, 32)
+    stack(x)  # training mode: the target sets each threshold on x
+    stack.eval()
+    with torch.no_grad():
+        parallel, _ = stack(x)
+        states, stepped = stack.init_state(batch_size=4), []
+        for t in range(x.shape[1]):
+            y_t, states, _ = stack.step(x[:, t], states)
+            stepped.append(y_t)
+    torch.testing.assert_close(torch.stack(stepped, 1), parallel, atol=1e-4, rtol=1e-4)

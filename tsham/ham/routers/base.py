@@ -67,12 +67,16 @@ def per_head(x: torch.Tensor, num_heads: int) -> torch.Tensor:
 
 
 def target_quantile(scores: torch.Tensor, fraction: float) -> torch.Tensor:
-    """The threshold that routes ``fraction`` of ``scores`` (the m-th largest score, m = round(fraction * n))."""
+    """The threshold that routes ``fraction`` of ``scores``: halfway between the m-th and (m+1)-th largest score,
+    m = round(fraction * n). Not the m-th score itself: the same tokens stepped one at a time score within float
+    rounding of the parallel pass, and a threshold equal to one of them flipped that token's routing."""
     flat = scores.detach().flatten().float()
-    m = round(fraction * flat.numel())
+    n, m = flat.numel(), round(fraction * flat.numel())
     if m == 0:
         return flat.max() + 1.0  # route nothing
-    return flat.kthvalue(flat.numel() - m + 1).values
+    if m == n:
+        return flat.min() - 1.0  # route everything
+    return (flat.kthvalue(n - m + 1).values + flat.kthvalue(n - m).values) / 2
 
 
 class Router(nn.Module):
