@@ -163,6 +163,13 @@ def test_validation_runs_under_budget_agnostic_training(tmp_path, monkeypatch):
     assert model.stack.blocks[0].mixer.router.target == 0.25  # exported at its own target, not a drawn budget
     # every validation (5) and the export ran at the export target, not at the last drawn budget
     assert calibrations == [[0.25]] * 6
+    from tsham.training.validation import split_tails, validation_loss
+
+    config = tiny_config()
+    _, batches = split_tails(pool, 40, config.context_length, 8, 8, 4, seed=run.seed + 7919)
+    best = json.loads((tmp_path / "model" / "validation.json").read_text())["best_val_loss"]
+    # the export is the validated model: calibrated on the validation batch, not recalibrated on a training one
+    assert validation_loss(model, batches) == pytest.approx(best, rel=1e-5)
 
 
 def test_window_stream_draws_horizons_per_batch():

@@ -277,10 +277,11 @@ def train(
     model = TshamModel(model_config)
     model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
     model = model.to(task.device).eval()
-    if train_config.kv_budgets:  # tau was set per batch: export one calibrated at the routers' own targets
-        _export_routing(model, next(iter(WindowStream(pool, model_config.context_length, train_config.horizon,
-                                                      train_config.batch_size, train_config.seed + 1))),
-                        task.export_targets)
+    if train_config.kv_budgets:  # tau was set per batch: export one calibrated at the routers' own targets,
+        # on the batch each validation calibrated on when there was one (the exported model is the validated one)
+        batch = validation.batches[0] if validation is not None else next(iter(WindowStream(
+            pool, model_config.context_length, train_config.horizon, train_config.batch_size, train_config.seed + 1)))
+        _export_routing(model, batch, task.export_targets)
     model = model.cpu()
     broken = [name for name, v in model.state_dict().items() if v.is_floating_point() and not v.isfinite().all()]
     if broken:  # e.g. a loss that went NaN: never export a model that forecasts NaN
