@@ -80,12 +80,14 @@ def cmd_forecast(args: argparse.Namespace) -> int:
     out = pipe.predict_df(df, args.horizon, args.id_column, args.timestamp_column, args.target, freq=args.freq)
     out.to_csv(args.output, index=False)
     print(f"wrote {len(out)} rows ({out[args.id_column].nunique()} series x {args.horizon} steps) to {args.output}")
-    if args.plot:  # the series predict_df forecast, in its order (timestamps parsed before sorting)
-        shown = [(name, g[args.target].to_numpy(np.float32)) for name, g in
-                 long_series(df, args.id_column, args.timestamp_column, args.target)][: args.plot_series]
-        quantiles = pipe.predict([s for _, s in shown], args.horizon)
-        items = [(name, s, q, pipe.routing_map(s, args.horizon)) for (name, s), q in zip(shown, quantiles, strict=True)]
-        print(f"wrote {plot_forecasts(items, pipe.quantiles, args.plot, context_shown=4 * args.horizon)}")
+    if args.plot:  # the first series predict_df forecast, with the forecasts it wrote, on their own time axis
+        items, times = [], []
+        levels = [str(q) for q in pipe.quantiles]
+        for name, g in long_series(df, args.id_column, args.timestamp_column, args.target)[: args.plot_series]:
+            series, rows = g[args.target].to_numpy(np.float32), out[out[args.id_column] == name]
+            items.append((name, series, rows[levels].to_numpy().T, pipe.routing_map(series, args.horizon)))
+            times.append((g[args.timestamp_column].to_numpy(), rows[args.timestamp_column].to_numpy()))
+        print(f"wrote {plot_forecasts(items, pipe.quantiles, args.plot, 4 * args.horizon, times)}")
     return 0
 
 
