@@ -124,7 +124,11 @@ class TshamPipeline:
                                  f"{sorted({c.shape[1] for c in covs})}")
             covariates[name] = (covs, extra)
         out = np.empty((len(series), len(self.quantiles), horizon), np.float32)
-        for rows, T in self._batches(series):
+        # every series cut or left-padded (as missing) to the context length, as the training windows are: a fixed
+        # length keeps each forecast independent of its batch mates (padding to the longest in the batch moved
+        # where a shorter series' patches were cut)
+        T = self.model.config.context_length
+        for rows in self._chunks(len(series)):
             kwargs = {name: self._left_pad([covs[i] for i in rows], T + extra)
                       for name, (covs, extra) in covariates.items()}
             target = self._left_pad([series[i] for i in rows], T)
@@ -132,13 +136,10 @@ class TshamPipeline:
             out[rows] = quantiles[:, 0].cpu().numpy()
         return out
 
-    def _batches(self, series: list[np.ndarray]):
-        """``(rows, T)``: at most ``batch_size`` series forecast together, every one cut or left-padded (as missing)
-        to T = ``config.context_length``, as the training windows are. A fixed T keeps each forecast independent of
-        its batch mates: padding to the longest in the batch moved where a shorter series' patches were cut."""
-        T = self.model.config.context_length
-        for start in range(0, len(series), self.batch_size):
-            yield list(range(start, min(start + self.batch_size, len(series)))), T
+    def _chunks(self, n: int):
+        """The row indices of at most ``batch_size`` of ``n`` series, one batch at a time."""
+        for start in range(0, n, self.batch_size):
+            yield list(range(start, min(start + self.batch_size, n)))
 
     def set_kv_budget(self, fraction: float, context: Sequence[np.ndarray] | None = None, horizon: int = 64
                       ) -> list[float]:
@@ -168,8 +169,8 @@ class TshamPipeline:
         series = as_series(context, "kv_fraction: context")
         self._check_targets(series)
         fractions = []
-        for rows, T in self._batches(series):
-            batch = self._left_pad([series[i] for i in rows], T)
+        for rows in self._chunks(len(series)):
+            batch = self._left_pad([series[i] for i in rows], self.model.config.context_length)  # as predict pads
             fractions.append(float(self.model(batch, horizon).kv_fraction) * len(rows))
         return sum(fractions) / len(series)
 

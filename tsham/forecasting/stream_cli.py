@@ -47,7 +47,7 @@ class _Series:
     timestamps (saved beside the stream state, so a resumed run keeps its cadence and step)."""
 
     def __init__(self, stream: StreamingForecaster, since: int = 0, stamps: list | None = None):
-        self.stream, self.since, self.stamps, self.observed = stream, since, stamps or [], stream.steps > 0
+        self.stream, self.since, self.stamps = stream, since, stamps or []
 
     @classmethod
     def open(cls, folder: Path | None, pipe: TshamPipeline, layout: tuple[int, int]) -> _Series:
@@ -95,14 +95,14 @@ def run_stream(args) -> int:
                                    for cols in ([args.target], args.past_covariates, args.flags))
             s.stream.update(target, past, None, flags)
             rows_read += 1
-            s.observed |= not np.isnan(target).all()
             s.stamps = [*s.stamps, stamp][-2:]
             s.since += 1
             if s.since < args.every:
                 continue
             step = pd.tseries.frequencies.to_offset(args.freq) if args.freq else (
                 s.stamps[-1] - s.stamps[-2] if len(s.stamps) == 2 else None)
-            if step is None or not s.observed:  # its first row without --freq, or nothing observed yet: wait
+            observed = bool((s.stream.low <= s.stream.high).all())  # a target value seen so far
+            if step is None or not observed:  # its first row without --freq, or nothing observed yet: wait
                 continue
             s.since = 0
             q = s.stream.forecast(args.horizon)[0, 0]  # (Q, H)

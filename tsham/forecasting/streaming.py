@@ -270,10 +270,11 @@ class StreamingForecaster:
         tensors = {k: v.to(stream.device) for k, v in read_tensors(path / "stream.safetensors").items()}
         stream.steps, stream.raw, stream.pending = meta["steps"], tensors["raw"], tensors["pending"]
         stream.loc, stream.scale = tensors.get("loc"), tensors.get("scale")
-        if "low" in tensors:  # older states: unknown, never flat
+        if "low" in tensors:
             stream.low, stream.high = tensors["low"], tensors["high"]
-        else:
-            stream.low, stream.high = -stream.low, -stream.high
+        else:  # older states did not record the range: an unknown one (-inf, inf) is never forecast flat
+            stream.low = torch.full_like(stream.low, -torch.inf)
+            stream.high = -stream.low
         if meta["layers"]:
             stream.states = stream.model.stack.init_state(1, stream.device)
             for i, (state, extra) in enumerate(zip(stream.states, meta["layers"], strict=True)):

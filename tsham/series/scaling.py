@@ -52,15 +52,15 @@ class InstanceScaler:
         else:
             observed = observed.bool()
             values = torch.where(observed, values, torch.zeros_like(values))
-        wide = values.double()
+        wide = values.double()  # only the two reductions need float64
         weight = observed.double()
         n = weight.sum(1, keepdim=True).clamp_min(1)  # (B, 1, C)
         loc = (wide * weight).sum(1, keepdim=True) / n
         std = (((wide - loc).pow(2) * weight).sum(1, keepdim=True) / n).sqrt()
         constant = std <= self.min_scale * loc.abs()
-        scale = torch.where(constant, torch.where(loc != 0, loc.abs(), 1.0), std)
-        scaled = torch.where(observed, ((wide - loc) / scale).float(), torch.zeros_like(values))
-        return scaled, loc.float(), scale.float()
+        loc, scale = loc.float(), torch.where(constant, torch.where(loc != 0, loc.abs(), 1.0), std).float()
+        scaled = torch.where(observed, (values - loc) / scale, torch.zeros_like(values))
+        return scaled, loc, scale
 
     @staticmethod
     def inverse(scaled: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
