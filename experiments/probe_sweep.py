@@ -31,6 +31,9 @@ PROBE_SETTINGS = {  # the level and patch length of each probe in the reported s
     "compressible_regime": {"level": "medium", "patch_length": 16},
     "delayed_action": {"level": "hard", "patch_length": 8},
     "action_window": {"level": "hard", "patch_length": 8},
+    # B's ordering variant: alike actions follow the queried one, so the one due is told by order or distance
+    # (rotary positions on the scratchpad, as D)
+    "action_sequence": {"level": "hard", "patch_length": 8, "kv_rope_base": 10000.0},
     "cross_channel_binding": {"level": "medium", "patch_length": 4},
     # rotary positions on the scratchpad: "the k-th most recent snapshot" needs recency, which attention without
     # positions cannot tell (H200 grid, 3 seeds: full attention RS 0.404 with them, 0.053 without; event routing
@@ -76,6 +79,10 @@ PRESETS = {
                          "delayed_action": {"level": "hard", "patch_length": 8}},
               "policies": ("oracle", "event", "surprise", "random"), "budgets": (0.1,), "seeds": (0,),
               **{**RECIPE, "steps": 2000, "n_test": 1000}},
+    # B's ordering variant at two levels, one seed: which level separates pure GDN from full attention
+    "order": {"probes": {f"action_sequence@{level}": {"probe": "action_sequence", "level": level, "patch_length": 8,
+                                                       "kv_rope_base": 10000.0} for level in ("medium", "hard")},
+              "policies": ("oracle", "event", "surprise", "random"), "budgets": (0.1,), "seeds": (0,), **RECIPE},
     "tiny": {"probes": {"mqar": {"level": "easy", "patch_length": 4}}, "policies": ("random", "oracle"),
              "budgets": (0.25,), "seeds": (0,), "steps": 2, "batch_size": 4, "lr": 3e-3, "d_model": 16,
              "n_layers": 1, "n_test": 8, "bind_channels": True},

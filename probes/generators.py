@@ -68,34 +68,48 @@ def _rngs(seed: int, n: int):
     return [np.random.default_rng([seed, i]) for i in range(n)]
 
 
-def delayed_action(n: int, level: str = "easy", seed: int = 0, window: int = 1) -> ProbeBatch:
+def delayed_action(n: int, level: str = "easy", seed: int = 0, window: int = 1, followers: int = 0) -> ProbeBatch:
     """Probe B: an action's effect appears on channel 1 after a transport delay; 8 distractor actions pulse
     channel 2 at once. The context ends 16 steps before the delayed onset; forecast channel 1 for 80 steps.
     Channels: 3 observed + the action channel u (also flag 0, set where u != 0). Twin: the action zeroed.
 
     ``window > 1`` is the action-window variant: the action is spread over ``window`` steps (each
     +-U(0.5, 2) / sqrt(window)) and the delayed effect is ``1.5 x`` their sum, so the memory must keep every
-    step of the window (the needle), not one of them."""
+    step of the window (the needle), not one of them.
+
+    ``followers > 0`` is the ordering variant (:func:`action_sequence`): as many more actions of the same kind
+    follow the queried one before the context ends (their effects land after the forecast window), and one came
+    before it (its effect shows in the context). All look alike, so only their order, or their distance to the
+    query, says which one acts in the forecast window: a recurrent state, whose writes depend on the token and
+    not on what it already holds, keeps the latest action or a blend, not the (followers + 1)-th most recent."""
     if window < 1:
         raise ValueError(f"delayed_action: window must be >= 1 step; got {window}")
+    if followers < 0 or (followers and window > 1):
+        raise ValueError(f"delayed_action: followers must be >= 0 and need window 1; got {followers}, {window}")
     delay = {"easy": 64, "medium": 256, "hard": 1024}[level]
     H, L = 80, delay + 512
+    t0 = L + 16 - delay  # the onset t0 + delay lands 16 steps after the context ends
+    if followers and (L - 8 - (t0 + 64)) < 32 * (followers - 1):
+        raise ValueError(f"delayed_action: {followers} followers do not fit the {level} level's delay of {delay}")
     out = {k: [] for k in ("ctx", "twin", "flags", "twin_flags", "target", "needles", "effect")}
     for rng in _rngs(seed, n):
         x = background(L + H, 3, rng)
         u = np.zeros(L + H, np.float32)
-        t0 = L + 16 - delay  # the onset t0 + delay lands 16 steps after the context ends
+        others = _other_actions(rng, t0, L, followers)
+        busy = [(t0 - 8, t0 + window - 1 + 8)] + [(t - 8, t + 8) for t in others]
         for t in rng.choice(np.arange(0, L - 8), 8, replace=False):  # distractors with immediate pulses
-            if t < t0 - 8 or t > t0 + window - 1 + 8:
+            if not any(lo <= t <= hi for lo, hi in busy):
                 u[t] = rng.choice([-1, 1]) * rng.uniform(0.2, 0.6)
                 x[t:t + 5, 2] += 3 * u[t]
         if window == 1:
             actions = np.array([rng.choice([-1, 1]) * rng.uniform(0.5, 2)])
         else:
             actions = rng.choice([-1, 1], window) * rng.uniform(0.5, 2, window) / np.sqrt(window)
-        t = np.arange(L + H) - t0 - delay
-        effect = np.where(t >= 0, 1.5 * actions.sum() * (1 - np.exp(-np.maximum(t, 0) / 16)), 0.0)
-        effect = effect.astype(np.float32)
+        steps = np.arange(L + H)
+        effect = _delayed_effect(steps - t0 - delay, actions.sum())
+        for t in others:  # the alike actions: their effects are part of the series, in the example and the twin
+            u[t] = rng.choice([-1, 1]) * rng.uniform(0.5, 2)
+            x[:, 1] += _delayed_effect(steps - t - delay, u[t])
         twin_u = u.copy()
         u[t0:t0 + window] = actions
         full, twin_full = np.column_stack([x[:, 0], x[:, 1] + effect, x[:, 2], u]), np.column_stack([*x.T, twin_u])
@@ -112,9 +126,34 @@ def delayed_action(n: int, level: str = "easy", seed: int = 0, window: int = 1) 
                       np.stack(out["twin"]), np.stack(out["twin_flags"]), effect=np.stack(out["effect"]))
 
 
+def _delayed_effect(since_onset: np.ndarray, amount: float) -> np.ndarray:
+    """B's delayed response ``1.5 a (1 - exp(-t / 16))`` for ``t >= 0`` steps after the onset, 0 before, float32."""
+    return np.where(since_onset >= 0, 1.5 * amount * (1 - np.exp(-np.maximum(since_onset, 0) / 16)), 0.0
+                    ).astype(np.float32)
+
+
+def _other_actions(rng: np.random.Generator, t0: int, L: int, followers: int) -> list[int]:
+    """The ordering variant's alike actions: ``followers`` steps in ``[t0 + 64, L - 8)`` at least 32 apart (so
+    their effects start after the forecast window and each has a patch of its own) and one step at least 96
+    before ``t0`` (its effect has settled before the forecast window); none without followers."""
+    if not followers:
+        return []
+    room = L - 8 - (t0 + 64) - 32 * (followers - 1)  # spare steps once the minimum gaps are taken
+    cuts = np.sort(rng.integers(0, room + 1, followers))
+    later = [t0 + 64 + int(c) + 32 * i for i, c in enumerate(cuts)]
+    return [int(rng.integers(0, t0 - 96))] + later
+
+
 def action_window(n: int, level: str = "easy", seed: int = 0) -> ProbeBatch:
     """Probe B's action-window variant: the delayed effect is 1.5 x the sum of an 8-step action window."""
     return delayed_action(n, level, seed, window=8)
+
+
+def action_sequence(n: int, level: str = "easy", seed: int = 0) -> ProbeBatch:
+    """Probe B's ordering variant: B hard's delay (1024) at every level, with 1 / 2 / 4 alike actions after the
+    queried one (easy / medium / hard) and one before it (:func:`delayed_action`, ``followers``)."""
+    followers = {"easy": 1, "medium": 2, "hard": 4}[level]
+    return delayed_action(n, "hard", seed, followers=followers)
 
 
 def scheduled_event(n: int, level: str = "easy", seed: int = 0) -> ProbeBatch:
@@ -154,7 +193,9 @@ def mqar(n: int, level: str = "easy", seed: int = 0, d: int = 8) -> ProbeBatch:
     """Probe E: continuous multivariate MQAR. Channels ``[key (d) | value (d) | kv-marker | query-marker]``;
     N pairs in the first half (keys on the sphere scaled by sqrt(d)), AR filler of matched scale elsewhere; at the
     end one key is presented (query marker on) and the model outputs its value (target ``[N, 1, d]``).
-    Twin: the queried pair replaced by filler."""
+    The kv-marker is also flag 0 (known ahead: the writer of a stream knows where it wrote a pair), so event
+    routing keeps the pairs, as it keeps D's snapshots. Twin: the queried pair replaced by filler, its marker and
+    flag gone."""
     pairs = {"easy": 4, "medium": 16, "hard": 64}[level]
     L = 8 * pairs + 64
     out = {k: [] for k in ("ctx", "twin", "target", "needles", "values")}
@@ -179,9 +220,10 @@ def mqar(n: int, level: str = "easy", seed: int = 0, d: int = 8) -> ProbeBatch:
         needles[steps[q]] = True
         out["needles"].append(needles)
         out["values"].append(values)
-    empty = np.zeros((n, L + 1, 0), np.float32)
-    return ProbeBatch(np.stack(out["ctx"]), empty, np.stack(out["target"]), list(range(d, 2 * d)),
-                      np.stack(out["needles"]), np.stack(out["twin"]), empty, candidates=np.stack(out["values"]))
+    ctx, twin = np.stack(out["ctx"]), np.stack(out["twin"])
+    marker = lambda a: np.pad(a[:, :, 2 * d:2 * d + 1], ((0, 0), (0, 1), (0, 0)))  # noqa: E731  [N, L + 1, 1]
+    return ProbeBatch(ctx, marker(ctx), np.stack(out["target"]), list(range(d, 2 * d)), np.stack(out["needles"]),
+                      twin, marker(twin), candidates=np.stack(out["values"]))
 
 
 def _motif(rng: np.random.Generator, length: int = 48) -> np.ndarray:
@@ -330,5 +372,6 @@ def compressible_regime(n: int, level: str = "easy", seed: int = 0) -> ProbeBatc
 
 
 PROBES = {"rare_motif": rare_motif, "compressible_regime": compressible_regime, "delayed_action": delayed_action,
-          "action_window": action_window, "cross_channel_binding": cross_channel_binding,
+          "action_window": action_window, "action_sequence": action_sequence,
+          "cross_channel_binding": cross_channel_binding,
           "scheduled_event": scheduled_event, "mqar": mqar}

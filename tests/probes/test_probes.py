@@ -62,6 +62,34 @@ def test_action_window_effect_is_the_sum_over_the_window():
         PROBES["delayed_action"](1, "easy", window=0)
 
 
+@pytest.mark.parametrize("level, followers", [("easy", 1), ("hard", 4)])
+def test_action_sequence_hides_the_queried_action_among_alike_ones(level, followers):
+    from tsham.probes.generators import _other_actions
+
+    p = PROBES["action_sequence"](5, level, seed=7)
+    L = p.context.shape[1]
+    t0 = L + 16 - 1024  # B hard's delay at every level
+    assert (p.needles.argmax(1) == t0).all() and (p.needles.sum(1) == 1).all()
+    acted = p.context[:, :, 3] != 0
+    assert (acted[:, t0 + 64:].sum(1) >= followers).all() and (acted[:, :t0 - 96].sum(1) >= 1).all()
+    assert (p.effect[:, :16] == 0).all() and (np.abs(p.effect[:, -1, 0]) > 0.7).all()  # 1.5 x >= 0.5, near settled
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        before, *later = _other_actions(rng, t0, L, followers)
+        assert 0 <= before < t0 - 96 and len(later) == followers
+        assert later[0] >= t0 + 64 and later[-1] < L - 8 and (np.diff(later) >= 32).all()
+    with pytest.raises(ValueError, match="followers"):
+        PROBES["delayed_action"](1, "easy", followers=1)  # a delay of 64 leaves no room after the queried action
+
+
+def test_mqar_flags_mark_the_writes_and_the_twin_drops_the_queried_one():
+    p = PROBES["mqar"](4, "easy", seed=1)
+    L = p.context.shape[1]
+    assert p.flags.shape == (4, L + 1, 1) and np.array_equal(p.flags[:, :L, 0], p.context[:, :, 16])
+    assert (p.flags.sum((1, 2)) == 4).all() and (p.twin_flags.sum((1, 2)) == 3).all()
+    assert (p.twin_flags[np.arange(4), p.needles.argmax(1), 0] == 0).all()
+
+
 def test_scheduled_event_target_returns_to_the_snapshot_level():
     p = PROBES["scheduled_event"](8, "medium", seed=1)
     snap = p.needles.argmax(1)
