@@ -184,9 +184,10 @@ def run(args) -> None:
     folder = Path(args.out) / "cells"
     folder.mkdir(parents=True, exist_ok=True)
     every = {cell_name(c): c for name in args.preset for c in cells(PRESETS[name], args.seeds)}  # no repeats
-    every = sorted(every.values(), key=priority)
+    probes = getattr(args, "probes", None)
+    every = sorted((c for c in every.values() if not probes or c["probe"] in probes), key=priority)
     (Path(args.out) / "sweep.json").write_text(json.dumps({**header(), "presets": args.preset, "seeds": args.seeds,
-                                                           "cells": len(every)}, indent=1))
+                                                           "probes": probes, "cells": len(every)}, indent=1))
     todo = [c for c in every if not (folder / f"{cell_name(c)}.csv").is_file()]
     print(f"{len(every) - len(todo)} cells already done", flush=True)
     deadline = time.monotonic() + 60 * args.minutes if args.minutes else math.inf
@@ -243,6 +244,7 @@ def main() -> None:
     r = sub.add_parser("run")
     r.add_argument("--preset", nargs="+", choices=sorted(PRESETS), default=["full"])
     r.add_argument("--seeds", type=int, nargs="+", help="run these seeds of the presets only")
+    r.add_argument("--probes", nargs="+", help="run these probes of the presets only")
     r.add_argument("--workers", type=int, default=4)
     r.add_argument("--device", default="cuda")
     r.add_argument("--cuda-graph", action="store_true", help="replay each training step as a CUDA graph")

@@ -120,7 +120,10 @@ def test_probe_sweep_runs_collects_and_reports(tmp_path):
 
     out = tmp_path / "sweep"
     probe_sweep.run(argparse.Namespace(preset=["tiny"], seeds=None, workers=1, device="cpu", minutes=None,
-                                       cuda_graph=False, out=str(out)))
+                                       cuda_graph=False, out=str(out), probes=["rare_motif"]))
+    assert not list((out / "cells").glob("*.csv"))  # --probes: the tiny preset has mqar only
+    probe_sweep.run(argparse.Namespace(preset=["tiny"], seeds=None, workers=1, device="cpu", minutes=None,
+                                       cuda_graph=False, out=str(out), probes=["mqar"]))
     cells = list((out / "cells").glob("*.csv"))
     assert len(cells) == 4  # none, all, oracle, random at 25%
     probe_sweep.collect(argparse.Namespace(run=str(out), output=str(tmp_path / "rows.csv.gz")))
