@@ -68,7 +68,8 @@ def _rngs(seed: int, n: int):
     return [np.random.default_rng([seed, i]) for i in range(n)]
 
 
-def delayed_action(n: int, level: str = "easy", seed: int = 0, window: int = 1, followers: int = 0) -> ProbeBatch:
+def delayed_action(n: int, level: str = "easy", seed: int = 0, window: int = 1, followers: int = 0,
+                   lead: int = 0) -> ProbeBatch:
     """Probe B: an action's effect appears on channel 1 after a transport delay; 8 distractor actions pulse
     channel 2 at once. The context ends 16 steps before the delayed onset; forecast channel 1 for 80 steps.
     Channels: 3 observed + the action channel u (also flag 0, set where u != 0). Twin: the action zeroed.
@@ -81,13 +82,19 @@ def delayed_action(n: int, level: str = "easy", seed: int = 0, window: int = 1, 
     follow the queried one before the context ends (their effects land after the forecast window), and one came
     before it (its effect shows in the context). All look alike, so only their order, or their distance to the
     query, says which one acts in the forecast window: a recurrent state, whose writes depend on the token and
-    not on what it already holds, keeps the latest action or a blend, not the (followers + 1)-th most recent."""
+    not on what it already holds, keeps the latest action or a blend, not the (followers + 1)-th most recent.
+
+    ``lead`` adds steps at the start of the context (``L = delay + 512 + lead``). The queried action sits at a
+    fixed distance from the context's end, so at one length it also sits at a fixed step from the start, where a
+    recurrent model can count to it; contexts of varied lengths leave it only the distance from the end."""
     if window < 1:
         raise ValueError(f"delayed_action: window must be >= 1 step; got {window}")
     if followers < 0 or (followers and window > 1):
         raise ValueError(f"delayed_action: followers must be >= 0 and need window 1; got {followers}, {window}")
+    if lead < 0:
+        raise ValueError(f"delayed_action: lead must be >= 0 steps; got {lead}")
     delay = {"easy": 64, "medium": 256, "hard": 1024}[level]
-    H, L = 80, delay + 512
+    H, L = 80, delay + 512 + lead
     t0 = L + 16 - delay  # the onset t0 + delay lands 16 steps after the context ends
     if followers and (L - 8 - (t0 + 64)) < 32 * (followers - 1):
         raise ValueError(f"delayed_action: {followers} followers do not fit the {level} level's delay of {delay}")
