@@ -142,6 +142,7 @@ def run_cell(cell: dict, out: str, device: str, cuda_graph: bool = False) -> str
     training raised (a capture that failed falls back to eager steps with one)."""
     import torch
     from tsham.experiments.common import warnings_seen
+    from tsham.probes.generators import VARIED_LENGTH
     from tsham.probes.runner import (
         evaluate_probe,
         probe_config,
@@ -157,6 +158,7 @@ def run_cell(cell: dict, out: str, device: str, cuda_graph: bool = False) -> str
                           d_model=cell["d_model"], n_layers=cell["n_layers"], context_length=context_length,
                           bind_channels=cell["bind_channels"], kv_rope_base=cell.get("kv_rope_base", 0.0))
     history: list = []
+    cuda_graph = cuda_graph and cell["probe"] not in VARIED_LENGTH  # its batches change shape: trains eagerly
     with warnings_seen() as seen:
         model = train_probe_model(cell["probe"], cell["level"], config, cell["steps"], cell["batch_size"],
                                   cell["lr"], seed=cell["seed"], device=device, history=history, cuda_graph=cuda_graph)

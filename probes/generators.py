@@ -158,9 +158,16 @@ def action_window(n: int, level: str = "easy", seed: int = 0) -> ProbeBatch:
 
 def action_sequence(n: int, level: str = "easy", seed: int = 0) -> ProbeBatch:
     """Probe B's ordering variant: B hard's delay (1024) at every level, with 1 / 2 / 4 alike actions after the
-    queried one (easy / medium / hard) and one before it (:func:`delayed_action`, ``followers``)."""
+    queried one (easy / medium / hard) and one before it (:func:`delayed_action`, ``followers``). The context's
+    length varies with the seed (a ``lead`` of 0-448 steps, in steps of 64): at one length a recurrent state
+    counted its way to the queried action (H200, 2026-12-01: pure GDN's sign accuracy 0.988 with 4 followers), so
+    each batch has its own (every example of one call shares it: they stack)."""
     followers = {"easy": 1, "medium": 2, "hard": 4}[level]
-    return delayed_action(n, "hard", seed, followers=followers)
+    lead = 64 * int(np.random.default_rng([seed, 64]).integers(0, 8))
+    return delayed_action(n, "hard", seed, followers=followers, lead=lead)
+
+
+VARIED_LENGTH = frozenset({"action_sequence"})  # probes whose context length changes with the seed
 
 
 def scheduled_event(n: int, level: str = "easy", seed: int = 0) -> ProbeBatch:

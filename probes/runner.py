@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 from tsham.probes.diagnostics import recorded_reads, router_diagnostics
-from tsham.probes.generators import LEVELS, PROBES, ProbeBatch
+from tsham.probes.generators import LEVELS, PROBES, VARIED_LENGTH, ProbeBatch
 from tsham.probes.metrics import (
     codebook_accuracy,
     cosine_similarity,
@@ -243,8 +243,9 @@ def train_probe_model(probe: str, level: str, config: TshamConfig, steps: int, b
     almost no gradient)."""
     if curriculum is not None and curriculum not in LEVELS:
         raise ValueError(f"curriculum must be one of the levels {LEVELS}; got {curriculum!r}")
-    if curriculum is not None and cuda_graph and torch.device(device).type == "cuda":
-        raise ValueError("a curriculum changes the context length between steps; a CUDA graph replays fixed shapes")
+    if (curriculum is not None or probe in VARIED_LENGTH) and cuda_graph and torch.device(device).type == "cuda":
+        raise ValueError(f"{'a curriculum' if curriculum is not None else probe!r} changes the context length "
+                         "between steps; a CUDA graph replays fixed shapes")
     torch.manual_seed(seed)
     model = TshamModel(config).to(device)
 

@@ -82,6 +82,22 @@ def test_action_sequence_hides_the_queried_action_among_alike_ones(level, follow
         PROBES["delayed_action"](1, "easy", followers=1)  # a delay of 64 leaves no room after the queried action
 
 
+def test_action_sequence_length_varies_and_the_queried_action_keeps_its_distance_from_the_end():
+    from tsham.probes import runner
+
+    lengths = set()
+    for seed in range(12):
+        p = PROBES["action_sequence"](2, "medium", seed=seed)
+        L = p.context.shape[1]
+        lengths.add(L)
+        assert (L - 1536) % 64 == 0 and 0 <= L - 1536 <= 448 and p.flags.shape[1] == L + 80
+        assert (p.needles.argmax(1) == L + 16 - 1024).all()  # a fixed distance from the end, not from the start
+    assert len(lengths) >= 4
+    config = runner.probe_config("none", 0.0, d_model=16, n_layers=1)
+    with pytest.raises(ValueError, match="fixed shapes"):  # checked before the model reaches the device
+        runner.train_probe_model("action_sequence", "easy", config, steps=1, device="cuda", cuda_graph=True)
+
+
 def test_mqar_flags_mark_the_writes_and_the_twin_drops_the_queried_one():
     p = PROBES["mqar"](4, "easy", seed=1)
     L = p.context.shape[1]
