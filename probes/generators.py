@@ -81,8 +81,9 @@ def delayed_action(n: int, level: str = "easy", seed: int = 0, window: int = 1, 
     ``followers > 0`` is the ordering variant (:func:`action_sequence`): as many more actions of the same kind
     follow the queried one before the context ends (their effects land after the forecast window), and one came
     before it (its effect shows in the context). All look alike, so only their order, or their distance to the
-    query, says which one acts in the forecast window: a recurrent state, whose writes depend on the token and
-    not on what it already holds, keeps the latest action or a blend, not the (followers + 1)-th most recent.
+    query, says which one acts in the forecast window; a recurrent state, whose writes depend on the token and
+    not on what it already holds, cannot keep the (followers + 1)-th most recent once it cannot count to it
+    (``lead``).
 
     ``lead`` adds steps at the start of the context (``L = delay + 512 + lead``). The queried action sits at a
     fixed distance from the context's end, so at one length it also sits at a fixed step from the start, where a
