@@ -79,8 +79,8 @@ def delayed_action(n: int, level: str = "easy", seed: int = 0, window: int = 1, 
     step of the window (the needle), not one of them.
 
     ``followers > 0`` is the ordering variant (:func:`action_sequence`): as many more actions of the same kind
-    follow the queried one before the context ends (their effects land after the forecast window), and one came
-    before it (its effect shows in the context). All look alike, so only their order, or their distance to the
+    follow the queried one before the context ends (their effects land after the forecast window), and 0-3 came
+    before it (their effects show in the context). All look alike, so only their order, or their distance to the
     query, says which one acts in the forecast window; a recurrent state, whose writes depend on the token and
     not on what it already holds, cannot keep the (followers + 1)-th most recent once it cannot count to it
     (``lead``).
@@ -97,7 +97,7 @@ def delayed_action(n: int, level: str = "easy", seed: int = 0, window: int = 1, 
     delay = {"easy": 64, "medium": 256, "hard": 1024}[level]
     H, L = 80, delay + 512 + lead
     t0 = L + 16 - delay  # the onset t0 + delay lands 16 steps after the context ends
-    if followers and (L - 8 - (t0 + 64)) < 32 * (followers - 1):
+    if followers and L - 8 - (t0 + 64) - 32 * (followers - 1) <= 0:  # the room _other_actions needs
         raise ValueError(f"delayed_action: {followers} followers do not fit the {level} level's delay of {delay}")
     out = {k: [] for k in ("ctx", "twin", "flags", "twin_flags", "target", "needles", "effect")}
     for rng in _rngs(seed, n):
@@ -141,15 +141,24 @@ def _delayed_effect(since_onset: np.ndarray, amount: float) -> np.ndarray:
 
 
 def _other_actions(rng: np.random.Generator, t0: int, L: int, followers: int) -> list[int]:
-    """The ordering variant's alike actions: ``followers`` steps in ``[t0 + 64, L - 8)`` at least 32 apart (so
-    their effects start after the forecast window and each has a patch of its own) and one step at least 96
-    before ``t0`` (its effect has settled before the forecast window); none without followers."""
+    """The ordering variant's alike actions: ``followers`` steps in ``[t0 + 64, L - 8)`` (their effects start after
+    the forecast window) and 0-3 steps in ``[0, t0 - 96)`` (their effects settle before it), each at least 32
+    steps from the next (a patch of its own); none without followers. The number before the queried action
+    varies: with one always before it, a recurrent state counted the actions and wrote at the second."""
     if not followers:
         return []
-    room = L - 8 - (t0 + 64) - 32 * (followers - 1)  # spare steps once the minimum gaps are taken
-    cuts = np.sort(rng.integers(0, room + 1, followers))
-    later = [t0 + 64 + int(c) + 32 * i for i, c in enumerate(cuts)]
-    return [int(rng.integers(0, t0 - 96))] + later
+    return _spaced(rng, 0, t0 - 96, int(rng.integers(0, 4))) + _spaced(rng, t0 + 64, L - 8, followers)
+
+
+def _spaced(rng: np.random.Generator, lo: int, hi: int, k: int, gap: int = 32) -> list[int]:
+    """``k`` sorted random steps in ``[lo, hi)``, consecutive ones at least ``gap`` apart."""
+    if k == 0:
+        return []
+    room = hi - lo - gap * (k - 1)  # spare steps once the minimum gaps are taken
+    if room <= 0:
+        raise ValueError(f"{k} steps {gap} apart do not fit in [{lo}, {hi})")
+    cuts = np.sort(rng.integers(0, room, k))
+    return [lo + int(c) + gap * i for i, c in enumerate(cuts)]
 
 
 def action_window(n: int, level: str = "easy", seed: int = 0) -> ProbeBatch:
@@ -159,7 +168,7 @@ def action_window(n: int, level: str = "easy", seed: int = 0) -> ProbeBatch:
 
 def action_sequence(n: int, level: str = "easy", seed: int = 0) -> ProbeBatch:
     """Probe B's ordering variant: B hard's delay (1024) at every level, with 1 / 2 / 4 alike actions after the
-    queried one (easy / medium / hard) and one before it (:func:`delayed_action`, ``followers``). The context's
+    queried one (easy / medium / hard) and 0-3 before it (:func:`delayed_action`, ``followers``). The context's
     length varies with the seed (a ``lead`` of 0-448 steps, in steps of 64): at one length a recurrent state
     counted its way to the queried action (H200, 2026-12-01: pure GDN's sign accuracy 0.988 with 4 followers), so
     each batch has its own (every example of one call shares it: they stack)."""

@@ -71,13 +71,16 @@ def test_action_sequence_hides_the_queried_action_among_alike_ones(level, follow
     t0 = L + 16 - 1024  # B hard's delay at every level
     assert (p.needles.argmax(1) == t0).all() and (p.needles.sum(1) == 1).all()
     acted = p.context[:, :, 3] != 0
-    assert (acted[:, t0 + 64:].sum(1) >= followers).all() and (acted[:, :t0 - 96].sum(1) >= 1).all()
+    assert (acted[:, t0 + 64:].sum(1) >= followers).all()
     assert (p.effect[:, :16] == 0).all() and (np.abs(p.effect[:, -1, 0]) > 0.7).all()  # 1.5 x >= 0.5, near settled
-    rng = np.random.default_rng(0)
+    rng, counts = np.random.default_rng(0), set()
     for _ in range(200):
-        before, *later = _other_actions(rng, t0, L, followers)
-        assert 0 <= before < t0 - 96 and len(later) == followers
-        assert later[0] >= t0 + 64 and later[-1] < L - 8 and (np.diff(later) >= 32).all()
+        steps = np.array(_other_actions(rng, t0, L, followers))
+        before, later = steps[steps < t0], steps[steps > t0]
+        counts.add(len(before))
+        assert len(later) == followers and (before < t0 - 96).all() and before.min(initial=0) >= 0
+        assert later[0] >= t0 + 64 and later[-1] < L - 8 and (np.diff(steps) >= 32).all()
+    assert counts == {0, 1, 2, 3}  # the queried action's rank from the start varies, from the end it does not
     with pytest.raises(ValueError, match="followers"):
         PROBES["delayed_action"](1, "easy", followers=1)  # a delay of 64 leaves no room after the queried action
 
