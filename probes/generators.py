@@ -92,11 +92,11 @@ def delayed_action(n: int, level: str = "easy", seed: int = 0, window: int = 1, 
         raise ValueError(f"delayed_action: window must be >= 1 step; got {window}")
     if followers < 0 or (followers and window > 1):
         raise ValueError(f"delayed_action: followers must be >= 0 and need window 1; got {followers}, {window}")
-    if lead < 0:
-        raise ValueError(f"delayed_action: lead must be >= 0 steps; got {lead}")
+    if lead < 0 or lead % 16:
+        raise ValueError(f"delayed_action: lead must be a multiple of 16 steps >= 0; got {lead}")
     delay = {"easy": 64, "medium": 256, "hard": 1024}[level]
     H, L = 80, delay + 512 + lead
-    t0 = L + 16 - delay  # the onset t0 + delay lands 16 steps after the context ends
+    t0 = L + 16 - delay  # the onset t0 + delay lands 16 steps after the context ends (t0 = 528 + lead)
     if followers and L - 8 - (t0 + 64) - 32 * (followers - 1) <= 0:  # the room _other_actions needs
         raise ValueError(f"delayed_action: {followers} followers do not fit the {level} level's delay of {delay}")
     out = {k: [] for k in ("ctx", "twin", "flags", "twin_flags", "target", "needles", "effect")}
@@ -142,23 +142,25 @@ def _delayed_effect(since_onset: np.ndarray, amount: float) -> np.ndarray:
 
 def _other_actions(rng: np.random.Generator, t0: int, L: int, followers: int) -> list[int]:
     """The ordering variant's alike actions: ``followers`` steps in ``[t0 + 64, L - 8)`` (their effects start after
-    the forecast window) and 0-3 steps in ``[0, t0 - 96)`` (their effects settle before it), each at least 32
-    steps from the next (a patch of its own); none without followers. The number before the queried action
-    varies: with one always before it, a recurrent state counted the actions and wrote at the second."""
+    the forecast window) and 0-3 steps in ``[0, t0 - 96)`` (their effects settle before it), at least 32 steps
+    apart; none without followers. Each lies on the queried action's grid of 16 steps (``t0`` is a multiple of
+    16), so each starts a patch as it does: off the grid, a recurrent state knew the queried action by its phase
+    in its patch. The number before it varies: with one always before it, its rank from the start gave it away."""
     if not followers:
         return []
-    return _spaced(rng, 0, t0 - 96, int(rng.integers(0, 4))) + _spaced(rng, t0 + 64, L - 8, followers)
+    return _on_grid(rng, 0, t0 - 96, int(rng.integers(0, 4))) + _on_grid(rng, t0 + 64, L - 8, followers)
 
 
-def _spaced(rng: np.random.Generator, lo: int, hi: int, k: int, gap: int = 32) -> list[int]:
-    """``k`` sorted random steps in ``[lo, hi)``, consecutive ones at least ``gap`` apart."""
+def _on_grid(rng: np.random.Generator, lo: int, hi: int, k: int, grid: int = 16, gap: int = 32) -> list[int]:
+    """``k`` sorted random multiples of ``grid`` in ``[lo, hi)``, consecutive ones at least ``gap`` apart."""
     if k == 0:
         return []
-    room = hi - lo - gap * (k - 1)  # spare steps once the minimum gaps are taken
+    slots = np.arange(-(-lo // grid), -(-hi // grid)) * grid  # the multiples of grid in [lo, hi)
+    step = -(-gap // grid)  # slots between consecutive picks
+    room = len(slots) - step * (k - 1)  # choices left once the minimum gaps are taken
     if room <= 0:
-        raise ValueError(f"{k} steps {gap} apart do not fit in [{lo}, {hi})")
-    cuts = np.sort(rng.integers(0, room, k))
-    return [lo + int(c) + gap * i for i, c in enumerate(cuts)]
+        raise ValueError(f"{k} steps {gap} apart on a grid of {grid} do not fit in [{lo}, {hi})")
+    return [int(slots[c + step * i]) for i, c in enumerate(np.sort(rng.integers(0, room, k)))]
 
 
 def action_window(n: int, level: str = "easy", seed: int = 0) -> ProbeBatch:

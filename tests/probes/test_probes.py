@@ -80,9 +80,12 @@ def test_action_sequence_hides_the_queried_action_among_alike_ones(level, follow
         counts.add(len(before))
         assert len(later) == followers and (before < t0 - 96).all() and before.min(initial=0) >= 0
         assert later[0] >= t0 + 64 and later[-1] < L - 8 and (np.diff(steps) >= 32).all()
+        assert (steps % 16 == 0).all() and t0 % 16 == 0  # the queried action's phase in its patch, for all
     assert counts == {0, 1, 2, 3}  # the queried action's rank from the start varies, from the end it does not
     with pytest.raises(ValueError, match="followers"):
         PROBES["delayed_action"](1, "easy", followers=1)  # a delay of 64 leaves no room after the queried action
+    with pytest.raises(ValueError, match="lead"):
+        PROBES["delayed_action"](1, "hard", lead=8)  # would move the queried action off the grid of 16
 
 
 def test_action_sequence_length_varies_and_the_queried_action_keeps_its_distance_from_the_end():
