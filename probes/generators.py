@@ -79,7 +79,7 @@ def delayed_action(n: int, level: str = "easy", seed: int = 0, window: int = 1, 
     step of the window (the needle), not one of them.
 
     ``followers > 0`` is the ordering variant (:func:`action_sequence`): as many more actions of the same kind
-    follow the queried one before the context ends (their effects land after the forecast window), and 0-3 came
+    follow the queried one before the context ends (their effects land after the forecast window), and 1-3 came
     before it (their effects show in the context). All look alike, so only their order, or their distance to the
     query, says which one acts in the forecast window; a recurrent state, whose writes depend on the token and
     not on what it already holds, cannot keep the (followers + 1)-th most recent once it cannot count to it
@@ -142,13 +142,16 @@ def _delayed_effect(since_onset: np.ndarray, amount: float) -> np.ndarray:
 
 def _other_actions(rng: np.random.Generator, t0: int, L: int, followers: int) -> list[int]:
     """The ordering variant's alike actions: ``followers`` steps in ``[t0 + 64, L - 8)`` (their effects start after
-    the forecast window) and 0-3 steps in ``[0, t0 - 96)`` (their effects settle before it), at least 32 steps
-    apart; none without followers. Each lies on the queried action's grid of 16 steps (``t0`` is a multiple of
-    16), so each starts a patch as it does: off the grid, a recurrent state knew the queried action by its phase
-    in its patch. The number before it varies: with one always before it, its rank from the start gave it away."""
+    the forecast window) and 1-3 steps in ``[t0 - 416, t0 - 96)`` (their effects settle before it), at least 32
+    steps apart; none without followers. Each lies on the queried action's grid of 16 steps (``t0`` is a multiple
+    of 16), so each starts a patch as it does: off the grid, a recurrent state knew the queried action by its
+    phase in its patch. The number before it varies: with one always before it, its rank from the start gave it
+    away; with them up to 416 steps before it, a state that blends the actions of a window around it (what pure
+    GDN learned on the CPU) blends them too."""
     if not followers:
         return []
-    return _on_grid(rng, 0, t0 - 96, int(rng.integers(0, 4))) + _on_grid(rng, t0 + 64, L - 8, followers)
+    before = _on_grid(rng, max(0, t0 - 416), t0 - 96, int(rng.integers(1, 4)))
+    return before + _on_grid(rng, t0 + 64, L - 8, followers)
 
 
 def _on_grid(rng: np.random.Generator, lo: int, hi: int, k: int, grid: int = 16, gap: int = 32) -> list[int]:
@@ -170,7 +173,7 @@ def action_window(n: int, level: str = "easy", seed: int = 0) -> ProbeBatch:
 
 def action_sequence(n: int, level: str = "easy", seed: int = 0) -> ProbeBatch:
     """Probe B's ordering variant: B hard's delay (1024) at every level, with 1 / 2 / 4 alike actions after the
-    queried one (easy / medium / hard) and 0-3 before it (:func:`delayed_action`, ``followers``). The context's
+    queried one (easy / medium / hard) and 1-3 before it (:func:`delayed_action`, ``followers``). The context's
     length varies with the seed (a ``lead`` of 0-448 steps, in steps of 64): at one length a recurrent state
     counted its way to the queried action (H200, 2026-12-01: pure GDN's sign accuracy 0.988 with 4 followers), so
     each batch has its own (every example of one call shares it: they stack)."""
