@@ -321,3 +321,12 @@ def test_runner_adds_the_state_utility_of_every_cell():
     assert abs(table.loc["none", "utility_scratchpad"]) < 0.05  # pure GDN has no scratchpad to read
     assert table.loc["oracle", "utility_scratchpad"] > table.loc["oracle", "utility_recurrent"] + 0.05
     assert "utility_both" not in run_probe("mqar", "easy", **kwargs)  # off by default
+
+
+def test_probe_cells_skip_the_flag_policies_where_a_probe_has_no_flags():
+    from tsham.probes.runner import probe_cells
+
+    flagless = probe_cells("rare_motif", "easy", ["surprise", "event", "composite", "oracle"], [0.1])
+    assert [p for p, _ in flagless] == ["none", "all", "surprise", "oracle"]
+    flagged = probe_cells("mqar", "easy", ["event", "composite"], [0.1])
+    assert [p for p, _ in flagged] == ["none", "all", "event", "composite"]
