@@ -119,9 +119,9 @@ def test_probe_sweep_runs_collects_and_reports(tmp_path):
     from tsham.experiments import probe_sweep
 
     out = tmp_path / "sweep"
-    probe_sweep.run(argparse.Namespace(preset=["tiny"], seeds=None, workers=1, device="cpu", minutes=None,
-                                       cuda_graph=False, out=str(out), probes=["rare_motif"]))
-    assert not list((out / "cells").glob("*.csv"))  # --probes: the tiny preset has mqar only
+    with pytest.raises(SystemExit, match="rare_motif"):  # --probes: the tiny preset has mqar only
+        probe_sweep.run(argparse.Namespace(preset=["tiny"], seeds=None, workers=1, device="cpu", minutes=None,
+                                           cuda_graph=False, out=str(out), probes=["rare_motif"]))
     probe_sweep.run(argparse.Namespace(preset=["tiny"], seeds=None, workers=1, device="cpu", minutes=None,
                                        cuda_graph=False, out=str(out), probes=["mqar"]))
     cells = list((out / "cells").glob("*.csv"))
