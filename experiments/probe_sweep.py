@@ -91,9 +91,12 @@ PRESETS = {
     "e_medium": {"probes": {"mqar@medium": {"probe": "mqar", "level": "medium", "patch_length": 1, "steps": 4000}},
                  "policies": ("oracle", "event", "surprise", "random"), "budgets": (0.1,), "seeds": (0, 1, 2),
                  **RECIPE},
-    # C medium at 4000 steps: at 1500 only the oracle learned 16 bindings; E medium's full attention needed 4000
-    # (and learned in 1 of 3 seeds). A medium's cells (460 s at 1500 steps) would outlast a 10-minute device call
+    # C and A medium at 4000 steps: at 1500 only the oracle learned them; E medium's full attention needed 4000
+    # (and learned in 1 of 3 seeds). A medium's cells took 460 s for 1500 eager steps under 56 workers on 2 GPUs:
+    # run a_long with few workers and CUDA graphs, or it outlasts a 10-minute device call
     "c_long": {"probes": {"cross_channel_binding": {"level": "medium", "patch_length": 4, "steps": 4000}},
+               "policies": ("oracle", "surprise", "random"), "budgets": (0.1,), "seeds": (0, 1, 2), **RECIPE},
+    "a_long": {"probes": {"rare_motif": {"level": "medium", "patch_length": 16, "steps": 4000}},
                "policies": ("oracle", "surprise", "random"), "budgets": (0.1,), "seeds": (0, 1, 2), **RECIPE},
     "tiny": {"probes": {"mqar": {"level": "easy", "patch_length": 4}}, "policies": ("random", "oracle"),
              "budgets": (0.25,), "seeds": (0,), "steps": 2, "batch_size": 4, "lr": 3e-3, "d_model": 16,
