@@ -202,7 +202,7 @@ def run(args) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     every = {cell_name(c): c for name in args.preset for c in cells(PRESETS[name], args.seeds)}  # no repeats
     probes = getattr(args, "probes", None)
-    known = {c["probe"] for name in args.preset for c in cells(PRESETS[name], args.seeds)}
+    known = {c["probe"] for c in every.values()}
     if probes and not set(probes) <= known:
         raise SystemExit(f"--probes {sorted(set(probes) - known)} not in the presets {args.preset}; they have "
                          f"{sorted(known)}")
