@@ -98,6 +98,13 @@ PRESETS = {
                "policies": ("oracle", "surprise", "random"), "budgets": (0.1,), "seeds": (0, 1, 2), **RECIPE},
     "a_long": {"probes": {"rare_motif": {"level": "medium", "patch_length": 16, "steps": 4000}},
                "policies": ("oracle", "surprise", "random"), "budgets": (0.1,), "seeds": (0, 1, 2), **RECIPE},
+    # C medium at 4000 steps learned nothing but the oracle (H200, 2026-12-01: full attention's loss curve matched
+    # pure GDN's to 0.01): four times the sequences per step (1M in all, Zoology's MQAR sees ~6M), and A medium's
+    # controls at 4000 steps (a_long's first cells: the same names, so a_long reuses them)
+    "c_batch": {"probes": {"cross_channel_binding": {"level": "medium", "patch_length": 4, "steps": 4000}},
+                "policies": ("oracle",), "budgets": (), "seeds": (0, 1, 2), **{**RECIPE, "batch_size": 256}},
+    "a_controls": {"probes": {"rare_motif": {"level": "medium", "patch_length": 16, "steps": 4000}},
+                   "policies": (), "budgets": (), "seeds": (0, 1, 2), **RECIPE},
     "tiny": {"probes": {"mqar": {"level": "easy", "patch_length": 4}}, "policies": ("random", "oracle"),
              "budgets": (0.25,), "seeds": (0,), "steps": 2, "batch_size": 4, "lr": 3e-3, "d_model": 16,
              "n_layers": 1, "n_test": 8, "bind_channels": True},
