@@ -1,7 +1,7 @@
 # Sourced by probe_gpu.sh and routing_gpu.sh: the setup a device call's pool of cells shares.
 #   pool_start FOLDER ARCHIVE   sets $workers and $graph_flag, starts an MPS daemon, packs FOLDER into
-#                               $OUT/ARCHIVE every minute and on exit, and copies everything the script prints
-#                               from then on into $OUT/pool.log
+#                               $OUT/ARCHIVE (or its parts, pool_pack) every minute and on exit, and copies
+#                               everything the script prints from then on into $OUT/pool.log
 # The log is what survives a call cut at its time limit: output piped through `tail` dies with the call (a lost
 # call on 2026-11-30 left no trace of why).
 # MPS (on unless MPS=0, where nvidia-cuda-mps-control exists and no daemon runs yet) lets the workers' small
@@ -27,13 +27,26 @@ pool_start() {
     *) echo "GRAPH must be 0 or 1; got $GRAPH" >&2; exit 2 ;;
   esac
   echo "$gpus GPU(s), MPS $([ $started = 1 ] && echo on || echo off), $workers workers, CUDA graphs ${GRAPH:-1}"
-  # a call cut at its time limit never reaches the EXIT trap: pack the folder every minute meanwhile (through a
-  # temporary name, so a cut mid-pack leaves the previous archive whole; tar's status 1 only says a file changed
-  # while it read). Its output goes nowhere: a sleep still holding the log's pipe would keep the call open.
-  ( while sleep 60; do
-      tar czf "$OUT/.$archive" "$folder"; [ $? -le 1 ] && mv "$OUT/.$archive" "$OUT/$archive"
-    done ) >/dev/null 2>&1 &
+  # a call cut at its time limit may not finish the EXIT trap: pack the folder every minute meanwhile. Its output
+  # goes nowhere: a sleep still holding the log's pipe would keep the call open.
+  ( while sleep 60; do pool_pack "$folder" "$archive"; done ) >/dev/null 2>&1 &
   # shellcheck disable=SC2064  # expand now: the trap runs after this function's locals are gone
-  trap "kill $! 2>/dev/null; wait $! 2>/dev/null; tar czf '$OUT/$archive' '$folder'; rm -f '$OUT/.$archive';
+  trap "kill $! 2>/dev/null; wait $! 2>/dev/null; pool_pack '$folder' '$archive';
         [ $started = 1 ] && echo quit | nvidia-cuda-mps-control" EXIT
+}
+
+# pool_pack FOLDER ARCHIVE: FOLDER as $OUT/ARCHIVE, or as ARCHIVE.part0, .part1, ... where it exceeds the 16 MB a
+# returned file may have (cut cells' loop states are ~2 MB each); `cat ARCHIVE*` joins either. Packed under a
+# temporary name first: the TERM of a call's time limit once cut the trap's pack mid-write and left a truncated
+# archive. tar's status 1 only says a file changed while it read.
+pool_pack() {
+  local folder=$1 archive=$2
+  tar czf "$OUT/.$archive" "$folder"
+  [ $? -le 1 ] || { rm -f "$OUT/.$archive"; return 1; }
+  if [ "$(stat -c %s "$OUT/.$archive")" -le 15000000 ]; then
+    mv "$OUT/.$archive" "$OUT/$archive" && rm -f "$OUT/$archive".part*
+  else
+    rm -f "$OUT/$archive" "$OUT/$archive".part* && split -b 15000000 -d -a 1 "$OUT/.$archive" "$OUT/$archive.part"
+    rm -f "$OUT/.$archive"
+  fi
 }

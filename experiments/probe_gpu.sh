@@ -3,10 +3,12 @@
 # MINUTES (no cell starts that would end later, by the median duration of the cells done so far; finished cells
 # are skipped, so calls add up), then packs the run folder into $OUT (also when the run fails), since the device
 # tool returns files, not folders. The device's working tree is limited (64 MiB), so carry .gpu-lite and a slim
-# copy of the run (logs and empty placeholders of the finished cells) and merge what comes back:
+# copy of the run (logs and empty placeholders of the finished cells, loop states of the cut ones) and merge what
+# comes back (probes.tgz, or probes.tgz.part0, .part1, ... when cut cells make it larger than 16 MB):
 #   python -m tsham.experiments.probe_sweep slim runs/probes runs/slim          # here, before the call
 #   PROBE_RUN=runs/slim bash experiments/probe_gpu.sh 8 full                    # on the device (carry runs/slim)
-#   tar xzf probes.tgz -C /tmp/back && python -m tsham.experiments.probe_sweep merge /tmp/back/runs/slim runs/probes
+#   cat probes.tgz* | tar xz -C /tmp/back && python -m tsham.experiments.probe_sweep merge /tmp/back/runs/slim runs/probes
+# A cell saves its training state every minute (probe_sweep run_cell), so one cut with the call resumes in the next.
 # WORKERS cells train at once, spread over the GPUs (gpu_pool.sh: 28 per GPU under MPS). Not under `timeout`:
 # it signals the whole process group, so every worker dies with its cell half-trained.
 set -uo pipefail

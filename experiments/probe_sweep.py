@@ -175,9 +175,14 @@ def run_cell(cell: dict, out: str, device: str, cuda_graph: bool = False) -> str
                           bind_channels=cell["bind_channels"], kv_rope_base=cell.get("kv_rope_base", 0.0))
     history: list = []
     cuda_graph = cuda_graph and cell["probe"] not in VARIED_LENGTH  # its batches change shape: trains eagerly
+    name = cell_name(cell)
+    folder = Path(out) / "cells"
+    checkpoint = folder / f"{name}.ckpt"  # a cell cut with its device call resumes from here in the next one
+    resumed = _saved_step(checkpoint)
     with warnings_seen() as seen:
         model = train_probe_model(cell["probe"], cell["level"], config, cell["steps"], cell["batch_size"],
-                                  cell["lr"], seed=cell["seed"], device=device, history=history, cuda_graph=cuda_graph)
+                                  cell["lr"], seed=cell["seed"], device=device, history=history, cuda_graph=cuda_graph,
+                                  checkpoint=checkpoint)
     trained = time.monotonic()
     labels = {k: cell[k] for k in ("probe", "level", "policy", "budget", "seed")}
     rows = evaluate_probe(model, cell["probe"], cell["level"], cell["n_test"], 10_000 + cell["seed"], labels,
@@ -186,15 +191,23 @@ def run_cell(cell: dict, out: str, device: str, cuda_graph: bool = False) -> str
     rows = with_state_utility(rows, model, cell["probe"], cell["level"], max(8, min(512, cell["n_test"])),
                               10_000 + cell["seed"], device)
     rows["patch_length"], rows["recipe"] = cell["patch_length"], recipe_tag(cell)
-    name = cell_name(cell)
-    folder = Path(out) / "cells"
     rows.to_csv(folder / f"{name}.csv.tmp", index=False)
     os.replace(folder / f"{name}.csv.tmp", folder / f"{name}.csv")  # a stopped sweep leaves no partial cell
-    log = {**cell, "train_seconds": trained - started, "eval_seconds": time.monotonic() - trained,
+    # training seconds over every call the cell took (the history's clock resumes with it)
+    log = {**cell, "train_seconds": history[-1][2] if history else trained - started, "resumed_at_step": resumed,
+           "eval_seconds": time.monotonic() - trained,
            "cuda_graph": cuda_graph and device.startswith("cuda"), "warnings": seen, "loss": history,
            "parameters": sum(p.numel() for p in model.parameters())}
     (folder / f"{name}.json").write_text(json.dumps(log))
+    checkpoint.unlink(missing_ok=True)
     return name
+
+
+def _saved_step(checkpoint: Path) -> int:
+    """The step a cell resumes at from its loop state (0 when it has none)."""
+    from tsham.probes.resume import read_loop_state
+
+    return int(read_loop_state(checkpoint)["next_step"]) if checkpoint.is_file() else 0
 
 
 def run(args) -> None:
@@ -240,8 +253,9 @@ def collect(args) -> None:
 
 
 def slim(args) -> None:
-    """Copies a run's cell logs and an empty placeholder of each cell's rows into ``args.to``: all a resumed run
-    needs to skip finished cells and estimate their duration, in kilobytes (the device's working tree is small)."""
+    """Copies a run's cell logs and an empty placeholder of each cell's rows into ``args.to``, plus the loop state
+    of each unfinished cell: all a resumed run needs to skip finished cells, estimate their duration and continue
+    cut ones, in kilobytes and ~2 MB per cut cell (the device's working tree is small)."""
     source, target = Path(args.run) / "cells", Path(args.to) / "cells"
     target.mkdir(parents=True, exist_ok=True)
     finished = sorted(source.glob("*.csv"))
@@ -250,12 +264,16 @@ def slim(args) -> None:
         log = rows.with_suffix(".json")
         if log.is_file():
             (target / log.name).write_bytes(log.read_bytes())
-    print(f"{len(finished)} finished cells -> {target} (placeholders)")
+    cut = [f for f in sorted(source.glob("*.ckpt")) if not f.with_suffix(".csv").is_file()]
+    for state in cut:
+        (target / state.name).write_bytes(state.read_bytes())
+    print(f"{len(finished)} finished cells -> {target} (placeholders), {len(cut)} cut cells' loop states")
 
 
 def merge(args) -> None:
     """Copies the cells a device call finished (non-empty rows and their logs) from ``args.back`` into the run
-    ``args.run``; placeholders are skipped, and a cell already in the run is never overwritten."""
+    ``args.run``, and the loop states of the cells it cut (the next call resumes them); placeholders are skipped,
+    a finished cell already in the run is never overwritten, and a finished cell's loop state is dropped."""
     source, target = Path(args.back) / "cells", Path(args.run) / "cells"
     target.mkdir(parents=True, exist_ok=True)
     new = [f for f in sorted(source.glob("*.csv")) if f.stat().st_size and not (target / f.name).is_file()]
@@ -263,7 +281,11 @@ def merge(args) -> None:
         for path in (rows, rows.with_suffix(".json")):
             if path.is_file():
                 (target / path.name).write_bytes(path.read_bytes())
-    print(f"{len(new)} new cells -> {target}")
+        (target / rows.with_suffix(".ckpt").name).unlink(missing_ok=True)
+    cut = [f for f in sorted(source.glob("*.ckpt")) if not (target / f.with_suffix(".csv").name).is_file()]
+    for state in cut:
+        (target / state.name).write_bytes(state.read_bytes())
+    print(f"{len(new)} new cells -> {target}, {len(cut)} cut cells' loop states")
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ import math
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -33,6 +34,7 @@ from tsham.probes.metrics import (
     tolerance_accuracy,
     window_mse,
 )
+from tsham.probes.resume import load_loop_state, save_loop_state
 
 from tsham.config import TshamConfig
 from tsham.ham import calibrate_kv_budget
@@ -172,7 +174,8 @@ def training_loss(model: TshamModel, batch: dict[str, torch.Tensor]) -> torch.Te
 
 
 def train_loop(model: TshamModel, draw, batch_loss, steps: int, lr: float, warmup: float = 0.05,
-               history: list | None = None, cuda_graph: bool = False) -> TshamModel:
+               history: list | None = None, cuda_graph: bool = False, checkpoint: str | Path | None = None,
+               checkpoint_every: float = 60.0) -> TshamModel:
     """The small-model training loop of the probes and the routing benchmark.
 
     ``draw(step)`` returns training step ``step``'s batch, a dict of tensors (CPU or device), and runs one step
@@ -182,7 +185,10 @@ def train_loop(model: TshamModel, draw, batch_loss, steps: int, lr: float, warmu
     cosine decay to 10% of ``lr``; gradients clipped to norm 1. ``history``, if given, receives ``(step, loss,
     seconds since the start)`` every 50 steps and at the last. ``cuda_graph`` (on CUDA only; ignored on the CPU)
     replays the step as a CUDA graph after three eager ones (:class:`tsham.training.cuda_graph.GraphedStep`):
-    every batch must then have the first one's keys, shapes and dtypes. Returns the model in eval mode."""
+    every batch must then have the first one's keys, shapes and dtypes. ``checkpoint``: a file the loop resumes
+    from if it exists and saves its state to every ``checkpoint_every`` seconds (:mod:`tsham.probes.resume`: the
+    resumed loop runs the same steps, so a cell may span several device calls); the caller deletes it once the
+    model is kept. Returns the model in eval mode."""
     model.train()
     device = next(model.parameters()).device
     graphed = cuda_graph and device.type == "cuda"
@@ -212,10 +218,21 @@ def train_loop(model: TshamModel, draw, batch_loss, steps: int, lr: float, warmu
         run_step = GraphedStep(eager_step, device)
     else:
         run_step = eager_step
-    started = time.perf_counter()
+    first, trained, log = 0, 0.0, [] if history is None else history
+    if checkpoint is not None and Path(checkpoint).is_file():
+        lrs = [group["lr"] for group in optimizer.param_groups]  # a captured step reads these very tensors
+        first, saved, trained = load_loop_state(checkpoint, model, optimizer, steps)
+        for group, group_lr in zip(optimizer.param_groups, lrs, strict=True):
+            group["lr"] = group_lr
+        log[:] = saved
+    started = time.perf_counter() - trained
+    saved_at = time.perf_counter()
     with ThreadPoolExecutor(max_workers=1) as drawer:
-        pending = drawer.submit(draw, 0) if steps > 0 else None
-        for step in range(steps):
+        pending = drawer.submit(draw, first) if first < steps else None
+        for step in range(first, steps):
+            if checkpoint is not None and step > first and time.perf_counter() - saved_at >= checkpoint_every:
+                save_loop_state(checkpoint, model, optimizer, step, steps, log, time.perf_counter() - started)
+                saved_at = time.perf_counter()
             batch = pending.result()
             if step + 1 < steps:
                 pending = drawer.submit(draw, step + 1)
@@ -225,17 +242,18 @@ def train_loop(model: TshamModel, draw, batch_loss, steps: int, lr: float, warmu
                 else:
                     group["lr"] = lr * lr_factor(step)
             loss = run_step(batch)
-            if history is not None and (step % 50 == 0 or step == steps - 1):
-                history.append((step, float(loss), time.perf_counter() - started))
+            if step % 50 == 0 or step == steps - 1:
+                log.append((step, float(loss), time.perf_counter() - started))
     return model.eval()
 
 
 def train_probe_model(probe: str, level: str, config: TshamConfig, steps: int, batch_size: int = 16,
                       lr: float = 2e-3, seed: int = 0, device: str = "cpu", warmup: float = 0.05,
                       history: list | None = None, curriculum: str | None = None,
-                      cuda_graph: bool = False) -> TshamModel:
+                      cuda_graph: bool = False, checkpoint: str | Path | None = None) -> TshamModel:
     """Trains ``config`` on fresh batches of the probe (seeds disjoint from the test seeds) with
-    :func:`train_loop` (``cuda_graph``: replay the step as a CUDA graph on CUDA); returns it in eval mode.
+    :func:`train_loop` (``cuda_graph``: replay the step as a CUDA graph on CUDA; ``checkpoint``: resume from and
+    save to this file); returns it in eval mode.
 
     ``curriculum`` names an easier level of the probe (fewer distractors, a shorter context): a step draws its
     batch from it with a probability falling linearly from 1 at the start to 0 at 70% of the steps (Zoology trains
@@ -255,7 +273,7 @@ def train_probe_model(probe: str, level: str, config: TshamConfig, steps: int, b
         return PROBES[probe](batch_size, curriculum if easier else level, seed=batch_seed)
 
     return train_loop(model, lambda step: training_batch(model, make(step)), training_loss, steps, lr, warmup, history,
-                      cuda_graph=cuda_graph)
+                      cuda_graph=cuda_graph, checkpoint=checkpoint)
 
 
 @torch.no_grad()

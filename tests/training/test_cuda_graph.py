@@ -114,3 +114,33 @@ def test_graphed_step_replays_and_refuses_a_new_shape():
     assert float(step({"x": torch.full((3, 2), 3.0)})) == 18.0
     with pytest.raises(ValueError, match=r"batch\['x'\].*\(3, 2\)"):
         step({"x": torch.ones(4, 2)})
+
+
+@pytest.mark.gpu
+def test_graphed_training_resumes_from_a_cut(tmp_path):
+    """A graphed loop cut after 20 of 40 steps and resumed from its loop state (a fresh model and optimizer, the
+    learning rate tensor the new capture reads) ends where the uncut graphed loop ends."""
+    model, draw, loss = _regression(0, "cuda")
+    train_loop(model, draw, loss, 40, 1e-2, cuda_graph=True)
+    uncut = {k: v.cpu() for k, v in model.state_dict().items()}
+
+    class Cut(Exception):  # what a killed worker leaves: nothing after step 19
+        pass
+
+    def cut_draw(step: int) -> dict:
+        if step == 20:
+            raise Cut
+        return draw(step)
+
+    checkpoint = tmp_path / "loop.ckpt"
+    for attempt in ("cut", "resumed"):
+        model, _, _ = _regression(0, "cuda")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                train_loop(model, cut_draw if attempt == "cut" else draw, loss, 40, 1e-2, cuda_graph=True,
+                           checkpoint=checkpoint, checkpoint_every=0.0)
+            except Cut:
+                assert attempt == "cut"
+        _no_failed_capture(caught)
+    torch.testing.assert_close({k: v.cpu() for k, v in model.state_dict().items()}, uncut, rtol=1e-4, atol=1e-5)

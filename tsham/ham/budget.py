@@ -67,7 +67,7 @@ def calibrate_kv_budget(model: nn.Module, fraction: float | Sequence[float], for
                 r.tau.fill_(extreme[f])
     finally:
         for r, (target, training) in zip(routers, saved, strict=True):
-            r.target, r._calibrated = target, True
+            r.target, r.calibrated = target, True
             r.train(training)
     return [float(r.tau) for r in routers]
 

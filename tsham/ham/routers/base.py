@@ -119,13 +119,13 @@ class Router(nn.Module):
         self.target, self.controller_lr, self.cap, self.sinks = target, controller_lr, cap, sinks
         self.register_buffer("tau", torch.tensor(float(threshold)))
         self.budgetable = True  # False where the policy, not a threshold, decides how much is routed
-        self._calibrated = False  # set by the first training forward with a target
+        self.calibrated = False  # set by the first training forward with a target (a resumed run restores it)
 
     def retarget(self, target: float | None) -> None:
         """Sets a new target fraction; the next training forward calibrates tau to its own batch quantile."""
         if target is not None and not 0.0 <= target <= 1.0:
             raise ValueError(f"{type(self).__name__}: target fraction must lie in [0, 1]; got {target}")
-        self.target, self._calibrated = target, False
+        self.target, self.calibrated = target, False
 
     def score(self, inp: RouterInput) -> torch.Tensor:
         """Routing score ``[B, T]`` (one decision per token) or ``[B, T, H]`` (per head); may carry gradient."""
@@ -148,9 +148,9 @@ class Router(nn.Module):
             return scores >= self.tau
         with torch.no_grad():
             quantile = target_quantile(scores, self.target)
-            if not self._calibrated:  # the first controlled batch starts at its own quantile, not at `threshold`
+            if not self.calibrated:  # the first controlled batch starts at its own quantile, not at `threshold`
                 self.tau.copy_(quantile)
-                self._calibrated = True
+                self.calibrated = True
             mask = scores >= self.tau
             self.tau.add_(self.controller_lr * (quantile - self.tau))
         return mask

@@ -1,0 +1,125 @@
+"""Resumable probe training: a loop cut mid-run and resumed from its saved state ends where the uncut one ends; bad
+loop states are refused by name; the sweep carries cut cells' states to the device and back."""
+
+import argparse
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from tsham.probes.resume import read_loop_state
+from tsham.probes.runner import probe_config, probe_context_length, train_probe_model
+
+
+def _config(policy: str = "random", d_model: int = 16):
+    # random routing: its draws must not depend on where a run was cut
+    return probe_config(policy, 0.25, patch_length=4, d_model=d_model, n_layers=1,
+                        context_length=probe_context_length("mqar", "easy"))
+
+
+class Cut(Exception):
+    pass
+
+
+@pytest.mark.parametrize("policy", ["random", "surprise", "learned"])  # the controllers' state must resume too
+def test_a_cut_loop_resumes_to_the_uncut_weights(tmp_path, monkeypatch, policy):
+    import tsham.probes.runner as runner
+
+    steps, history_uncut, history_cut = 7, [], []
+    uncut = train_probe_model("mqar", "easy", _config(policy), steps, batch_size=4, history=history_uncut)
+    checkpoint = tmp_path / "cell.ckpt"
+    # cut at step 5: the draw of step 5 fails, as a call's time limit kills the worker; a state is saved before
+    # every step (checkpoint_every=0), the last one before step 5 with 5 steps done
+    real_loop, real_batch = runner.train_loop, runner.training_batch
+
+    def cutting_batch(model, batch):
+        if cutting_batch.calls == 5:
+            raise Cut
+        cutting_batch.calls += 1
+        return real_batch(model, batch)
+
+    cutting_batch.calls = 0
+    monkeypatch.setattr(runner, "training_batch", cutting_batch)
+    monkeypatch.setattr(runner, "train_loop", lambda *a, **k: real_loop(*a, **{**k, "checkpoint_every": 0.0}))
+    with pytest.raises(Cut):
+        train_probe_model("mqar", "easy", _config(policy), steps, batch_size=4, history=history_cut,
+                          checkpoint=checkpoint)
+    assert read_loop_state(checkpoint)["next_step"] == 5
+    monkeypatch.setattr(runner, "training_batch", real_batch)
+    history_resumed: list = []
+    resumed = train_probe_model("mqar", "easy", _config(policy), steps, batch_size=4, history=history_resumed,
+                                checkpoint=checkpoint)
+    for p, q in zip(uncut.parameters(), resumed.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+    assert [h[:2] for h in history_resumed] == [h[:2] for h in history_uncut]  # steps 0, 50..., and the last
+
+
+def test_bad_loop_states_are_refused_by_name(tmp_path):
+    checkpoint = tmp_path / "cell.ckpt"
+    checkpoint.write_bytes(b"half a file")
+    with pytest.raises(ValueError, match="cell.ckpt: not a readable loop state"):
+        train_probe_model("mqar", "easy", _config(), 2, batch_size=2, checkpoint=checkpoint)
+    torch.save({"weights": 1}, checkpoint)
+    with pytest.raises(ValueError, match="not a loop state of format"):
+        train_probe_model("mqar", "easy", _config(), 2, batch_size=2, checkpoint=checkpoint)
+    checkpoint.unlink()
+    train_probe_model("mqar", "easy", _config(), 3, batch_size=2, checkpoint=checkpoint)
+    assert not checkpoint.exists()  # never saved: a minute had not passed (the caller deletes it otherwise)
+    from tsham.probes.resume import save_loop_state
+    from tsham.probes.runner import TshamModel
+
+    model = TshamModel(_config())
+    save_loop_state(checkpoint, model, torch.optim.AdamW(model.parameters()), 1, 3, [], 0.0)
+    with pytest.raises(ValueError, match="run of 3 steps, this one has 4"):
+        train_probe_model("mqar", "easy", _config(), 4, batch_size=2, checkpoint=checkpoint)
+    with pytest.raises(ValueError, match="another model"):
+        train_probe_model("mqar", "easy", _config(d_model=32), 3, batch_size=2, checkpoint=checkpoint)
+
+
+def test_the_sweep_carries_cut_cells_to_the_device_and_back(tmp_path):
+    from tsham.experiments import probe_sweep
+
+    run, slim = tmp_path / "run", tmp_path / "slim"
+    args = dict(seeds=None, workers=1, device="cpu", minutes=None, cuda_graph=False)
+    probe_sweep.run(argparse.Namespace(preset=["tiny"], out=str(run), **args))
+    cells = run / "cells"
+    assert not list(cells.glob("*.ckpt"))  # finished cells leave no loop state
+    cut = sorted(cells.glob("*.csv"))[0]
+    cut.unlink()
+    state = cut.with_suffix(".ckpt")
+    state.write_bytes(b"state of the cut cell")
+    probe_sweep.slim(argparse.Namespace(run=str(run), to=str(slim)))
+    assert (slim / "cells" / state.name).read_bytes() == b"state of the cut cell"
+    # the device call advanced the cut cell (a newer state), and finished another whose state the run still had
+    (slim / "cells" / state.name).write_bytes(b"newer state")
+    done = sorted(cells.glob("*.csv"))[0]
+    (slim / "cells" / done.name).write_bytes(done.read_bytes())
+    (slim / "cells" / done.with_suffix(".json").name).write_bytes(b"{}")
+    stale = cells / done.with_suffix(".ckpt").name
+    stale.write_bytes(b"stale")
+    probe_sweep.merge(argparse.Namespace(back=str(slim), run=str(run)))
+    assert state.read_bytes() == b"newer state" and stale.exists()  # a cell already in the run is left alone
+    done.unlink()
+    probe_sweep.merge(argparse.Namespace(back=str(slim), run=str(run)))
+    assert done.is_file() and not stale.exists()  # merged as finished: its loop state goes
+
+
+@pytest.mark.parametrize("megabytes", [1, 20])
+def test_the_pool_packs_big_runs_in_parts_that_join(tmp_path, megabytes):
+    out, folder = tmp_path / "out", tmp_path / "runs" / "slim"
+    out.mkdir()
+    folder.mkdir(parents=True)
+    (folder / "cell.ckpt").write_bytes(os.urandom(megabytes * 1_000_000))  # incompressible, as weights are
+    script = Path(__file__).parents[2] / "experiments" / "gpu_pool.sh"
+    env = {**os.environ, "OUT": str(out)}
+    for _ in range(2):  # packing again replaces the archive, and leaves no part of another size behind
+        subprocess.run(["bash", "-c", f"source {script} && pool_pack runs/slim probes.tgz"], cwd=tmp_path, env=env,
+                       check=True)
+    names = sorted(p.name for p in out.iterdir())
+    assert names == (["probes.tgz"] if megabytes == 1 else ["probes.tgz.part0", "probes.tgz.part1"])
+    assert all(p.stat().st_size <= 16_000_000 for p in out.iterdir())
+    back = tmp_path / "back"
+    back.mkdir()
+    subprocess.run(f"cat {out}/probes.tgz* | tar xz -C {back}", shell=True, check=True)
+    assert (back / "runs" / "slim" / "cell.ckpt").read_bytes() == (folder / "cell.ckpt").read_bytes()
