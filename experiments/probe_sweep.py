@@ -33,7 +33,7 @@ PROBE_SETTINGS = {  # the level and patch length of each probe in the reported s
     "action_window": {"level": "hard", "patch_length": 8},
     # B's ordering variant: alike actions around the queried one, contexts of varied length, so only the distance
     # from the query tells it (rotary positions on the scratchpad, as D; trains eagerly: its shapes change).
-    # Controls on the H200, seed 0: full attention 0.590, pure GDN 0.370
+    # H200, 3 seeds: full attention 0.557, event routing 0.517 (93%), pure GDN 0.240 (43%; 63-66% where it learned)
     "action_sequence": {"level": "hard", "patch_length": 8, "kv_rope_base": 10000.0},
     "cross_channel_binding": {"level": "medium", "patch_length": 4},
     # rotary positions on the scratchpad: "the k-th most recent snapshot" needs recency, which attention without
