@@ -44,12 +44,14 @@ def _fraction(text: str) -> float:
 
 
 def add_probe_parser(sub) -> None:
-    from tsham.probes.generators import LEVELS, PROBES
+    from tsham.probes.generators import KNOBS, LEVELS, PROBES
     from tsham.probes.runner import POLICIES
 
     p = sub.add_parser("probe", help="preservation probe: train per (policy, budget) or load --model, then score")
     p.add_argument("name", choices=sorted(PROBES))
-    p.add_argument("--level", choices=LEVELS, default="easy")
+    p.add_argument("--level", default="easy",
+                   help=f"one of {', '.join(LEVELS)}, optionally with knobs: 'medium:events=8,lag=0' (knobs: "
+                        + "; ".join(f"{probe} {', '.join(knobs)}" for probe, knobs in KNOBS.items()) + ")")
     p.add_argument("--model", help="score this checkpoint at each --budget instead of training probe models")
     p.add_argument("--policy", nargs="+", default=["surprise", "random", "oracle"], choices=POLICIES)
     p.add_argument("--budget", type=_fraction, nargs="+", default=[0.05, 0.1],

@@ -15,6 +15,27 @@ import numpy as np
 from tsham.datasets.synthetic import seasonal_ar_background
 
 LEVELS = ("easy", "medium", "hard")
+# the PROBES.md knobs a level may override, per probe ("medium:events=8,lag=0": C medium, 8 binding events at lag 0)
+KNOBS = {"rare_motif": ("length", "distractors"), "compressible_regime": ("length", "distractors"),
+         "cross_channel_binding": ("events", "lag")}
+
+
+def parse_level(probe: str, level: str) -> tuple[str, dict[str, int]]:
+    """A level name with optional knob overrides (:data:`KNOBS`): ``"medium"`` -> ``("medium", {})``,
+    ``"medium:events=8,lag=0"`` -> ``("medium", {"events": 8, "lag": 0})``. Raises ``ValueError`` naming an
+    unknown level, a knob ``probe`` does not have, or a value that is not a whole number >= 0."""
+    name, _, overrides = level.partition(":")
+    if name not in LEVELS:
+        raise ValueError(f"unknown level {level!r}; known: {LEVELS}, optionally with knobs (e.g. 'medium:lag=0')")
+    knobs = {}
+    for item in filter(None, overrides.split(",")):
+        key, _, value = item.partition("=")
+        if key not in KNOBS.get(probe, ()):
+            raise ValueError(f"level {level!r}: {probe} has no knob {key!r}; its knobs: {KNOBS.get(probe, ())}")
+        if not value.isdigit():
+            raise ValueError(f"level {level!r}: knob {key} must be a whole number >= 0; got {value!r}")
+        knobs[key] = int(value)
+    return name, knobs
 
 
 @dataclass
@@ -94,7 +115,7 @@ def delayed_action(n: int, level: str = "easy", seed: int = 0, window: int = 1, 
         raise ValueError(f"delayed_action: followers must be >= 0 and need window 1; got {followers}, {window}")
     if lead < 0 or lead % 16:
         raise ValueError(f"delayed_action: lead must be a multiple of 16 steps >= 0; got {lead}")
-    delay = {"easy": 64, "medium": 256, "hard": 1024}[level]
+    delay = {"easy": 64, "medium": 256, "hard": 1024}[parse_level("delayed_action", level)[0]]
     H, L = 80, delay + 512 + lead
     t0 = L + 16 - delay  # the onset t0 + delay lands 16 steps after the context ends (t0 = 528 + lead)
     if followers and L - 8 - (t0 + 64) - 32 * (followers - 1) <= 0:  # the room _other_actions needs
@@ -177,7 +198,7 @@ def action_sequence(n: int, level: str = "easy", seed: int = 0) -> ProbeBatch:
     length varies with the seed (a ``lead`` of 0-448 steps, in steps of 64): at one length a recurrent state
     counted its way to the queried action (H200, 2026-12-01: pure GDN's sign accuracy 0.988 with 4 followers), so
     each batch has its own (every example of one call shares it: they stack)."""
-    followers = {"easy": 1, "medium": 2, "hard": 4}[level]
+    followers = {"easy": 1, "medium": 2, "hard": 4}[parse_level("action_sequence", level)[0]]
     lead = 64 * int(np.random.default_rng([seed, 64]).integers(0, 8))
     return delayed_action(n, "hard", seed, followers=followers, lead=lead)
 
@@ -189,7 +210,7 @@ def scheduled_event(n: int, level: str = "easy", seed: int = 0) -> ProbeBatch:
     """Probe D: channel 0 is a slow random walk; flag 0 marks snapshots every 512 steps (nothing happens there),
     flag 1 a reset at which channel 0 jumps back to its level at the k-th most recent snapshot. Forecast 32 steps
     from the reset. Twin: the flag of that snapshot removed (the series is the same: only the memory cue goes)."""
-    k = {"easy": 1, "medium": 2, "hard": 4}[level]
+    k = {"easy": 1, "medium": 2, "hard": 4}[parse_level("scheduled_event", level)[0]]
     period, H = 512, 32
     L = period * (k + 1) + 64
     out = {k_: [] for k_ in ("ctx", "flags", "twin_flags", "target", "needles")}
@@ -225,7 +246,7 @@ def mqar(n: int, level: str = "easy", seed: int = 0, d: int = 8) -> ProbeBatch:
     The kv-marker is also flag 0 (known ahead: the writer of a stream knows where it wrote a pair), so event
     routing keeps the pairs, as it keeps D's snapshots. Twin: the queried pair replaced by filler, its marker and
     flag gone."""
-    pairs = {"easy": 4, "medium": 16, "hard": 64}[level]
+    pairs = {"easy": 4, "medium": 16, "hard": 64}[parse_level("mqar", level)[0]]
     L = 8 * pairs + 64
     out = {k: [] for k in ("ctx", "twin", "target", "needles", "values")}
     for rng in _rngs(seed, n):
@@ -286,9 +307,15 @@ def rare_motif(n: int, level: str = "easy", seed: int = 0, channels: int = 4, co
     the other 32. Twin: that motif's first occurrence replaced by background. Levels set L and the number of
     distractors D: easy 1024 / 1, medium 4096 / 3, hard 8192 / 15. ``compressible=True`` is the negative
     control A2: every motif is a damped AR(2) oscillation marked by a regime flag (flag 0), which pure GDN
-    should already recall (a good router spends almost no slots on it)."""
-    L, D = {"easy": (1024, 1), "medium": (4096, 3), "hard": (8192, 15)}[level]
+    should already recall (a good router spends almost no slots on it). Knobs (:func:`parse_level`): ``length``
+    (L, a multiple of 16) and ``distractors`` (D)."""
+    name, knobs = parse_level("compressible_regime" if compressible else "rare_motif", level)
+    L, D = {"easy": (1024, 1), "medium": (4096, 3), "hard": (8192, 15)}[name]
+    L, D = knobs.get("length", L), knobs.get("distractors", D)
     M, shown = 48, 16
+    if L % 16 or int(0.6 * L) // M - int(0.05 * L) // M < D + 1:
+        raise ValueError(f"rare_motif: a context of {L} steps (a multiple of 16) has no room for {D + 1} motifs of "
+                         f"{M} steps in its first 60%")
     make = _damped_oscillation if compressible else _motif
     out = {k: [] for k in ("ctx", "twin", "flags", "twin_flags", "target", "needles", "amplitude")}
     for rng in _rngs(seed, n):
@@ -345,9 +372,14 @@ def cross_channel_binding(n: int, level: str = "easy", seed: int = 0, channels: 
     background so that the target keeps a predictable part: with the level replacing it, forecasters collapsed
     to the unconditional quantiles before learning any binding (experiments/README.md). Twin: that binding
     event removed. Control: the query key on channel 2 instead (there it binds nothing on channel 0: must fall
-    to chance). Levels: events / lag = easy 4 / 0, medium 16 / 4, hard 64 / 32. ``answers`` index
-    :data:`VALUE_LEVELS`."""
-    events, lag = {"easy": (4, 0), "medium": (16, 4), "hard": (64, 32)}[level]
+    to chance). Levels: events / lag = easy 4 / 0, medium 16 / 4, hard 64 / 32; the knobs ``events`` (>= 1) and
+    ``lag`` override them (:func:`parse_level`). ``answers`` index :data:`VALUE_LEVELS`."""
+    name, knobs = parse_level("cross_channel_binding", level)
+    events, lag = {"easy": (4, 0), "medium": (16, 4), "hard": (64, 32)}[name]
+    events, lag = knobs.get("events", events), knobs.get("lag", lag)
+    if events < 1 or events > KEY_SHAPES:
+        raise ValueError(f"cross_channel_binding: events must lie in [1, {KEY_SHAPES}] (one key shape each); got "
+                         f"{events}")
     keys = key_codebook()
     span = 16 + lag  # key, lag, value
     L = 2 * events * span + 64

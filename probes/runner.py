@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 from tsham.probes.diagnostics import recorded_reads, router_diagnostics
-from tsham.probes.generators import LEVELS, PROBES, VARIED_LENGTH, ProbeBatch
+from tsham.probes.generators import LEVELS, PROBES, VARIED_LENGTH, ProbeBatch, parse_level
 from tsham.probes.metrics import (
     codebook_accuracy,
     cosine_similarity,
@@ -329,8 +329,7 @@ def run_probe(probe: str, level: str = "easy", policies: Sequence[str] = ("surpr
     """
     if probe not in PROBES:
         raise ValueError(f"unknown probe {probe!r}; known: {sorted(PROBES)}")
-    if level not in LEVELS:  # every check before the first model trains
-        raise ValueError(f"unknown level {level!r}; known: {LEVELS}")
+    parse_level(probe, level)  # every check before the first model trains
     unknown = [p for p in policies if p not in (*POLICIES, "none", "all")]
     if unknown:
         raise ValueError(f"unknown policies {unknown}; known: {POLICIES} (and the controls none, all)")

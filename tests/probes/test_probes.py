@@ -330,3 +330,25 @@ def test_probe_cells_skip_the_flag_policies_where_a_probe_has_no_flags():
     assert [p for p, _ in flagless] == ["none", "all", "surprise", "oracle"]
     flagged = probe_cells("mqar", "easy", ["event", "composite"], [0.1])
     assert [p for p, _ in flagged] == ["none", "all", "event", "composite"]
+
+
+def test_level_knobs_override_the_level_and_bad_ones_are_named():
+    from tsham.probes.generators import parse_level
+
+    assert parse_level("cross_channel_binding", "medium") == ("medium", {})
+    assert parse_level("cross_channel_binding", "medium:events=8,lag=0") == ("medium", {"events": 8, "lag": 0})
+    # C medium with 8 events at lag 0: 8 binding events of 16 steps each, so the context is 2 * 8 * 16 + 64 steps
+    c = PROBES["cross_channel_binding"](2, "medium:events=8,lag=0", seed=1)
+    assert c.context.shape[1] == 2 * 8 * 16 + 64 and c.target.shape[1] == 8
+    assert c.needles.sum(1).tolist() == [16, 16]  # the key and the value of the queried event, no lag between
+    a = PROBES["rare_motif"](2, "medium:length=2048,distractors=7", seed=1)
+    assert a.context.shape[1] == 2048
+    assert a.needles.sum(1).tolist() == [48, 48]  # the queried motif, 48 steps
+    assert not ((a.context != a.twin_context).any(-1) & ~a.needles).any()  # only it leaves the twin
+    for probe, level, message in (("mqar", "medium:pairs=8", "mqar has no knob 'pairs'"),
+                                  ("cross_channel_binding", "medium:lag=-1", "whole number >= 0"),
+                                  ("cross_channel_binding", "medium:events=0", "events must lie in"),
+                                  ("rare_motif", "easy:length=512,distractors=9", "no room for 10 motifs"),
+                                  ("rare_motif", "extreme", "unknown level 'extreme'")):
+        with pytest.raises(ValueError, match=message):
+            PROBES[probe](1, level, seed=0)
