@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # One device call's share of the #6 probe grid: runs the given presets of experiments/probe_sweep.py for at most
-# MINUTES (no cell starts that would end later, by the median duration of the cells done so far; finished cells
-# are skipped, so calls add up), then packs the run folder into $OUT (also when the run fails), since the device
-# tool returns files, not folders. The device's working tree is limited (64 MiB), so carry .gpu-lite and a slim
+# MINUTES (no cell starts in the last 3; finished cells are skipped and cut ones resume, so calls add up), then
+# packs the run folder into $OUT (also when the run fails), since the device tool returns files, not folders. The device's working tree is limited (64 MiB), so carry .gpu-lite and a slim
 # copy of the run (logs and empty placeholders of the finished cells, loop states of the cut ones) and merge what
 # comes back (probes.tgz, or probes.tgz.part0, .part1, ... when cut cells make it larger than 16 MB):
 #   python -m tsham.experiments.probe_sweep slim runs/probes runs/slim          # here, before the call

@@ -123,3 +123,24 @@ def test_the_pool_packs_big_runs_in_parts_that_join(tmp_path, megabytes):
     back.mkdir()
     subprocess.run(f"cat {out}/probes.tgz* | tar xz -C {back}", shell=True, check=True)
     assert (back / "runs" / "slim" / "cell.ckpt").read_bytes() == (folder / "cell.ckpt").read_bytes()
+
+
+def test_a_sweep_starts_long_cells_while_a_few_minutes_remain(tmp_path, monkeypatch):
+    """Cells done so far took 1000 s: with 5 minutes left the sweep's cells still start (each saves its state every
+    minute and the next run resumes it), with 2 minutes left none does."""
+    import tsham.experiments.common as common
+    from tsham.experiments import probe_sweep
+
+    real_pool, not_run = common.run_pool, []
+
+    def pool(cells, worker, name, workers, deadline, device, durations, **kwargs):  # the real gate, a no-op cell
+        not_run.append(real_pool(cells, str, name, 1, deadline, "cpu", durations, **kwargs))
+
+    monkeypatch.setattr(common, "run_pool", pool)
+    out = tmp_path / "run"
+    (out / "cells").mkdir(parents=True)
+    (out / "cells" / "earlier.json").write_text('{"probe": "mqar", "train_seconds": 1000.0}')
+    args = dict(preset=["tiny"], seeds=None, workers=1, device="cpu", cuda_graph=False, out=str(out), probes=None)
+    probe_sweep.run(argparse.Namespace(minutes=2, **args))
+    probe_sweep.run(argparse.Namespace(minutes=5, **args))
+    assert not_run == [4, 0]
