@@ -105,6 +105,12 @@ PRESETS = {
                 "policies": ("oracle",), "budgets": (), "seeds": (0, 1, 2), **{**RECIPE, "batch_size": 256}},
     "a_controls": {"probes": {"rare_motif": {"level": "medium", "patch_length": 16, "steps": 4000}},
                    "policies": (), "budgets": (), "seeds": (0, 1, 2), **RECIPE},
+    # C between easy and medium (8 events at lag 0) for 8000 steps: on the CPU at 3000 steps of 32 full attention
+    # (0.044) and pure GDN (0.036) had both begun to learn it, neither ahead; cells this long span device calls
+    "c_mid": {"probes": {"cross_channel_binding@mid": {"probe": "cross_channel_binding",
+                                                      "level": "medium:events=8,lag=0", "patch_length": 4,
+                                                      "steps": 8000}},
+              "policies": ("oracle", "surprise", "random"), "budgets": (0.1,), "seeds": (0, 1, 2), **RECIPE},
     "tiny": {"probes": {"mqar": {"level": "easy", "patch_length": 4}}, "policies": ("random", "oracle"),
              "budgets": (0.25,), "seeds": (0,), "steps": 2, "batch_size": 4, "lr": 3e-3, "d_model": 16,
              "n_layers": 1, "n_test": 8, "bind_channels": True},
