@@ -108,7 +108,8 @@ def _pin_worker(counter, gpus: list[str]) -> None:
 
 
 def run_pool(cells: list, worker, name, workers: int, deadline: float = math.inf, device: str = "cpu",
-             durations: dict[str, list[float]] | None = None, follow_up=None, order=None, kind=None) -> int:
+             durations: dict[str, list[float]] | None = None, follow_up=None, order=None, kind=None,
+             resumable: float | None = None) -> int:
     """Runs ``worker(cell)`` for every cell in ``workers`` spawned processes, with a progress bar on a terminal
     (elsewhere, e.g. in logs, one ``done <name(cell)>`` line per cell); a failed cell is reported and the rest go
     on; a dead worker (e.g. out of memory) stops the pool; no cell starts after ``deadline``
@@ -120,7 +121,9 @@ def run_pool(cells: list, worker, name, workers: int, deadline: float = math.inf
     the workers are spread over them round-robin (each sees one, as ``cuda``). ``follow_up(cell)``, called after
     each cell that succeeded, returns the cells it unlocked (e.g. those waiting on a learning-rate sweep), which join
     the queue at once, so no worker idles while one phase waits on another; ``order`` (a sort key) then keeps the
-    queue sorted. Returns the number of cells not run (those never unlocked are not counted)."""
+    queue sorted. ``resumable`` (seconds): the cells save their progress and a later pool resumes them, so one
+    starts whenever this much time is left, however long its kind took. Returns the number of cells not run (those
+    never unlocked are not counted)."""
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
     from multiprocessing import get_context
@@ -135,6 +138,8 @@ def run_pool(cells: list, worker, name, workers: int, deadline: float = math.inf
     kind = kind or (lambda cell: "")
 
     def estimate(cell) -> float:  # seconds, as the cells done so far tell: its own kind's, else every kind's
+        if resumable is not None:
+            return resumable
         seen = durations.get(kind(cell)) or [d for ds in durations.values() for d in ds]
         return statistics.median(seen) if seen else 0.0
 

@@ -29,24 +29,31 @@ pool_start() {
   echo "$gpus GPU(s), MPS $([ $started = 1 ] && echo on || echo off), $workers workers, CUDA graphs ${GRAPH:-1}"
   # a call cut at its time limit may not finish the EXIT trap: pack the folder every minute meanwhile. Its output
   # goes nowhere: a sleep still holding the log's pipe would keep the call open.
-  ( while sleep 60; do pool_pack "$folder" "$archive"; done ) >/dev/null 2>&1 &
+  # The TERM of the exit trap waits for a pack under way (bash runs a trap between commands; `wait` on the sleep
+  # returns at once): killed mid-pack, its tar went on writing into the archive the trap's own pack had just
+  # renamed (65 MB of garbage, in a test).
+  ( trap 'rm -f "$OUT/.$archive.$BASHPID"*; exit 0' TERM  # a pack cut between its steps leaves no temporary file
+    while sleep 60 & wait $!; do pool_pack "$folder" "$archive"; done ) >/dev/null 2>&1 &
   # shellcheck disable=SC2064  # expand now: the trap runs after this function's locals are gone
   trap "kill $! 2>/dev/null; wait $! 2>/dev/null; pool_pack '$folder' '$archive';
         [ $started = 1 ] && echo quit | nvidia-cuda-mps-control" EXIT
 }
 
-# pool_pack FOLDER ARCHIVE: FOLDER as $OUT/ARCHIVE, or as ARCHIVE.part0, .part1, ... where it exceeds the 16 MB a
-# returned file may have (cut cells' loop states are ~2 MB each); `cat ARCHIVE*` joins either. Packed under a
-# temporary name first: the TERM of a call's time limit once cut the trap's pack mid-write and left a truncated
-# archive. tar's status 1 only says a file changed while it read.
+# pool_pack FOLDER ARCHIVE: FOLDER as $OUT/ARCHIVE, or as ARCHIVE.part00, .part01, ... where it exceeds the 16 MB
+# a returned file may have (cut cells' loop states are ~1.6 MB each; the device returns 8 files, so 7 parts);
+# `cat ARCHIVE*` joins either. Packed and split under temporary names first, the old archive replaced only once
+# the new one is whole: the TERM of a call's time limit once cut a pack mid-write and left a truncated archive.
+# tar's status 1 only says a file changed while it read.
 pool_pack() {
-  local folder=$1 archive=$2
-  tar czf "$OUT/.$archive" "$folder"
-  [ $? -le 1 ] || { rm -f "$OUT/.$archive"; return 1; }
-  if [ "$(stat -c %s "$OUT/.$archive")" -le 15000000 ]; then
-    mv "$OUT/.$archive" "$OUT/$archive" && rm -f "$OUT/$archive".part*
-  else
-    rm -f "$OUT/$archive" "$OUT/$archive".part* && split -b 15000000 -d -a 1 "$OUT/.$archive" "$OUT/$archive.part"
-    rm -f "$OUT/.$archive"
+  local folder=$1 archive=$2 tmp part
+  tmp="$OUT/.$archive.$BASHPID"
+  tar czf "$tmp" "$folder"
+  [ $? -le 1 ] || { rm -f "$tmp"; return 1; }
+  if [ "$(stat -c %s "$tmp")" -le 15000000 ]; then
+    mv "$tmp" "$OUT/$archive" && rm -f "$OUT/$archive".part*
+    return
   fi
+  split -b 15000000 -d -a 2 "$tmp" "$tmp.part" || { rm -f "$tmp" "$tmp".part*; return 1; }
+  rm -f "$tmp" "$OUT/$archive" "$OUT/$archive".part*
+  for part in "$tmp".part*; do mv "$part" "$OUT/$archive.part${part##*.part}"; done
 }

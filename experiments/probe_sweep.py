@@ -155,7 +155,8 @@ def recipe_tag(cell: dict) -> str:
 def cell_name(cell: dict) -> str:
     """A cell's file name: probe, level, patch length, policy, budget ("fixed" for oracle / event), seed, recipe."""
     budget = "fixed" if math.isnan(cell["budget"]) else f"{cell['budget']:g}"
-    return (f"{cell['probe']}-{cell['level']}-p{cell['patch_length']}-{cell['policy']}-{budget}-s{cell['seed']}"
+    level = cell["level"].replace(":", "-").replace(",", "-").replace("=", "")  # medium:lag=0 -> medium-lag0
+    return (f"{cell['probe']}-{level}-p{cell['patch_length']}-{cell['policy']}-{budget}-s{cell['seed']}"
             f"-{recipe_tag(cell)}")
 
 
@@ -207,6 +208,7 @@ def run_cell(cell: dict, out: str, device: str, cuda_graph: bool = False) -> str
            "parameters": sum(p.numel() for p in model.parameters())}
     (folder / f"{name}.json").write_text(json.dumps(log))
     checkpoint.unlink(missing_ok=True)
+    checkpoint.with_name(checkpoint.name + ".tmp").unlink(missing_ok=True)  # a save cut mid-write
     return name
 
 
@@ -220,11 +222,10 @@ def _saved_step(checkpoint: Path) -> int:
 def run(args) -> None:
     """Runs every cell of ``args.preset`` (skipping cells already written under ``args.out``, resuming cut ones from
     their saved state) in ``args.workers`` processes; a failed cell is reported and the sweep goes on; no cell starts
-    within :data:`RESUMABLE_START` seconds of ``args.minutes``, or, where cells done so far took less, within the
-    median of their durations."""
+    within :data:`RESUMABLE_START` seconds of ``args.minutes``."""
     from functools import partial
 
-    from tsham.experiments.common import header, past_durations, run_pool
+    from tsham.experiments.common import header, run_pool
 
     folder = Path(args.out) / "cells"
     folder.mkdir(parents=True, exist_ok=True)
@@ -241,10 +242,9 @@ def run(args) -> None:
     print(f"{len(every) - len(todo)} cells already done", flush=True)
     deadline = time.monotonic() + 60 * args.minutes if args.minutes else math.inf
     # a cell saves its state every minute, so one that would outlast the deadline still gains if it starts with a few
-    # minutes left: the pool's estimate, which only gates the start, is at most that
-    durations = {kind: [min(d, RESUMABLE_START) for d in ds] for kind, ds in past_durations(folder, "probe").items()}
+    # minutes left
     run_pool(todo, partial(run_cell, out=args.out, device=args.device, cuda_graph=args.cuda_graph), cell_name,
-             args.workers, deadline, args.device, durations, kind=lambda cell: cell["probe"])
+             args.workers, deadline, args.device, resumable=RESUMABLE_START)
 
 
 def collect(args) -> None:
@@ -278,7 +278,11 @@ def slim(args) -> None:
     cut = [f for f in sorted(source.glob("*.ckpt")) if not f.with_suffix(".csv").is_file()]
     for state in cut:
         (target / state.name).write_bytes(state.read_bytes())
-    print(f"{len(finished)} finished cells -> {target} (placeholders), {len(cut)} cut cells' loop states")
+    for stale in [*target.glob("*.ckpt"), *target.glob("*.ckpt.tmp")]:  # a slim copy reused from an earlier call
+        if stale.name not in {f.name for f in cut}:
+            stale.unlink()
+    print(f"{len(finished)} finished cells -> {target} (placeholders), {len(cut)} cut cells' loop states "
+          f"({sum(f.stat().st_size for f in cut) / 2**20:.1f} MiB)")
 
 
 def merge(args) -> None:
@@ -293,7 +297,8 @@ def merge(args) -> None:
             if path.is_file():
                 (target / path.name).write_bytes(path.read_bytes())
         (target / rows.with_suffix(".ckpt").name).unlink(missing_ok=True)
-    cut = [f for f in sorted(source.glob("*.ckpt")) if not (target / f.with_suffix(".csv").name).is_file()]
+    cut = [f for f in sorted(source.glob("*.ckpt")) if not (target / f.with_suffix(".csv").name).is_file()
+           and _saved_step(f) >= _saved_step(target / f.name)]  # never an older state over a newer one
     for state in cut:
         (target / state.name).write_bytes(state.read_bytes())
     print(f"{len(new)} new cells -> {target}, {len(cut)} cut cells' loop states")

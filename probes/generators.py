@@ -32,8 +32,10 @@ def parse_level(probe: str, level: str) -> tuple[str, dict[str, int]]:
         key, _, value = item.partition("=")
         if key not in KNOBS.get(probe, ()):
             raise ValueError(f"level {level!r}: {probe} has no knob {key!r}; its knobs: {KNOBS.get(probe, ())}")
-        if not value.isdigit():
+        if not (value.isascii() and value.isdigit()):
             raise ValueError(f"level {level!r}: knob {key} must be a whole number >= 0; got {value!r}")
+        if key in knobs:
+            raise ValueError(f"level {level!r}: knob {key} is set twice")
         knobs[key] = int(value)
     return name, knobs
 
@@ -309,13 +311,16 @@ def rare_motif(n: int, level: str = "easy", seed: int = 0, channels: int = 4, co
     control A2: every motif is a damped AR(2) oscillation marked by a regime flag (flag 0), which pure GDN
     should already recall (a good router spends almost no slots on it). Knobs (:func:`parse_level`): ``length``
     (L, a multiple of 16) and ``distractors`` (D)."""
-    name, knobs = parse_level("compressible_regime" if compressible else "rare_motif", level)
+    probe = "compressible_regime" if compressible else "rare_motif"
+    name, knobs = parse_level(probe, level)
     L, D = {"easy": (1024, 1), "medium": (4096, 3), "hard": (8192, 15)}[name]
     L, D = knobs.get("length", L), knobs.get("distractors", D)
     M, shown = 48, 16
-    if L % 16 or int(0.6 * L) // M - int(0.05 * L) // M < D + 1:
-        raise ValueError(f"rare_motif: a context of {L} steps (a multiple of 16) has no room for {D + 1} motifs of "
-                         f"{M} steps in its first 60%")
+    if L % 16:
+        raise ValueError(f"{probe}: length must be a multiple of 16 steps; got {L}")
+    if int(0.6 * L) // M - int(0.05 * L) // M < D + 1:
+        raise ValueError(f"{probe}: a context of {L} steps has no room for {D + 1} motifs of {M} steps in its first "
+                         "60%")
     make = _damped_oscillation if compressible else _motif
     out = {k: [] for k in ("ctx", "twin", "flags", "twin_flags", "target", "needles", "amplitude")}
     for rng in _rngs(seed, n):

@@ -63,7 +63,14 @@ def load_loop_state(path: str | Path, model: torch.nn.Module, optimizer: torch.o
         model.load_state_dict(state["model"])
     except RuntimeError as error:
         raise ValueError(f"cannot resume from {path}: it was written by another model ({error})") from error
-    optimizer.load_state_dict(state["optimizer"])
+    saved = state["optimizer"]
+    for saved_group, group in zip(saved["param_groups"], optimizer.param_groups, strict=False):
+        # this run's settings (learning rate, capturable for CUDA graphs or not); the file gives moments and steps
+        saved_group.update({k: v for k, v in group.items() if k != "params"})
+    try:
+        optimizer.load_state_dict(saved)
+    except (ValueError, KeyError, RuntimeError) as error:
+        raise ValueError(f"cannot resume from {path}: its optimizer state does not fit this run's ({error})") from error
     for name, module in model.named_modules():
         if name in state["calibrated"]:
             module.calibrated = True

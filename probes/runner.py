@@ -224,7 +224,7 @@ def train_loop(model: TshamModel, draw, batch_loss, steps: int, lr: float, warmu
         first, saved, trained = load_loop_state(checkpoint, model, optimizer, steps)
         for group, group_lr in zip(optimizer.param_groups, lrs, strict=True):
             group["lr"] = group_lr
-        log[:] = saved
+        log.extend(saved)  # the steps before the cut, then this run's
     started = time.perf_counter() - trained
     saved_at = time.perf_counter()
     with ThreadPoolExecutor(max_workers=1) as drawer:

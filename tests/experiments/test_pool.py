@@ -37,6 +37,13 @@ def test_pool_starts_a_shorter_kind_when_the_next_cell_is_too_long():
                     durations={"odd": [1000.0, 1000.0], "even": [1.0]}) == 1
 
 
+def test_resumable_cells_start_while_the_margin_is_left():
+    # cells took 1000 s, but they save their progress: with 100 s left they start under a 60-s margin, not a 200-s one
+    assert run_pool([1, 2], square, str, workers=1, deadline=time.monotonic() + 100, durations={"": [1000.0]},
+                    resumable=60.0) == 0
+    assert run_pool([1, 2], square, str, workers=1, deadline=time.monotonic() + 100, resumable=200.0) == 2
+
+
 def test_pool_durations_carry_over_to_the_next_pool():
     # the caller's list receives every finished cell's duration, so a second pool (phase 2) starts estimated
     durations = {"": [0.5]}

@@ -349,6 +349,9 @@ def test_level_knobs_override_the_level_and_bad_ones_are_named():
                                   ("cross_channel_binding", "medium:lag=-1", "whole number >= 0"),
                                   ("cross_channel_binding", "medium:events=0", "events must lie in"),
                                   ("rare_motif", "easy:length=512,distractors=9", "no room for 10 motifs"),
+                                  ("compressible_regime", "easy:length=1000", "multiple of 16 steps; got 1000"),
+                                  ("cross_channel_binding", "easy:events=\u00b2", "whole number"),
+                                  ("cross_channel_binding", "easy:events=8,events=2", "events is set twice"),
                                   ("rare_motif", "extreme", "unknown level 'extreme'")):
         with pytest.raises(ValueError, match=message):
             PROBES[probe](1, level, seed=0)

@@ -46,13 +46,15 @@ def test_a_cut_loop_resumes_to_the_uncut_weights(tmp_path, monkeypatch, policy):
         train_probe_model("mqar", "easy", _config(policy), steps, batch_size=4, history=history_cut,
                           checkpoint=checkpoint)
     assert read_loop_state(checkpoint)["next_step"] == 5
-    monkeypatch.setattr(runner, "training_batch", real_batch)
+    drawn = []
+    monkeypatch.setattr(runner, "training_batch", lambda model, batch: drawn.append(1) or real_batch(model, batch))
     history_resumed: list = []
     resumed = train_probe_model("mqar", "easy", _config(policy), steps, batch_size=4, history=history_resumed,
                                 checkpoint=checkpoint)
     for p, q in zip(uncut.parameters(), resumed.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=0, atol=0)
     assert [h[:2] for h in history_resumed] == [h[:2] for h in history_uncut]  # steps 0, 50..., and the last
+    assert len(drawn) == 2  # steps 5 and 6 only: it resumed, it did not train again from the start
 
 
 def test_bad_loop_states_are_refused_by_name(tmp_path):
@@ -77,6 +79,14 @@ def test_bad_loop_states_are_refused_by_name(tmp_path):
         train_probe_model("mqar", "easy", _config(d_model=32), 3, batch_size=2, checkpoint=checkpoint)
 
 
+def _state(path, next_step: int) -> None:
+    from tsham.probes.resume import save_loop_state
+    from tsham.probes.runner import TshamModel
+
+    model = TshamModel(_config())
+    save_loop_state(path, model, torch.optim.AdamW(model.parameters()), next_step, 10, [], 0.0)
+
+
 def test_the_sweep_carries_cut_cells_to_the_device_and_back(tmp_path):
     from tsham.experiments import probe_sweep
 
@@ -84,40 +94,45 @@ def test_the_sweep_carries_cut_cells_to_the_device_and_back(tmp_path):
     args = dict(seeds=None, workers=1, device="cpu", minutes=None, cuda_graph=False)
     probe_sweep.run(argparse.Namespace(preset=["tiny"], out=str(run), **args))
     cells = run / "cells"
-    assert not list(cells.glob("*.ckpt"))  # finished cells leave no loop state
+    assert not list(cells.glob("*.ckpt*"))  # finished cells leave no loop state
     cut = sorted(cells.glob("*.csv"))[0]
     cut.unlink()
     state = cut.with_suffix(".ckpt")
-    state.write_bytes(b"state of the cut cell")
+    _state(state, 3)
+    (slim / "cells").mkdir(parents=True)
+    _state(slim / "cells" / "finished-since.ckpt", 9)  # left in a slim copy reused from an earlier call
     probe_sweep.slim(argparse.Namespace(run=str(run), to=str(slim)))
-    assert (slim / "cells" / state.name).read_bytes() == b"state of the cut cell"
-    # the device call advanced the cut cell (a newer state), and finished another whose state the run still had
-    (slim / "cells" / state.name).write_bytes(b"newer state")
+    assert read_loop_state(slim / "cells" / state.name)["next_step"] == 3
+    assert not (slim / "cells" / "finished-since.ckpt").exists()
+    # the device call advanced the cut cell, and finished another whose state the run still had
+    _state(slim / "cells" / state.name, 5)
     done = sorted(cells.glob("*.csv"))[0]
     (slim / "cells" / done.name).write_bytes(done.read_bytes())
     (slim / "cells" / done.with_suffix(".json").name).write_bytes(b"{}")
     stale = cells / done.with_suffix(".ckpt").name
-    stale.write_bytes(b"stale")
+    _state(stale, 1)
     probe_sweep.merge(argparse.Namespace(back=str(slim), run=str(run)))
-    assert state.read_bytes() == b"newer state" and stale.exists()  # a cell already in the run is left alone
+    assert read_loop_state(state)["next_step"] == 5 and stale.exists()  # a cell already in the run is left alone
+    _state(state, 7)  # the run's state is newer than what comes back: merging never goes back in time
     done.unlink()
     probe_sweep.merge(argparse.Namespace(back=str(slim), run=str(run)))
+    assert read_loop_state(state)["next_step"] == 7
     assert done.is_file() and not stale.exists()  # merged as finished: its loop state goes
 
 
-@pytest.mark.parametrize("megabytes", [1, 20])
-def test_the_pool_packs_big_runs_in_parts_that_join(tmp_path, megabytes):
+@pytest.mark.parametrize("sizes", [(1,), (20,), (40, 20), (20, 1)])
+def test_the_pool_packs_big_runs_in_parts_that_join(tmp_path, sizes):
+    """Each pack replaces the last one whole: parts of a bigger earlier pack do not stay behind."""
     out, folder = tmp_path / "out", tmp_path / "runs" / "slim"
     out.mkdir()
     folder.mkdir(parents=True)
-    (folder / "cell.ckpt").write_bytes(os.urandom(megabytes * 1_000_000))  # incompressible, as weights are
     script = Path(__file__).parents[2] / "experiments" / "gpu_pool.sh"
-    env = {**os.environ, "OUT": str(out)}
-    for _ in range(2):  # packing again replaces the archive, and leaves no part of another size behind
-        subprocess.run(["bash", "-c", f"source {script} && pool_pack runs/slim probes.tgz"], cwd=tmp_path, env=env,
-                       check=True)
-    names = sorted(p.name for p in out.iterdir())
-    assert names == (["probes.tgz"] if megabytes == 1 else ["probes.tgz.part0", "probes.tgz.part1"])
+    for megabytes in sizes:
+        (folder / "cell.ckpt").write_bytes(os.urandom(megabytes * 1_000_000))  # incompressible, as weights are
+        subprocess.run(["bash", "-c", f"source {script} && pool_pack runs/slim probes.tgz"], cwd=tmp_path,
+                       env={**os.environ, "OUT": str(out)}, check=True)
+    names = sorted(p.name for p in out.iterdir())  # hidden temporary files included
+    assert names == (["probes.tgz"] if megabytes == 1 else ["probes.tgz.part00", "probes.tgz.part01"])
     assert all(p.stat().st_size <= 16_000_000 for p in out.iterdir())
     back = tmp_path / "back"
     back.mkdir()
@@ -133,8 +148,8 @@ def test_a_sweep_starts_long_cells_while_a_few_minutes_remain(tmp_path, monkeypa
 
     real_pool, not_run = common.run_pool, []
 
-    def pool(cells, worker, name, workers, deadline, device, durations, **kwargs):  # the real gate, a no-op cell
-        not_run.append(real_pool(cells, str, name, 1, deadline, "cpu", durations, **kwargs))
+    def pool(cells, worker, name, workers, deadline, device, **kwargs):  # the real gate, a no-op cell
+        not_run.append(real_pool(cells, str, name, 1, deadline, "cpu", **kwargs))
 
     monkeypatch.setattr(common, "run_pool", pool)
     out = tmp_path / "run"
@@ -144,3 +159,19 @@ def test_a_sweep_starts_long_cells_while_a_few_minutes_remain(tmp_path, monkeypa
     probe_sweep.run(argparse.Namespace(minutes=2, **args))
     probe_sweep.run(argparse.Namespace(minutes=5, **args))
     assert not_run == [4, 0]
+
+
+def test_a_resumed_optimizer_keeps_this_runs_settings_and_the_files_moments(tmp_path):
+    """The file gives moments and step counts; learning rate, capturable and the like are this run's (a cell saved
+    eagerly may resume under a CUDA graph)."""
+    from tsham.probes.resume import load_loop_state, save_loop_state
+
+    model = torch.nn.Linear(3, 1)
+    saved = torch.optim.AdamW(model.parameters(), lr=0.5, weight_decay=0.3)
+    model(torch.ones(2, 3)).sum().backward()
+    saved.step()
+    save_loop_state(tmp_path / "s.ckpt", model, saved, 1, 10, [], 0.0)
+    fresh = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0)
+    load_loop_state(tmp_path / "s.ckpt", model, fresh, 10)
+    assert fresh.param_groups[0]["lr"] == 1e-3 and fresh.param_groups[0]["weight_decay"] == 0.0
+    torch.testing.assert_close(fresh.state[model.weight]["exp_avg"], saved.state[model.weight]["exp_avg"])

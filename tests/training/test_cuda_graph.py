@@ -127,9 +127,15 @@ def test_graphed_training_resumes_from_a_cut(tmp_path):
     class Cut(Exception):  # what a killed worker leaves: nothing after step 19
         pass
 
+    drawn = []
+
     def cut_draw(step: int) -> dict:
         if step == 20:
             raise Cut
+        return draw(step)
+
+    def counted_draw(step: int) -> dict:
+        drawn.append(step)
         return draw(step)
 
     checkpoint = tmp_path / "loop.ckpt"
@@ -138,9 +144,10 @@ def test_graphed_training_resumes_from_a_cut(tmp_path):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                train_loop(model, cut_draw if attempt == "cut" else draw, loss, 40, 1e-2, cuda_graph=True,
+                train_loop(model, cut_draw if attempt == "cut" else counted_draw, loss, 40, 1e-2, cuda_graph=True,
                            checkpoint=checkpoint, checkpoint_every=0.0)
             except Cut:
                 assert attempt == "cut"
         _no_failed_capture(caught)
+    assert drawn == list(range(20, 40))  # it resumed at step 20, not from the start
     torch.testing.assert_close({k: v.cpu() for k, v in model.state_dict().items()}, uncut, rtol=1e-4, atol=1e-5)
