@@ -265,8 +265,8 @@ def collect(args) -> None:
 
 def slim(args) -> None:
     """Copies a run's cell logs and an empty placeholder of each cell's rows into ``args.to``, plus the loop state
-    of each unfinished cell: all a resumed run needs to skip finished cells, estimate their duration and continue
-    cut ones, in kilobytes and ~2 MB per cut cell (the device's working tree is small)."""
+    of each unfinished cell: all a resumed run needs to skip finished cells and continue cut ones, in kilobytes and
+    ~1.6 MB per cut cell (the device's working tree is small)."""
     source, target = Path(args.run) / "cells", Path(args.to) / "cells"
     target.mkdir(parents=True, exist_ok=True)
     finished = sorted(source.glob("*.csv"))

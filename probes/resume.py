@@ -63,14 +63,17 @@ def load_loop_state(path: str | Path, model: torch.nn.Module, optimizer: torch.o
         model.load_state_dict(state["model"])
     except RuntimeError as error:
         raise ValueError(f"cannot resume from {path}: it was written by another model ({error})") from error
+    # this run's settings (learning rate, capturable for CUDA graphs or not); the file gives moments and steps
+    settings = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
     saved = state["optimizer"]
-    for saved_group, group in zip(saved["param_groups"], optimizer.param_groups, strict=False):
-        # this run's settings (learning rate, capturable for CUDA graphs or not); the file gives moments and steps
-        saved_group.update({k: v for k, v in group.items() if k != "params"})
+    for saved_group, own in zip(saved["param_groups"], settings, strict=False):
+        saved_group.update(own)  # before loading: it places the step counts by `capturable`
     try:
         optimizer.load_state_dict(saved)
     except (ValueError, KeyError, RuntimeError) as error:
         raise ValueError(f"cannot resume from {path}: its optimizer state does not fit this run's ({error})") from error
+    for group, own in zip(optimizer.param_groups, settings, strict=True):
+        group.update(own)  # after: loading copied them, and a captured step reads the very learning-rate tensor
     for name, module in model.named_modules():
         if name in state["calibrated"]:
             module.calibrated = True

@@ -220,10 +220,7 @@ def train_loop(model: TshamModel, draw, batch_loss, steps: int, lr: float, warmu
         run_step = eager_step
     first, trained, log = 0, 0.0, [] if history is None else history
     if checkpoint is not None and Path(checkpoint).is_file():
-        lrs = [group["lr"] for group in optimizer.param_groups]  # a captured step reads these very tensors
         first, saved, trained = load_loop_state(checkpoint, model, optimizer, steps)
-        for group, group_lr in zip(optimizer.param_groups, lrs, strict=True):
-            group["lr"] = group_lr
         log.extend(saved)  # the steps before the cut, then this run's
     started = time.perf_counter() - trained
     saved_at = time.perf_counter()
