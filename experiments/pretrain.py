@@ -25,6 +25,7 @@ from tsham.experiments.common import header
 
 from tsham.checkpoint import load_checkpoint, save_checkpoint
 from tsham.config import TshamConfig
+from tsham.heads import PriorConfig
 from tsham.training import PoolSeries, TrainConfig, train
 
 PRESETS = {
@@ -61,6 +62,9 @@ PRESETS["gpu-medium-deep"] = {**PRESETS["gpu-small"],
 # sharp daily cycles that seasonal naive copies (M4 hourly MASE 2.26 against naive's 1.19, experiments/README.md)
 PRESETS["gpu-medium-deep-copy"] = {**PRESETS["gpu-medium-deep"],
                                    "weights": {**PRESETS["gpu-small"]["weights"], "repeating_pattern": 2.0}}
+# The seasonal prior's candidate seasons: calendar cycles at the usual sampling rates (quarterly, weekly, monthly,
+# hourly, half-hourly, 15-minute; a year of weeks; a week of hours) and 1, the last value (a random walk's copy)
+PRIOR_LAGS = (1, 4, 7, 12, 24, 48, 52, 96, 168)
 ASSETS = Path(__file__).resolve().parents[1] / "tsham" / "assets" / "default"
 
 
@@ -97,6 +101,9 @@ def main() -> None:
                         help="override the preset's synthetic mix, e.g. repeating_pattern=2 kernel_synth=4")
     parser.add_argument("--kv-rope-base", type=float, help="rotary positions on the scratchpad (HamConfig."
                         "kv_rope_base; 0 off): lets attention look back a fixed number of patches, e.g. one cycle")
+    parser.add_argument("--prior", action="store_true", help="add the seasonal prior (tsham.heads.SeasonalPrior) "
+                        f"with lags {PRIOR_LAGS}: copies of the context one season back that the model mixes in; "
+                        "with --init-from it starts fresh on the start model's weights")
     parser.add_argument("--init-from", metavar="MODEL", help="continue pretraining this exported model (a folder, "
                         "or 'default' for the shipped one): its architecture, not the preset's, and its card's "
                         "steps are recorded beside the new ones")
@@ -125,6 +132,8 @@ def main() -> None:
         config = TshamConfig.small(**preset["model"])
         config.context_length = preset["context_length"]
         config.align = preset.get("align", "end")
+    if args.prior:
+        config.prior = PriorConfig(lags=PRIOR_LAGS)
     if args.kv_rope_base is not None:
         config.ham = dataclasses.replace(config.ham, kv_rope_base=args.kv_rope_base)  # re-validated
     run = TrainConfig(seed=args.seed, **preset["train"])
@@ -140,7 +149,7 @@ def main() -> None:
             "data": {"synthetic_series": len(synthetic), "synthetic_length": preset["series_length"],
                      "real_series": real_names, "evaluation_sets_used": []},
             "train": {k: v for k, v in vars(run).items() if k not in ("log_every",)},
-            "steps": steps, "batch_size": run.batch_size, "patch_tokens_seen": tokens,
+            "prior_lags": list(config.prior.lags), "steps": steps, "batch_size": run.batch_size, "patch_tokens_seen": tokens,
             "final_loss": float(history[-20:, 1].mean()), "train_seconds": round(seconds, 1),
             "kv_threshold_exported": [float(b.mixer.router.tau) for b in model.stack.blocks]}
     if start_dir is not None:

@@ -111,6 +111,12 @@ PRESETS = {
                                                       "level": "medium:events=8,lag=0", "patch_length": 4,
                                                       "steps": 8000}},
               "policies": ("oracle", "surprise", "random"), "budgets": (0.1,), "seeds": (0, 1, 2), **RECIPE},
+    # c_mid at 8000 steps (H200, 2026-12-01): full attention pulled ahead of pure GDN on one seed of three, from
+    # about step 5600 (loss 0.51 against 0.74 at 8000); twice as long, to see whether the others follow
+    "c_mid_long": {"probes": {"cross_channel_binding@mid": {"probe": "cross_channel_binding",
+                                                           "level": "medium:events=8,lag=0", "patch_length": 4,
+                                                           "steps": 16000}},
+                   "policies": ("oracle", "surprise", "random"), "budgets": (0.1,), "seeds": (0, 1, 2), **RECIPE},
     "tiny": {"probes": {"mqar": {"level": "easy", "patch_length": 4}}, "policies": ("random", "oracle"),
              "budgets": (0.25,), "seeds": (0,), "steps": 2, "batch_size": 4, "lr": 3e-3, "d_model": 16,
              "n_layers": 1, "n_test": 8, "bind_channels": True},
@@ -253,14 +259,25 @@ def collect(args) -> None:
     import pandas as pd
 
     folder = Path(args.run) / "cells"
-    frames = [pd.read_csv(f) for f in sorted(folder.glob("*.csv"))]
+    finished = [f for f in sorted(folder.glob("*.csv")) if f.stat().st_size]  # slim placeholders are empty
+    frames = [pd.read_csv(f) for f in finished]
     if not frames:
         raise SystemExit(f"no finished cells under {folder}")
-    pd.concat(frames, ignore_index=True).to_csv(args.output, index=False, float_format="%.5g")
-    logs = [json.loads(f.read_text()) for f in sorted(folder.glob("*.json"))]
+    logs = [json.loads(f.with_suffix(".json").read_text()) for f in finished if f.with_suffix(".json").is_file()]
     stem = Path(args.output).name.split(".")[0].removesuffix("_rows")
-    Path(args.output).with_name(f"{stem}_cells.json").write_text(json.dumps(logs))
-    print(f"{len(frames)} cells -> {args.output}")
+    log_file = Path(args.output).with_name(f"{stem}_cells.json")
+    if args.append:  # a run that holds only the new cells (e.g. a slim copy the device filled), onto the table
+        old = pd.read_csv(args.output)
+        key = ["probe", "level", "policy", "budget", "seed", "patch_length", "recipe"]
+        have = set(map(tuple, old[key].drop_duplicates().astype(str).to_numpy()))
+        again = {k for f in frames for k in map(tuple, f[key].drop_duplicates().astype(str).to_numpy()) if k in have}
+        if again:
+            raise SystemExit(f"{args.output} already holds {len(again)} of these cells, e.g. {sorted(again)[0]}")
+        frames = [old, *frames]
+        logs = json.loads(log_file.read_text()) + logs
+    pd.concat(frames, ignore_index=True).to_csv(args.output, index=False, float_format="%.5g")
+    log_file.write_text(json.dumps(logs))
+    print(f"{len(finished)} cells -> {args.output} ({len(logs)} logs in all)")
 
 
 def slim(args) -> None:
@@ -320,6 +337,7 @@ def main() -> None:
     c = sub.add_parser("collect")
     c.add_argument("run")
     c.add_argument("--output", required=True, help="rows table (.csv or .csv.gz)")
+    c.add_argument("--append", action="store_true", help="add the run's cells to an existing table (and its logs)")
     s = sub.add_parser("slim", help="copy a run's logs and placeholders of its finished cells (to carry)")
     s.add_argument("run")
     s.add_argument("to")

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from tsham.ham.config import HamConfig
 from tsham.heads.quantile import HeadConfig
+from tsham.heads.seasonal import PriorConfig
 from tsham.patch.encoder import PatchConfig
 
 FORMAT_VERSION = 1  # bump when a checkpoint written by an older tsham can no longer be read as is
@@ -23,6 +24,7 @@ class TshamConfig:
     patch: PatchConfig = field(default_factory=PatchConfig)
     ham: HamConfig = field(default_factory=HamConfig)
     head: HeadConfig = field(default_factory=lambda: HeadConfig(max_horizon=16))
+    prior: PriorConfig = field(default_factory=PriorConfig)  # seasonal copies added to the head (off: no lags)
     context_length: int = 512  # steps of history the model is trained on (longer contexts are allowed)
     max_horizon: int = 720  # longest forecast asked of the model
     # where patches are cut by default ("end": the last context patch ends at T; "start": patches start at
@@ -62,7 +64,7 @@ class TshamConfig:
     @classmethod
     def from_dict(cls, data: dict) -> TshamConfig:
         """Rebuilds a config, naming any unknown key (e.g. from a newer tsham) instead of failing deep inside."""
-        stages = {"patch": PatchConfig, "ham": HamConfig, "head": HeadConfig}
+        stages = {"patch": PatchConfig, "ham": HamConfig, "head": HeadConfig, "prior": PriorConfig}
         kwargs = {}
         for key, value in data.items():
             if key in stages:

@@ -11,7 +11,7 @@ from torch import nn
 
 from tsham.config import TshamConfig
 from tsham.ham import HamStack, LayerDiagnostics
-from tsham.heads import QuantileHead, pinball_loss
+from tsham.heads import QuantileHead, SeasonalCopies, SeasonalPrior, pinball_loss
 from tsham.ops.backend import capturing, device_constant
 from tsham.patch import ChannelRole, PatchEncoder, channel_identity
 from tsham.series import InstanceScaler
@@ -80,6 +80,7 @@ class TshamModel(nn.Module):
         self.stack = HamStack(config.ham)
         self.target_id = nn.Linear(config.patch.channel_id_dim, D, bias=False)  # which target to read out
         self.head = QuantileHead(config.head)
+        self.prior = SeasonalPrior(config.prior, D) if config.prior.lags else None
         self.scaler = InstanceScaler()
 
     def forward(
@@ -177,13 +178,21 @@ class TshamModel(nn.Module):
                 oracle = oracle.repeat_interleave(len(roles), 0)
         hidden, layers = self.stack(tokens, flags=flags, oracle_mask=oracle)
         n_context = hidden.shape[1] - n_future
-        out = self.read_out(hidden[:, n_context:], B, C, len(roles))[..., lead:lead + horizon]
+        copies = self.seasonal_copies(scaled, observed, n_future * P - lead)
+        out = self.read_out(hidden[:, n_context:], B, C, len(roles), copies, lead)[..., lead:lead + horizon]
         quantiles = self.scaler.inverse(out, loc.permute(0, 2, 1)[..., None], scale.permute(0, 2, 1)[..., None])
         return TshamOutput(quantiles, out, loc, scale, layers, n_context, self.head.median_index)
 
-    def read_out(self, future: torch.Tensor, B: int, C: int, channels: int) -> torch.Tensor:
+    def seasonal_copies(self, scaled: torch.Tensor, observed: torch.Tensor, steps: int) -> SeasonalCopies | None:
+        """The seasonal prior's copies of the scaled targets ``[B, T, C]`` (``observed`` alike) over the next
+        ``steps`` steps; None when the model has no prior."""
+        return None if self.prior is None else self.prior.copies(scaled, observed, steps)
+
+    def read_out(self, future: torch.Tensor, B: int, C: int, channels: int, copies: SeasonalCopies | None = None,
+                 lead: int = 0) -> torch.Tensor:
         """Future-token states ``[B (x channels if channel-independent), n, D]`` -> scaled quantiles
-        ``[B, C, Q, n * P]`` for the C targets (each target reads its channel identity)."""
+        ``[B, C, Q, n * P]`` for the C targets (each target reads its channel identity), plus the seasonal
+        prior's mix of ``copies`` (:meth:`seasonal_copies` over the ``n * P - lead`` steps after the context)."""
         n = future.shape[1]
         # channel-independent: each target reads its own stream
         future = future.reshape(B, channels, n, -1)[:, :C] if self.config.patch.channel_independent else future[:, None]
@@ -192,7 +201,13 @@ class TshamModel(nn.Module):
         P = self.config.patch.patch_length
         out = self.head(read.reshape(-1, read.shape[-1]), P)  # (B * C * n, Q, P)
         Q = out.shape[1]
-        return out.view(B, C, n, Q, P).permute(0, 1, 3, 2, 4).reshape(B, C, Q, n * P)
+        out = out.view(B, C, n, Q, P).permute(0, 1, 3, 2, 4).reshape(B, C, Q, n * P)
+        if self.prior is None:
+            return out
+        if copies is None:
+            raise ValueError("read_out: this model has a seasonal prior; pass the context's copies "
+                             "(TshamModel.seasonal_copies)")
+        return out + self.prior(read, copies, P, lead)[:, :, None]  # one shift for every quantile: order kept
 
     def loss(self, output: TshamOutput, future_target: torch.Tensor,
              future_observed_values: torch.Tensor | None = None, aux: bool = True) -> torch.Tensor:

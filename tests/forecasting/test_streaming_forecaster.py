@@ -8,19 +8,25 @@ import torch
 
 from tsham.config import TshamConfig
 from tsham.forecasting import StreamingForecaster
+from tsham.heads import PriorConfig
 from tsham.model import TshamModel
 from tsham.series import flat_where_constant, observed_range
 
 S, H, WARMUP = 3, 10, 9
 
 
-def tiny_model(channel_independent: bool, cap: int | None = None) -> TshamModel:
+def tiny_model(channel_independent: bool, cap: int | None = None, prior: bool = False) -> TshamModel:
     torch.manual_seed(0)
     kwargs = {"threshold": 0.3} if cap is None else {"threshold": 0.3, "cap": cap, "sinks": 1}
     config = TshamConfig.small(d_model=32, patch_length=4, n_layers=2, num_heads=2, head_dim=16, router="surprise",
                                router_kwargs=kwargs)
     config.patch.channel_independent = channel_independent
-    return TshamModel(config).eval()
+    if prior:  # a window shorter than the stream, so the stream's history is cut
+        config.prior = PriorConfig(lags=(1, 3, 5), window=8, min_pairs=2)
+    model = TshamModel(config).eval()
+    if prior:  # scores that depend on the tokens (they start at zero)
+        torch.nn.init.normal_(model.prior.score.weight, std=0.5)
+    return model
 
 
 def data(T: int):
@@ -32,9 +38,9 @@ def data(T: int):
     return target, past_cov, future_cov, flags
 
 
-@pytest.mark.parametrize("channel_independent", [False, True])
-def test_stream_equals_batch_forecast_at_every_update(channel_independent, tmp_path):
-    model = tiny_model(channel_independent)
+@pytest.mark.parametrize("channel_independent,prior", [(False, False), (True, False), (False, True), (True, True)])
+def test_stream_equals_batch_forecast_at_every_update(channel_independent, prior, tmp_path):
+    model = tiny_model(channel_independent, prior=prior)
     target, past_cov, future_cov, flags = data(60)
     stream = StreamingForecaster(model, S, 2, 1, 1, 1, warmup=WARMUP)
     t = 0

@@ -1,6 +1,8 @@
 """Router diagnostics on hand-built routing, the twin's own flags, a briefly trained oracle against pure GDN, and
 the probe sweep end to end (tiny preset)."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -126,7 +128,7 @@ def test_probe_sweep_runs_collects_and_reports(tmp_path):
                                        cuda_graph=False, out=str(out), probes=["mqar"]))
     cells = list((out / "cells").glob("*.csv"))
     assert len(cells) == 4  # none, all, oracle, random at 25%
-    probe_sweep.collect(argparse.Namespace(run=str(out), output=str(tmp_path / "rows.csv.gz")))
+    probe_sweep.collect(argparse.Namespace(run=str(out), output=str(tmp_path / "rows.csv.gz"), append=False))
     rows = pd.read_csv(tmp_path / "rows.csv.gz")
     assert set(rows["policy"]) == {"none", "all", "oracle", "random"} and len(rows) == 4 * 8
     assert rows["nearest_value_accuracy"].isin([0, 1]).all() and rows["cosine"].between(-1, 1).all()
@@ -158,9 +160,19 @@ def test_probe_sweep_slim_copy_resumes_and_merges_back(tmp_path):
     (run / "cells" / done[0]).unlink()  # one cell the device call will have to train
     probe_sweep.slim(argparse.Namespace(run=str(run), to=str(slim)))
     assert all(f.stat().st_size == 0 for f in (slim / "cells").glob("*.csv"))
+    table = tmp_path / "rows.csv"
+    probe_sweep.collect(argparse.Namespace(run=str(run), output=str(table), append=False))
     probe_sweep.run(argparse.Namespace(preset=["tiny"], out=str(slim), **args))  # trains the missing cell only
     trained = [f.name for f in (slim / "cells").glob("*.csv") if f.stat().st_size]
     assert trained == [done[0]]
+    # the slim copy's new cell onto the table: its placeholders add nothing, and no cell lands twice
+    probe_sweep.collect(argparse.Namespace(run=str(slim), output=str(table), append=True))
+    import pandas as pd
+
+    assert len(pd.read_csv(table).groupby(["policy", "budget"], dropna=False)) == 4
+    assert len(json.loads(table.with_name("rows_cells.json").read_text())) == 4
+    with pytest.raises(SystemExit, match="already holds 1"):
+        probe_sweep.collect(argparse.Namespace(run=str(slim), output=str(table), append=True))
     before = {f.name: f.read_bytes() for f in (run / "cells").glob("*.csv")}
     probe_sweep.merge(argparse.Namespace(back=str(slim), run=str(run)))
     after = {f.name: f.read_bytes() for f in (run / "cells").glob("*.csv")}

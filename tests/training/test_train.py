@@ -253,3 +253,25 @@ def test_training_refuses_inf_and_never_exports_non_finite_weights(tmp_path):
         train(config, TrainConfig(steps=3, batch_size=2, horizon=8, warmup_steps=1, lr=1e30), pool, tmp_path,
               progress=False)
     assert not (tmp_path / "model").exists()
+
+
+def test_a_seasonal_prior_starts_fresh_on_weights_without_one(tmp_path):
+    """Continued pretraining may add the seasonal prior to a model that had none; every other weight must fit."""
+    from tsham.heads import PriorConfig
+
+    pool = [PoolSeries.from_array(np.sin(np.arange(300) / 4 + k)) for k in range(3)]
+    start = train(tiny_config(), TrainConfig(steps=2, batch_size=4, horizon=8, warmup_steps=1), pool,
+                  tmp_path / "start", progress=False)
+    config = tiny_config()
+    config.prior = PriorConfig(lags=(1, 12), window=24)
+    tuned = train(config, TrainConfig(steps=2, batch_size=4, horizon=8, warmup_steps=1), pool, tmp_path / "prior",
+                  progress=False, init_from=start)
+    assert tuned.prior is not None and load_checkpoint(tmp_path / "prior" / "model").prior is not None
+    wider = TshamConfig.small(d_model=48, patch_length=8, n_layers=1, num_heads=2, head_dim=16)
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        train(wider, TrainConfig(steps=1, batch_size=4, horizon=8), pool, tmp_path / "x", progress=False,
+              init_from=start)
+    deeper = TshamConfig.small(d_model=32, patch_length=8, n_layers=2, num_heads=2, head_dim=16)
+    with pytest.raises(ValueError, match="init_from does not fit"):
+        train(deeper, TrainConfig(steps=1, batch_size=4, horizon=8), pool, tmp_path / "y", progress=False,
+              init_from=start)

@@ -5,7 +5,8 @@ warm-up of ``warmup`` steps. Its forecasts equal the batch forecast on the same 
 ``model(history, horizon, align="start", scale_steps=min(T, warmup))``, to float tolerance. Cost per update
 does not grow with the history: each complete patch is one recurrent step of the HAM stack; a forecast runs
 the partial last patch and the future patches from a copy of the state. Memory is the recurrent state plus
-the scratchpad (bounded by the routers' ``cap`` when set) plus at most one patch of pending steps.
+the scratchpad (bounded by the routers' ``cap`` when set) plus at most one patch of pending steps, plus the
+last targets a seasonal prior reads (``config.prior.span`` steps, when the model has one).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from tsham.checkpoint import model_fingerprint, read_json, read_tensors
+from tsham.config import TshamConfig
 from tsham.model import TshamModel
 from tsham.patch import ChannelRole
 from tsham.series import flat_where_constant, observed_range
@@ -65,6 +67,8 @@ class StreamingForecaster:
         self.steps = 0  # observations so far
         self.raw = torch.zeros(num_streams, 0, len(roles), device=self.device)  # kept only until warm-up ends
         self.pending = torch.zeros(num_streams, 0, len(roles), device=self.device)  # steps of the open patch
+        # the last targets the seasonal prior reads (model.config.prior.span steps; none without a prior)
+        self.history = torch.zeros(num_streams, 0, num_targets, device=self.device)
         self.loc = self.scale = None  # frozen [S, 1, C_scaled] after warm-up
         # lowest and highest observed target so far [S, Ct]: a history of one value is forecast flat at it
         self.low = torch.full((num_streams, num_targets), torch.inf, device=self.device)
@@ -80,6 +84,8 @@ class StreamingForecaster:
         """
         rows = self._rows(target, past_covariates, future_covariates, flags)  # (S, n, C_all), NaN kept
         self.steps += rows.shape[1]
+        history = torch.cat([self.history, rows[..., :self.layout[0]]], 1)
+        self.history = history[:, history.shape[1] - min(self.model.config.prior.span, history.shape[1]):]
         low, high = observed_range(rows[..., :self.layout[0]])
         self.low, self.high = torch.minimum(self.low, low), torch.maximum(self.high, high)
         if self.states is None:
@@ -152,7 +158,11 @@ class StreamingForecaster:
         for i in range(n_future):
             y, states, _ = self.model.stack.step(tokens[:, i], states, None if flags is None else flags[:, i])
             hidden.append(y)
-        out = self.model.read_out(torch.stack(hidden, 1), S, Ct, len(self.role_ids))[..., lead:lead + horizon]
+        observed = ~self.history.isnan()
+        scaled = torch.where(observed, (self.history.nan_to_num(0.0) - self.loc[..., :Ct]) / self.scale[..., :Ct], 0.0)
+        copies = self.model.seasonal_copies(scaled, observed.float(), n_future * self.P - lead)
+        out = self.model.read_out(torch.stack(hidden, 1), S, Ct, len(self.role_ids), copies, lead)[..., lead:lead +
+                                                                                                   horizon]
         loc, scale = self.loc[..., :Ct].permute(0, 2, 1)[..., None], self.scale[..., :Ct].permute(0, 2, 1)[..., None]
         return flat_where_constant(self.model.scaler.inverse(out, loc, scale), self.low, self.high).cpu().numpy()
 
@@ -226,8 +236,9 @@ class StreamingForecaster:
 
     # -- persistence ------------------------------------------------------------------------------------------
     def memory_bytes(self) -> int:
-        """Bytes of stream state: recurrent states, scratchpads, pending (and warm-up) steps, scaling."""
-        tensors = [self.raw, self.pending] + ([] if self.loc is None else [self.loc, self.scale])
+        """Bytes of stream state: recurrent states, scratchpads, pending (and warm-up) steps, the seasonal prior's
+        history, scaling."""
+        tensors = [self.raw, self.pending, self.history] + ([] if self.loc is None else [self.loc, self.scale])
         for state in self.states or []:
             tensors += list(state.tensors().values())
         return sum(t.numel() * t.element_size() for t in tensors)
@@ -236,7 +247,8 @@ class StreamingForecaster:
         """Writes the stream to ``path/stream.safetensors`` + ``path/stream.json`` (no pickle)."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        tensors = {"raw": self.raw, "pending": self.pending, "low": self.low, "high": self.high}
+        tensors = {"raw": self.raw, "pending": self.pending, "history": self.history, "low": self.low,
+                   "high": self.high}
         if self.loc is not None:
             tensors.update(loc=self.loc, scale=self.scale)
         meta = {"version": STATE_VERSION, "steps": self.steps, "layout": list(self.layout), "warmup": self.warmup,
@@ -259,7 +271,8 @@ class StreamingForecaster:
         meta = read_json(path / "stream.json")
         if meta.get("version") != STATE_VERSION:
             raise ValueError(f"stream state {path} has version {meta.get('version')}; this tsham reads {STATE_VERSION}")
-        if meta["model_config"] != json.loads(json.dumps(model.config.to_dict())):
+        # compared as this tsham reads it: a config saved before a field existed has that field's default
+        if TshamConfig.from_dict(meta["model_config"]).to_dict() != model.config.to_dict():
             raise ValueError(f"stream state {path} was written with another model configuration; resume it with "
                              "the model that wrote it")
         if "model_fingerprint" in meta and meta["model_fingerprint"] != model_fingerprint(model):  # older: none
@@ -269,6 +282,11 @@ class StreamingForecaster:
         stream = cls(model, meta["num_streams"], Ct, Cp, Cf, F_, warmup=meta["warmup"], device=device)
         tensors = {k: v.to(stream.device) for k, v in read_tensors(path / "stream.safetensors").items()}
         stream.steps, stream.raw, stream.pending = meta["steps"], tensors["raw"], tensors["pending"]
+        if "history" in tensors:
+            stream.history = tensors["history"]
+        elif model.config.prior.lags:  # older states kept no history; without it the prior would read nothing
+            raise ValueError(f"stream state {path} was written by an older tsham without the seasonal prior's "
+                             "history; feed the stream again from its start")
         stream.loc, stream.scale = tensors.get("loc"), tensors.get("scale")
         if "low" in tensors:
             stream.low, stream.high = tensors["low"], tensors["high"]

@@ -1,5 +1,7 @@
-"""Forecast heads: quantile forecasts ``(B, Q, H)`` and their loss."""
+"""Forecast heads: quantile forecasts ``(B, Q, H)``, their loss, and the seasonal prior added to them."""
 
 from tsham.heads.quantile import DEFAULT_QUANTILES, HeadConfig, QuantileHead, pinball_loss
+from tsham.heads.seasonal import PriorConfig, SeasonalCopies, SeasonalPrior
 
-__all__ = ["DEFAULT_QUANTILES", "HeadConfig", "QuantileHead", "pinball_loss"]
+__all__ = ["DEFAULT_QUANTILES", "HeadConfig", "PriorConfig", "QuantileHead", "SeasonalCopies", "SeasonalPrior",
+           "pinball_loss"]

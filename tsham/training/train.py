@@ -227,8 +227,12 @@ def train(
     out_dir = Path(out_dir)
     L.seed_everything(train_config.seed, verbose=False)
     task = ForecastTask(model_config, train_config)
-    if init_from is not None:
-        task.model.load_state_dict(init_from.state_dict())
+    if init_from is not None:  # a seasonal prior the start model lacks starts fresh; anything else must match
+        missing, unexpected = task.model.load_state_dict(init_from.state_dict(), strict=False)
+        missing = [k for k in missing if not (k.startswith("prior.") and init_from.prior is None)]
+        if missing or unexpected:
+            raise ValueError(f"init_from does not fit model_config: missing {missing[:5]}, unexpected "
+                             f"{unexpected[:5]}")
     for name, p in task.model.named_parameters():
         p.requires_grad_(not name.startswith(frozen) if frozen else True)
     if not resume:  # a fresh run starts fresh logs (a resumed one appends to its own) and no stale summary

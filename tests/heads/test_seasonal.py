@@ -1,0 +1,90 @@
+"""The seasonal prior: its copies are seasonal naive, its scores pick the lag that fits, old checkpoints keep none."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tsham.config import TshamConfig
+from tsham.heads import PriorConfig, SeasonalPrior
+from tsham.model import TshamModel
+
+
+def model_with_prior(**prior) -> TshamModel:
+    torch.manual_seed(0)
+    config = TshamConfig.small(d_model=32, patch_length=8, n_layers=1, num_heads=2, head_dim=16)
+    config.prior = PriorConfig(**prior)
+    return TshamModel(config).eval()
+
+
+def silence_head(model: TshamModel) -> None:
+    """The quantile head forecasts 0 (the scaled mean): the forecast is the prior alone."""
+    with torch.no_grad():
+        model.head.out.weight.zero_()
+        model.head.out.bias.zero_()
+
+
+def test_all_weight_on_one_lag_forecasts_seasonal_naive_in_data_units():
+    model = model_with_prior(lags=(1, 7, 24), window=48)
+    silence_head(model)
+    with torch.no_grad():
+        model.prior.score.bias.copy_(torch.tensor([-1e4, -1e4, 1e4, -1e4]))  # lag 24 only
+    g = torch.Generator().manual_seed(0)
+    x = 50 + 10 * torch.randn(3, 203, generator=g)  # odd length: the context does not end on a patch
+    with torch.no_grad():
+        q = model(x, 37).quantiles  # (B, 1, Q, 37)
+    naive = torch.cat([x[:, -24:], x[:, -24:]], 1)[:, :37]
+    torch.testing.assert_close(q[:, 0], naive[:, None].expand_as(q[:, 0]), rtol=0, atol=1e-3)
+
+
+def test_the_fit_prefers_the_true_season_and_a_short_context_offers_no_long_lag():
+    prior = SeasonalPrior(PriorConfig(lags=(1, 12, 24), window=48, min_pairs=4), d_model=8)
+    t = torch.arange(120.0)
+    x = torch.stack([torch.sin(2 * torch.pi * t / 24), torch.sin(2 * torch.pi * t / 12)], -1)[None]  # (1, T, 2)
+    copies = prior.copies(x, torch.ones_like(x), 5)
+    assert copies.log_error[0, 0].argmin() == 2 and copies.log_error[0, 1].argmin() == 1  # lag 24, lag 12
+    assert copies.available.all()
+    short = prior.copies(x[:, -30:], torch.ones_like(x[:, -30:]), 5)  # 30 steps: 6 pairs for lag 24
+    assert short.available[0, :, :2].all() and not short.available[0, :, 2].any()
+    mix = prior(torch.zeros(1, 2, 1, 8), copies, patch_length=5)  # untrained scores: the fit decides
+    torch.testing.assert_close(mix[0, 0], copies.copies[0, 0, 2], atol=1e-2, rtol=0)  # channel 0 copies lag 24
+    torch.testing.assert_close(mix[0, 1], copies.copies[0, 1, 1], atol=1e-2, rtol=0)  # channel 1 copies lag 12
+
+
+def test_missing_steps_are_filled_with_the_last_observed_value():
+    prior = SeasonalPrior(PriorConfig(lags=(4,), window=8, min_pairs=1), d_model=8)
+    x = torch.arange(12.0)[None, :, None]
+    observed = torch.ones_like(x)
+    observed[0, 9] = 0  # step 9 missing: its copy is step 8's value
+    copies = prior.copies(torch.where(observed.bool(), x, 123.0), observed, 4)
+    assert copies.copies[0, 0, 0].tolist() == [8.0, 8.0, 10.0, 11.0]
+
+
+def test_unavailable_lags_leave_only_the_head():
+    model = model_with_prior(lags=(24,), window=48)
+    silence_head(model)
+    with torch.no_grad():
+        model.prior.score.bias.copy_(torch.tensor([1e4, -1e4]))  # would take lag 24 if it were offered
+        q = model(torch.randn(2, 30), 8).quantiles  # 30 steps: 6 pairs for lag 24, fewer than 24
+    assert q.std(-1).max() < 1e-5  # the silent head alone: flat
+
+
+def test_prior_config_is_checked_and_old_configs_load_without_a_prior():
+    with pytest.raises(ValueError, match="ascending"):
+        PriorConfig(lags=(24, 12))
+    with pytest.raises(ValueError, match="window"):
+        PriorConfig(lags=(500,), window=336)
+    old = TshamConfig.small().to_dict()
+    del old["prior"]  # a config saved before the prior existed
+    config = TshamConfig.from_dict(old)
+    assert config.prior.lags == () and TshamModel(config).prior is None
+    saved = model_with_prior(lags=(1, 24)).config.to_dict()
+    assert TshamConfig.from_dict(saved).prior.lags == (1, 24)  # through JSON, lists come back as tuples
+
+
+def test_gradients_reach_the_scores_and_the_temperature():
+    model = model_with_prior(lags=(1, 6), window=24).train()
+    x = torch.sin(torch.arange(96.0) * 2 * torch.pi / 6).repeat(2, 1)
+    out = model(x[:, :80], 16)
+    model.loss(out, x[:, 80:, None]).backward()
+    assert model.prior.score.weight.grad.abs().sum() > 0 and model.prior.log_beta.grad.abs() > 0
