@@ -149,7 +149,8 @@ def main() -> None:
             "data": {"synthetic_series": len(synthetic), "synthetic_length": preset["series_length"],
                      "real_series": real_names, "evaluation_sets_used": []},
             "train": {k: v for k, v in vars(run).items() if k not in ("log_every",)},
-            "prior_lags": list(config.prior.lags), "steps": steps, "batch_size": run.batch_size, "patch_tokens_seen": tokens,
+            "prior_lags": list(config.prior.lags), "steps": steps, "batch_size": run.batch_size,
+            "patch_tokens_seen": tokens,
             "final_loss": float(history[-20:, 1].mean()), "train_seconds": round(seconds, 1),
             "kv_threshold_exported": [float(b.mixer.router.tau) for b in model.stack.blocks]}
     if start_dir is not None:
