@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tsham.probes.generators import level_slug
 
 MIN_FULL_ATTENTION_RS = 0.05  # below this full attention did not learn the recall: the ratio targets say nothing
 CONTROLS = ("none", "all", "oracle", "random")  # not routing policies: they bound or calibrate the frontier
@@ -100,7 +101,7 @@ def report(args) -> Path:
     sections = ["probe", "level", *(["recipe"] if "recipe" in table else [])]  # one recipe per table
     for key, group in table.groupby(sections, sort=False):
         probe, level, recipe = (*key, "")[:3]
-        tag = f"{probe}_{level}" + (f"_{recipe}" if recipe else "")
+        tag = f"{probe}_{level_slug(level)}" + (f"_{recipe}" if recipe else "")
         png = plots / f"{args.name}_{tag}.png"
         selected = (rows["probe"] == probe) & (rows["level"] == level)
         frontier_plot(rows[selected & (rows["recipe"] == recipe)] if recipe else rows[selected], png)

@@ -161,8 +161,9 @@ def recipe_tag(cell: dict) -> str:
 def cell_name(cell: dict) -> str:
     """A cell's file name: probe, level, patch length, policy, budget ("fixed" for oracle / event), seed, recipe."""
     budget = "fixed" if math.isnan(cell["budget"]) else f"{cell['budget']:g}"
-    level = cell["level"].replace(":", "-").replace(",", "-").replace("=", "")  # medium:lag=0 -> medium-lag0
-    return (f"{cell['probe']}-{level}-p{cell['patch_length']}-{cell['policy']}-{budget}-s{cell['seed']}"
+    from tsham.probes.generators import level_slug
+
+    return (f"{cell['probe']}-{level_slug(cell['level'])}-p{cell['patch_length']}-{cell['policy']}-{budget}-s{cell['seed']}"
             f"-{recipe_tag(cell)}")
 
 

@@ -20,6 +20,11 @@ KNOBS = {"rare_motif": ("length", "distractors"), "compressible_regime": ("lengt
          "cross_channel_binding": ("events", "lag")}
 
 
+def level_slug(level: str) -> str:
+    """A level with knobs as a file-name part: ``"medium:events=8,lag=0"`` -> ``"medium-events8-lag0"``."""
+    return level.replace(":", "-").replace(",", "-").replace("=", "")
+
+
 def parse_level(probe: str, level: str) -> tuple[str, dict[str, int]]:
     """A level name with optional knob overrides (:data:`KNOBS`): ``"medium"`` -> ``("medium", {})``,
     ``"medium:events=8,lag=0"`` -> ``("medium", {"events": 8, "lag": 0})``. Raises ``ValueError`` naming an
