@@ -163,8 +163,8 @@ def cell_name(cell: dict) -> str:
     budget = "fixed" if math.isnan(cell["budget"]) else f"{cell['budget']:g}"
     from tsham.probes.generators import level_slug
 
-    return (f"{cell['probe']}-{level_slug(cell['level'])}-p{cell['patch_length']}-{cell['policy']}-{budget}-s{cell['seed']}"
-            f"-{recipe_tag(cell)}")
+    return (f"{cell['probe']}-{level_slug(cell['level'])}-p{cell['patch_length']}-{cell['policy']}-{budget}"
+            f"-s{cell['seed']}-{recipe_tag(cell)}")
 
 
 def run_cell(cell: dict, out: str, device: str, cuda_graph: bool = False) -> str:
