@@ -25,7 +25,7 @@ from tsham.experiments.common import header
 
 from tsham.checkpoint import load_checkpoint, save_checkpoint
 from tsham.config import TshamConfig
-from tsham.heads import PriorConfig
+from tsham.heads import DEFAULT_LAGS, PriorConfig
 from tsham.training import PoolSeries, TrainConfig, train
 
 PRESETS = {
@@ -62,9 +62,6 @@ PRESETS["gpu-medium-deep"] = {**PRESETS["gpu-small"],
 # sharp daily cycles that seasonal naive copies (M4 hourly MASE 2.26 against naive's 1.19, experiments/README.md)
 PRESETS["gpu-medium-deep-copy"] = {**PRESETS["gpu-medium-deep"],
                                    "weights": {**PRESETS["gpu-small"]["weights"], "repeating_pattern": 2.0}}
-# The seasonal prior's candidate seasons: calendar cycles at the usual sampling rates (quarterly, weekly, monthly,
-# hourly, half-hourly, 15-minute; a year of weeks; a week of hours) and 1, the last value (a random walk's copy)
-PRIOR_LAGS = (1, 4, 7, 12, 24, 48, 52, 96, 168)
 ASSETS = Path(__file__).resolve().parents[1] / "tsham" / "assets" / "default"
 
 
@@ -102,7 +99,7 @@ def main() -> None:
     parser.add_argument("--kv-rope-base", type=float, help="rotary positions on the scratchpad (HamConfig."
                         "kv_rope_base; 0 off): lets attention look back a fixed number of patches, e.g. one cycle")
     parser.add_argument("--prior", action="store_true", help="add the seasonal prior (tsham.heads.SeasonalPrior) "
-                        f"with lags {PRIOR_LAGS}: copies of the context one season back that the model mixes in; "
+                        f"with lags {DEFAULT_LAGS}: copies of the context one season back that the model mixes in; "
                         "with --init-from it starts fresh on the start model's weights")
     parser.add_argument("--init-from", metavar="MODEL", help="continue pretraining this exported model (a folder, "
                         "or 'default' for the shipped one): its architecture, not the preset's, and its card's "
@@ -133,7 +130,7 @@ def main() -> None:
         config.context_length = preset["context_length"]
         config.align = preset.get("align", "end")
     if args.prior:
-        config.prior = PriorConfig(lags=PRIOR_LAGS)
+        config.prior = PriorConfig(lags=DEFAULT_LAGS)
     if args.kv_rope_base is not None:
         config.ham = dataclasses.replace(config.ham, kv_rope_base=args.kv_rope_base)  # re-validated
     run = TrainConfig(seed=args.seed, **preset["train"])

@@ -35,6 +35,12 @@ def test_forecast_csv_and_plot(trained):
     fc = pd.read_csv(trained / "fc.csv")
     assert len(fc) == 24 and {"0.1", "0.5", "0.9", "predictions"} <= set(fc.columns)
     assert (trained / "fc.png").stat().st_size > 10_000
+    import json
+
+    from tsham.heads import DEFAULT_LAGS
+
+    assert tuple(json.loads((trained / "run/model/config.json").read_text())["config"]["prior"]["lags"]) == \
+        DEFAULT_LAGS  # new models get the seasonal prior (`--prior-lags` alone: none)
 
 
 def test_finetune_with_frozen_encoder(trained):

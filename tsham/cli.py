@@ -150,6 +150,7 @@ def _train_config(args: argparse.Namespace):
 
 def cmd_train(args: argparse.Namespace) -> int:
     from tsham.config import TshamConfig
+    from tsham.heads import DEFAULT_LAGS, PriorConfig
     from tsham.training import train
 
     router_kwargs = {} if args.router in ("all", "none") else {"target": args.kv_target}
@@ -157,6 +158,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                                num_heads=args.heads, head_dim=args.d_model // args.heads, router=args.router,
                                router_kwargs=router_kwargs)
     config.context_length = args.context_length
+    config.prior = PriorConfig(lags=DEFAULT_LAGS if args.prior_lags is None else tuple(args.prior_lags))
     train(config, _train_config(args), _pool_from_args(args), args.out, resume=args.resume)
     print(f"model written to {args.out}/model")
     return 0
@@ -248,6 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--heads", type=int, default=4)
     tr.add_argument("--router", default="surprise", help="routing policy (tsham.ham.ROUTERS)")
     tr.add_argument("--kv-target", type=float, default=0.1, help="target KV fraction")
+    tr.add_argument("--prior-lags", type=int, nargs="*", metavar="LAG",
+                    help="candidate seasons of the seasonal prior, in steps (default: the shipped model's, "
+                         "tsham.heads.DEFAULT_LAGS; the flag alone: no prior)")
     tr.add_argument("--resume", action="store_true", help="continue the run in --out")
     tr.set_defaults(func=cmd_train)
 

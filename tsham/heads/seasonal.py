@@ -22,6 +22,11 @@ from torch import nn
 
 from tsham.ops.backend import device_constant
 
+# Candidate seasons of the shipped model and of `tsham train`: calendar cycles at the usual sampling rates
+# (quarterly, weekly, monthly, hourly, half-hourly, 15-minute; a year of weeks; a week of hours) and 1, the last
+# value (a random walk's copy)
+DEFAULT_LAGS = (1, 4, 7, 12, 24, 48, 52, 96, 168)
+
 
 @dataclass
 class PriorConfig:
