@@ -3,5 +3,5 @@
 from tsham.heads.quantile import DEFAULT_QUANTILES, HeadConfig, QuantileHead, pinball_loss
 from tsham.heads.seasonal import DEFAULT_LAGS, PriorConfig, SeasonalCopies, SeasonalPrior
 
-__all__ = ["DEFAULT_LAGS", "DEFAULT_QUANTILES", "HeadConfig", "PriorConfig", "QuantileHead", "SeasonalCopies", "SeasonalPrior",
-           "pinball_loss"]
+__all__ = ["DEFAULT_LAGS", "DEFAULT_QUANTILES", "HeadConfig", "PriorConfig", "QuantileHead", "SeasonalCopies",
+           "SeasonalPrior", "pinball_loss"]
