@@ -129,7 +129,7 @@ def main() -> None:
         config = TshamConfig.small(**preset["model"])
         config.context_length = preset["context_length"]
         config.align = preset.get("align", "end")
-    if args.prior:
+    if args.prior and not config.prior.lags:  # a start model with a prior keeps its own
         config.prior = PriorConfig(lags=DEFAULT_LAGS)
     if args.kv_rope_base is not None:
         config.ham = dataclasses.replace(config.ham, kv_rope_base=args.kv_rope_base)  # re-validated

@@ -268,10 +268,17 @@ def collect(args) -> None:
     stem = Path(args.output).name.split(".")[0].removesuffix("_rows")
     log_file = Path(args.output).with_name(f"{stem}_cells.json")
     if args.append:  # a run that holds only the new cells (e.g. a slim copy the device filled), onto the table
+        if not Path(args.output).is_file():
+            raise SystemExit(f"--append: no table {args.output} to add to (collect without --append makes one)")
         old = pd.read_csv(args.output)
-        key = ["probe", "level", "policy", "budget", "seed", "patch_length", "recipe"]
-        have = set(map(tuple, old[key].drop_duplicates().astype(str).to_numpy()))
-        again = {k for f in frames for k in map(tuple, f[key].drop_duplicates().astype(str).to_numpy()) if k in have}
+
+        def cells_of(frame):  # numbers as floats, so that 4 and 4.0 (a column read with a NaN) are one cell
+            keys = frame[["probe", "level", "policy", "budget", "seed", "patch_length", "recipe"]].drop_duplicates()
+            keys = keys.astype({"budget": float, "seed": float, "patch_length": float})
+            return set(map(tuple, keys.astype(str).to_numpy()))
+
+        have = cells_of(old)
+        again = {k for f in frames for k in cells_of(f) if k in have}
         if again:
             raise SystemExit(f"{args.output} already holds {len(again)} of these cells, e.g. {sorted(again)[0]}")
         frames = [old, *frames]

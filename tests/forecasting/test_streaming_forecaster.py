@@ -150,3 +150,17 @@ def test_a_stream_holding_one_value_is_forecast_flat_and_resumes_so(tmp_path):
     np.testing.assert_array_equal(resumed.forecast(H), q)
     resumed.update(np.array([[1001.0], [0.0]]))
     assert np.ptp(resumed.forecast(H)[0]) > 0
+
+
+def test_a_state_resumes_with_a_config_built_in_code_and_not_with_another_prior(tmp_path):
+    """Tuples in a config built in code come back as lists from the saved JSON: still the same model."""
+    torch.manual_seed(0)
+    config = TshamConfig.small(d_model=32, patch_length=4, n_layers=2, num_heads=2, head_dim=16, router="surprise",
+                               router_kwargs={"target": (0.1, 0.3)})  # one target per layer, as a tuple
+    model = TshamModel(config).eval()
+    stream = StreamingForecaster(model, S, 1, warmup=WARMUP)
+    stream.update(torch.randn(S, 30, 1))
+    resumed = StreamingForecaster.load(stream.save(tmp_path / "s"), model)
+    np.testing.assert_array_equal(resumed.forecast(H), stream.forecast(H))
+    with pytest.raises(ValueError, match="another model configuration"):  # the prior is part of the model
+        StreamingForecaster.load(tmp_path / "s", tiny_model(False, prior=True))

@@ -60,6 +60,20 @@ def test_missing_steps_are_filled_with_the_last_observed_value():
     assert copies.copies[0, 0, 0].tolist() == [8.0, 8.0, 10.0, 11.0]
 
 
+def test_values_at_missing_steps_never_reach_a_copy_or_a_score():
+    prior = SeasonalPrior(PriorConfig(lags=(2, 4), window=8, min_pairs=1), d_model=8)
+    x = torch.arange(14.0)[None, :, None]
+    observed = torch.ones_like(x)
+    observed[0, :3] = 0  # the first steps unobserved (a left pad) ...
+    observed[0, 10] = 0  # ... and one inside the scored window
+    clean = prior.copies(torch.where(observed.bool(), x, 0.0), observed, 6)
+    for junk in (float("nan"), 1e6):
+        dirty = prior.copies(torch.where(observed.bool(), x, junk), observed, 6)
+        for a, b in ((clean.copies, dirty.copies), (clean.log_error, dirty.log_error)):
+            torch.testing.assert_close(a, b)
+        assert torch.equal(clean.available, dirty.available)
+
+
 def test_unavailable_lags_leave_only_the_head():
     model = model_with_prior(lags=(24,), window=48)
     silence_head(model)
@@ -74,6 +88,14 @@ def test_prior_config_is_checked_and_old_configs_load_without_a_prior():
         PriorConfig(lags=(24, 12))
     with pytest.raises(ValueError, match="window"):
         PriorConfig(lags=(500,), window=336)
+    for bad in ((1.5, 24), "24", (True, 24)):
+        with pytest.raises(ValueError, match="whole numbers of steps"):
+            PriorConfig(lags=bad)
+    with pytest.raises(ValueError, match="whole numbers >= 1"):
+        PriorConfig(lags=(4,), window=18.5)
+    with pytest.raises(ValueError, match="no lag could ever"):
+        PriorConfig(lags=(1,), window=4, min_pairs=8)
+    assert PriorConfig(lags=[1.0, 24], window=48.0).lags == (1, 24)  # integral floats (JSON) are fine
     old = TshamConfig.small().to_dict()
     del old["prior"]  # a config saved before the prior existed
     config = TshamConfig.from_dict(old)

@@ -161,6 +161,8 @@ def test_probe_sweep_slim_copy_resumes_and_merges_back(tmp_path):
     probe_sweep.slim(argparse.Namespace(run=str(run), to=str(slim)))
     assert all(f.stat().st_size == 0 for f in (slim / "cells").glob("*.csv"))
     table = tmp_path / "rows.csv"
+    with pytest.raises(SystemExit, match="no table"):
+        probe_sweep.collect(argparse.Namespace(run=str(run), output=str(table), append=True))
     probe_sweep.collect(argparse.Namespace(run=str(run), output=str(table), append=False))
     probe_sweep.run(argparse.Namespace(preset=["tiny"], out=str(slim), **args))  # trains the missing cell only
     trained = [f.name for f in (slim / "cells").glob("*.csv") if f.stat().st_size]

@@ -275,3 +275,16 @@ def test_a_seasonal_prior_starts_fresh_on_weights_without_one(tmp_path):
     with pytest.raises(ValueError, match="init_from does not fit"):
         train(deeper, TrainConfig(steps=1, batch_size=4, horizon=8), pool, tmp_path / "y", progress=False,
               init_from=start)
+
+
+def test_resuming_a_run_without_the_prior_says_how(tmp_path):
+    from tsham.heads import PriorConfig
+
+    pool = [PoolSeries.from_array(np.sin(np.arange(300) / 4 + k)) for k in range(3)]
+    run = TrainConfig(steps=2, batch_size=4, horizon=8, warmup_steps=1)
+    train(tiny_config(), run, pool, tmp_path, progress=False)
+    config = tiny_config()
+    config.prior = PriorConfig(lags=(1, 12), window=24)
+    with pytest.raises(ValueError, match="no seasonal prior: resume with `--prior-lags` and no lags"):
+        train(config, TrainConfig(steps=4, batch_size=4, horizon=8, warmup_steps=1), pool, tmp_path, resume=True,
+              progress=False)

@@ -271,8 +271,10 @@ class StreamingForecaster:
         meta = read_json(path / "stream.json")
         if meta.get("version") != STATE_VERSION:
             raise ValueError(f"stream state {path} has version {meta.get('version')}; this tsham reads {STATE_VERSION}")
-        # compared as this tsham reads it: a config saved before a field existed has that field's default
-        if TshamConfig.from_dict(meta["model_config"]).to_dict() != model.config.to_dict():
+        # compared as this tsham reads it (a config saved before a field existed has that field's default), both
+        # through JSON (a tuple in a config built in code is a list once saved)
+        as_saved = lambda config: json.loads(json.dumps(config.to_dict()))  # noqa: E731
+        if as_saved(TshamConfig.from_dict(meta["model_config"])) != as_saved(model.config):
             raise ValueError(f"stream state {path} was written with another model configuration; resume it with "
                              "the model that wrote it")
         if "model_fingerprint" in meta and meta["model_fingerprint"] != model_fingerprint(model):  # older: none
@@ -282,11 +284,8 @@ class StreamingForecaster:
         stream = cls(model, meta["num_streams"], Ct, Cp, Cf, F_, warmup=meta["warmup"], device=device)
         tensors = {k: v.to(stream.device) for k, v in read_tensors(path / "stream.safetensors").items()}
         stream.steps, stream.raw, stream.pending = meta["steps"], tensors["raw"], tensors["pending"]
-        if "history" in tensors:
+        if "history" in tensors:  # older states have none, and (checked above) a model without a prior
             stream.history = tensors["history"]
-        elif model.config.prior.lags:  # older states kept no history; without it the prior would read nothing
-            raise ValueError(f"stream state {path} was written by an older tsham without the seasonal prior's "
-                             "history; feed the stream again from its start")
         stream.loc, stream.scale = tensors.get("loc"), tensors.get("scale")
         if "low" in tensors:
             stream.low, stream.high = tensors["low"], tensors["high"]

@@ -15,6 +15,7 @@ Frequency-agnostic (the lags are candidates, the context picks), causal, and it 
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -38,13 +39,23 @@ class PriorConfig:
     none_bias: float = 2.0  # initial score of "no copy" (lags start near score 0): the head leads at first
 
     def __post_init__(self):
+        def whole(x) -> bool:  # ints, or floats / numpy numbers with an integral value; never str or bool
+            return isinstance(x, numbers.Real) and not isinstance(x, bool) and float(x).is_integer()
+
+        if isinstance(self.lags, str | bytes) or not all(whole(p) for p in self.lags):
+            raise ValueError(f"PriorConfig: lags must be a sequence of whole numbers of steps; got {self.lags!r}")
         lags = tuple(int(p) for p in self.lags)
         if any(p < 1 for p in lags) or list(lags) != sorted(set(lags)):
             raise ValueError(f"PriorConfig: lags must be distinct, ascending, >= 1; got {self.lags}")
+        if not (whole(self.window) and whole(self.min_pairs)) or self.window < 1 or self.min_pairs < 1:
+            raise ValueError(f"PriorConfig: window and min_pairs must be whole numbers >= 1; got {self.window!r}, "
+                             f"{self.min_pairs!r}")
+        self.window, self.min_pairs = int(self.window), int(self.min_pairs)
+        if self.min_pairs > self.window:
+            raise ValueError(f"PriorConfig: min_pairs ({self.min_pairs}) > window ({self.window}): no lag could ever "
+                             "be offered")
         if lags and max(lags) > self.window:
             raise ValueError(f"PriorConfig: every lag must fit the scoring window ({self.window}); got {max(lags)}")
-        if self.window < 1 or self.min_pairs < 1:
-            raise ValueError(f"PriorConfig: window and min_pairs must be >= 1; got {self.window}, {self.min_pairs}")
         self.lags = lags
 
     @property
@@ -103,6 +114,7 @@ class SeasonalPrior(nn.Module):
         else:  # a short context: unobserved steps in front
             x = torch.cat([values.new_zeros(B, span - T, C).float(), values.float()], 1)
             o = torch.cat([observed.new_zeros(B, span - T, C), observed], 1)
+        x = torch.where(o, x, 0.0)  # whatever stands at a missing step (NaN, say) never reaches a copy or a score
         steps = torch.arange(span, device=x.device)[None, :, None]
         last = torch.where(o, steps, -1).cummax(1).values  # (B, span, C): last observed step at or before t
         filled = x.gather(1, last.clamp_min(0))

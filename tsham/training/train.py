@@ -349,7 +349,13 @@ def check_resumable(ckpt: Path, task: L.LightningModule) -> int:
                          f"({type(err).__name__}: {err})") from None
     expected = task.state_dict()
     wrong = [k for k, v in expected.items() if k not in saved or tuple(saved[k].shape) != tuple(v.shape)]
-    if wrong or set(saved) - set(expected):
+    extra = sorted(set(saved) - set(expected))
+    if wrong or extra:
+        differ = [*wrong, *extra]
+        hint = "resume with that run's arguments"
+        if all(k.startswith("model.prior.") for k in differ):  # `tsham train` adds the prior unless told not to
+            hint = ("that run has no seasonal prior: resume with `--prior-lags` and no lags" if wrong else
+                    "that run has a seasonal prior: resume with its `--prior-lags`")
         raise ValueError(f"cannot resume from {ckpt}: it was written by a run with another model ({len(wrong)} "
-                         f"weights missing or of another shape, e.g. {wrong[:3]}); resume with that run's arguments")
+                         f"weights missing or of another shape, {len(extra)} unexpected, e.g. {differ[:3]}); {hint}")
     return step
