@@ -46,7 +46,10 @@ def test_the_fit_prefers_the_true_season_and_a_short_context_offers_no_long_lag(
     assert copies.available.all()
     short = prior.copies(x[:, -30:], torch.ones_like(x[:, -30:]), 5)  # 30 steps: 6 pairs for lag 24
     assert short.available[0, :, :2].all() and not short.available[0, :, 2].any()
-    mix = prior(torch.zeros(1, 2, 1, 8), copies, patch_length=5)  # untrained scores: the fit decides
+    weights = prior.weights(torch.zeros(1, 2, 1, 8), copies)  # (1, 2, 1, 4): untrained scores, the fit decides
+    torch.testing.assert_close(weights.sum(-1), torch.ones(1, 2, 1))
+    assert weights[0, 0, 0].argmax() == 2 and weights[0, 1, 0].argmax() == 1
+    mix = prior(torch.zeros(1, 2, 1, 8), copies, patch_length=5)
     torch.testing.assert_close(mix[0, 0], copies.copies[0, 0, 2], atol=1e-2, rtol=0)  # channel 0 copies lag 24
     torch.testing.assert_close(mix[0, 1], copies.copies[0, 1, 1], atol=1e-2, rtol=0)  # channel 1 copies lag 12
 

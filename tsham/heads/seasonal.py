@@ -135,13 +135,17 @@ class SeasonalPrior(nn.Module):
         """``read``: future-token states ``[B, C, n, D]``; ``copies`` over ``n * patch_length - lead`` steps.
         Returns the prior ``[B, C, n * patch_length]``: 0 on the first ``lead`` steps (observed ones), the mix of
         copies after."""
-        B, C, n, _ = read.shape
+        K = len(self.config.lags)
+        weights = self.weights(read, copies)[..., :K]  # (B, C, n, K); "no copy" adds nothing
+        steps = torch.nn.functional.pad(copies.copies, (lead, 0))  # (B, C, K, n * P)
+        weights = weights.repeat_interleave(patch_length, 2)  # (B, C, n * P, K)
+        return torch.einsum("bcsk,bcks->bcs", weights, steps)
+
+    def weights(self, read: torch.Tensor, copies: SeasonalCopies) -> torch.Tensor:
+        """Mixing weights ``[B, C, n, K + 1]`` per future token: one per lag, then "no copy" (sum 1)."""
         K = len(self.config.lags)
         logits = self.score(read).float()  # (B, C, n, K + 1)
         fit = -self.log_beta.exp() * copies.log_error  # (B, C, K)
         lag_logits = (logits[..., :K] + fit[:, :, None]).masked_fill(~copies.available[:, :, None], -torch.inf)
         # an untrustworthy lag is never mixed in; "no copy" is always offered, so the softmax stays finite
-        weights = torch.cat([lag_logits, logits[..., K:]], -1).softmax(-1)[..., :K]  # (B, C, n, K)
-        steps = torch.nn.functional.pad(copies.copies, (lead, 0))  # (B, C, K, n * P)
-        weights = weights.repeat_interleave(patch_length, 2)  # (B, C, n * P, K)
-        return torch.einsum("bcsk,bcks->bcs", weights, steps)
+        return torch.cat([lag_logits, logits[..., K:]], -1).softmax(-1)
