@@ -155,7 +155,8 @@ def recipe_tag(cell: dict) -> str:
     different presets that share probe, policy, budget and seed stay apart in files and tables."""
     return (f"d{cell['d_model']}x{cell['n_layers']}-lr{cell['lr']:g}-{cell['steps']}x{cell['batch_size']}"
             f"-n{cell['n_test']}" + ("-bind" if cell.get("bind_channels") else "")
-            + (f"-rope{cell['kv_rope_base']:g}" if cell.get("kv_rope_base") else ""))
+            + (f"-rope{cell['kv_rope_base']:g}" if cell.get("kv_rope_base") else "")
+            + ("-ownqk" if cell.get("kv_own_qk") else ""))
 
 
 def cell_name(cell: dict) -> str:
@@ -187,7 +188,8 @@ def run_cell(cell: dict, out: str, device: str, cuda_graph: bool = False) -> str
     context_length = probe_context_length(cell["probe"], cell["level"])
     config = probe_config(cell["policy"], cell["budget"], patch_length=cell["patch_length"],
                           d_model=cell["d_model"], n_layers=cell["n_layers"], context_length=context_length,
-                          bind_channels=cell["bind_channels"], kv_rope_base=cell.get("kv_rope_base", 0.0))
+                          bind_channels=cell["bind_channels"], kv_rope_base=cell.get("kv_rope_base", 0.0),
+                          kv_own_qk=cell.get("kv_own_qk", False))
     history: list = []
     cuda_graph = cuda_graph and cell["probe"] not in VARIED_LENGTH  # its batches change shape: trains eagerly
     name = cell_name(cell)

@@ -15,7 +15,8 @@ def run_command(args) -> int:
         from tsham.checkpoint import load_checkpoint
 
         model = load_checkpoint(args.model, args.device)
-    sizes = {"patch_length": args.patch_length, "d_model": args.d_model, "kv_rope_base": args.kv_rope_base}
+    sizes = {"patch_length": args.patch_length, "d_model": args.d_model, "kv_rope_base": args.kv_rope_base,
+             "kv_own_qk": args.kv_own_qk}
     if args.context_length is not None:
         sizes["context_length"] = args.context_length
     rows = run_probe(args.name, args.level, args.policy, args.budget, args.seeds, args.n, args.steps, model=model,
@@ -66,6 +67,8 @@ def add_probe_parser(sub) -> None:
     p.add_argument("--kv-rope-base", type=float, default=0.0,
                    help="rotary positions on the scratchpad (0: off); probe D's k-th most recent snapshot needs "
                         "them, the #6 grid uses 10000 there")
+    p.add_argument("--kv-own-qk", action="store_true",
+                   help="the scratchpad's own query and key projections instead of the GDN's (HamConfig.kv_own_qk)")
     p.add_argument("--context-length", type=int,
                    help="sizes the recency window for a budget (default: the probe's context length)")
     p.add_argument("--state-utility", type=int, default=0, metavar="N",

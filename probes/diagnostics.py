@@ -117,7 +117,7 @@ def router_diagnostics(model: TshamModel, out: TshamOutput, reads: list[LayerRea
         per_layer["kv_fraction"].append(slots.float().mean(1) / T)
         per_layer["kv_bytes"].append(slots.sum(1).double() * (ham.head_dim + ham.head_dim_v) * CACHE_BYTES_PER_VALUE)
         q, k = layer.project(read.x)[:2]
-        q, k = layer.kv_read_inputs(q, k)
+        q, k = layer.kv_read_inputs(q, k, x=read.x)
         probs = masked_probs(q[:, n_ctx:], k, vis, 1.0)  # (N, H, F, T)
         per_layer["needle_attention"].append((probs * needle[:, None, None, :].float()).sum(-1).mean((1, 2)))
     # bytes add up over layers; shares are averaged (precision over the layers that kept something)

@@ -46,13 +46,15 @@ FIXED_BUDGET = float("nan")  # the budget column of policies that route what the
 
 
 def probe_config(policy: str, budget: float, patch_length: int = 8, d_model: int = 32, n_layers: int = 2,
-                 context_length: int = 1024, bind_channels: bool = True, kv_rope_base: float = 0.0) -> TshamConfig:
+                 context_length: int = 1024, bind_channels: bool = True, kv_rope_base: float = 0.0,
+                 kv_own_qk: bool = False) -> TshamConfig:
     """A small forecaster whose HAM layers route with ``policy`` at ``budget`` (0: pure GDN, 1: full attention).
 
     ``bind_channels`` (:class:`PatchConfig`) is on by default: without it the encoder mixes channels through one
     shared value direction, and no policy, full attention included, learned the multichannel keys of probes C and
     E in a few thousand steps. ``kv_rope_base`` (:class:`HamConfig`) gives the scratchpad rotary positions (probe
-    D asks for the k-th most recent snapshot, which attention cannot find without them).
+    D asks for the k-th most recent snapshot, which attention cannot find without them); ``kv_own_qk`` gives it
+    query and key projections of its own instead of the GDN's (probe A's read stayed uniform without them).
 
     ``oracle``, ``event``, ``none`` and ``all`` ignore the budget: the needles, the flags or the policy decide
     what is routed, and the realised fraction is what they give. ``composite`` routes surprise at the budget plus
@@ -76,7 +78,8 @@ def probe_config(policy: str, budget: float, patch_length: int = 8, d_model: int
     else:
         raise ValueError(f"unknown probe policy {policy!r}; known: {POLICIES}")
     config = TshamConfig.small(d_model=d_model, patch_length=patch_length, n_layers=n_layers, num_heads=2,
-                               head_dim=d_model // 2, router=policy, router_kwargs=kwargs, kv_rope_base=kv_rope_base)
+                               head_dim=d_model // 2, router=policy, router_kwargs=kwargs, kv_rope_base=kv_rope_base,
+                               kv_own_qk=kv_own_qk)
     config.context_length, config.align = context_length, "start"
     config.patch.bind_channels = bind_channels
     return config

@@ -41,6 +41,23 @@ def test_layer_equals_minimal_with_given_mask():
     assert_close("y", ham_minimal(layer, x, mask=mask)[0], y, 1e-5)
 
 
+@pytest.mark.parametrize("rope", [0.0, 100.0])
+def test_layer_equals_minimal_with_own_scratchpad_queries_and_keys(rope):
+    cfg = HamConfig(d_model=32, num_heads=2, head_dim=8, expand_v=2, router="oracle", kv_own_qk=True,
+                    kv_rope_base=rope)
+    layer = HamLayer(cfg).eval()
+    with torch.no_grad():
+        layer.merge_proj.bias.fill_(-3.0)
+        layer.merge_proj.bias[2:].fill_(3.0)  # the scratchpad's read dominates, so its q, k are what is compared
+    x = torch.randn(2, 29, 32)
+    mask = torch.rand(2, 29) < 0.4
+    y, _ = layer(x, oracle_mask=mask)
+    assert_close("y", ham_minimal(layer, x, mask=mask)[0], y, 1e-5)
+    with torch.no_grad():
+        layer.kv_qk_proj.weight.add_(torch.randn_like(layer.kv_qk_proj.weight))
+    assert (layer(x, oracle_mask=mask)[0] - y).abs().max() > 1e-3  # the projection does drive the read
+
+
 def reference_parts(layer, x):
     """GDN output (naive recurrence) and the layer's q, k, v, computed outside the layer's forward."""
     q, k, v, g, beta, _ = layer.project(x)

@@ -134,3 +134,28 @@ def test_stepping_the_batch_a_target_was_set_on_equals_the_parallel_pass(seed):
             y_t, states, _ = stack.step(x[:, t], states)
             stepped.append(y_t)
     torch.testing.assert_close(torch.stack(stepped, 1), parallel, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("router", ["surprise", "all", "recency"])
+def test_own_scratchpad_queries_and_keys_stream_exactly(router):
+    """HamConfig.kv_own_qk: the scratchpad projects its own q, k from the layer input; streams stay exact and
+    gradients reach the new projection."""
+    torch.manual_seed(0)
+    cfg = HamConfig(d_model=D, num_heads=2, head_dim=8, router=router, router_kwargs=ROUTER_KWARGS[router],
+                    kv_own_qk=True, n_layers=2)
+    model = HamStack(cfg).eval()
+    x, flags, oracle = inputs()
+    y, _ = model(x, flags, oracle)
+    state = model.init_state(B)
+    steps = [model.step(x[:, t], state, flags[:, t], oracle[:, t])[0] for t in range(T)]
+    assert max_error(y, torch.stack(steps, 1)) < 1e-5
+    _, _, states = model(x[:, :20], flags[:, :20], oracle[:, :20], return_state=True)
+    steps = [model.step(x[:, t], states, flags[:, t], oracle[:, t])[0] for t in range(20, T)]
+    assert max_error(y[:, 20:], torch.stack(steps, 1)) < 1e-5
+    model.train()
+    model(x, flags, oracle)[0].square().mean().backward()
+    layer = model.blocks[0].mixer
+    assert layer.kv_qk_proj.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="pass x"):
+        q = torch.nn.functional.normalize(torch.randn(B, T, 2, 8), dim=-1)
+        layer.kv_read_inputs(q, q)

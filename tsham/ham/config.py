@@ -23,6 +23,9 @@ class HamConfig:
     router: str = "surprise"  # routing policy (tsham.ham.routers.ROUTERS)
     router_kwargs: dict = field(default_factory=dict)  # policy arguments, e.g. {"target": 0.1}
     kv_rope_base: float = 0.0  # rotary positions on the scratchpad's queries and keys (0: none, as trained before)
+    # the scratchpad's own query and key projections of the layer input (default: it reads the GDN's q and k, which
+    # the delta rule also shapes)
+    kv_own_qk: bool = False
     mlp_ratio: float = 4.0  # SwiGLU hidden width = mlp_ratio * d_model * 2 / 3
     norm_eps: float = 1e-6  # RMSNorm epsilon
     check_inputs: bool = True  # validate shapes and finiteness on every call (the NaN check syncs a GPU)

@@ -90,6 +90,8 @@ class HamLayer(nn.Module):
         self.A_log = nn.Parameter(torch.empty(H, **factory_kwargs))
         self.dt_bias = nn.Parameter(torch.empty(H, **factory_kwargs))
         self.merge_proj = nn.Linear(D, 2 * H, **factory_kwargs)  # per-head gates of the GDN and scratchpad reads
+        # the scratchpad's own queries and keys (HamConfig.kv_own_qk), without the GDN's short convolution
+        self.kv_qk_proj = nn.Linear(D, 2 * H * K, bias=False, **factory_kwargs) if c.kv_own_qk else None
         self.kv_log_scale = nn.Parameter(torch.full((H,), math.log(math.sqrt(K)), **factory_kwargs))
         self.gdn_norm = nn.Parameter(torch.ones(V, **factory_kwargs))
         self.kv_norm = nn.Parameter(torch.ones(V, **factory_kwargs))
@@ -144,10 +146,18 @@ class HamLayer(nn.Module):
         """Scratchpad queries: the GDN queries times a learned per-head temperature (q and k are unit vectors)."""
         return (q.float() * self.kv_log_scale.float().exp()[:, None]).to(q.dtype)
 
-    def kv_read_inputs(self, q: torch.Tensor, k: torch.Tensor, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        """The scratchpad's queries and keys ``[B, T, H, K]`` for tokens at stream positions ``offset + t``:
+    def kv_read_inputs(self, q: torch.Tensor, k: torch.Tensor, offset: int = 0, x: torch.Tensor | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The scratchpad's queries and keys ``[B, T, H, K]`` for tokens at stream positions ``offset + t``: the
+        GDN's unit ``q``, ``k`` (or, with ``config.kv_own_qk``, unit projections of the layer input ``x [B, T, D]``),
         :meth:`kv_query`, then rotary positions where ``config.kv_rope_base`` is set (the GDN reads q, k as they
         are). Keys are cached rotated, so a stream's step and the parallel forward agree."""
+        if self.kv_qk_proj is not None:
+            if x is None:
+                raise ValueError("kv_read_inputs: this layer has its own scratchpad queries and keys; pass x")
+            H = self.config.num_heads
+            q, k = (F.normalize(rearrange(t, "b t (h d) -> b t h d", h=H).float(), dim=-1).to(q.dtype)
+                    for t in self.kv_qk_proj(x).chunk(2, -1))
         q = self.kv_query(q)
         if not self.config.kv_rope_base:
             return q, k
@@ -179,7 +189,7 @@ class HamLayer(nn.Module):
         v_kv = v if route.value_scale is None else v * route.value_scale[..., None].to(v.dtype)
         # On CUDA the index tensor keeps all T slots: no host sync; the kernels read the counts.
         indices, counts = compact_routed(route.mask, slots=x.shape[1] if x.is_cuda else None)
-        q_kv, k_kv = self.kv_read_inputs(q, k)
+        q_kv, k_kv = self.kv_read_inputs(q, k, x=x)
         o_kv = scratchpad_attn(q_kv, k_kv, v_kv, indices, counts, scale=1.0, window=route.window, sinks=route.sinks)
         y = self.merge(x, o_gdn, o_kv.float())
         diag = LayerDiagnostics(route.mask, route.scores, route.mask.float().mean(), counts, route.aux_loss)
@@ -224,7 +234,7 @@ class HamLayer(nn.Module):
         route = self.router(
             RouterInput(x, state.x_prev[:, None], e, v.float(), flags, oracle_mask, offset=state.offset)
         )
-        q_kv, k_kv = self.kv_read_inputs(q, k, state.offset)
+        q_kv, k_kv = self.kv_read_inputs(q, k, state.offset, x)
         state.append(k_kv, v.float(), route.mask)
         k_cache, v_cache, live = state.cache()
         o_kv = scratchpad_decode(q_kv[:, 0], k_cache, v_cache, live, scale=1.0)

@@ -75,11 +75,15 @@ def ham_minimal(
     # 7. Scratchpad: query t attends to the routed tokens i <= t with a learned per-head temperature; with rotary
     #    positions, pair j of q and k (entries j and j + K/2, as one complex number) turns by t * base^(-2j/K).
     q_kv, k_kv = q, k
+    if c.kv_own_qk:  # the scratchpad's own projections of x, L2-normalised (no convolution)
+        q_kv, k_kv = torch.einsum("btd,cd->btc", x, P["kv_qk_proj.weight"]).reshape(B, T, 2, H, K).unbind(2)
+        q_kv = q_kv / q_kv.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        k_kv = k_kv / k_kv.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     if c.kv_rope_base:
         angles = torch.arange(T)[:, None] * c.kv_rope_base ** (-2 * torch.arange(K // 2) / K)  # (T, K/2)
         turn = torch.polar(torch.ones(T, K // 2), angles)
         as_complex = lambda z: torch.complex(z[..., : K // 2], z[..., K // 2 :]) * turn[None, :, None]  # noqa: E731
-        q_kv, k_kv = (torch.cat([z.real, z.imag], -1) for z in (as_complex(q), as_complex(k)))
+        q_kv, k_kv = (torch.cat([z.real, z.imag], -1) for z in (as_complex(q_kv), as_complex(k_kv)))
     logits = torch.einsum("bthk,bshk,h->bhts", q_kv, k_kv, P["kv_log_scale"].exp())
     visible = torch.ones(T, T, dtype=torch.bool).tril()[None, None] & mask[:, None, None, :]  # (B, 1, T, S)
     logits = logits.masked_fill(~visible, float("-inf"))
