@@ -86,13 +86,8 @@ def test_state_counts_match_parallel_routing():
     assert torch.equal(state.counts, diag.mask.sum(1))
 
 
-@pytest.mark.parametrize("router", ["surprise", "all", "recency"])
-def test_rotary_positions_stream_exactly(router):
-    """With rotary positions the cache holds rotated keys: step, and prefill then step, equal the forward."""
-    model = build(HamStack, router)
-    for block in model.blocks:
-        block.mixer.config.kv_rope_base = 100.0
-    x, flags, oracle = inputs()
+def assert_streams_exactly(model, x, flags, oracle) -> torch.Tensor:
+    """Stepping from the start, and a prefill of 20 tokens then stepping, both equal the parallel forward (returned)."""
     y, _ = model(x, flags, oracle)
     state = model.init_state(B)
     steps = [model.step(x[:, t], state, flags[:, t], oracle[:, t])[0] for t in range(T)]
@@ -100,6 +95,17 @@ def test_rotary_positions_stream_exactly(router):
     _, _, states = model(x[:, :20], flags[:, :20], oracle[:, :20], return_state=True)
     steps = [model.step(x[:, t], states, flags[:, t], oracle[:, t])[0] for t in range(20, T)]
     assert max_error(y[:, 20:], torch.stack(steps, 1)) < 1e-5
+    return y
+
+
+@pytest.mark.parametrize("router", ["surprise", "all", "recency"])
+def test_rotary_positions_stream_exactly(router):
+    """With rotary positions the cache holds rotated keys: step, and prefill then step, equal the forward."""
+    model = build(HamStack, router)
+    for block in model.blocks:
+        block.mixer.config.kv_rope_base = 100.0
+    x, flags, oracle = inputs()
+    y = assert_streams_exactly(model, x, flags, oracle)
     for block in model.blocks:
         block.mixer.config.kv_rope_base = 0.0
     assert max_error(y, model(x, flags, oracle)[0]) > 1e-3  # the positions did change the forward
@@ -145,13 +151,7 @@ def test_own_scratchpad_queries_and_keys_stream_exactly(router):
                     kv_own_qk=True, n_layers=2)
     model = HamStack(cfg).eval()
     x, flags, oracle = inputs()
-    y, _ = model(x, flags, oracle)
-    state = model.init_state(B)
-    steps = [model.step(x[:, t], state, flags[:, t], oracle[:, t])[0] for t in range(T)]
-    assert max_error(y, torch.stack(steps, 1)) < 1e-5
-    _, _, states = model(x[:, :20], flags[:, :20], oracle[:, :20], return_state=True)
-    steps = [model.step(x[:, t], states, flags[:, t], oracle[:, t])[0] for t in range(20, T)]
-    assert max_error(y[:, 20:], torch.stack(steps, 1)) < 1e-5
+    assert_streams_exactly(model, x, flags, oracle)
     model.train()
     model(x, flags, oracle)[0].square().mean().backward()
     layer = model.blocks[0].mixer
