@@ -67,8 +67,8 @@ class StreamingForecaster:
         self.steps = 0  # observations so far
         self.raw = torch.zeros(num_streams, 0, len(roles), device=self.device)  # kept only until warm-up ends
         self.pending = torch.zeros(num_streams, 0, len(roles), device=self.device)  # steps of the open patch
-        # the last targets the seasonal prior reads (model.config.prior.span steps; none without a prior)
-        self.history = torch.zeros(num_streams, 0, num_targets, device=self.device)
+        # the last rows the seasonal prior reads the targets of (model.config.prior.span steps; none without a prior)
+        self.history = torch.zeros(num_streams, 0, len(roles), device=self.device)
         self.loc = self.scale = None  # frozen [S, 1, C_scaled] after warm-up
         # lowest and highest observed target so far [S, Ct]: a history of one value is forecast flat at it
         self.low = torch.full((num_streams, num_targets), torch.inf, device=self.device)
@@ -84,7 +84,7 @@ class StreamingForecaster:
         """
         rows = self._rows(target, past_covariates, future_covariates, flags)  # (S, n, C_all), NaN kept
         self.steps += rows.shape[1]
-        history = torch.cat([self.history, rows[..., :self.layout[0]]], 1)
+        history = torch.cat([self.history, rows], 1)
         self.history = history[:, history.shape[1] - min(self.model.config.prior.span, history.shape[1]):]
         low, high = observed_range(rows[..., :self.layout[0]])
         self.low, self.high = torch.minimum(self.low, low), torch.maximum(self.high, high)
@@ -158,9 +158,8 @@ class StreamingForecaster:
         for i in range(n_future):
             y, states, _ = self.model.stack.step(tokens[:, i], states, None if flags is None else flags[:, i])
             hidden.append(y)
-        observed = ~self.history.isnan()
-        scaled = torch.where(observed, (self.history.nan_to_num(0.0) - self.loc[..., :Ct]) / self.scale[..., :Ct], 0.0)
-        copies = self.model.seasonal_copies(scaled, observed.float(), n_future * self.P - lead)
+        scaled, observed = self._scaled(self.history)
+        copies = self.model.seasonal_copies(scaled[..., :Ct], observed[..., :Ct], n_future * self.P - lead)
         out = self.model.read_out(torch.stack(hidden, 1), S, Ct, len(self.role_ids), copies, lead)[..., lead:lead +
                                                                                                    horizon]
         loc, scale = self.loc[..., :Ct].permute(0, 2, 1)[..., None], self.scale[..., :Ct].permute(0, 2, 1)[..., None]
