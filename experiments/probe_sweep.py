@@ -47,7 +47,7 @@ PROBE_SETTINGS = {  # the level and patch length of each probe in the reported s
 }
 
 RECIPE = {"steps": 1500, "batch_size": 64, "lr": 3e-3, "d_model": 64, "n_layers": 2, "n_test": 1000,
-          "bind_channels": True, "kv_rope_base": 0.0}  # a probe's setting may override any of these
+          "bind_channels": True, "kv_rope_base": 0.0, "kv_own_qk": False}  # a probe's setting may override these
 PRESETS = {
     "full": {"probes": PROBE_SETTINGS, "policies": ("surprise", "random", "oracle", "event"),
              "budgets": (0.02, 0.05, 0.1, 0.25), "seeds": (0, 1, 2), **RECIPE},
@@ -117,6 +117,18 @@ PRESETS = {
                                                            "level": "medium:events=8,lag=0", "patch_length": 4,
                                                            "steps": 16000}},
                    "policies": ("oracle", "surprise", "random"), "budgets": (0.1,), "seeds": (0, 1, 2), **RECIPE},
+    # c_mid_long's routers that could find C's binding events where surprise (capture 0.12 at 10%) does not: the
+    # learned score (trained through the kept values) and the forecast's uncertainty; its controls are c_mid_long's
+    "c_routers": {"probes": {"cross_channel_binding@mid": {"probe": "cross_channel_binding",
+                                                          "level": "medium:events=8,lag=0", "patch_length": 4,
+                                                          "steps": 16000}},
+                  "policies": ("learned", "uncertainty"), "budgets": (0.1,), "seeds": (0, 1, 2), **RECIPE},
+    # A easy with the scratchpad's own query / key projections (HamConfig.kv_own_qk): at 4000 steps of 64 full
+    # attention's read stayed uniform over the motif with the shared ones (H200 learnability: full attention 0.203,
+    # pure GDN 0.258, oracle 0.406)
+    "a_ownqk": {"probes": {"rare_motif@easy": {"probe": "rare_motif", "level": "easy", "patch_length": 16,
+                                               "steps": 4000, "kv_own_qk": True}},
+                "policies": ("oracle",), "budgets": (), "seeds": (0, 1, 2), **RECIPE},
     "tiny": {"probes": {"mqar": {"level": "easy", "patch_length": 4}}, "policies": ("random", "oracle"),
              "budgets": (0.25,), "seeds": (0,), "steps": 2, "batch_size": 4, "lr": 3e-3, "d_model": 16,
              "n_layers": 1, "n_test": 8, "bind_channels": True},
