@@ -3,7 +3,7 @@
     python -m tsham.experiments.ltsf [--model PATH] [--steps 1500] [--minutes 2.5] [--datasets etth1 etth2]
     python -m tsham.experiments.ltsf --zero-shot      # the pretrained model alone, no fine-tune (CPU: ~30 minutes)
 
-REFERENCE.md's borders with look-back L = 512 (as PatchTST/64): train rows [0, 8640), validation [8640, 11520)
+REFERENCE.md's borders with look-back L = 512 (as PatchTST/64; `--lookback` sets another): train rows [0, 8640), validation [8640, 11520)
 (forecast targets; their look-back reaches into the train rows), test [11520 - L, 14400);
 every channel z-scored with its train-split mean and std; every test window (stride 1) of every channel is
 forecast channel-independently (a univariate forecast per channel, as PatchTST does); MSE / MAE of the median
@@ -46,19 +46,20 @@ def normalised(name: str) -> np.ndarray:
 
 
 @torch.no_grad()
-def score(model, series: np.ndarray, horizon: int, device: str, batch: int = 1024, stride: int = 1
-          ) -> tuple[float, float]:
-    """MSE / MAE of the median over every test window of every channel of ``series`` ``[T, C]``."""
+def score(model, series: np.ndarray, horizon: int, device: str, batch: int = 1024, stride: int = 1,
+          lookback: int = LOOKBACK) -> tuple[float, float]:
+    """MSE / MAE of the median over every test window of every channel of ``series`` ``[T, C]`` (the same
+    target windows, rows [TEST_START, TEST_END), at any ``lookback``)."""
     model = model.to(device).eval()
     x = torch.from_numpy(series).to(device)
-    starts = torch.arange(TEST_START - LOOKBACK, TEST_END - LOOKBACK - horizon + 1, stride, device=device)
+    starts = torch.arange(TEST_START - lookback, TEST_END - lookback - horizon + 1, stride, device=device)
     se = ae = n = 0.0
     for c in range(series.shape[1]):
         for chunk in starts.split(batch):
-            idx = chunk[:, None] + torch.arange(LOOKBACK + horizon, device=device)
+            idx = chunk[:, None] + torch.arange(lookback + horizon, device=device)
             windows = x[idx, c]  # (N, L + H)
-            median = model(windows[:, :LOOKBACK], horizon).median[:, 0]
-            err = median - windows[:, LOOKBACK:]
+            median = model(windows[:, :lookback], horizon).median[:, 0]
+            err = median - windows[:, lookback:]
             se, ae, n = se + float(err.pow(2).sum()), ae + float(err.abs().sum()), n + err.numel()
     return se / n, ae / n
 
@@ -80,7 +81,7 @@ def zero_shot(args) -> None:
     for name in args.datasets:
         series = normalised(name)
         for h, (ref_mse, ref_mae) in zip(HORIZONS, PATCHTST_64[name], strict=True):
-            mse, mae = score(model, series, h, device, stride=args.stride)
+            mse, mae = score(model, series, h, device, stride=args.stride, lookback=args.lookback)
             rows.append({"dataset": name, "horizon": h, "zero_shot_MSE": mse, "zero_shot_MAE": mae,
                          "PatchTST64_MSE": ref_mse, "PatchTST64_MAE": ref_mae})
             print(rows[-1], flush=True)
@@ -90,9 +91,9 @@ def zero_shot(args) -> None:
                                              f"{r['PatchTST64_MAE']:.3f} |" for r in rows)])
     print(table)
     meta = {**header(), "model": args.model,
-            "protocol": f"L={LOOKBACK}, test [{TEST_START}-L, {TEST_END}) every {args.stride} step(s), "
+            "protocol": f"L={args.lookback}, test [{TEST_START}-L, {TEST_END}) every {args.stride} step(s), "
                         "channel-independent, median forecast, z-scored with train stats; no fine-tune"}
-    write_results("ltsf_etth_zero_shot" if args.stride == 1 else "ltsf_etth_zero_shot_strided", meta, rows, table)
+    write_results("ltsf_etth_zero_shot" + suffix(args), meta, rows, table)
 
 
 def main() -> None:
@@ -109,9 +110,13 @@ def main() -> None:
     parser.add_argument("--val-every", type=int, default=100)
     parser.add_argument("--patience", type=int, default=5, help="validations without improvement before stopping")
     parser.add_argument("--stride", type=int, default=1, help="test windows every N steps (1 = the protocol)")
+    parser.add_argument("--lookback", type=int, default=LOOKBACK, help="look-back L in steps (PatchTST/64's 512 by "
+                        "default; up to the model's context length): the test targets stay the same")
     parser.add_argument("--zero-shot", action="store_true", help="score the pretrained model only (no fine-tune): "
                         "results/ltsf_etth_zero_shot.md")
     args = parser.parse_args()
+    if args.lookback < 1:
+        parser.error(f"--lookback must be positive, got {args.lookback}")
     if args.zero_shot:
         return zero_shot(args)
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -128,7 +133,7 @@ def main() -> None:
         start = time.perf_counter()
         argv = ["finetune", "--model", args.model, "--input", str(csv), "--out", str(out / name), "--synthetic", "0",
                 "--steps", str(args.steps), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
-                "--horizons", *map(str, HORIZONS), "--context-length", str(LOOKBACK), "--warmup", "100"]
+                "--horizons", *map(str, HORIZONS), "--context-length", str(args.lookback), "--warmup", "100"]
         if args.minutes:
             argv += ["--max-minutes", str(args.minutes)]
         if args.validation:
@@ -139,8 +144,8 @@ def main() -> None:
         tuned, base = load_checkpoint(out / name / "model"), load_checkpoint(args.model)
         steps = int(np.loadtxt(out / name / "history.csv", delimiter=",", skiprows=1, ndmin=2)[-1, 0])
         for h, (ref_mse, ref_mae) in zip(HORIZONS, PATCHTST_64[name], strict=True):
-            mse, mae = score(tuned, series, h, device, stride=args.stride)
-            zs_mse, zs_mae = score(base, series, h, device, stride=args.stride)
+            mse, mae = score(tuned, series, h, device, stride=args.stride, lookback=args.lookback)
+            zs_mse, zs_mae = score(base, series, h, device, stride=args.stride, lookback=args.lookback)
             rows.append({"dataset": name, "horizon": h, "MSE": mse, "MAE": mae, "zero_shot_MSE": zs_mse,
                          "zero_shot_MAE": zs_mae, "PatchTST64_MSE": ref_mse, "PatchTST64_MAE": ref_mae,
                          "beats_PatchTST64": mse < ref_mse, "finetune_steps": steps,
@@ -154,7 +159,7 @@ def main() -> None:
                      f" / {r['zero_shot_MAE']:.3f} | {r['PatchTST64_MSE']:.3f} / {r['PatchTST64_MAE']:.3f} | "
                      f"{'yes' if r['beats_PatchTST64'] else 'no'} |")
     meta = {**header(), "model": args.model,
-            "protocol": f"L={LOOKBACK}, train [0, {TRAIN_END}), validation targets [{TRAIN_END}, {TEST_START}), "
+            "protocol": f"L={args.lookback}, train [0, {TRAIN_END}), validation targets [{TRAIN_END}, {TEST_START}), "
                         f"test [{TEST_START}-L, {TEST_END}), channel-independent, median forecast, z-scored with "
                         "train stats",
             "finetune": f"tsham finetune --steps {args.steps} --batch-size {args.batch_size} --lr {args.lr} "
@@ -163,7 +168,12 @@ def main() -> None:
                            f"--patience {args.patience}" if args.validation else " (no validation split)")}
     table = "\n".join(lines)
     print(table)
-    write_results("ltsf_etth" if args.stride == 1 else "ltsf_etth_strided", meta, rows, table)
+    write_results("ltsf_etth" + suffix(args), meta, rows, table)
+
+
+def suffix(args) -> str:
+    """Results of a non-default look-back or stride go beside the protocol's, not over them."""
+    return ("" if args.lookback == LOOKBACK else f"_L{args.lookback}") + ("" if args.stride == 1 else "_strided")
 
 
 if __name__ == "__main__":
