@@ -221,6 +221,46 @@ def repeating_pattern(length: int, rng: np.random.Generator) -> SyntheticSeries:
     return SyntheticSeries(values[:, None].astype(np.float32), _no_flags(length), [ChannelRole.TARGET])
 
 
+# calendar periods with the longer period each sits inside: (steps per day-like cycle, steps per week-like cycle)
+CALENDARS = ((24, 168), (24, 168), (48, 336), (96, 672), (7, 365), (12, 0), (52, 0), (4, 0))
+
+
+def structural(length: int, rng: np.random.Generator) -> SyntheticSeries:
+    """A basic structural model (Harvey): a stochastic level plus a calendar season whose amplitude and shape drift,
+    plus autocorrelated noise, optionally multiplicative. The other generators draw their season exactly or as a
+    stationary GP; sensor and load series instead wander (a persistent level a forecast must track, a season
+    that changes slowly) under noise of any strength, so the best forecast blends recent values with the season
+    and widens its quantiles with the horizon."""
+    from scipy.signal import lfilter  # the recursions in C; scipy comes with statsmodels
+
+    period, outer = CALENDARS[rng.integers(len(CALENDARS))]
+    smooth = rng.random() < 0.5  # a smooth daily curve (temperature-like) or a sharp schedule (load-like)
+    shape = periodic_gp(period, period, rng.uniform(0.5, 1.5), rng) if smooth else _cycle_shape(period, rng)
+    shape = (shape - shape.mean()) / max(shape.std(), 1e-6)
+    drift = rng.uniform(0, 0.3)  # the shape moves towards a second one and back over the series
+    other = _cycle_shape(period, rng)
+    mix = drift * (0.5 - 0.5 * np.cos(2 * np.pi * rng.uniform(0.2, 2) * np.linspace(0, 1, length)))
+    phase = rng.integers(period)
+    index = (np.arange(length) + phase) % period
+    season = (1 - mix) * shape[index] + mix * other[index]
+    if outer and rng.random() < 0.7:  # weekday profile / yearly swing of the inner cycle's scale and level
+        days = outer // period
+        day = (np.arange(length) + phase) // period % days
+        season = season * (1 + rng.uniform(0, 0.5) * rng.standard_normal(days))[day] \
+            + rng.uniform(0, 0.5) * rng.standard_normal(days)[day]
+    log_amp = lfilter([1.0], [1.0, -0.999], rng.normal(0, rng.uniform(0, 0.02), length))
+    season = season * np.exp(log_amp)
+    phi_level = rng.choice([1.0, rng.uniform(0.95, 0.999)])  # random walk or a slowly mean-reverting level
+    level = lfilter([1.0], [1.0, -phi_level], rng.normal(0, 10 ** rng.uniform(-2.5, -0.7), length))
+    level += rng.normal(0, 0.5) * np.linspace(0, 1, length)  # a trend
+    noise = lfilter([1.0], [1.0, -rng.uniform(0, 0.9)], rng.normal(0, 10 ** rng.uniform(-1.5, 0), length))
+    x = rng.uniform(0.1, 1.5) * season + level + noise
+    if rng.random() < 0.3:  # multiplicative: positive, noise and season scale with the level
+        x = np.exp(0.3 * x / max(x.std(), 1e-6))
+    values = rng.uniform(-5, 30) + rng.uniform(0.5, 5) * x
+    return SyntheticSeries(values[:, None].astype(np.float32), _no_flags(length), [ChannelRole.TARGET])
+
+
 def coupled(length: int, rng: np.random.Generator, channels: int | None = None) -> SyntheticSeries:
     """Channels driven by a shared latent factor with per-channel lags and loadings."""
     C = int(channels or rng.integers(2, 6))
@@ -240,6 +280,7 @@ GENERATORS: dict[str, Callable[[int, np.random.Generator], SyntheticSeries]] = {
     "scheduled_events": scheduled_events,
     "coupled": coupled,
     "repeating_pattern": repeating_pattern,
+    "structural": structural,
 }
 
 
