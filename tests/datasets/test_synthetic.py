@@ -100,3 +100,22 @@ def test_mix_refuses_a_length_or_weights_it_cannot_draw():
         with pytest.raises(ValueError, match="weights must be >= 0 with a positive sum"):
             synthetic_mix(2, 64, weights=weights)
     assert all(len(s.values) == 16 for s in synthetic_mix(8, 16))
+
+
+def test_structural_series_carry_a_calendar_season_on_a_wandering_level():
+    """The differenced series correlates with itself one calendar period back (the season survives its drift and
+    the noise) far more than a seasonless random walk plus noise does (median 0.02 there)."""
+    from scipy.signal import lfilter
+    from tsham.datasets.synthetic import CALENDARS, structural
+
+    periods = sorted({p for p, _ in CALENDARS})
+
+    def seasonal_autocorrelation(x: np.ndarray) -> float:
+        d = np.diff(x) - np.diff(x).mean()
+        return max(float(np.dot(d[p:], d[:-p]) / np.dot(d, d)) for p in periods)
+
+    draws = [structural(2048, np.random.default_rng(seed)).values[:, 0] for seed in range(48)]
+    assert np.median([seasonal_autocorrelation(x) for x in draws]) > 0.4
+    rng = np.random.default_rng(0)
+    seasonless = [lfilter([1.0], [1.0, -0.99], rng.normal(size=2048)) + rng.normal(size=2048) for _ in range(16)]
+    assert np.median([seasonal_autocorrelation(x) for x in seasonless]) < 0.1
