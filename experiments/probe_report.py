@@ -73,6 +73,10 @@ def targets(table: pd.DataFrame) -> list[str]:
             out.append(f"ratio targets: {'MET' if met else 'MISSED'}: best at <= 10% KV {label} RS {best['RS']:.3f} "
                        f"= {best['RS'] / full:.0%} of full attention's {full:.3f} (target >= 90%); pure GDN "
                        f"{gdn:.3f} = {gdn / full:.0%} (target <= 50%)")
+            spread = max(float(by.loc["all", "RS_std_over_seeds"]), float(best["RS_std_over_seeds"]))
+            if spread > abs(float(best["RS"]) - gdn):  # a mean over few seeds that one lucky run decides
+                out.append(f"seed spread: the std of RS over seeds ({spread:.3f}) exceeds the gap between {label} and "
+                           f"pure GDN ({abs(float(best['RS']) - gdn):.3f}): these means do not rank them")
     if "oracle" in by.index and not np.isnan(full) and full >= MIN_FULL_ATTENTION_RS:
         out.append(f"oracle (control): RS {by.loc['oracle', 'RS']:.3f} = {by.loc['oracle', 'RS'] / full:.0%} of full "
                    "attention's")

@@ -180,3 +180,20 @@ def test_probe_sweep_slim_copy_resumes_and_merges_back(tmp_path):
     after = {f.name: f.read_bytes() for f in (run / "cells").glob("*.csv")}
     assert sorted(after) == done and all(after[k] == v for k, v in before.items())  # placeholders never land
     assert after[done[0]] and (run / "cells" / done[0]).with_suffix(".json").is_file()
+
+
+def test_targets_flag_means_that_the_seed_spread_decides():
+    import pandas as pd
+    from tsham.experiments.probe_report import targets
+
+    def summary(rs_std_full, rs_std_best):
+        rows = [("none", 0.0, 0.10, 0.02, 0.0), ("all", 1.0, 0.40, rs_std_full, 1.0),
+                ("surprise", 0.1, 0.38, rs_std_best, 0.1)]
+        return pd.DataFrame([{"probe": "mqar", "policy": p, "budget": b, "RS": rs, "RS_std_over_seeds": sd,
+                              "kv_fraction": kv, "seeds": 3} for p, b, rs, sd, kv in rows])
+
+    steady = targets(summary(0.02, 0.03))
+    assert steady[0].startswith("ratio targets: MET") and not any(s.startswith("seed spread") for s in steady)
+    noisy = targets(summary(0.30, 0.03))  # full attention learned on some seeds only
+    assert noisy[0].startswith("ratio targets: MET")
+    assert any(s.startswith("seed spread: the std of RS over seeds (0.300) exceeds the gap") for s in noisy)
