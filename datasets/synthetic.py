@@ -222,7 +222,7 @@ def repeating_pattern(length: int, rng: np.random.Generator) -> SyntheticSeries:
 
 
 # calendar periods with the longer period each sits inside: (steps per day-like cycle, steps per week-like cycle)
-CALENDARS = ((24, 168), (24, 168), (48, 336), (96, 672), (7, 365), (12, 0), (52, 0), (4, 0))
+CALENDARS = ((24, 168), (24, 168), (48, 336), (96, 672), (7, 364), (12, 0), (52, 0), (4, 0))
 
 
 def structural(length: int, rng: np.random.Generator) -> SyntheticSeries:
@@ -246,8 +246,12 @@ def structural(length: int, rng: np.random.Generator) -> SyntheticSeries:
     if outer and rng.random() < 0.7:  # weekday profile / yearly swing of the inner cycle's scale and level
         days = outer // period
         day = (np.arange(length) + phase) // period % days
-        season = season * (1 + rng.uniform(0, 0.5) * rng.standard_normal(days))[day] \
-            + rng.uniform(0, 0.5) * rng.standard_normal(days)[day]
+
+        def profile() -> np.ndarray:  # weekdays differ freely; the 52 weeks of a year swing smoothly
+            return rng.standard_normal(days) if days <= 7 else periodic_gp(days, days, 0.7, rng)
+
+        scale = np.maximum(1 + rng.uniform(0, 0.5) * profile(), 0.1)  # never flips the season's sign
+        season = season * scale[day] + rng.uniform(0, 0.5) * profile()[day]
     log_amp = lfilter([1.0], [1.0, -0.999], rng.normal(0, rng.uniform(0, 0.02), length))
     season = season * np.exp(log_amp)
     phi_level = rng.choice([1.0, rng.uniform(0.95, 0.999)])  # random walk or a slowly mean-reverting level
@@ -255,8 +259,8 @@ def structural(length: int, rng: np.random.Generator) -> SyntheticSeries:
     level += rng.normal(0, 0.5) * np.linspace(0, 1, length)  # a trend
     noise = lfilter([1.0], [1.0, -rng.uniform(0, 0.9)], rng.normal(0, 10 ** rng.uniform(-1.5, 0), length))
     x = rng.uniform(0.1, 1.5) * season + level + noise
-    if rng.random() < 0.3:  # multiplicative: positive, noise and season scale with the level
-        x = np.exp(0.3 * x / max(x.std(), 1e-6))
+    if rng.random() < 0.3:  # multiplicative: noise and season scale with the level
+        x = np.exp(0.3 * (x - x.mean()) / max(x.std(), 1e-6))
     values = rng.uniform(-5, 30) + rng.uniform(0.5, 5) * x
     return SyntheticSeries(values[:, None].astype(np.float32), _no_flags(length), [ChannelRole.TARGET])
 

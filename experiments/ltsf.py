@@ -3,8 +3,8 @@
     python -m tsham.experiments.ltsf [--model PATH] [--steps 1500] [--minutes 2.5] [--datasets etth1 etth2]
     python -m tsham.experiments.ltsf --zero-shot      # the pretrained model alone, no fine-tune (CPU: ~30 minutes)
 
-REFERENCE.md's borders with look-back L = 512 (as PatchTST/64; `--lookback` sets another): train rows [0, 8640), validation [8640, 11520)
-(forecast targets; their look-back reaches into the train rows), test [11520 - L, 14400);
+REFERENCE.md's borders with look-back L = 512 (as PatchTST/64; `--lookback` sets another): train rows [0, 8640),
+validation [8640, 11520) (forecast targets; their look-back reaches into the train rows), test [11520 - L, 14400);
 every channel z-scored with its train-split mean and std; every test window (stride 1) of every channel is
 forecast channel-independently (a univariate forecast per channel, as PatchTST does); MSE / MAE of the median
 on the z-scored values. The train split is written as a long CSV and fine-tuned through the CLI
@@ -50,6 +50,9 @@ def score(model, series: np.ndarray, horizon: int, device: str, batch: int = 102
           lookback: int = LOOKBACK) -> tuple[float, float]:
     """MSE / MAE of the median over every test window of every channel of ``series`` ``[T, C]`` (the same
     target windows, rows [TEST_START, TEST_END), at any ``lookback``)."""
+    if not 1 <= lookback <= TEST_START:  # a negative start would index from the end: the test rows themselves
+        raise ValueError(f"score: lookback must be in [1, {TEST_START}] (the rows before the test targets); got "
+                         f"{lookback}")
     model = model.to(device).eval()
     x = torch.from_numpy(series).to(device)
     starts = torch.arange(TEST_START - lookback, TEST_END - lookback - horizon + 1, stride, device=device)
@@ -115,8 +118,11 @@ def main() -> None:
     parser.add_argument("--zero-shot", action="store_true", help="score the pretrained model only (no fine-tune): "
                         "results/ltsf_etth_zero_shot.md")
     args = parser.parse_args()
-    if args.lookback < 1:
-        parser.error(f"--lookback must be positive, got {args.lookback}")
+    longest = TRAIN_END - max(HORIZONS)  # a fine-tune needs whole training windows of look-back + 720 steps
+    context = load_checkpoint(args.model).config.context_length
+    if not 1 <= args.lookback <= min(longest, context):
+        parser.error(f"--lookback must be in [1, {min(longest, context)}]: the model reads at most {context} steps "
+                     f"and the train rows hold windows of at most {longest} + {max(HORIZONS)}; got {args.lookback}")
     if args.zero_shot:
         return zero_shot(args)
     device = "cuda" if torch.cuda.is_available() else "cpu"
