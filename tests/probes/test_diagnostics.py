@@ -202,3 +202,12 @@ def test_targets_flag_ratios_within_the_seed_noise():
     assert [s for s in gdn_luck if s.startswith("seed noise")] == [
         "seed noise: pure GDN against 50% of full attention: -0.100 from the bar, within two standard errors "
         "(0.173 over 3 seeds): more seeds would settle it"]
+
+
+def test_a_probe_setting_reaches_its_cells_recipe():
+    """A setting's kv_own_qk is a recipe field: it reaches the cell and its name (dropped silently before)."""
+    from tsham.experiments.probe_sweep import PRESETS, cell_name, cells
+
+    own = cells(PRESETS["a_ownqk"])
+    assert own and all(c["kv_own_qk"] is True and cell_name(c).endswith("-ownqk") for c in own)
+    assert not any(c["kv_own_qk"] or cell_name(c).endswith("-ownqk") for c in cells(PRESETS["c_routers"]))
