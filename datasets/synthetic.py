@@ -310,8 +310,10 @@ MIN_LENGTH = 16  # a patch; regime_switch and delayed_actions draw up to 5 disti
 def synthetic_mix(count: int, length: int, seed: int = 0, weights: dict[str, float] | None = None,
                   workers: int | None = None) -> list[SyntheticSeries]:
     """``count`` series of ``length`` steps (at least ``MIN_LENGTH``) drawn from the generators (weights by name,
-    >= 0; uniform by default), the same per seed whatever the number of ``workers`` up to float rounding (~1e-7:
-    BLAS runs with one thread in a worker and with several in this process; each series has its own seed).
+    >= 0; uniform over :data:`GENERATORS` by default, so an unweighted mix changes when a generator joins:
+    ``repeating_pattern`` and ``structural`` did on 2026-12-01; pass weights to pin one), the same per seed
+    whatever the number of ``workers`` up to float rounding (~1e-7: BLAS runs with one thread in a worker and
+    with several in this process; each series has its own seed).
     Default workers: every CPU, up to 32, for 512 series or more, and 1 inside a worker process."""
     if length < MIN_LENGTH or count < 0:
         raise ValueError(f"synthetic_mix: need length >= {MIN_LENGTH} steps and count >= 0; got length {length}, "
