@@ -117,28 +117,24 @@ PRESETS = {
                                                            "level": "medium:events=8,lag=0", "patch_length": 4,
                                                            "steps": 16000}},
                    "policies": ("oracle", "surprise", "random"), "budgets": (0.1,), "seeds": (0, 1, 2), **RECIPE},
-    # c_mid_long's routers that could find C's binding events where surprise (capture 0.12 at 10%) does not: the
-    # learned score (trained through the kept values) and the forecast's uncertainty; its controls are c_mid_long's
-    "c_routers": {"probes": {"cross_channel_binding@mid": {"probe": "cross_channel_binding",
-                                                          "level": "medium:events=8,lag=0", "patch_length": 4,
-                                                          "steps": 16000}},
-                  "policies": ("learned", "uncertainty"), "budgets": (0.1,), "seeds": (0, 1, 2), **RECIPE},
     # A easy with the scratchpad's own query / key projections (HamConfig.kv_own_qk): at 4000 steps of 64 full
     # attention's read stayed uniform over the motif with the shared ones (H200 learnability: full attention 0.203,
     # pure GDN 0.258, oracle 0.406)
     "a_ownqk": {"probes": {"rare_motif@easy": {"probe": "rare_motif", "level": "easy", "patch_length": 16,
                                                "steps": 4000, "kv_own_qk": True}},
                 "policies": ("oracle",), "budgets": (), "seeds": (0, 1, 2), **RECIPE},
-    # the three probes whose targets are met, at their reported recipes, seeds 3-5: the report marks parts of each
-    # within two standard errors of the bar (full attention's recall differs by seed), so six seeds per cell
-    "seeds_met": {"probes": {"action_sequence": PROBE_SETTINGS["action_sequence"],
-                             "scheduled_event": PROBE_SETTINGS["scheduled_event"],
-                             "mqar@medium": {"probe": "mqar", "level": "medium", "patch_length": 1, "steps": 4000}},
-                  "policies": ("oracle", "event"), "budgets": (), "seeds": (3, 4, 5), **RECIPE},
     "tiny": {"probes": {"mqar": {"level": "easy", "patch_length": 4}}, "policies": ("random", "oracle"),
              "budgets": (0.25,), "seeds": (0,), "steps": 2, "batch_size": 4, "lr": 3e-3, "d_model": 16,
              "n_layers": 1, "n_test": 8, "bind_channels": True},
 }
+# c_mid_long's routers that could find C's binding events where surprise (capture 0.12 at 10%) does not: the learned
+# score (trained through the kept values) and the forecast's uncertainty; its controls are c_mid_long's
+PRESETS["c_routers"] = {**PRESETS["c_mid_long"], "policies": ("learned", "uncertainty")}
+# the three probes whose targets are met, at their reported recipes, seeds 3-5: the report marks parts of each within
+# two standard errors of the bar (full attention's recall differs by seed), so six seeds per cell
+_MET = {"action_sequence": PROBE_SETTINGS["action_sequence"], "scheduled_event": PROBE_SETTINGS["scheduled_event"],
+        **PRESETS["e_medium"]["probes"]}
+PRESETS["seeds_met"] = {"probes": _MET, "policies": ("oracle", "event"), "budgets": (), "seeds": (3, 4, 5), **RECIPE}
 RESUMABLE_START = 180.0  # seconds before the deadline under which no cell starts (its first state comes after 60)
 ORDER = ("all", "none", "oracle", "event")  # controls first: a sweep cut short still says the most
 
