@@ -25,7 +25,7 @@ from tsham.experiments.common import header
 
 from tsham.checkpoint import load_checkpoint, save_checkpoint
 from tsham.config import TshamConfig
-from tsham.heads import DEFAULT_LAGS, PriorConfig
+from tsham.heads import DEFAULT_LAGS, DEFAULT_MEANS, PriorConfig
 from tsham.training import PoolSeries, TrainConfig, train
 
 PRESETS = {
@@ -106,6 +106,10 @@ def main() -> None:
     parser.add_argument("--prior", action="store_true", help="add the seasonal prior (tsham.heads.SeasonalPrior) "
                         f"with lags {DEFAULT_LAGS}: copies of the context one season back that the model mixes in; "
                         "with --init-from it starts fresh on the start model's weights")
+    parser.add_argument("--prior-means", nargs="*", metavar="LAGxSEASONS", help="offer the prior averaged copies too "
+                        "(PriorConfig.means), e.g. 24x7 = the mean of the last 7 days at hourly rate; the flag alone: "
+                        f"{' '.join(f'{p}x{n}' for p, n in DEFAULT_MEANS)}. With --init-from, the start model's prior "
+                        "keeps what it learned and the new candidates start fresh")
     parser.add_argument("--init-from", metavar="MODEL", help="continue pretraining this exported model (a folder, "
                         "or 'default' for the shipped one): its architecture, not the preset's, and its card's "
                         "steps are recorded beside the new ones")
@@ -129,13 +133,21 @@ def main() -> None:
     if args.init_from:
         start_dir = ASSETS if args.init_from == "default" else Path(args.init_from)
         start_model = load_checkpoint(start_dir)
-        config = start_model.config
+        config = TshamConfig.from_dict(start_model.config.to_dict())  # a copy: the start's own stays as it was
     else:
         config = TshamConfig.small(**preset["model"])
         config.context_length = preset["context_length"]
         config.align = preset.get("align", "end")
     if args.prior and not config.prior.lags:  # a start model with a prior keeps its own
         config.prior = PriorConfig(lags=DEFAULT_LAGS)
+    if args.prior_means is not None:
+        if not config.prior.lags:
+            parser.error("--prior-means needs a prior: add --prior, or start from a model with one")
+        try:
+            means = [tuple(int(v) for v in m.lower().split("x")) for m in args.prior_means] or DEFAULT_MEANS
+            config.prior = dataclasses.replace(config.prior, means=tuple(sorted(means)))  # re-validated
+        except ValueError as err:
+            parser.error(f"--prior-means takes LAGxSEASONS pairs such as 24x7; got {args.prior_means}: {err}")
     if args.kv_rope_base is not None:
         config.ham = dataclasses.replace(config.ham, kv_rope_base=args.kv_rope_base)  # re-validated
     run = TrainConfig(seed=args.seed, **preset["train"])
@@ -151,7 +163,8 @@ def main() -> None:
             "data": {"synthetic_series": len(synthetic), "synthetic_length": preset["series_length"],
                      "real_series": real_names, "evaluation_sets_used": []},
             "train": {k: v for k, v in vars(run).items() if k not in ("log_every",)},
-            "prior_lags": list(config.prior.lags), "steps": steps, "batch_size": run.batch_size,
+            "prior_lags": list(config.prior.lags), "prior_means": [list(m) for m in config.prior.means],
+            "steps": steps, "batch_size": run.batch_size,
             "patch_tokens_seen": tokens,
             "final_loss": float(history[-20:, 1].mean()), "train_seconds": round(seconds, 1),
             "kv_threshold_exported": [float(b.mixer.router.tau) for b in model.stack.blocks]}

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tsham.config import TshamConfig
-from tsham.heads import PriorConfig, SeasonalPrior
+from tsham.heads import PriorConfig, SeasonalPrior, carry_scores
 from tsham.model import TshamModel
 
 
@@ -63,8 +63,9 @@ def test_missing_steps_are_filled_with_the_last_observed_value():
     assert copies.copies[0, 0, 0].tolist() == [8.0, 8.0, 10.0, 11.0]
 
 
-def test_values_at_missing_steps_never_reach_a_copy_or_a_score():
-    prior = SeasonalPrior(PriorConfig(lags=(2, 4), window=8, min_pairs=1), d_model=8)
+@pytest.mark.parametrize("means", [(), ((2, 3),)])
+def test_values_at_missing_steps_never_reach_a_copy_or_a_score(means):
+    prior = SeasonalPrior(PriorConfig(lags=(2, 4), means=means, window=8, min_pairs=1), d_model=8)
     x = torch.arange(14.0)[None, :, None]
     observed = torch.ones_like(x)
     observed[0, :3] = 0  # the first steps unobserved (a left pad) ...
@@ -113,3 +114,70 @@ def test_gradients_reach_the_scores_and_the_temperature():
     out = model(x[:, :80], 16)
     model.loss(out, x[:, 80:, None]).backward()
     assert model.prior.score.weight.grad.abs().sum() > 0 and model.prior.log_beta.grad.abs() > 0
+
+
+def test_an_averaged_candidate_copies_the_mean_of_its_seasons_and_scores_the_noise_out():
+    prior = SeasonalPrior(PriorConfig(lags=(1, 6), means=((6, 4),), window=24, min_pairs=4), d_model=8)
+    g = torch.Generator().manual_seed(0)
+    season = torch.randn(6, generator=g)
+    x = (season.repeat(20) + 0.5 * torch.randn(120, generator=g))[None, :, None]  # (1, 120, 1): a noisy cycle
+    copies = prior.copies(x, torch.ones_like(x), 9)
+    assert copies.copies.shape == (1, 1, 3, 9)  # lags 1 and 6, then the mean
+    seasons = torch.stack([x[0, 120 - 6 * j:120 - 6 * j + 6, 0] for j in range(1, 5)])  # the last 4 cycles
+    expected = seasons.mean(0).repeat(2)[:9]
+    torch.testing.assert_close(copies.copies[0, 0, 2], expected)
+    torch.testing.assert_close(copies.copies[0, 0, 1], x[0, -6:, 0].repeat(2)[:9])  # the plain lag is unchanged
+    now = x[0, 120 - 24:, 0]
+    before = torch.stack([x[0, 120 - 24 - 6 * j:120 - 6 * j, 0] for j in range(1, 5)]).mean(0)
+    torch.testing.assert_close(copies.log_error[0, 0, 2], (now - before).abs().mean().log())
+    assert copies.log_error[0, 0, 2] < copies.log_error[0, 0, 1]  # averaging beats one noisy season
+    short = prior.copies(x[:, -40:], torch.ones_like(x[:, -40:]), 9)  # 16 scored steps see 4 seasons back: >= 6
+    assert short.available[0, 0].tolist() == [True, True, True]
+    shorter = prior.copies(x[:, -28:], torch.ones_like(x[:, -28:]), 9)  # 4 pairs with 4 seasons back: too few
+    assert shorter.available[0, 0].tolist() == [True, True, False]
+
+
+def test_a_gap_in_any_averaged_season_drops_that_pair_from_the_score():
+    prior = SeasonalPrior(PriorConfig(lags=(3,), means=((3, 2),), window=6, min_pairs=1), d_model=8)
+    x = torch.arange(12.0)[None, :, None] ** 2
+    observed = torch.ones_like(x)
+    observed[0, 1] = 0  # two seasons before step 7 (a scored step): only the mean loses that pair
+    copies = prior.copies(x, observed, 3)
+    t = torch.arange(6, 12)
+    keep = t != 7
+    now, mean = x[0, t, 0], (x[0, t - 3, 0] + x[0, t - 6, 0]) / 2
+    torch.testing.assert_close(copies.log_error[0, 0, 1], (now - mean).abs()[keep].mean().log())
+    torch.testing.assert_close(copies.log_error[0, 0, 0], (now - x[0, t - 3, 0]).abs().mean().log())
+
+
+def test_carry_scores_keeps_learned_candidates_and_starts_new_ones_fresh():
+    old = PriorConfig(lags=(1, 24), window=48)
+    new = PriorConfig(lags=(1, 12, 24), means=((24, 2),), window=48)
+    state = {"prior.score.weight": torch.arange(12.0).reshape(3, 4), "prior.score.bias": torch.tensor([1.0, 2, 3]),
+             "prior.log_beta": torch.tensor(0.5)}
+    grown = carry_scores(state, old, new)
+    assert grown["prior.score.weight"].tolist() == [[0, 1, 2, 3], [0, 0, 0, 0], [4, 5, 6, 7], [0, 0, 0, 0],
+                                                    [8, 9, 10, 11]]  # lag 1, new 12, lag 24, new mean, no copy
+    assert grown["prior.score.bias"].tolist() == [1, 0, 2, 0, 3]
+    assert grown["prior.log_beta"] is state["prior.log_beta"]
+    start = model_with_prior(lags=(1, 24), window=48)
+    model = model_with_prior(lags=(1, 12, 24), means=((24, 2),), window=48)
+    model.load_state_dict(carry_scores(start.state_dict(), old, new))  # strict: every shape fits
+    torch.testing.assert_close(model.prior.score.bias[[0, 2, 4]], start.prior.score.bias)
+    with pytest.raises(ValueError, match="scoring window"):
+        carry_scores(state, old, PriorConfig(lags=(1, 24), window=96))
+    with pytest.raises(KeyError, match="prior.score.weight"):
+        carry_scores({}, old, new)
+
+
+def test_means_are_checked_and_survive_the_config_round_trip():
+    for bad in (((24, 1),), ((24, 7), (12, 3)), ((500, 2),), "24x7", ((24, 7, 1),), ((24.5, 2),)):
+        with pytest.raises(ValueError, match="means must be"):
+            PriorConfig(lags=(24,), means=bad, window=336)
+    with pytest.raises(ValueError, match="means need lags"):
+        PriorConfig(means=((24, 7),))
+    config = PriorConfig(lags=(1, 24), means=[[24.0, 7], [168, 3]], window=336)
+    assert config.means == ((24, 7), (168, 3)) and config.span == 336 + 504
+    assert config.candidates == ((1, 1), (24, 1), (24, 7), (168, 3))
+    saved = model_with_prior(lags=(1, 24), means=((24, 3),), window=48).config.to_dict()
+    assert TshamConfig.from_dict(saved).prior.means == ((24, 3),)

@@ -277,6 +277,26 @@ def test_a_seasonal_prior_starts_fresh_on_weights_without_one(tmp_path):
               init_from=start)
 
 
+def test_averaged_candidates_join_a_prior_that_keeps_what_it_learned(tmp_path):
+    """Continued pretraining may offer a trained prior more candidates (PriorConfig.means): the learned scores of
+    the lags it had carry over (here with lr 0, so they must come back exactly), the new rows start at zero."""
+    from tsham.heads import PriorConfig
+
+    pool = [PoolSeries.from_array(np.sin(np.arange(300) / 4 + k)) for k in range(3)]
+    config = tiny_config()
+    config.prior = PriorConfig(lags=(1, 12), window=24)
+    start = train(config, TrainConfig(steps=3, batch_size=4, horizon=8, warmup_steps=1, lr=0.1), pool,
+                  tmp_path / "start", progress=False)
+    assert start.prior.score.weight.abs().sum() > 0  # it learned something to keep
+    grown = tiny_config()
+    grown.prior = PriorConfig(lags=(1, 12), means=((12, 2),), window=24)
+    frozen = TrainConfig(steps=1, batch_size=4, horizon=8, warmup_steps=1, lr=0.0, weight_decay=0.0)
+    tuned = train(grown, frozen, pool, tmp_path / "grown", progress=False, init_from=start)
+    torch.testing.assert_close(tuned.prior.score.weight[[0, 1, 3]], start.prior.score.weight)
+    assert tuned.prior.score.weight[2].abs().sum() == 0 and tuned.prior.score.bias[2] == 0
+    assert load_checkpoint(tmp_path / "grown" / "model").config.prior.means == ((12, 2),)
+
+
 def test_resuming_a_run_without_the_prior_says_how(tmp_path):
     from tsham.heads import PriorConfig
 

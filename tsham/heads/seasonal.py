@@ -9,8 +9,12 @@ difference between ``x_t`` and ``x_{t-p}`` over the last ``window`` steps). Each
 with softmax weights: a learned score of its hidden state, plus ``-beta * log(error)`` so that the lag that fits
 this series best leads, plus an always-available "no copy" option. The head then forecasts what the copy misses.
 
+Averaged copies (``PriorConfig.means``) are candidates too: the mean of the last ``s`` seasons of lag ``p``, which
+keeps the season and averages the noise out (a plain average of the last 7 days beats seasonal naive and the
+model on ETT's longer terms, experiments/README.md); scored, mixed and trained like the plain copies.
+
 Frequency-agnostic (the lags are candidates, the context picks), causal, and it reads only the last
-``window + max(lags)`` steps: a stream keeps that many steps and forecasts exactly as the batch forward.
+:attr:`PriorConfig.span` steps: a stream keeps that many steps and forecasts exactly as the batch forward.
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ from tsham.ops.backend import device_constant
 # (quarterly, weekly, monthly, hourly, half-hourly, 15-minute; a year of weeks; a week of hours) and 1, the last
 # value (a random walk's copy)
 DEFAULT_LAGS = (1, 4, 7, 12, 24, 48, 52, 96, 168)
+# Averaged candidates (lag, seasons) over the same rates: 3 years of quarters, months or weeks, 4 weeks of days,
+# a week of days at hourly, half-hourly and 15-minute rates, 3 weeks of hours. Spans at most 672 steps
+DEFAULT_MEANS = ((4, 3), (7, 4), (12, 3), (24, 7), (48, 7), (52, 3), (96, 7), (168, 3))
 
 
 @dataclass
@@ -34,6 +41,7 @@ class PriorConfig:
     """The seasonal prior (off when ``lags`` is empty: older checkpoints have none)."""
 
     lags: tuple[int, ...] = ()  # candidate seasons in steps, e.g. (1, 7, 12, 24, 52, 168)
+    means: tuple[tuple[int, int], ...] = ()  # averaged candidates (lag, seasons), e.g. ((24, 7),): last 7 days' mean
     window: int = 336  # context steps over which each lag's copy is scored
     min_pairs: int = 8  # a lag needs max(lag, min_pairs) observed pairs in the window to be offered
     none_bias: float = 2.0  # initial score of "no copy" (lags start near score 0): the head leads at first
@@ -57,11 +65,27 @@ class PriorConfig:
         if lags and max(lags) > self.window:
             raise ValueError(f"PriorConfig: every lag must fit the scoring window ({self.window}); got {max(lags)}")
         self.lags = lags
+        pairs = [] if isinstance(self.means, str | bytes) else list(self.means)
+        if not all(isinstance(m, list | tuple) and len(m) == 2 and whole(m[0]) and whole(m[1]) for m in pairs) \
+                or isinstance(self.means, str | bytes):
+            raise ValueError(f"PriorConfig: means must be (lag, seasons) pairs of whole numbers; got {self.means!r}")
+        means = tuple((int(p), int(n)) for p, n in pairs)
+        if means and not lags:
+            raise ValueError("PriorConfig: means need lags (a prior without plain lags is off)")
+        if any(p < 1 or p > self.window or n < 2 for p, n in means) or list(means) != sorted(set(means)):
+            raise ValueError(f"PriorConfig: means must be distinct, ascending (lag, seasons) pairs with 1 <= lag <= "
+                             f"window ({self.window}) and seasons >= 2; got {self.means}")
+        self.means = means
+
+    @property
+    def candidates(self) -> tuple[tuple[int, int], ...]:
+        """Every copy offered, as (lag, seasons averaged): the plain lags (1 season), then the means."""
+        return tuple((p, 1) for p in self.lags) + self.means
 
     @property
     def span(self) -> int:
         """Context steps the prior reads (0 when off)."""
-        return self.window + max(self.lags) if self.lags else 0
+        return self.window + max(p * n for p, n in self.candidates) if self.lags else 0
 
 
 @dataclass
@@ -69,7 +93,8 @@ class SeasonalCopies:
     """What the context offers a forecast: per target channel and lag, the copy and its fit.
 
     Attributes:
-        copies: ``[B, C, K, H]`` scaled values, lag ``k``'s context repeated over the H future steps.
+        copies: ``[B, C, K, H]`` scaled values, candidate ``k``'s context repeated over the H future steps
+            (K = :attr:`PriorConfig.candidates`: the plain lags, then the means).
         log_error: ``[B, C, K]`` log of the mean absolute difference over the scoring window.
         available: ``[B, C, K]`` bool, enough observed pairs to trust the score.
     """
@@ -92,8 +117,8 @@ class SeasonalPrior(nn.Module):
         if not config.lags:
             raise ValueError("SeasonalPrior: needs at least one lag (PriorConfig.lags)")
         self.config = config
-        K = len(config.lags)
-        self.score = nn.Linear(d_model, K + 1)  # per lag, then "no copy"
+        K = len(config.candidates)
+        self.score = nn.Linear(d_model, K + 1)  # per candidate, then "no copy"
         self.log_beta = nn.Parameter(torch.zeros(()))  # weight of the fit (beta = 1 at first)
         self.log_beta._no_weight_decay = True  # a temperature: decay would pull it to a meaningless value
         with torch.no_grad():
@@ -118,13 +143,23 @@ class SeasonalPrior(nn.Module):
         steps = torch.arange(span, device=x.device)[None, :, None]
         last = torch.where(o, steps, -1).cummax(1).values  # (B, span, C): last observed step at or before t
         filled = x.gather(1, last.clamp_min(0))
-        lags = device_constant(c.lags, torch.int64, x.device)  # (K,)
+        # candidate k averages the seasons j = 1..n_k back: offsets j * lag_k, padded to the largest n with copies
+        # of season 1 at weight 0 (so "every season observed" below needs no mask of its own)
+        candidates = c.candidates
+        n_max = max(n for _, n in candidates)
+        offsets = [[p * min(j, n) for j in range(1, n_max + 1)] for p, n in candidates]
+        mean_weights = [[1.0 / n if j <= n else 0.0 for j in range(1, n_max + 1)] for _, n in candidates]
+        lags = device_constant(tuple(p for p, _ in candidates), torch.int64, x.device)  # (K,)
+        offsets = device_constant(tuple(map(tuple, offsets)), torch.int64, x.device)  # (K, J)
+        mean_weights = device_constant(tuple(map(tuple, mean_weights)), torch.float32, x.device)  # (K, J)
         future = torch.arange(horizon, device=x.device)
-        source = span - lags[:, None] + future[None] % lags[:, None]  # (K, H): the step one season back
-        copies = filled.permute(0, 2, 1)[:, :, source]  # (B, C, K, H)
+        source = span - offsets[..., None] + (future[None] % lags[:, None])[:, None]  # (K, J, H): j seasons back
+        copies = torch.einsum("bckjh,kj->bckh", filled.permute(0, 2, 1)[:, :, source], mean_weights)  # (B, C, K, H)
         t = torch.arange(span - c.window, span, device=x.device)  # scoring window
-        now, before = x[:, t], x[:, t[None] - lags[:, None]]  # (B, W, C), (B, K, W, C)
-        pairs = (o[:, t][:, None] & o[:, t[None] - lags[:, None]]).float()  # (B, K, W, C)
+        back = t - offsets[..., None]  # (K, J, W)
+        now = x[:, t]  # (B, W, C)
+        before = torch.einsum("bkjwc,kj->bkwc", x[:, back], mean_weights)  # (B, K, W, C)
+        pairs = (o[:, t][:, None] & o[:, back].all(2)).float()  # (B, K, W, C)
         count = pairs.sum(2)  # (B, K, C)
         error = ((now[:, None] - before).abs() * pairs).sum(2) / count.clamp_min(1.0)
         need = torch.clamp(lags, min=c.min_pairs)[None, :, None]
@@ -135,17 +170,41 @@ class SeasonalPrior(nn.Module):
         """``read``: future-token states ``[B, C, n, D]``; ``copies`` over ``n * patch_length - lead`` steps.
         Returns the prior ``[B, C, n * patch_length]``: 0 on the first ``lead`` steps (observed ones), the mix of
         copies after."""
-        K = len(self.config.lags)
+        K = len(self.config.candidates)
         weights = self.weights(read, copies)[..., :K]  # (B, C, n, K); "no copy" adds nothing
         steps = torch.nn.functional.pad(copies.copies, (lead, 0))  # (B, C, K, n * P)
         weights = weights.repeat_interleave(patch_length, 2)  # (B, C, n * P, K)
         return torch.einsum("bcsk,bcks->bcs", weights, steps)
 
     def weights(self, read: torch.Tensor, copies: SeasonalCopies) -> torch.Tensor:
-        """Mixing weights ``[B, C, n, K + 1]`` per future token: one per lag, then "no copy" (sum 1)."""
-        K = len(self.config.lags)
+        """Mixing weights ``[B, C, n, K + 1]`` per future token: one per candidate, then "no copy" (sum 1)."""
+        K = len(self.config.candidates)
         logits = self.score(read).float()  # (B, C, n, K + 1)
         fit = -self.log_beta.exp() * copies.log_error  # (B, C, K)
         lag_logits = (logits[..., :K] + fit[:, :, None]).masked_fill(~copies.available[:, :, None], -torch.inf)
         # an untrustworthy lag is never mixed in; "no copy" is always offered, so the softmax stays finite
         return torch.cat([lag_logits, logits[..., K:]], -1).softmax(-1)
+
+
+def carry_scores(state: dict, old: PriorConfig, new: PriorConfig, prefix: str = "prior.") -> dict:
+    """A state dict whose prior scores ``{prefix}score.weight [K_old + 1, D]`` (and bias) are rearranged for
+    ``new``'s candidates ``[K_new + 1, D]``: a candidate both configs offer keeps its learned row, a new one starts
+    as a fresh prior's (zero), "no copy" keeps its own. Lets a model continue training with candidates added
+    (e.g. :attr:`PriorConfig.means`) without losing what its prior learned. Other entries pass through."""
+    if old.window != new.window or old.min_pairs != new.min_pairs:
+        raise ValueError(f"carry_scores: the scoring window must not change (window {old.window} -> {new.window}, "
+                         f"min_pairs {old.min_pairs} -> {new.min_pairs}); the learned scores read its errors")
+    old_index = {cand: k for k, cand in enumerate(old.candidates)}
+    rows = [old_index.get(cand) for cand in new.candidates] + [len(old.candidates)]  # then "no copy"
+    out = dict(state)
+    for name in ("weight", "bias"):
+        key = f"{prefix}score.{name}"
+        if key not in state:
+            raise KeyError(f"carry_scores: {key} is not in the state dict (no prior, or another prefix?)")
+        source = state[key]
+        grown = source.new_zeros((len(rows),) + tuple(source.shape[1:]))
+        for row, k in enumerate(rows):
+            if k is not None:
+                grown[row] = source[k]
+        out[key] = grown
+    return out

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 from tsham.checkpoint import save_checkpoint
 from tsham.config import TshamConfig
 from tsham.ham import budgetable_routers, calibrate_kv_budget
+from tsham.heads import carry_scores
 from tsham.model import TshamModel
 from tsham.training.data import PoolSeries, WindowStream
 from tsham.training.optim import make_optimizer
@@ -228,7 +229,10 @@ def train(
     L.seed_everything(train_config.seed, verbose=False)
     task = ForecastTask(model_config, train_config)
     if init_from is not None:  # a seasonal prior the start model lacks starts fresh; anything else must match
-        missing, unexpected = task.model.load_state_dict(init_from.state_dict(), strict=False)
+        state = init_from.state_dict()
+        if init_from.prior is not None and task.model.prior is not None:  # candidates added keep the learned ones
+            state = carry_scores(state, init_from.config.prior, model_config.prior)
+        missing, unexpected = task.model.load_state_dict(state, strict=False)
         missing = [k for k in missing if not (k.startswith("prior.") and init_from.prior is None)]
         if missing or unexpected:
             raise ValueError(f"init_from does not fit model_config: missing {missing[:5]}, unexpected "
