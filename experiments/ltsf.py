@@ -10,7 +10,8 @@ forecast channel-independently (a univariate forecast per channel, as PatchTST d
 on the z-scored values. The train split is written as a long CSV and fine-tuned through the CLI
 (``tsham finetune``), one model per dataset serving all four horizons; with ``--validation`` (the default) the
 validation rows are held out, scored every ``--val-every`` steps, and the best weights (the pretrained ones
-included) are the ones tested. The zero-shot model is scored too.
+included) are the ones tested. The zero-shot model is scored too, and beside it a baseline that needs no
+training: the mean daily profile of the last 21 days (:class:`SeasonalProfile`; look-backs of 504 steps or more).
 """
 
 from __future__ import annotations
@@ -67,6 +68,36 @@ def score(model, series: np.ndarray, horizon: int, device: str, batch: int = 102
     return se / n, ae / n
 
 
+class SeasonalProfile(torch.nn.Module):
+    """A baseline beside the model: the mean of the context's last ``seasons`` cycles of ``period`` steps,
+    repeated over the horizon. ``forward(context [N, L], horizon)`` -> ``.median [N, 1, horizon]`` (as the model's
+    forecast, so :func:`score` reads both). The mean daily profile of 21 days scores ETTh1 close to PatchTST/64."""
+
+    def __init__(self, period: int = 24, seasons: int = 21):
+        super().__init__()
+        self.period, self.seasons = period, seasons
+
+    def forward(self, context: torch.Tensor, horizon: int):
+        span = self.period * self.seasons
+        if context.shape[1] < span:
+            raise ValueError(f"SeasonalProfile: needs {span} context steps ({self.seasons} x {self.period}); got "
+                             f"{context.shape[1]}")
+        profile = context[:, -span:].reshape(len(context), self.seasons, self.period).mean(1)  # (N, period)
+        reps = -(-horizon // self.period)
+        return type("Forecast", (), {"median": profile.repeat(1, reps)[:, None, :horizon]})()
+
+
+PROFILE = SeasonalProfile()
+
+
+def profile_scores(series: np.ndarray, horizon: int, device: str, stride: int, lookback: int) -> dict:
+    """MSE / MAE of :data:`PROFILE` on the same test windows (none when the look-back is shorter than it reads)."""
+    if lookback < PROFILE.period * PROFILE.seasons:
+        return {}
+    mse, mae = score(PROFILE, series, horizon, device, stride=stride, lookback=lookback)
+    return {"profile_MSE": mse, "profile_MAE": mae}
+
+
 def validation_summary(run: Path) -> dict:
     """The fine-tune's validation decision (``model/validation.json``), or nothing without validation."""
     path = run / "model" / "validation.json"
@@ -86,12 +117,13 @@ def zero_shot(args) -> None:
         for h, (ref_mse, ref_mae) in zip(HORIZONS, PATCHTST_64[name], strict=True):
             mse, mae = score(model, series, h, device, stride=args.stride, lookback=args.lookback)
             rows.append({"dataset": name, "horizon": h, "zero_shot_MSE": mse, "zero_shot_MAE": mae,
-                         "PatchTST64_MSE": ref_mse, "PatchTST64_MAE": ref_mae})
+                         "PatchTST64_MSE": ref_mse, "PatchTST64_MAE": ref_mae,
+                         **profile_scores(series, h, device, args.stride, args.lookback)})
             print(rows[-1], flush=True)
-    table = "\n".join(["| dataset | horizon | tsham zero-shot MSE / MAE | PatchTST/64 MSE / MAE (published) |",
-                       "|---|---|---|---|", *(f"| {r['dataset']} | {r['horizon']} | {r['zero_shot_MSE']:.3f} / "
-                                             f"{r['zero_shot_MAE']:.3f} | {r['PatchTST64_MSE']:.3f} / "
-                                             f"{r['PatchTST64_MAE']:.3f} |" for r in rows)])
+    table = "\n".join(["| dataset | horizon | tsham zero-shot MSE / MAE | PatchTST/64 MSE / MAE (published) | "
+                       f"{PROFILE_HEADER} |", "|---|---|---|---|---|",
+                       *(f"| {r['dataset']} | {r['horizon']} | {r['zero_shot_MSE']:.3f} / {r['zero_shot_MAE']:.3f} | "
+                         f"{r['PatchTST64_MSE']:.3f} / {r['PatchTST64_MAE']:.3f} | {profile_cell(r)} |" for r in rows)])
     print(table)
     meta = {**header(), "model": args.model,
             "protocol": f"L={args.lookback}, test [{TEST_START}-L, {TEST_END}) every {args.stride} step(s), "
@@ -155,15 +187,17 @@ def main() -> None:
             rows.append({"dataset": name, "horizon": h, "MSE": mse, "MAE": mae, "zero_shot_MSE": zs_mse,
                          "zero_shot_MAE": zs_mae, "PatchTST64_MSE": ref_mse, "PatchTST64_MAE": ref_mae,
                          "beats_PatchTST64": mse < ref_mse, "finetune_steps": steps,
-                         "finetune_seconds": round(seconds, 1), **validation_summary(out / name)})
+                         "finetune_seconds": round(seconds, 1), **validation_summary(out / name),
+                         **profile_scores(series, h, device, args.stride, args.lookback)})
             print(rows[-1], flush=True)
     lines = ["| dataset | horizon | tsham fine-tuned MSE / MAE | exported step / steps run | tsham zero-shot MSE / MAE "
-             "| PatchTST/64 MSE / MAE (published) | lower MSE than PatchTST/64 |", "|---|---|---|---|---|---|---|"]
+             f"| PatchTST/64 MSE / MAE (published) | lower MSE than PatchTST/64 | {PROFILE_HEADER} |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['dataset']} | {r['horizon']} | {r['MSE']:.3f} / {r['MAE']:.3f} | "
                      f"{r.get('best_step', r['finetune_steps'])} / {r['finetune_steps']} | {r['zero_shot_MSE']:.3f}"
                      f" / {r['zero_shot_MAE']:.3f} | {r['PatchTST64_MSE']:.3f} / {r['PatchTST64_MAE']:.3f} | "
-                     f"{'yes' if r['beats_PatchTST64'] else 'no'} |")
+                     f"{'yes' if r['beats_PatchTST64'] else 'no'} | {profile_cell(r)} |")
     meta = {**header(), "model": args.model,
             "protocol": f"L={args.lookback}, train [0, {TRAIN_END}), validation targets [{TRAIN_END}, {TEST_START}), "
                         f"test [{TEST_START}-L, {TEST_END}), channel-independent, median forecast, z-scored with "
@@ -175,6 +209,14 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     write_results("ltsf_etth" + suffix(args), meta, rows, table)
+
+
+PROFILE_HEADER = f"mean daily profile of {PROFILE.seasons} days MSE / MAE (baseline)"
+
+
+def profile_cell(row: dict) -> str:
+    """The baseline's cell of a results row ('-' where the look-back was too short for it)."""
+    return f"{row['profile_MSE']:.3f} / {row['profile_MAE']:.3f}" if "profile_MSE" in row else "-"
 
 
 def suffix(args) -> str:

@@ -28,3 +28,18 @@ def test_score_reads_the_same_test_targets_at_any_lookback():
     assert set(short.lengths) == {512} and set(long.lengths) == {2048}
     with pytest.raises(ValueError, match="lookback must be in"):
         score(short, series, 96, "cpu", lookback=TEST_START + 1)  # would wrap to the test rows themselves
+
+
+def test_the_profile_baseline_is_the_mean_of_the_last_cycles_and_copies_an_exact_cycle():
+    from tsham.experiments.ltsf import TEST_END, SeasonalProfile, profile_scores, score
+
+    profile = SeasonalProfile(period=3, seasons=2)
+    context = torch.tensor([[9.0, 9, 9, 1, 2, 3, 3, 4, 5]])
+    torch.testing.assert_close(profile(context, 7).median[0, 0], torch.tensor([2.0, 3, 4, 2, 3, 4, 2]))
+    with pytest.raises(ValueError, match="needs 6 context steps"):
+        profile(context[:, :5], 4)
+    day = np.sin(np.arange(24) / 24 * 2 * np.pi).astype(np.float32)
+    series = np.tile(day, TEST_END // 24)[:, None]  # (TEST_END, 1): one exact daily cycle
+    assert score(SeasonalProfile(), series, 96, "cpu", stride=97, lookback=512) == pytest.approx((0.0, 0.0), abs=1e-6)
+    assert profile_scores(series, 96, "cpu", stride=97, lookback=503) == {}  # 21 days need 504 steps
+    assert profile_scores(series, 96, "cpu", stride=97, lookback=504)["profile_MSE"] == pytest.approx(0.0, abs=1e-6)
