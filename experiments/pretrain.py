@@ -25,7 +25,7 @@ from tsham.experiments.common import header
 
 from tsham.checkpoint import load_checkpoint, save_checkpoint
 from tsham.config import TshamConfig
-from tsham.heads import DEFAULT_LAGS, DEFAULT_MEANS, PriorConfig
+from tsham.heads import DEFAULT_LAGS, DEFAULT_MEANS, PriorConfig, parse_means
 from tsham.training import PoolSeries, TrainConfig, train
 
 PRESETS = {
@@ -144,10 +144,10 @@ def main() -> None:
         if not config.prior.lags:
             parser.error("--prior-means needs a prior: add --prior, or start from a model with one")
         try:
-            means = [tuple(int(v) for v in m.lower().split("x")) for m in args.prior_means] or DEFAULT_MEANS
-            config.prior = dataclasses.replace(config.prior, means=tuple(sorted(means)))  # re-validated
+            means = parse_means(args.prior_means) or DEFAULT_MEANS
+            config.prior = dataclasses.replace(config.prior, means=means)  # re-validated
         except ValueError as err:
-            parser.error(f"--prior-means takes LAGxSEASONS pairs such as 24x7; got {args.prior_means}: {err}")
+            parser.error(f"--prior-means: {err}")
     if args.kv_rope_base is not None:
         config.ham = dataclasses.replace(config.ham, kv_rope_base=args.kv_rope_base)  # re-validated
     run = TrainConfig(seed=args.seed, **preset["train"])

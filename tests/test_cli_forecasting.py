@@ -37,10 +37,18 @@ def test_forecast_csv_and_plot(trained):
     assert (trained / "fc.png").stat().st_size > 10_000
     import json
 
-    from tsham.heads import DEFAULT_LAGS
+    from tsham.heads import DEFAULT_LAGS, DEFAULT_MEANS
 
-    assert tuple(json.loads((trained / "run/model/config.json").read_text())["config"]["prior"]["lags"]) == \
-        DEFAULT_LAGS  # new models get the seasonal prior (`--prior-lags` alone: none)
+    prior = json.loads((trained / "run/model/config.json").read_text())["config"]["prior"]
+    assert tuple(prior["lags"]) == DEFAULT_LAGS  # new models get the seasonal prior (`--prior-lags` alone: none)
+    assert tuple(map(tuple, prior["means"])) == DEFAULT_MEANS  # and its averaged copies (`--prior-means` alone: none)
+
+
+def test_train_names_a_bad_averaged_candidate(capsys, tmp_path):
+    from tsham.cli import main
+
+    assert main(["train", "--out", str(tmp_path), "--synthetic", "2", "--prior-means", "24by7"]) == 2
+    assert "LAGxSEASONS" in capsys.readouterr().err and not (tmp_path / "model").exists()
 
 
 def test_finetune_with_frozen_encoder(trained):

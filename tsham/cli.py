@@ -150,7 +150,7 @@ def _train_config(args: argparse.Namespace):
 
 def cmd_train(args: argparse.Namespace) -> int:
     from tsham.config import TshamConfig
-    from tsham.heads import DEFAULT_LAGS, PriorConfig
+    from tsham.heads import DEFAULT_LAGS, DEFAULT_MEANS, PriorConfig, parse_means
     from tsham.training import train
 
     router_kwargs = {} if args.router in ("all", "none") else {"target": args.kv_target}
@@ -158,7 +158,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                                num_heads=args.heads, head_dim=args.d_model // args.heads, router=args.router,
                                router_kwargs=router_kwargs)
     config.context_length = args.context_length
-    config.prior = PriorConfig(lags=DEFAULT_LAGS if args.prior_lags is None else tuple(args.prior_lags))
+    lags = DEFAULT_LAGS if args.prior_lags is None else tuple(args.prior_lags)
+    means = DEFAULT_MEANS if args.prior_means is None else parse_means(args.prior_means)
+    config.prior = PriorConfig(lags=lags, means=means if lags else ())  # no lags: no prior, so no means either
     train(config, _train_config(args), _pool_from_args(args), args.out, resume=args.resume)
     print(f"model written to {args.out}/model")
     return 0
@@ -253,6 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--prior-lags", type=int, nargs="*", metavar="LAG",
                     help="candidate seasons of the seasonal prior, in steps (default: the shipped model's, "
                          "tsham.heads.DEFAULT_LAGS; the flag alone: no prior)")
+    tr.add_argument("--prior-means", nargs="*", metavar="LAGxSEASONS",
+                    help="averaged candidates of the prior, e.g. 24x7 = the mean of the last 7 days at an hourly rate "
+                         "(default: the shipped model's, tsham.heads.DEFAULT_MEANS; the flag alone: none)")
     tr.add_argument("--resume", action="store_true", help="continue the run in --out")
     tr.set_defaults(func=cmd_train)
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tsham.config import TshamConfig
-from tsham.heads import PriorConfig, SeasonalPrior, carry_scores
+from tsham.heads import PriorConfig, SeasonalPrior, carry_scores, parse_means
 from tsham.model import TshamModel
 
 
@@ -181,3 +181,11 @@ def test_means_are_checked_and_survive_the_config_round_trip():
     assert config.candidates == ((1, 1), (24, 1), (24, 7), (168, 3))
     saved = model_with_prior(lags=(1, 24), means=((24, 3),), window=48).config.to_dict()
     assert TshamConfig.from_dict(saved).prior.means == ((24, 3),)
+
+
+def test_parse_means_reads_lag_x_seasons_and_names_what_it_cannot():
+    assert parse_means(["168x3", "24X7"]) == ((24, 7), (168, 3))
+    assert parse_means([]) == ()
+    for bad in ("24", "24x7x2", "x7", "24x-7", "dayx7"):
+        with pytest.raises(ValueError, match=f"got '{bad}'"):
+            parse_means([bad])

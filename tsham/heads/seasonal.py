@@ -38,6 +38,19 @@ DEFAULT_LAGS = (1, 4, 7, 12, 24, 48, 52, 96, 168)
 DEFAULT_MEANS = ((4, 3), (7, 4), (12, 3), (24, 7), (24, 14), (24, 21), (48, 7), (48, 14), (52, 3), (96, 7), (168, 3))
 
 
+def parse_means(texts) -> tuple[tuple[int, int], ...]:
+    """Averaged candidates from the command line: ``["24x7", "168x3"]`` -> ``((24, 7), (168, 3))``, sorted (each
+    pair is checked by :class:`PriorConfig`). Raises ValueError naming the text that is not LAGxSEASONS."""
+    out = []
+    for text in texts:
+        parts = str(text).lower().split("x")
+        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+            raise ValueError(f"averaged candidates are LAGxSEASONS, e.g. 24x7 (the mean of the last 7 seasons of 24 "
+                             f"steps); got {text!r}")
+        out.append((int(parts[0]), int(parts[1])))
+    return tuple(sorted(out))
+
+
 @dataclass
 class PriorConfig:
     """The seasonal prior (off when ``lags`` is empty: older checkpoints have none)."""
