@@ -47,13 +47,15 @@ def normalised(name: str) -> np.ndarray:
 
 
 @torch.no_grad()
-def score(model, series: np.ndarray, horizon: int, device: str, batch: int = 1024, stride: int = 1,
+def score(model, series: np.ndarray, horizon: int, device: str, batch: int | None = None, stride: int = 1,
           lookback: int = LOOKBACK) -> tuple[float, float]:
     """MSE / MAE of the median over every test window of every channel of ``series`` ``[T, C]`` (the same
-    target windows, rows [TEST_START, TEST_END), at any ``lookback``)."""
+    target windows, rows [TEST_START, TEST_END), at any ``lookback``). ``batch`` windows per forward (default 1024
+    on a GPU, 64 on the CPU, where 1024 windows of 2048 steps ran 94 ms per window against 16.5 at 64)."""
     if not 1 <= lookback <= TEST_START:  # a negative start would index from the end: the test rows themselves
         raise ValueError(f"score: lookback must be in [1, {TEST_START}] (the rows before the test targets); got "
                          f"{lookback}")
+    batch = batch or (1024 if str(device).startswith("cuda") else 64)
     model = model.to(device).eval()
     x = torch.from_numpy(series).to(device)
     starts = torch.arange(TEST_START - lookback, TEST_END - lookback - horizon + 1, stride, device=device)
