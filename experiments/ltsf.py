@@ -90,6 +90,7 @@ class SeasonalProfile(torch.nn.Module):
 
 
 PROFILE = SeasonalProfile()
+PROFILE_HEADER = f"mean daily profile of {PROFILE.seasons} days MSE / MAE (baseline)"
 
 
 def profile_scores(series: np.ndarray, horizon: int, device: str, stride: int, lookback: int) -> dict:
@@ -211,9 +212,6 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     write_results("ltsf_etth" + suffix(args), meta, rows, table)
-
-
-PROFILE_HEADER = f"mean daily profile of {PROFILE.seasons} days MSE / MAE (baseline)"
 
 
 def profile_cell(row: dict) -> str:

@@ -80,11 +80,10 @@ class PriorConfig:
         if lags and max(lags) > self.window:
             raise ValueError(f"PriorConfig: every lag must fit the scoring window ({self.window}); got {max(lags)}")
         self.lags = lags
-        pairs = [] if isinstance(self.means, str | bytes) else list(self.means)
-        if not all(isinstance(m, list | tuple) and len(m) == 2 and whole(m[0]) and whole(m[1]) for m in pairs) \
-                or isinstance(self.means, str | bytes):
+        if isinstance(self.means, str | bytes) or not all(
+                isinstance(m, list | tuple) and len(m) == 2 and whole(m[0]) and whole(m[1]) for m in self.means):
             raise ValueError(f"PriorConfig: means must be (lag, seasons) pairs of whole numbers; got {self.means!r}")
-        means = tuple((int(p), int(n)) for p, n in pairs)
+        means = tuple((int(p), int(n)) for p, n in self.means)
         if means and not lags:
             raise ValueError("PriorConfig: means need lags (a prior without plain lags is off)")
         if any(p < 1 or p > self.window or n < 2 for p, n in means) or list(means) != sorted(set(means)):
@@ -136,6 +135,15 @@ class SeasonalPrior(nn.Module):
         self.score = nn.Linear(d_model, K + 1)  # per candidate, then "no copy"
         self.log_beta = nn.Parameter(torch.zeros(()))  # weight of the fit (beta = 1 at first)
         self.log_beta._no_weight_decay = True  # a temperature: decay would pull it to a meaningless value
+        # candidate k averages the seasons j = 1..n_k back: offsets j * lag_k, padded to the largest n with copies
+        # of season 1 at weight 0 (so "every season observed" in copies() needs no mask of its own). Host tuples,
+        # made once: copies() turns them into cached device constants
+        candidates = config.candidates
+        n_max = max(n for _, n in candidates)
+        self._lags = tuple(p for p, _ in candidates)  # (K,)
+        self._offsets = tuple(tuple(p * min(j, n) for j in range(1, n_max + 1)) for p, n in candidates)  # (K, J)
+        self._mean_weights = tuple(tuple(1.0 / n if j <= n else 0.0 for j in range(1, n_max + 1))
+                                   for _, n in candidates)  # (K, J)
         with torch.no_grad():
             nn.init.zeros_(self.score.weight)
             self.score.bias.zero_()
@@ -158,15 +166,9 @@ class SeasonalPrior(nn.Module):
         steps = torch.arange(span, device=x.device)[None, :, None]
         last = torch.where(o, steps, -1).cummax(1).values  # (B, span, C): last observed step at or before t
         filled = x.gather(1, last.clamp_min(0))
-        # candidate k averages the seasons j = 1..n_k back: offsets j * lag_k, padded to the largest n with copies
-        # of season 1 at weight 0 (so "every season observed" below needs no mask of its own)
-        candidates = c.candidates
-        n_max = max(n for _, n in candidates)
-        offsets = [[p * min(j, n) for j in range(1, n_max + 1)] for p, n in candidates]
-        mean_weights = [[1.0 / n if j <= n else 0.0 for j in range(1, n_max + 1)] for _, n in candidates]
-        lags = device_constant(tuple(p for p, _ in candidates), torch.int64, x.device)  # (K,)
-        offsets = device_constant(tuple(map(tuple, offsets)), torch.int64, x.device)  # (K, J)
-        mean_weights = device_constant(tuple(map(tuple, mean_weights)), torch.float32, x.device)  # (K, J)
+        lags = device_constant(self._lags, torch.int64, x.device)  # (K,)
+        offsets = device_constant(self._offsets, torch.int64, x.device)  # (K, J): j seasons back
+        mean_weights = device_constant(self._mean_weights, torch.float32, x.device)  # (K, J): 1/n_k, 0 past n_k
         future = torch.arange(horizon, device=x.device)
         source = span - offsets[..., None] + (future[None] % lags[:, None])[:, None]  # (K, J, H): j seasons back
         copies = torch.einsum("bckjh,kj->bckh", filled.permute(0, 2, 1)[:, :, source], mean_weights)  # (B, C, K, H)
