@@ -150,6 +150,8 @@ def main() -> None:
     parser.add_argument("--stride", type=int, default=1, help="test windows every N steps (1 = the protocol)")
     parser.add_argument("--lookback", type=int, default=LOOKBACK, help="look-back L in steps (PatchTST/64's 512 by "
                         "default; up to the model's context length): the test targets stay the same")
+    parser.add_argument("--freeze", choices=["none", "encoder", "stack"], default="none",
+                        help="tsham finetune --freeze: keep the encoder (and the HAM stack) fixed")
     parser.add_argument("--zero-shot", action="store_true", help="score the pretrained model only (no fine-tune): "
                         "results/ltsf_etth_zero_shot.md")
     args = parser.parse_args()
@@ -159,6 +161,8 @@ def main() -> None:
         parser.error(f"--lookback must be in [1, {min(longest, context)}]: the model reads at most {context} steps "
                      f"and the train rows hold windows of at most {longest} + {max(HORIZONS)}; got {args.lookback}")
     if args.zero_shot:
+        if args.freeze != "none":
+            parser.error("--freeze applies to a fine-tune; --zero-shot scores the pretrained model as it is")
         return zero_shot(args)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     out = Path(args.out or tempfile.mkdtemp(prefix="tsham-ltsf-"))
@@ -174,7 +178,8 @@ def main() -> None:
         start = time.perf_counter()
         argv = ["finetune", "--model", args.model, "--input", str(csv), "--out", str(out / name), "--synthetic", "0",
                 "--steps", str(args.steps), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
-                "--horizons", *map(str, HORIZONS), "--context-length", str(args.lookback), "--warmup", "100"]
+                "--horizons", *map(str, HORIZONS), "--context-length", str(args.lookback), "--warmup", "100",
+                "--freeze", args.freeze]
         if args.minutes:
             argv += ["--max-minutes", str(args.minutes)]
         if args.validation:
@@ -206,7 +211,7 @@ def main() -> None:
                         f"test [{TEST_START}-L, {TEST_END}), channel-independent, median forecast, z-scored with "
                         "train stats",
             "finetune": f"tsham finetune --steps {args.steps} --batch-size {args.batch_size} --lr {args.lr} "
-                        f"--horizons {' '.join(map(str, HORIZONS))} (minutes cap {args.minutes})"
+                        f"--horizons {' '.join(map(str, HORIZONS))} --freeze {args.freeze} (minutes cap {args.minutes})"
                         + (f" --validation-steps {TEST_START - TRAIN_END} --val-every {args.val_every} "
                            f"--patience {args.patience}" if args.validation else " (no validation split)")}
     table = "\n".join(lines)
@@ -221,7 +226,8 @@ def profile_cell(row: dict) -> str:
 
 def suffix(args) -> str:
     """Results of a non-default look-back or stride go beside the protocol's, not over them."""
-    return ("" if args.lookback == LOOKBACK else f"_L{args.lookback}") + ("" if args.stride == 1 else "_strided")
+    return ("" if args.lookback == LOOKBACK else f"_L{args.lookback}") + ("" if args.stride == 1 else "_strided") + (
+        "" if args.freeze == "none" else f"_freeze-{args.freeze}")
 
 
 if __name__ == "__main__":
