@@ -133,7 +133,7 @@ def zero_shot(args) -> None:
     meta = {**header(), "model": args.model,
             "protocol": f"L={args.lookback}, test [{TEST_START}-L, {TEST_END}) every {args.stride} step(s), "
                         "channel-independent, median forecast, z-scored with train stats; no fine-tune"}
-    write_results("ltsf_etth_zero_shot" + suffix(args), meta, rows, table)
+    write_results(results_name(args, "_zero_shot"), meta, rows, table)
 
 
 def main() -> None:
@@ -223,7 +223,7 @@ def main() -> None:
                            f"--patience {args.patience}" if args.validation else " (no validation split)")}
     table = "\n".join(lines)
     print(table)
-    write_results("ltsf_etth" + suffix(args), meta, rows, table)
+    write_results(results_name(args), meta, rows, table)
 
 
 def profile_cell(row: dict) -> str:
@@ -231,11 +231,13 @@ def profile_cell(row: dict) -> str:
     return f"{row['profile_MSE']:.3f} / {row['profile_MAE']:.3f}" if "profile_MSE" in row else "-"
 
 
-def suffix(args) -> str:
-    """Results of a non-default look-back or stride go beside the protocol's, not over them."""
-    return ("" if args.lookback == LOOKBACK else f"_L{args.lookback}") + ("" if args.stride == 1 else "_strided") + (
-        "" if args.freeze == "none" else f"_freeze-{args.freeze}") + (
-        "" if sorted(args.horizons) == list(HORIZONS) else "_h" + "-".join(map(str, sorted(args.horizons))))
+def results_name(args, kind: str = "") -> str:
+    """The results file's name: ``ltsf_etth`` (or the one dataset run), ``kind``, then the look-back, stride,
+    freeze and horizons where they are not the protocol's, so variants go beside the protocol's results, not over."""
+    datasets = "etth" if sorted(args.datasets) == ["etth1", "etth2"] else "-".join(args.datasets)
+    return (f"ltsf_{datasets}{kind}" + ("" if args.lookback == LOOKBACK else f"_L{args.lookback}")
+            + ("" if args.stride == 1 else "_strided") + ("" if args.freeze == "none" else f"_freeze-{args.freeze}")
+            + ("" if sorted(args.horizons) == list(HORIZONS) else "_h" + "-".join(map(str, sorted(args.horizons)))))
 
 
 if __name__ == "__main__":
