@@ -135,6 +135,10 @@ PRESETS["c_routers"] = {**PRESETS["c_mid_long"], "policies": ("learned", "uncert
 _MET = {"action_sequence": PROBE_SETTINGS["action_sequence"], "scheduled_event": PROBE_SETTINGS["scheduled_event"],
         **PRESETS["e_medium"]["probes"]}
 PRESETS["seeds_met"] = {"probes": _MET, "policies": ("oracle", "event"), "budgets": (), "seeds": (3, 4, 5), **RECIPE}
+# E medium trained 1.5x longer, controls and event routing: at 4000 steps full attention learned MQAR in 1 of 6 seeds,
+# so E's "event routing >= 90% of full attention" rested on a weak control (2026-12-01 seeds_met)
+PRESETS["e_6000"] = {"probes": {"mqar@medium": {**PRESETS["e_medium"]["probes"]["mqar@medium"], "steps": 6000}},
+                     "policies": ("event",), "budgets": (), "seeds": (0, 1, 2), **RECIPE}
 RESUMABLE_START = 180.0  # seconds before the deadline under which no cell starts (its first state comes after 60)
 ORDER = ("all", "none", "oracle", "event")  # controls first: a sweep cut short still says the most
 
