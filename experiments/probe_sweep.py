@@ -139,6 +139,8 @@ PRESETS["seeds_met"] = {"probes": _MET, "policies": ("oracle", "event"), "budget
 # so E's "event routing >= 90% of full attention" rested on a weak control (2026-12-01 seeds_met)
 PRESETS["e_6000"] = {"probes": {"mqar@medium": {**PRESETS["e_medium"]["probes"]["mqar@medium"], "steps": 6000}},
                      "policies": ("event",), "budgets": (), "seeds": (0, 1, 2), **RECIPE}
+# e_6000's control alone at seeds 3-5: how often full attention learns E medium at 6000 steps
+PRESETS["e_6000_full"] = {**PRESETS["e_6000"], "controls": False, "policies": ("all",), "seeds": (3, 4, 5)}
 RESUMABLE_START = 180.0  # seconds before the deadline under which no cell starts (its first state comes after 60)
 ORDER = ("all", "none", "oracle", "event")  # controls first: a sweep cut short still says the most
 
