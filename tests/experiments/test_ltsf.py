@@ -43,3 +43,16 @@ def test_the_profile_baseline_is_the_mean_of_the_last_cycles_and_copies_an_exact
     assert score(SeasonalProfile(), series, 96, "cpu", stride=97, lookback=512) == pytest.approx((0.0, 0.0), abs=1e-6)
     assert profile_scores(series, 96, "cpu", stride=97, lookback=503) == {}  # 21 days need 504 steps
     assert profile_scores(series, 96, "cpu", stride=97, lookback=504)["profile_MSE"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_results_of_a_variant_go_beside_the_protocols_not_over_them():
+    from types import SimpleNamespace
+
+    from tsham.experiments.ltsf import HORIZONS, LOOKBACK, results_name
+
+    protocol = SimpleNamespace(datasets=["etth2", "etth1"], lookback=LOOKBACK, stride=1, freeze="none",
+                               horizons=list(HORIZONS))
+    assert results_name(protocol) == "ltsf_etth"
+    assert results_name(protocol, "_zero_shot") == "ltsf_etth_zero_shot"
+    variant = SimpleNamespace(datasets=["etth2"], lookback=2048, stride=24, freeze="stack", horizons=[336])
+    assert results_name(variant) == "ltsf_etth2_L2048_strided_freeze-stack_h336"
