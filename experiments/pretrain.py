@@ -108,8 +108,8 @@ def main() -> None:
                         "with --init-from it starts fresh on the start model's weights")
     parser.add_argument("--prior-means", nargs="*", metavar="LAGxSEASONS", help="offer the prior averaged copies too "
                         "(PriorConfig.means), e.g. 24x7 = the mean of the last 7 days at hourly rate; the flag alone: "
-                        f"{' '.join(f'{p}x{n}' for p, n in DEFAULT_MEANS)}. With --init-from, the start model's prior "
-                        "keeps what it learned and the new candidates start fresh")
+                        f"{' '.join(f'{p}x{n}' for p, n in DEFAULT_MEANS)}. The list replaces the start model's means: "
+                        "with --init-from, the candidates it keeps carry their learned scores and new ones start fresh")
     parser.add_argument("--init-from", metavar="MODEL", help="continue pretraining this exported model (a folder, "
                         "or 'default' for the shipped one): its architecture, not the preset's, and its card's "
                         "steps are recorded beside the new ones")
@@ -145,9 +145,11 @@ def main() -> None:
             parser.error("--prior-means needs a prior: add --prior, or start from a model with one")
         try:
             means = parse_means(args.prior_means) or DEFAULT_MEANS
-            config.prior = dataclasses.replace(config.prior, means=means)  # re-validated
+            config.prior = dataclasses.replace(config.prior, means=means).within(config.context_length)
         except ValueError as err:
             parser.error(f"--prior-means: {err}")
+        if dropped := sorted(set(means) - set(config.prior.means)):
+            print(f"prior: a context of {config.context_length} steps cannot score the means {dropped}; left out")
     if args.kv_rope_base is not None:
         config.ham = dataclasses.replace(config.ham, kv_rope_base=args.kv_rope_base)  # re-validated
     run = TrainConfig(seed=args.seed, **preset["train"])

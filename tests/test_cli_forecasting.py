@@ -37,11 +37,28 @@ def test_forecast_csv_and_plot(trained):
     assert (trained / "fc.png").stat().st_size > 10_000
     import json
 
-    from tsham.heads import DEFAULT_LAGS, DEFAULT_MEANS
+    from tsham.heads import DEFAULT_LAGS
 
     prior = json.loads((trained / "run/model/config.json").read_text())["config"]["prior"]
     assert tuple(prior["lags"]) == DEFAULT_LAGS  # new models get the seasonal prior (`--prior-lags` alone: none)
-    assert tuple(map(tuple, prior["means"])) == DEFAULT_MEANS  # and its averaged copies (`--prior-means` alone: none)
+    assert prior["means"] == [[4, 3]]  # of the shipped averaged copies, a context of 32 steps can score only 4x3
+
+
+def test_train_offers_the_means_its_lags_and_context_can_score(capsys, tmp_path):
+    import json
+
+    from tsham.cli import main
+
+    args = ["train", "--steps", "1", "--batch-size", "2", "--horizon", "8", "--patch-length", "8", "--d-model", "16",
+            "--layers", "1", "--heads", "2", "--synthetic", "2", "--series-length", "400", "--warmup", "1"]
+    assert main([*args, "--out", str(tmp_path / "a"), "--context-length", "200", "--prior-lags", "1", "7"]) == 0
+    prior = json.loads((tmp_path / "a/model/config.json").read_text())["config"]["prior"]
+    assert prior["lags"] == [1, 7] and prior["means"] == [[7, 4]]  # the shipped means of lag 7, none of 24 or 168
+    assert main([*args, "--out", str(tmp_path / "b"), "--context-length", "150", "--prior-means", "24x7"]) == 0
+    assert "cannot score the means 24x7" in capsys.readouterr().out  # 7 x 24 + 24 steps > 150
+    assert json.loads((tmp_path / "b/model/config.json").read_text())["config"]["prior"]["means"] == []
+    assert main([*args, "--out", str(tmp_path / "c"), "--prior-lags", "--prior-means", "24x7"]) == 2
+    assert "--prior-means needs a prior" in capsys.readouterr().err
 
 
 def test_train_names_a_bad_averaged_candidate(capsys, tmp_path):

@@ -159,8 +159,18 @@ def cmd_train(args: argparse.Namespace) -> int:
                                router_kwargs=router_kwargs)
     config.context_length = args.context_length
     lags = DEFAULT_LAGS if args.prior_lags is None else tuple(args.prior_lags)
-    means = DEFAULT_MEANS if args.prior_means is None else parse_means(args.prior_means)
-    config.prior = PriorConfig(lags=lags, means=means if lags else ())  # no lags: no prior, so no means either
+    if args.prior_means is not None:
+        means = parse_means(args.prior_means)
+        if means and not lags:
+            raise ValueError("--prior-means needs a prior: give --prior-lags some lags (the flag alone turns the "
+                             "prior off)")
+    else:  # the shipped model's means, of the lags this run offers
+        means = tuple(m for m in DEFAULT_MEANS if m[0] in lags)
+    config.prior = PriorConfig(lags=lags, means=means).within(config.context_length)
+    dropped = sorted(set(means) - set(config.prior.means))
+    if dropped:
+        print(f"prior: a context of {config.context_length} steps cannot score the means "
+              f"{' '.join(f'{p}x{n}' for p, n in dropped)}; training without them")
     train(config, _train_config(args), _pool_from_args(args), args.out, resume=args.resume)
     print(f"model written to {args.out}/model")
     return 0
@@ -257,7 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "tsham.heads.DEFAULT_LAGS; the flag alone: no prior)")
     tr.add_argument("--prior-means", nargs="*", metavar="LAGxSEASONS",
                     help="averaged candidates of the prior, e.g. 24x7 = the mean of the last 7 days at an hourly rate "
-                         "(default: the shipped model's, tsham.heads.DEFAULT_MEANS; the flag alone: none)")
+                         "(default: those of the shipped model's, tsham.heads.DEFAULT_MEANS, whose lag is offered and "
+                         "that the context length can score; the flag alone: none)")
     tr.add_argument("--resume", action="store_true", help="continue the run in --out")
     tr.set_defaults(func=cmd_train)
 

@@ -186,6 +186,17 @@ def test_means_are_checked_and_survive_the_config_round_trip():
 def test_parse_means_reads_lag_x_seasons_and_names_what_it_cannot():
     assert parse_means(["168x3", "24X7"]) == ((24, 7), (168, 3))
     assert parse_means([]) == ()
-    for bad in ("24", "24x7x2", "x7", "24x-7", "dayx7"):
+    for bad in ("24", "24x7x2", "x7", "24x-7", "dayx7", "²x3"):
         with pytest.raises(ValueError, match=f"got '{bad}'"):
             parse_means([bad])
+
+
+def test_within_keeps_exactly_the_means_a_context_can_score():
+    config = PriorConfig(lags=(1, 24), means=((24, 2), (24, 7)), window=336, min_pairs=8)
+    assert config.within(2048).means == ((24, 2), (24, 7)) and config.within(100).means == ((24, 2),)
+    assert config.within(100).lags == (1, 24)  # plain lags stay
+    prior = SeasonalPrior(config, d_model=8)
+    for T in (7 * 24 + 24 - 1, 7 * 24 + 24):  # the boundary within() reads, against what copies() offers
+        x = torch.randn(1, T, 1)
+        offered = prior.copies(x, torch.ones_like(x), 4).available[0, 0, 3]  # candidate (24, 7)
+        assert bool(offered) == ((24, 7) in config.within(T).means)

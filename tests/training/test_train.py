@@ -308,3 +308,17 @@ def test_resuming_a_run_without_the_prior_says_how(tmp_path):
     with pytest.raises(ValueError, match="no seasonal prior: resume with `--prior-lags` and no lags"):
         train(config, TrainConfig(steps=4, batch_size=4, horizon=8, warmup_steps=1), pool, tmp_path, resume=True,
               progress=False)
+
+
+def test_resuming_with_other_prior_candidates_names_the_candidates(tmp_path):
+    from tsham.heads import PriorConfig
+
+    pool = [PoolSeries.from_array(np.sin(np.arange(300) / 4 + k)) for k in range(3)]
+    config = tiny_config()
+    config.prior = PriorConfig(lags=(1, 12), window=24)
+    train(config, TrainConfig(steps=2, batch_size=4, horizon=8, warmup_steps=1), pool, tmp_path, progress=False)
+    grown = tiny_config()
+    grown.prior = PriorConfig(lags=(1, 12), means=((12, 2),), window=24)  # e.g. `tsham train`'s defaults grew
+    with pytest.raises(ValueError, match="prior has other candidates: resume with its `--prior-lags` and `--prior-m"):
+        train(grown, TrainConfig(steps=4, batch_size=4, horizon=8, warmup_steps=1), pool, tmp_path, resume=True,
+              progress=False)

@@ -19,6 +19,7 @@ Frequency-agnostic (the lags are candidates, the context picks), causal, and it 
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 from dataclasses import dataclass
 
@@ -44,7 +45,7 @@ def parse_means(texts) -> tuple[tuple[int, int], ...]:
     out = []
     for text in texts:
         parts = str(text).lower().split("x")
-        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        if len(parts) != 2 or not all(p.strip().isascii() and p.strip().isdecimal() for p in parts):
             raise ValueError(f"averaged candidates are LAGxSEASONS, e.g. 24x7 (the mean of the last 7 seasons of 24 "
                              f"steps); got {text!r}")
         out.append((int(parts[0]), int(parts[1])))
@@ -96,6 +97,13 @@ class PriorConfig:
         """Every copy offered, as (lag, seasons averaged): the plain lags (1 season), then the means."""
         return tuple((p, 1) for p in self.lags) + self.means
 
+    def within(self, context_length: int) -> PriorConfig:
+        """This config without the averaged candidates a context of ``context_length`` steps can never offer: a
+        mean of n seasons of lag p needs ``n * p + max(p, min_pairs)`` steps to be scored, so in training its
+        score would get no gradient, and a longer context at inference would mix it in untrained."""
+        keep = tuple((p, n) for p, n in self.means if n * p + max(p, self.min_pairs) <= context_length)
+        return dataclasses.replace(self, means=keep)
+
     @property
     def span(self) -> int:
         """Context steps the prior reads (0 when off)."""
@@ -135,15 +143,17 @@ class SeasonalPrior(nn.Module):
         self.score = nn.Linear(d_model, K + 1)  # per candidate, then "no copy"
         self.log_beta = nn.Parameter(torch.zeros(()))  # weight of the fit (beta = 1 at first)
         self.log_beta._no_weight_decay = True  # a temperature: decay would pull it to a meaningless value
-        # candidate k averages the seasons j = 1..n_k back: offsets j * lag_k, padded to the largest n with copies
-        # of season 1 at weight 0 (so "every season observed" in copies() needs no mask of its own). Host tuples,
+        # candidate k averages the seasons j = 1..n_k back. One slot per (candidate, season), S = sum n_k in all
+        # (95 for the shipped model's 20 candidates; padding every candidate to the longest mean made 420): the
+        # slot's offset j * lag_k and lag, and a [K, S] matrix whose row k holds 1/n_k on k's slots. Host tuples,
         # made once: copies() turns them into cached device constants
         candidates = config.candidates
-        n_max = max(n for _, n in candidates)
+        slots = [(k, p, j) for k, (p, n) in enumerate(candidates) for j in range(1, n + 1)]
+        self._slot_offsets = tuple(p * j for _, p, j in slots)  # (S,)
+        self._slot_lags = tuple(p for _, p, _ in slots)  # (S,)
+        self._slot_means = tuple(tuple(1.0 / candidates[k][1] if k == owner else 0.0 for owner, _, _ in slots)
+                                 for k in range(K))  # (K, S)
         self._lags = tuple(p for p, _ in candidates)  # (K,)
-        self._offsets = tuple(tuple(p * min(j, n) for j in range(1, n_max + 1)) for p, n in candidates)  # (K, J)
-        self._mean_weights = tuple(tuple(1.0 / n if j <= n else 0.0 for j in range(1, n_max + 1))
-                                   for _, n in candidates)  # (K, J)
         with torch.no_grad():
             nn.init.zeros_(self.score.weight)
             self.score.bias.zero_()
@@ -167,16 +177,19 @@ class SeasonalPrior(nn.Module):
         last = torch.where(o, steps, -1).cummax(1).values  # (B, span, C): last observed step at or before t
         filled = x.gather(1, last.clamp_min(0))
         lags = device_constant(self._lags, torch.int64, x.device)  # (K,)
-        offsets = device_constant(self._offsets, torch.int64, x.device)  # (K, J): j seasons back
-        mean_weights = device_constant(self._mean_weights, torch.float32, x.device)  # (K, J): 1/n_k, 0 past n_k
+        offsets = device_constant(self._slot_offsets, torch.int64, x.device)  # (S,): j seasons of lag_k back
+        slot_lags = device_constant(self._slot_lags, torch.int64, x.device)  # (S,)
+        means = device_constant(self._slot_means, torch.float32, x.device)  # (K, S): 1/n_k on k's slots
         future = torch.arange(horizon, device=x.device)
-        source = span - offsets[..., None] + (future[None] % lags[:, None])[:, None]  # (K, J, H): j seasons back
-        copies = torch.einsum("bckjh,kj->bckh", filled.permute(0, 2, 1)[:, :, source], mean_weights)  # (B, C, K, H)
+        source = span - offsets[:, None] + future[None] % slot_lags[:, None]  # (S, H)
+        copies = torch.einsum("bcsh,ks->bckh", filled.permute(0, 2, 1)[:, :, source], means)  # (B, C, K, H)
         t = torch.arange(span - c.window, span, device=x.device)  # scoring window
-        back = t - offsets[..., None]  # (K, J, W)
+        back = t - offsets[:, None]  # (S, W)
         now = x[:, t]  # (B, W, C)
-        before = torch.einsum("bkjwc,kj->bkwc", x[:, back], mean_weights)  # (B, K, W, C)
-        pairs = (o[:, t][:, None] & o[:, back].all(2)).float()  # (B, K, W, C)
+        before = torch.einsum("bswc,ks->bkwc", x[:, back], means)  # (B, K, W, C)
+        # a pair needs x_t and every season it averages observed: no missing slot of k (means > 0 marks them)
+        missing = torch.einsum("bswc,ks->bkwc", (~o[:, back]).float(), (means > 0).float())
+        pairs = (o[:, t][:, None] & (missing == 0)).float()  # (B, K, W, C)
         count = pairs.sum(2)  # (B, K, C)
         error = ((now[:, None] - before).abs() * pairs).sum(2) / count.clamp_min(1.0)
         need = torch.clamp(lags, min=c.min_pairs)[None, :, None]

@@ -358,8 +358,14 @@ def check_resumable(ckpt: Path, task: L.LightningModule) -> int:
         differ = [*wrong, *extra]
         hint = "resume with that run's arguments"
         if all(k.startswith("model.prior.") for k in differ):  # `tsham train` adds the prior unless told not to
-            hint = ("that run has no seasonal prior: resume with `--prior-lags` and no lags" if wrong else
-                    "that run has a seasonal prior: resume with its `--prior-lags`")
+            absent = [k for k in wrong if k not in saved]
+            if extra:
+                hint = "that run has a seasonal prior: resume with its `--prior-lags` and `--prior-means`"
+            elif absent:
+                hint = "that run has no seasonal prior: resume with `--prior-lags` and no lags"
+            else:  # both have a prior, with other candidates (e.g. a run from before the averaged ones)
+                hint = ("that run's prior has other candidates: resume with its `--prior-lags` and `--prior-means` "
+                        "(the flag alone: none)")
         raise ValueError(f"cannot resume from {ckpt}: it was written by a run with another model ({len(wrong)} "
                          f"weights missing or of another shape, {len(extra)} unexpected, e.g. {differ[:3]}); {hint}")
     return step
