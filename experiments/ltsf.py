@@ -8,9 +8,11 @@ validation [8640, 11520) (forecast targets; their look-back reaches into the tra
 every channel z-scored with its train-split mean and std; every test window (stride 1) of every channel is
 forecast channel-independently (a univariate forecast per channel, as PatchTST does); MSE / MAE of the median
 on the z-scored values. The train split is written as a long CSV and fine-tuned through the CLI
-(``tsham finetune``), one model per dataset serving all four horizons; with ``--validation`` (the default) the
-validation rows are held out, scored every ``--val-every`` steps, and the best weights (the pretrained ones
-included) are the ones tested. The zero-shot model is scored too, and beside it a baseline that needs no
+(``tsham finetune``), one model per dataset serving all four horizons (``--horizons 336``: one model for that
+horizon, as PatchTST/64 trains); with ``--validation`` (the default) the validation rows are held out, scored every
+``--val-every`` steps at the longest horizon, and the best weights (the pretrained ones included) are the ones
+tested. The PatchTST/64 numbers come from a loader that drops the last incomplete batch of test windows (up to 127
+of ~2800); every window is scored here. The zero-shot model is scored too, and beside it a baseline that needs no
 training: the mean daily profile of the last 21 days (:class:`SeasonalProfile`; look-backs of 504 steps or more).
 """
 
@@ -136,10 +138,13 @@ def zero_shot(args) -> None:
     write_results(results_name(args, "_zero_shot"), meta, rows, table)
 
 
-def main() -> None:
+FINETUNE_ONLY = ("steps", "minutes", "batch_size", "lr", "out", "validation", "val_every", "patience", "freeze")
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(DEFAULT_MODEL), help="pretrained checkpoint (default: shipped)")
-    parser.add_argument("--datasets", nargs="+", default=["etth1", "etth2"])
+    parser.add_argument("--datasets", nargs="+", choices=sorted(PATCHTST_64), default=["etth1", "etth2"])
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--minutes", type=float, help="wall-clock budget per fine-tune")
     parser.add_argument("--batch-size", type=int, default=128)
@@ -153,46 +158,76 @@ def main() -> None:
     parser.add_argument("--lookback", type=int, default=LOOKBACK, help="look-back L in steps (PatchTST/64's 512 by "
                         "default; up to the model's context length): the test targets stay the same")
     parser.add_argument("--horizons", type=int, nargs="+", choices=HORIZONS, default=list(HORIZONS),
-                        help="fine-tune on (and score) these horizons only: one model per horizon, as PatchTST/64")
+                        help="fine-tune one model on these horizons and score them (one horizon: PatchTST/64's one "
+                        "model per horizon)")
     parser.add_argument("--freeze", choices=["none", "encoder", "stack"], default="none",
                         help="tsham finetune --freeze: keep the encoder (and the HAM stack) fixed")
-    parser.add_argument("--zero-shot", action="store_true", help="score the pretrained model only (no fine-tune): "
-                        "results/ltsf_etth_zero_shot.md")
-    args = parser.parse_args()
+    parser.add_argument("--tag", help="a suffix for the results' name, for variants the name does not tell apart "
+                        "(another --lr, --steps or --model)")
+    parser.add_argument("--zero-shot", action="store_true", help="score the pretrained model only (no fine-tune; "
+                        "results in experiments/results/ltsf_<datasets>_zero_shot*)")
+    return parser
+
+
+def check_args(parser: argparse.ArgumentParser, args) -> None:
+    """Bad options end the run before any fine-tune starts (a fine-tune takes minutes)."""
     longest = TRAIN_END - max(HORIZONS)  # a fine-tune needs whole training windows of look-back + 720 steps
     context = load_checkpoint(args.model).config.context_length
     if not 1 <= args.lookback <= min(longest, context):
         parser.error(f"--lookback must be in [1, {min(longest, context)}]: the model reads at most {context} steps "
                      f"and the train rows hold windows of at most {longest} + {max(HORIZONS)}; got {args.lookback}")
+    for key in ("stride", "steps", "val_every", "batch_size"):
+        if getattr(args, key) < 1:
+            parser.error(f"--{key.replace('_', '-')} must be >= 1; got {getattr(args, key)}")
+    if args.minutes is not None and args.minutes <= 0:
+        parser.error(f"--minutes must be > 0; got {args.minutes}")
     if args.zero_shot:
-        if args.freeze != "none":
-            parser.error("--freeze applies to a fine-tune; --zero-shot scores the pretrained model as it is")
+        given = ["--" + k.replace("_", "-") for k in FINETUNE_ONLY if getattr(args, k) != parser.get_default(k)]
+        if given:
+            parser.error(f"--zero-shot scores the pretrained model as it is; {', '.join(given)} only apply to a "
+                         "fine-tune")
+
+
+def finetune(name: str, series: np.ndarray, args, out: Path) -> tuple[Path, list[str]]:
+    """``tsham finetune`` of ``args.model`` on ``name``'s train rows (and validation rows, held out, with
+    ``args.validation``) into ``out / name``; returns the run folder and the command line. A failed fine-tune
+    stops the run (scoring a model an earlier run left in the folder would report numbers nobody trained)."""
+    csv = out / f"{name}_train.csv"
+    rows_given = TEST_START if args.validation else TRAIN_END  # the tail past TRAIN_END is held out by finetune
+    frame = pd.DataFrame(series[:rows_given], columns=load_ett(name).columns)
+    frame["timestamp"] = pd.date_range("2016-07-01", periods=rows_given, freq="h")
+    frame.melt(id_vars="timestamp", var_name="id", value_name="target").to_csv(csv, index=False)
+    argv = ["finetune", "--model", args.model, "--input", str(csv), "--out", str(out / name), "--synthetic", "0",
+            "--steps", str(args.steps), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
+            "--horizons", *map(str, args.horizons), "--context-length", str(args.lookback), "--warmup", "100",
+            "--freeze", args.freeze]
+    if args.minutes is not None:
+        argv += ["--max-minutes", str(args.minutes)]
+    if args.validation:
+        argv += ["--validation-steps", str(TEST_START - TRAIN_END), "--val-every", str(args.val_every),
+                 "--patience", str(args.patience)]
+    if (rc := cli(argv)) != 0:
+        raise SystemExit(f"ltsf: tsham finetune failed on {name} (exit {rc}); nothing scored")
+    return out / name, argv
+
+
+def main() -> None:
+    parser = build_parser()
+    args = parser.parse_args()
+    check_args(parser, args)
+    if args.zero_shot:
         return zero_shot(args)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     out = Path(args.out or tempfile.mkdtemp(prefix="tsham-ltsf-"))
     out.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows, base, commands = [], load_checkpoint(args.model), []
     for name in args.datasets:
         series = normalised(name)
-        csv = out / f"{name}_train.csv"
-        rows_given = TEST_START if args.validation else TRAIN_END  # the tail past TRAIN_END is held out below
-        frame = pd.DataFrame(series[:rows_given], columns=load_ett(name).columns)
-        frame["timestamp"] = pd.date_range("2016-07-01", periods=rows_given, freq="h")
-        frame.melt(id_vars="timestamp", var_name="id", value_name="target").to_csv(csv, index=False)
         start = time.perf_counter()
-        argv = ["finetune", "--model", args.model, "--input", str(csv), "--out", str(out / name), "--synthetic", "0",
-                "--steps", str(args.steps), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
-                "--horizons", *map(str, args.horizons), "--context-length", str(args.lookback), "--warmup", "100",
-                "--freeze", args.freeze]
-        if args.minutes:
-            argv += ["--max-minutes", str(args.minutes)]
-        if args.validation:
-            argv += ["--validation-steps", str(TEST_START - TRAIN_END), "--val-every", str(args.val_every),
-                     "--patience", str(args.patience)]
-        cli(argv)
-        seconds = time.perf_counter() - start
-        tuned, base = load_checkpoint(out / name / "model"), load_checkpoint(args.model)
-        steps = int(np.loadtxt(out / name / "history.csv", delimiter=",", skiprows=1, ndmin=2)[-1, 0])
+        run, argv = finetune(name, series, args, out)
+        seconds, commands = time.perf_counter() - start, [*commands, "tsham " + " ".join(argv)]
+        tuned = load_checkpoint(run / "model")
+        steps = int(np.loadtxt(run / "history.csv", delimiter=",", skiprows=1, ndmin=2)[-1, 0])
         for h, (ref_mse, ref_mae) in zip(HORIZONS, PATCHTST_64[name], strict=True):
             if h not in args.horizons:
                 continue
@@ -201,7 +236,7 @@ def main() -> None:
             rows.append({"dataset": name, "horizon": h, "MSE": mse, "MAE": mae, "zero_shot_MSE": zs_mse,
                          "zero_shot_MAE": zs_mae, "PatchTST64_MSE": ref_mse, "PatchTST64_MAE": ref_mae,
                          "beats_PatchTST64": mse < ref_mse, "finetune_steps": steps,
-                         "finetune_seconds": round(seconds, 1), **validation_summary(out / name),
+                         "finetune_seconds": round(seconds, 1), **validation_summary(run),
                          **profile_scores(series, h, device, args.stride, args.lookback)})
             print(rows[-1], flush=True)
     lines = ["| dataset | horizon | tsham fine-tuned MSE / MAE | exported step / steps run | tsham zero-shot MSE / MAE "
@@ -213,14 +248,12 @@ def main() -> None:
                      f" / {r['zero_shot_MAE']:.3f} | {r['PatchTST64_MSE']:.3f} / {r['PatchTST64_MAE']:.3f} | "
                      f"{'yes' if r['beats_PatchTST64'] else 'no'} | {profile_cell(r)} |")
     meta = {**header(), "model": args.model,
-            "protocol": f"L={args.lookback}, train [0, {TRAIN_END}), validation targets [{TRAIN_END}, {TEST_START}), "
-                        f"test [{TEST_START}-L, {TEST_END}), channel-independent, median forecast, z-scored with "
-                        "train stats",
-            "finetune": f"tsham finetune --steps {args.steps} --batch-size {args.batch_size} --lr {args.lr} "
-                        f"--horizons {' '.join(map(str, args.horizons))} --freeze {args.freeze} "
-                        f"(minutes cap {args.minutes})"
-                        + (f" --validation-steps {TEST_START - TRAIN_END} --val-every {args.val_every} "
-                           f"--patience {args.patience}" if args.validation else " (no validation split)")}
+            "protocol": f"L={args.lookback}, train [0, {TRAIN_END}), "
+                        + (f"validation targets [{TRAIN_END}, {TEST_START}), " if args.validation
+                           else "no validation, ")
+                        + f"test [{TEST_START}-L, {TEST_END}) every {args.stride} step(s), channel-independent, median "
+                        "forecast, z-scored with train stats",
+            "finetune": "; ".join(commands) + (f" (minutes cap {args.minutes})" if args.minutes is not None else "")}
     table = "\n".join(lines)
     print(table)
     write_results(results_name(args), meta, rows, table)
@@ -232,12 +265,16 @@ def profile_cell(row: dict) -> str:
 
 
 def results_name(args, kind: str = "") -> str:
-    """The results file's name: ``ltsf_etth`` (or the one dataset run), ``kind``, then the look-back, stride,
-    freeze and horizons where they are not the protocol's, so variants go beside the protocol's results, not over."""
+    """The results file's name: ``ltsf_etth`` (or the datasets run), ``kind``, then the look-back, stride, freeze,
+    horizons and validation where they are not the protocol's, then ``--tag``: variants go beside the protocol's
+    results, not over them."""
     datasets = "etth" if sorted(args.datasets) == ["etth1", "etth2"] else "-".join(args.datasets)
     return (f"ltsf_{datasets}{kind}" + ("" if args.lookback == LOOKBACK else f"_L{args.lookback}")
-            + ("" if args.stride == 1 else "_strided") + ("" if args.freeze == "none" else f"_freeze-{args.freeze}")
-            + ("" if sorted(args.horizons) == list(HORIZONS) else "_h" + "-".join(map(str, sorted(args.horizons)))))
+            + ("" if args.stride == 1 else f"_stride{args.stride}")
+            + ("" if getattr(args, "freeze", "none") == "none" else f"_freeze-{args.freeze}")
+            + ("" if sorted(args.horizons) == list(HORIZONS) else "_h" + "-".join(map(str, sorted(args.horizons))))
+            + ("" if getattr(args, "validation", True) else "_noval")
+            + (f"_{args.tag}" if getattr(args, "tag", None) else ""))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -54,5 +55,51 @@ def test_results_of_a_variant_go_beside_the_protocols_not_over_them():
                                horizons=list(HORIZONS))
     assert results_name(protocol) == "ltsf_etth"
     assert results_name(protocol, "_zero_shot") == "ltsf_etth_zero_shot"
-    variant = SimpleNamespace(datasets=["etth2"], lookback=2048, stride=24, freeze="stack", horizons=[336])
-    assert results_name(variant) == "ltsf_etth2_L2048_strided_freeze-stack_h336"
+    variant = SimpleNamespace(datasets=["etth2"], lookback=2048, stride=24, freeze="stack", horizons=[336],
+                              validation=False, tag="lr1e-5")
+    assert results_name(variant) == "ltsf_etth2_L2048_stride24_freeze-stack_h336_noval_lr1e-5"
+
+
+class Ramp(torch.nn.Module):
+    """Forecasts the continuation of a ramp (``x_t = t``): exact only where the targets follow the context."""
+
+    def __init__(self):
+        super().__init__()
+        self.windows = 0
+
+    def forward(self, context, horizon):
+        self.windows += len(context)
+        steps = context[:, -1:] + 1 + torch.arange(horizon, dtype=context.dtype)
+        return type("Forecast", (), {"median": steps[:, None]})()
+
+
+@pytest.mark.parametrize("lookback, horizon", [(512, 96), (2048, 720)])
+def test_score_forecasts_every_test_window_from_the_steps_just_before_it(lookback, horizon):
+    from tsham.experiments.ltsf import TEST_END, TEST_START, score
+
+    series = np.arange(TEST_END, dtype=np.float64)[:, None].repeat(2, 1)  # x_t = t on two channels
+    ramp = Ramp()
+    assert score(ramp, series, horizon, "cpu", lookback=lookback) == (0.0, 0.0)  # targets right after the context
+    assert ramp.windows == 2 * (TEST_END - TEST_START - horizon + 1)  # every window, first target at TEST_START
+    shifted = series.copy()
+    shifted[TEST_START] += 1  # the first target step: only a window that forecasts it sees the change
+    assert score(Ramp(), shifted, horizon, "cpu", lookback=lookback)[0] > 0
+
+
+def test_a_failed_finetune_stops_the_run_instead_of_scoring_an_older_model(monkeypatch, tmp_path):
+    from tsham.experiments import ltsf
+
+    monkeypatch.setattr(ltsf, "load_ett", lambda name: pd.DataFrame({"OT": np.zeros(3)}))
+    monkeypatch.setattr(ltsf, "cli", lambda argv: 2)  # `tsham finetune` reporting bad input
+    args = ltsf.build_parser().parse_args(["--datasets", "etth1", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="tsham finetune failed on etth1"):
+        ltsf.finetune("etth1", np.zeros((ltsf.TEST_START, 1), np.float32), args, tmp_path)
+
+
+def test_zero_shot_refuses_fine_tune_options():
+    from tsham.experiments import ltsf
+
+    parser = ltsf.build_parser()
+    args = parser.parse_args(["--zero-shot", "--lr", "1e-5"])
+    with pytest.raises(SystemExit):
+        ltsf.check_args(parser, args)
