@@ -158,3 +158,8 @@ def test_a_history_of_one_value_is_forecast_flat_at_it(pipeline):
     q = pipeline.predict([constant, single, varying], 5)
     assert (q[0] == 1000.0).all() and (q[1] == 7.5).all()  # the model's zero-input spread times 1000 was +-1600
     assert np.ptp(q[2]) > 0  # one different value: the model forecasts
+    counter = np.r_[np.full(260, 1e6), np.full(40, 1e6 + 1)]  # moved by 1e-6 of its level: flat at the middle
+    noisy = 1000.0 + 1e-3 * np.random.default_rng(0).standard_normal(300)
+    q = pipeline.predict([counter, noisy], 5)
+    assert (q[0] == np.float32(1e6 + 0.5)).all()  # the model's band was 994,000 to 1,000,000
+    assert np.ptp(q[1]) == 0 and abs(q[1][0, 0] - 1000.0) < 0.01

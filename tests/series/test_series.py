@@ -94,3 +94,13 @@ def test_windows_bad_input():
         sample_windows([np.ones((20, 1)), np.ones((20, 2))], 8, 2, 4, rng)
     with pytest.raises(ValueError, match="positive"):
         sample_windows([np.ones(20)], 8, 0, 1, rng)
+
+
+def test_flat_where_constant_takes_a_spread_under_the_scalers_floor_for_constant():
+    from tsham.series import flat_where_constant, observed_range
+
+    history = torch.tensor([[1e6, 1e6, 1e6 + 1], [1000.0, 1000.5, 1001.0], [5.0, 5.0, 5.0]]).T[None]  # (1, 3, 3)
+    forecast = torch.randn(1, 3, 9, 4)
+    flat = flat_where_constant(forecast, *observed_range(history))
+    assert (flat[0, 0] == 1e6 + 0.5).all() and (flat[0, 2] == 5.0).all()
+    torch.testing.assert_close(flat[0, 1], forecast[0, 1])  # a spread of 1e-3 of the level is a series

@@ -16,6 +16,9 @@ def observed_mask(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.where(observed, values, torch.zeros_like(values)), observed
 
 
+MIN_SCALE = 1e-5  # relative spread under which a channel counts as constant (scaler and flat forecasts alike)
+
+
 class InstanceScaler:
     """Per-series, per-channel standardisation on observed values only; invertible.
 
@@ -35,7 +38,7 @@ class InstanceScaler:
         >>> forecast = scaler.inverse(scaled_forecast, loc, scale)
     """
 
-    def __init__(self, min_scale: float = 1e-5):
+    def __init__(self, min_scale: float = MIN_SCALE):
         self.min_scale = min_scale
 
     def __call__(self, values: torch.Tensor, observed: torch.Tensor | None = None):
@@ -77,12 +80,18 @@ def observed_range(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return low, high
 
 
-def flat_where_constant(quantiles: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
-    """``quantiles [B, C, Q, H]`` with every channel whose observed history holds one value (``low == high``,
-    from :func:`observed_range`) forecast flat at that value, every quantile alike.
+def flat_where_constant(quantiles: torch.Tensor, low: torch.Tensor, high: torch.Tensor,
+                        rel: float = MIN_SCALE) -> torch.Tensor:
+    """``quantiles [B, C, Q, H]`` with every channel whose observed history is constant forecast flat, every
+    quantile alike, at the middle of its range: ``high - low <= rel * max(|low|, |high|)`` (``low``, ``high``
+    ``[B, C]`` from :func:`observed_range`; exactly one value, or a spread within :class:`InstanceScaler`'s relative
+    floor, e.g. a counter at 1e6 that moved by 1).
 
-    Why: the scaler maps a constant history to all zeros with scale ``|level|``, so the model's forecast is its
+    Why: the scaler maps such a history to (nearly) all zeros with scale ``|level|``, so the model's forecast is its
     prior spread for a featureless input times the level (a history of 1000s once came out as median 769 with a
-    band of +-1600); with nothing in the history to scale a spread by, the history's value is the forecast."""
-    flat = (low == high)[..., None, None]
-    return torch.where(flat, low[..., None, None].to(quantiles.dtype).expand_as(quantiles), quantiles)
+    band of +-1600; 1e6 that moved by 1, as median 996000 with a band of +-3000); with nothing in the history to
+    scale a spread by, the history's value is the forecast. Not caught: a level with a single rare spike whose
+    standard deviation, not range, falls under the floor."""
+    flat = ((high - low) <= rel * torch.maximum(low.abs(), high.abs()))[..., None, None]
+    middle = low + (high - low) / 2  # low == high: the value itself, exactly
+    return torch.where(flat, middle[..., None, None].to(quantiles.dtype).expand_as(quantiles), quantiles)
