@@ -166,3 +166,15 @@ def test_train_names_the_series_too_short_for_its_horizon(trained, capsys):
     gappy.assign(target=np.r_[np.arange(49.0), np.inf]).assign(timestamp=stamps[:50]).to_csv(args.input, index=False)
     with pytest.raises(ValueError, match="series 'g' contains inf"):
         _pool_from_args(args)
+
+
+def test_forecast_keeps_ids_that_look_like_numbers(tmp_path):
+    from tsham.cli import main
+
+    stamps = pd.date_range("2024-01-01", periods=60, freq="h")
+    pd.concat([pd.DataFrame({"id": name, "timestamp": stamps, "target": np.sin(np.arange(60) / 4)})
+               for name in ("007", "12")]).to_csv(tmp_path / "ids.csv", index=False)
+    assert main(["forecast", "--input", str(tmp_path / "ids.csv"), "--horizon", "2", "--output",
+                 str(tmp_path / "fc.csv")]) == 0
+    ids = pd.read_csv(tmp_path / "fc.csv", dtype={"id": str})["id"].unique().tolist()
+    assert sorted(ids) == ["007", "12"]  # read as numbers, "007" came out as 7

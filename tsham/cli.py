@@ -76,7 +76,7 @@ def cmd_forecast(args: argparse.Namespace) -> int:
         if path and not Path(path).resolve().parent.is_dir():
             raise FileNotFoundError(f"the folder of {path} does not exist")
     pipe = TshamPipeline.load(args.model)
-    df = long_frame(read_table(args.input), args.id_column, args.timestamp_column, args.target)
+    df = long_frame(read_table(args.input, args.id_column), args.id_column, args.timestamp_column, args.target)
     out = pipe.predict_df(df, args.horizon, args.id_column, args.timestamp_column, args.target, freq=args.freq)
     out.to_csv(args.output, index=False)
     print(f"wrote {len(out)} rows ({out[args.id_column].nunique()} series x {args.horizon} steps) to {args.output}")
@@ -116,7 +116,7 @@ def _pool_from_args(args: argparse.Namespace):
 
     pool = [PoolSeries.from_synthetic(s) for s in synthetic_mix(args.synthetic, args.series_length, args.seed)]
     if args.input:
-        df = long_frame(read_table(args.input), args.id_column, args.timestamp_column, args.target)
+        df = long_frame(read_table(args.input, args.id_column), args.id_column, args.timestamp_column, args.target)
         groups = long_series(df, args.id_column, args.timestamp_column, args.target)
         for item, g in groups:  # what forecast refuses, training must not take in silently
             if np.isinf(g[args.target]).any():

@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
+def read_table(path: str | Path, id_column: str | None = None) -> pd.DataFrame:
     """CSV or parquet by extension; or, for the name of a wheel-embedded dataset (``sm_co2`` ...), that dataset
-    in long format (id = column name, timestamp, target)."""
+    in long format (id = column name, timestamp, target). A CSV's ``id_column`` is read as text, so that an id
+    such as ``007`` keeps its zeros (and does not depend on what the other ids look like)."""
     from tsham.datasets import WHEEL_SETS, load
 
     path = Path(path)
@@ -26,7 +27,8 @@ def read_table(path: str | Path) -> pd.DataFrame:
             return pd.read_parquet(path)
         except ImportError as err:
             raise ValueError(f"reading {path} needs a parquet engine (pip install pyarrow): {err}") from None
-    return pd.read_csv(path)
+    header = pd.read_csv(path, nrows=0).columns
+    return pd.read_csv(path, dtype={id_column: str} if id_column in header else None)
 
 
 def long_frame(df: pd.DataFrame, id_column: str, timestamp_column: str, target: str) -> pd.DataFrame:
@@ -57,6 +59,12 @@ def long_series(df: pd.DataFrame, id_column: str, timestamp_column: str, target:
             raise ValueError(f"{int(df[column].isna().sum())} rows have no {what} in column {column!r} (the first "
                              f"is row {df.index[df[column].isna()][0]}); every row needs one")
     stamps = df[timestamp_column]
+    if pd.api.types.is_float_dtype(stamps):  # time steps read as floats (a CSV column with a blank, say)
+        if not np.isfinite(stamps).all() or (stamps % 1 != 0).any():
+            raise ValueError(f"column {timestamp_column!r} holds numbers that are not whole time steps (e.g. "
+                             f"{stamps[stamps % 1 != 0].iloc[0] if (stamps % 1 != 0).any() else 'inf'}); give dates "
+                             "or integer steps")
+        stamps = stamps.astype(np.int64)
     if not pd.api.types.is_integer_dtype(stamps):
         try:
             stamps = pd.to_datetime(stamps)
@@ -72,7 +80,7 @@ def long_series(df: pd.DataFrame, id_column: str, timestamp_column: str, target:
                              f"{df[id_column][row]!r}), not a number (leave a missing value empty)")
         values[column] = numbers.astype(np.float32)
     df = df.assign(**{timestamp_column: stamps, **values}).sort_values([id_column, timestamp_column], kind="stable")
-    groups = list(df.groupby(id_column, sort=False))
+    groups = list(df.groupby(id_column, sort=False, observed=True))  # a categorical id's unused levels: no series
     for item, g in groups:
         repeated = g[timestamp_column].duplicated()
         if repeated.any():
@@ -87,7 +95,17 @@ def future_stamps(stamps: pd.Series, horizon: int, freq: str | None, item: objec
     history must be regular at it), or integer steps continuing the history's constant step."""
     if pd.api.types.is_integer_dtype(stamps):
         gaps = np.unique(np.diff(stamps.to_numpy()))
-        step = int(freq) if freq else (int(gaps[0]) if len(gaps) == 1 else 1 if len(stamps) == 1 else None)
+        if freq is not None:
+            try:
+                step = int(freq)
+            except (TypeError, ValueError):
+                raise ValueError(f"series {item!r} has integer time steps, so freq must be a whole step (e.g. 1); "
+                                 f"got {freq!r}") from None
+            if len(gaps) and (gaps != step).any():
+                raise ValueError(f"series {item!r}: its integer time steps are not regular at freq {step} (gaps "
+                                 f"{gaps[:3].tolist()} ...); fill missing steps with empty rows")
+        else:
+            step = int(gaps[0]) if len(gaps) == 1 else 1 if len(stamps) == 1 else None
         if step is None:
             raise ValueError(f"series {item!r}: its integer time steps are not evenly spaced ({gaps[:3].tolist()} "
                              f"...); fill missing steps with empty rows or pass freq= (the step)")

@@ -49,6 +49,14 @@ def test_evaluate_model_works_unchanged(predictor):
     assert values.shape == (2,) and np.isfinite(values).all() and (values > 0).all()
 
 
+def test_a_bad_entry_is_named_by_its_place_in_the_dataset(predictor):
+    entries = [{"target": np.sin(np.arange(80.0)), "start": pd.Period("2024-01-01", freq="h")} for _ in range(7)]
+    entries[5]["target"] = np.full(80, np.nan)
+    small = TshamPredictor(predictor.pipeline, 12, batch_size=2)  # entry 5 is the second of the third batch
+    with pytest.raises(ValueError, match="series '#5' is empty or all NaN"):
+        list(small.predict(entries))
+
+
 def test_multivariate_entries_are_refused_with_a_hint(predictor):
     data = [{"target": np.ones((2, 50)), "start": pd.Period("2024-01-01", freq="h")}]
     with pytest.raises(ValueError, match="split per channel"):

@@ -140,6 +140,17 @@ def test_predict_df_names_bad_ids_timestamps_and_values(pipeline):
     assert steps["timestamp"].tolist() == [160, 162, 164]
     mdy = good.assign(timestamp=stamps.strftime("%m/%d/%Y %H:%M"))  # sorted as dates, not as text
     np.testing.assert_allclose(pipeline.predict_df(mdy, 3)["0.5"], pipeline.predict_df(good, 3)["0.5"])
+    floats = pipeline.predict_df(good.assign(timestamp=np.arange(2000.0, 2030.0)), 2)  # whole floats: steps
+    assert floats["timestamp"].tolist() == [2030, 2031]  # they were read as nanoseconds after 1970
+    with pytest.raises(ValueError, match="not whole time steps"):
+        pipeline.predict_df(good.assign(timestamp=np.arange(30) / 2), 2)
+    with pytest.raises(ValueError, match="not regular at freq 1"):  # a gap in integer steps at a given step
+        pipeline.predict_df(good.assign(timestamp=np.r_[0:10, 12:32]), 2, freq="1")
+    with pytest.raises(ValueError, match="freq must be a whole step"):
+        pipeline.predict_df(good.assign(timestamp=np.arange(30)), 2, freq="D")
+    two = pd.concat([good, good.assign(id="b")]).astype({"id": "category"})
+    only_a = pipeline.predict_df(two[two["id"] == "a"], 2)  # "b" is an unused category: no series
+    assert only_a["id"].astype(str).unique().tolist() == ["a"]
 
 
 def test_future_df_must_carry_the_forecast_timestamps(pipeline):
@@ -150,6 +161,8 @@ def test_future_df_must_carry_the_forecast_timestamps(pipeline):
         pipeline.predict_df(df, 3, future_covariates=["promo"], future_df=wrong)
     right = wrong.assign(timestamp=pd.date_range(stamps[-1] + pd.Timedelta(days=1), periods=3, freq="D"))
     assert len(pipeline.predict_df(df, 3, future_covariates=["promo"], future_df=right)) == 3
+    with pytest.raises(ValueError, match="no future_covariates name its columns"):  # dropped without a word before
+        pipeline.predict_df(df, 3, future_df=right)
 
 
 def test_a_history_of_one_value_is_forecast_flat_at_it(pipeline):

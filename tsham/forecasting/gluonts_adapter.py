@@ -33,7 +33,8 @@ class TshamPredictor(Predictor):
     channel first, as GIFT-Eval's ``to_univariate`` does) as :class:`QuantileForecast` objects, in batches.
 
     Args:
-        pipeline: a :class:`TshamPipeline`. prediction_length: forecast steps. batch_size: series per forward.
+        pipeline: a :class:`TshamPipeline`. prediction_length: forecast steps. batch_size: entries gathered per
+            call to the pipeline (which forwards its own ``batch_size`` series at a time).
     """
 
     def __init__(self, pipeline: TshamPipeline, prediction_length: int, batch_size: int = 64):
@@ -43,21 +44,23 @@ class TshamPredictor(Predictor):
     def predict(self, dataset: Dataset, **kwargs) -> Iterator[QuantileForecast]:
         keys = [str(q) for q in self.pipeline.quantiles]
         batch: list[dict] = []
+        first = 0  # the dataset position of the batch's first entry
         for entry in dataset:
             batch.append(entry)
             if len(batch) == self.batch_size:
-                yield from self._forecast(batch, keys)
-                batch = []
+                yield from self._forecast(batch, keys, first)
+                batch, first = [], first + len(batch)
         if batch:
-            yield from self._forecast(batch, keys)
+            yield from self._forecast(batch, keys, first)
 
-    def _forecast(self, entries: list[dict], keys: list[str]) -> Iterator[QuantileForecast]:
+    def _forecast(self, entries: list[dict], keys: list[str], first: int = 0) -> Iterator[QuantileForecast]:
         targets = [np.asarray(e["target"], dtype=np.float32) for e in entries]
         if any(t.ndim != 1 for t in targets):
             raise ValueError("TshamPredictor: multivariate entries must be split per channel first "
                              "(gluonts.dataset.split / to_univariate); got a target with shape "
                              f"{next(t.shape for t in targets if t.ndim != 1)}")
-        names = [e.get("item_id", f"#{i}") for i, e in enumerate(entries)]  # what an error calls a bad series
+        # what an error calls a bad series: its item_id, else its position in the dataset
+        names = [e.get("item_id", f"#{first + i}") for i, e in enumerate(entries)]
         quantiles = self.pipeline._predict(targets, self.prediction_length, names=names)  # (B, Q, H)
         for entry, q in zip(entries, quantiles, strict=True):
             yield QuantileForecast(q, start_date=_start_of_forecast(entry), forecast_keys=keys,

@@ -254,6 +254,9 @@ class TshamPipeline:
         self._check_horizon(horizon)
         if future_covariates and future_df is None:
             raise ValueError("predict_df: future_covariates need future_df with their values over the horizon")
+        if future_df is not None and not future_covariates:
+            raise ValueError("predict_df: future_df is given but no future_covariates name its columns; pass "
+                             "future_covariates=[...] (nothing is inferred from the extra columns)")
         groups = long_series(df, id_column, timestamp_column, target, [*past_covariates, *future_covariates])
         stamps = [future_stamps(g[timestamp_column], horizon, freq, item) for item, g in groups]
         futures = self._future_rows(future_df, groups, stamps, id_column, timestamp_column, list(future_covariates))
