@@ -109,9 +109,15 @@ def test_stream_from_stdin_resumes_from_its_state(trained):
     assert {"origin", "timestamp", "0.5", "predictions"} <= set(fc.columns)
     assert (pd.to_datetime(fc["timestamp"]) > pd.to_datetime(fc["origin"])).all()
     assert (trained / "streams" / "0" / "stream.safetensors").is_file()
-    out = stream(rest)  # resumes: the count of observations per series continues from 150
+    out = stream(rows)  # the whole file again (`tail -n +1 -f`): the rows read before are skipped
     assert out.returncode == 0, out.stderr[-2000:]
-    assert len(pd.read_csv(io.StringIO(out.stdout))) == 2 * 1 * 5  # at 200 observations each
+    assert "skipped 300 rows read before" in out.stderr
+    resumed = pd.read_csv(io.StringIO(out.stdout))
+    assert len(resumed) == 2 * 1 * 5  # resumed: the count of observations per series continued from 150 to 200
+    whole = subprocess.run([sys.executable, "-m", "tsham.cli", "stream", "--model", "run/model", "--horizon", "5",
+                            "--every", "50"], input=rows.to_csv(index=False), capture_output=True, text=True,
+                           cwd=trained, timeout=600)
+    np.testing.assert_allclose(resumed["0.5"], pd.read_csv(io.StringIO(whole.stdout))["0.5"].iloc[-10:], rtol=1e-5)
     bad = subprocess.run([sys.executable, "-m", "tsham.cli", "stream", "--model", "run/model", "--horizon", "5"],
                          input="timestamp,value\n2024-01-01,1\n", capture_output=True, text=True, cwd=trained)
     assert bad.returncode != 0 and "target" in bad.stderr
@@ -136,7 +142,17 @@ def test_stream_state_folders_never_collide_and_are_saved_when_a_row_is_bad(trai
     back = subprocess.run([sys.executable, "-m", "tsham.cli", "stream", "--model", "run/model", "--horizon", "2",
                            "--state", "collide"], input="id,timestamp,target\na/b,2024-01-01 02:00,1\n",
                           capture_output=True, text=True, cwd=trained, timeout=600)
-    assert back.returncode == 2 and "goes back in time" in back.stderr  # it resumed a/b's own last timestamp
+    assert back.returncode == 0 and "skipped 1 rows read before" in back.stderr  # a/b's own last timestamp
+    late = "id,timestamp,target\nq,2024-01-01 03:00,1\nq,2024-01-01 02:00,1\n"
+    back = subprocess.run([sys.executable, "-m", "tsham.cli", "stream", "--model", "run/model", "--horizon", "2"],
+                          input=late, capture_output=True, text=True, cwd=trained, timeout=600)
+    assert back.returncode == 2 and "goes back in time" in back.stderr
+    gap = "id,timestamp,target\nq,2024-01-01 00:00,1\nq,2024-01-01 02:00,1\n"
+    back = subprocess.run([sys.executable, "-m", "tsham.cli", "stream", "--model", "run/model", "--horizon", "2",
+                           "--freq", "h"], input=gap, capture_output=True, text=True, cwd=trained, timeout=600)
+    assert back.returncode == 2 and "jumps from 2024-01-01 00:00:00 to 2024-01-01 02:00:00" in back.stderr
+    long = tsham("stream", "--model", "run/model", "--horizon", "100000", cwd=trained)
+    assert long.returncode == 2 and "longer than the model forecasts" in long.stderr
     zero = tsham("stream", "--model", "run/model", "--horizon", "2", "--every", "0", cwd=trained)
     assert zero.returncode == 2 and "must be a whole number >= 1" in zero.stderr
 

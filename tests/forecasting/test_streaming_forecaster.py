@@ -165,3 +165,33 @@ def test_a_state_resumes_with_a_config_built_in_code_and_not_with_another_prior(
     np.testing.assert_array_equal(resumed.forecast(H), stream.forecast(H))
     with pytest.raises(ValueError, match="another model configuration"):  # the prior is part of the model
         StreamingForecaster.load(tmp_path / "s", tiny_model(False, prior=True))
+
+
+def test_a_stream_shares_its_model_and_never_moves_it():
+    from tsham.config import TshamConfig
+    from tsham.model import TshamModel
+
+    config = TshamConfig.small(d_model=16, patch_length=4, n_layers=1, num_heads=2, head_dim=8)
+    model = TshamModel(config)
+    assert StreamingForecaster(model).device == torch.device("cpu")  # the model's own device by default
+    with pytest.raises(ValueError, match="move the model first"):
+        StreamingForecaster(model, device="meta")
+    assert next(model.parameters()).device == torch.device("cpu")  # it used to be moved under its pipeline
+    stream = StreamingForecaster(model, num_future_covariates=1)
+    stream.update(np.ones((1, 1), np.float32), future_covariates=np.zeros((1, 1), np.float32))
+    with pytest.raises(ValueError, match="future_covariates contains inf"):
+        stream.forecast(2, future_covariates=np.full((1, 2, 1), np.inf))
+
+
+def test_the_stream_command_delays_an_interrupt_until_the_row_is_applied():
+    from tsham.forecasting.stream_cli import _Guard
+
+    guard = _Guard()
+    with pytest.raises(KeyboardInterrupt):
+        guard.handle(2, None)  # waiting for input: at once
+    applied = []
+    with pytest.raises(KeyboardInterrupt):
+        with guard:
+            guard.handle(2, None)  # mid-row: noted, not raised
+            applied.append("row")
+    assert applied == ["row"] and not guard.busy

@@ -5,7 +5,11 @@ Input: a header line, then one row per (series, step) in time order per series: 
 ``--every`` observations of a series, its forecast for the next ``--horizon`` steps is written: ``id``,
 ``origin`` (last observed timestamp), ``timestamp``, one column per quantile, ``predictions`` (the median).
 With ``--state DIR`` each series' stream resumes from ``DIR/<id>`` (percent-encoded) and is saved there when the
-input ends, on an error, and on Ctrl-C or SIGTERM.
+input ends, on an error, and on Ctrl-C or SIGTERM (an interrupt lands between rows, never inside an update). A
+resumed series skips the rows at or before its saved last timestamp, so the same file can be replayed. With
+``--freq`` every step must follow the previous one at that frequency (missing steps are rows with an empty
+target); without it the step is the difference of the last two timestamps, which suits fixed-length steps
+(hours, days), not calendar months or years.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ class _Series:
 
     def __init__(self, stream: StreamingForecaster, since: int = 0, stamps: list | None = None):
         self.stream, self.since, self.stamps = stream, since, stamps or []
+        self.resumed_at = self.stamps[-1] if self.stamps else None  # rows up to here were read by an earlier run
 
     @classmethod
     def open(cls, folder: Path | None, pipe: TshamPipeline, layout: tuple[int, int]) -> _Series:
@@ -67,12 +72,17 @@ def run_stream(args) -> int:
     With ``--state`` every stream is saved when the input ends, on an error and on Ctrl-C or SIGTERM."""
     pipe = TshamPipeline.load(args.model)
     quantiles = pipe.quantiles
+    if args.horizon > pipe.model.config.max_horizon:  # before any row is read (and saved as read)
+        raise ValueError(f"--horizon {args.horizon} is longer than the model forecasts "
+                         f"({pipe.model.config.max_horizon})")
+    freq = pd.tseries.frequencies.to_offset(args.freq) if args.freq else None
     source = sys.stdin if args.input == "-" else open(args.input, newline="")  # noqa: SIM115 - closed below
     sink = sys.stdout if args.output == "-" else open(args.output, "w", newline="")  # noqa: SIM115
     series: dict[str, _Series] = {}
     state_dir = Path(args.state) if args.state else None
-    rows_read = 0
-    previous = signal.signal(signal.SIGTERM, _interrupt)  # `kill` ends a `tail -f | tsham stream` like Ctrl-C
+    rows_read = skipped = 0
+    guard = _Guard()  # Ctrl-C and `kill` (which ends a `tail -f | tsham stream` alike) wait for the row under way
+    previous = {sig: signal.signal(sig, guard.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         reader = csv.DictReader(source)
         needed = [args.timestamp_column, args.target, *args.past_covariates, *args.flags]
@@ -88,19 +98,25 @@ def run_stream(args) -> int:
                                             (len(args.past_covariates), len(args.flags)))
             s = series[item]
             stamp = _timestamp(row[args.timestamp_column], args.timestamp_column, line)
+            if s.resumed_at is not None and stamp <= s.resumed_at:  # a replay of rows an earlier run read
+                skipped += 1
+                continue
             if s.stamps and stamp <= s.stamps[-1]:
                 raise ValueError(f"line {line}: series {item!r} goes back in time ({stamp} after {s.stamps[-1]}); "
                                  "give each series' rows in time order, once each")
+            if freq is not None and s.stamps and stamp != s.stamps[-1] + freq:
+                raise ValueError(f"line {line}: series {item!r} jumps from {s.stamps[-1]} to {stamp}, not one step "
+                                 f"of --freq {args.freq}; give missing steps as rows with an empty target")
             target, past, flags = (np.array([[_number(row[c], c, line) for c in cols]], np.float32) if cols else None
                                    for cols in ([args.target], args.past_covariates, args.flags))
-            s.stream.update(target, past, None, flags)
-            rows_read += 1
-            s.stamps = [*s.stamps, stamp][-2:]
-            s.since += 1
+            with guard:  # the stream and its bookkeeping change together, or not at all
+                s.stream.update(target, past, None, flags)
+                rows_read += 1
+                s.stamps = [*s.stamps, stamp][-2:]
+                s.since += 1
             if s.since < args.every:
                 continue
-            step = pd.tseries.frequencies.to_offset(args.freq) if args.freq else (
-                s.stamps[-1] - s.stamps[-2] if len(s.stamps) == 2 else None)
+            step = freq if freq is not None else (s.stamps[-1] - s.stamps[-2] if len(s.stamps) == 2 else None)
             observed = bool((s.stream.low <= s.stream.high).all())  # a target value seen so far
             if step is None or not observed:  # its first row without --freq, or nothing observed yet: wait
                 continue
@@ -112,7 +128,7 @@ def run_stream(args) -> int:
                 writer.writerow([item, s.stamps[-1], when, *(f"{v:.6g}" for v in q[:, i]), f"{median[i]:.6g}"])
             sink.flush()
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        guard.busy = True  # a second signal waits for the saves below instead of cutting one short
         if source is not sys.stdin:
             source.close()
         if sink is not sys.stdout:
@@ -120,12 +136,33 @@ def run_stream(args) -> int:
         if state_dir:  # also after an error or an interrupt: what was read is not lost
             for item, s in series.items():
                 s.save(state_folder(state_dir, item))
-    print(f"streamed {rows_read} rows of {len(series)} series", file=sys.stderr)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print(f"streamed {rows_read} rows of {len(series)} series" + (f" (skipped {skipped} rows read before)"
+                                                                  if skipped else ""), file=sys.stderr)
     return 0
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
+class _Guard:
+    """Delays Ctrl-C / SIGTERM while a row is being applied (``with guard:``), so an interrupt never saves a
+    stream whose layers stepped only part way; outside, e.g. while waiting on stdin, it interrupts at once."""
+
+    def __init__(self):
+        self.busy, self.pending = False, False
+
+    def handle(self, signum, frame):
+        if self.busy:
+            self.pending = True
+        else:
+            raise KeyboardInterrupt
+
+    def __enter__(self):
+        self.busy = True
+
+    def __exit__(self, *exc):
+        self.busy = False
+        if self.pending and exc[0] is None:
+            raise KeyboardInterrupt
 
 
 def _timestamp(text: str, column: str, line: int) -> pd.Timestamp:

@@ -1,12 +1,14 @@
-"""StreamingForecaster: feed observations as they arrive, ask for a forecast at any step, at constant cost.
+"""StreamingForecaster: feed observations as they arrive, ask for a forecast at any step, at bounded cost.
 
 A stream cuts patches from its first step (``align="start"``) and freezes its instance scaling after a
 warm-up of ``warmup`` steps. Its forecasts equal the batch forecast on the same history,
-``model(history, horizon, align="start", scale_steps=min(T, warmup))``, to float tolerance. Cost per update
-does not grow with the history: each complete patch is one recurrent step of the HAM stack; a forecast runs
-the partial last patch and the future patches from a copy of the state. Memory is the recurrent state plus
-the scratchpad (bounded by the routers' ``cap`` when set) plus at most one patch of pending steps, plus the
-last targets a seasonal prior reads (``config.prior.span`` steps, when the model has one).
+``model(history, horizon, align="start", scale_steps=min(T, warmup))``, to float tolerance. Each complete patch
+is one recurrent step of the HAM stack; a forecast runs the partial last patch and the future patches from a
+copy of the state. Memory is the recurrent state plus the scratchpad plus at most one patch of pending steps,
+plus the last targets a seasonal prior reads (``config.prior.span`` steps, when the model has one). The
+scratchpad grows with what the routers keep, about their target fraction of the patches, unless their ``cap``
+is set (the shipped model sets none): so the cost of an update and of a forecast stays flat only up to that
+growth, constant with a cap.
 """
 
 from __future__ import annotations
@@ -38,8 +40,10 @@ class StreamingForecaster:
         num_streams: series updated together (one row each per update).
         num_targets, num_past_covariates, num_future_covariates, num_flags: channels of every update.
         warmup: steps after which the scaling freezes (default: 4 patches). Until then each forecast
-            recomputes over the few stored steps; afterwards updates are O(1).
-        device: where the state lives.
+            recomputes over the few stored steps; afterwards an update is one recurrent step per patch (its cost
+            grows only with the scratchpad).
+        device: where the state lives (default: where the model is). The model is shared, not copied: a model
+            elsewhere is an error rather than moved under its other users (a pipeline, say).
 
     Examples::
         >>> stream = StreamingForecaster(TshamPipeline.load().model)
@@ -51,14 +55,22 @@ class StreamingForecaster:
 
     def __init__(self, model: TshamModel, num_streams: int = 1, num_targets: int = 1, num_past_covariates: int = 0,
                  num_future_covariates: int = 0, num_flags: int = 0, warmup: int | None = None,
-                 device: str | torch.device = "cpu"):
+                 device: str | torch.device | None = None):
         P = model.config.patch.patch_length
         warmup = 4 * P if warmup is None else warmup
         if min(num_streams, num_targets) < 1 or min(num_past_covariates, num_future_covariates, num_flags) < 0:
             raise ValueError("StreamingForecaster: need >= 1 stream and target, and no negative channel counts")
         if warmup < 1:
             raise ValueError(f"StreamingForecaster: warmup must be >= 1 step; got {warmup}")
-        self.model, self.device, self.P, self.warmup = model.to(device).eval(), torch.device(device), P, warmup
+        where = next(model.parameters()).device
+        device = where if device is None else torch.device(device)
+        if device.type == where.type and device.index in (None, where.index):  # "cuda" means the model's cuda:N
+            device = where
+        if device != where:
+            raise ValueError(f"StreamingForecaster: the model is on {where}, the stream asked for {device}; move the "
+                             f"model first (model.to({str(device)!r})): it is shared, and moving it here would move "
+                             "it under its other users")
+        self.model, self.device, self.P, self.warmup = model.eval(), device, P, warmup
         self.layout = (num_targets, num_past_covariates, num_future_covariates, num_flags)
         self.num_streams = num_streams
         roles = ([ChannelRole.TARGET] * num_targets + [ChannelRole.PAST_COVARIATE] * num_past_covariates
@@ -231,6 +243,8 @@ class StreamingForecaster:
             want = f"[S={shape[0]}, C={shape[2]}] or [S, n, C]" if shape[1] is None else \
                 f"[S={shape[0]}, n={shape[1]}, C={shape[2]}]"
             raise ValueError(f"{name} must be {want}; got {tuple(x.shape)}")
+        if torch.isinf(x).any():
+            raise ValueError(f"{name} contains inf; use NaN for missing values")
         return x
 
     # -- persistence ------------------------------------------------------------------------------------------
@@ -261,8 +275,10 @@ class StreamingForecaster:
         return path
 
     @classmethod
-    def load(cls, path: str | Path, model: TshamModel, device: str | torch.device = "cpu") -> StreamingForecaster:
-        """Resumes a stream saved by :meth:`save` with the same model; forecasts continue identically."""
+    def load(cls, path: str | Path, model: TshamModel, device: str | torch.device | None = None
+             ) -> StreamingForecaster:
+        """Resumes a stream saved by :meth:`save` with the same model (on ``device``, default the model's: see the
+        constructor); forecasts continue identically."""
         path = Path(path)
         for name in ("stream.json", "stream.safetensors"):
             if not (path / name).is_file():
