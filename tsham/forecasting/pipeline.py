@@ -146,7 +146,9 @@ class TshamPipeline:
         """Sets the scratchpad budget: every router's threshold is calibrated so that ``fraction`` of the patch
         tokens of ``context`` (series like :meth:`predict`'s, e.g. the histories about to be forecast; only
         their past is read) enter the scratchpad. Fraction 0 makes every layer a pure Gated DeltaNet, 1 full
-        attention; those need no context.
+        attention; those need no context. The tokens are those of the model's fixed window, as :meth:`predict`
+        forms it: a series shorter than ``context_length`` is left-padded, and its padding tokens (which route
+        little) count too, so on short series the fraction of their own tokens routed is higher.
 
         Returns:
             the threshold per router. Undo by reloading the pipeline.
@@ -165,7 +167,8 @@ class TshamPipeline:
 
     @torch.no_grad()
     def kv_fraction(self, context: Sequence[np.ndarray], horizon: int = 64) -> float:
-        """The realised scratchpad fraction (patch tokens routed, averaged over layers and heads) on ``context``."""
+        """The realised scratchpad fraction (patch tokens routed, averaged over layers and heads) on ``context``,
+        over the model's padded window as :meth:`set_kv_budget` counts it."""
         series = as_series(context, "kv_fraction: context")
         self._check_targets(series)
         fractions = []
