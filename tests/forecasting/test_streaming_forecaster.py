@@ -83,6 +83,25 @@ def test_resumed_stream_continues_identically(tmp_path):
     np.testing.assert_array_equal(a.forecast(H), b.forecast(H))
 
 
+def test_a_save_is_swapped_in_whole_and_a_cut_one_resumes_the_previous_state(tmp_path):
+    model = tiny_model(False)
+    target = torch.randn(S, 40, 1)
+    stream = StreamingForecaster(model, S, 1, warmup=WARMUP)
+    stream.update(target[:, :20])
+    expected = stream.forecast(H)
+    stream.save(tmp_path / "s", extra={"mine.json": {"since": 3}})
+    stream.update(target[:, 20:])
+    stream.save(tmp_path / "s")  # over the first: nothing of the swap is left beside it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s"] and not (tmp_path / "s" / "mine.json").exists()
+    (tmp_path / "s").rename(tmp_path / "s#old")  # a save cut after moving the previous state aside
+    assert StreamingForecaster.load(tmp_path / "s", model).steps == 40
+    first = StreamingForecaster(model, S, 1, warmup=WARMUP)
+    first.update(target[:, :20])
+    first.save(tmp_path / "t", extra={"mine.json": {"since": 3}})
+    assert (tmp_path / "t" / "mine.json").read_text() == '{"since": 3}'
+    np.testing.assert_array_equal(StreamingForecaster.load(tmp_path / "t", model).forecast(H), expected)
+
+
 def test_bad_input_is_named(tmp_path):
     model = tiny_model(False)
     stream = StreamingForecaster(model, S, 1, num_future_covariates=1, warmup=WARMUP)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import signal
 import sys
 from pathlib import Path
@@ -27,7 +26,7 @@ import pandas as pd
 
 from tsham.checkpoint import read_json
 from tsham.forecasting.pipeline import TshamPipeline
-from tsham.forecasting.streaming import StreamingForecaster
+from tsham.forecasting.streaming import StreamingForecaster, resume_folder
 
 
 def _number(text: str, column: str, line: int) -> float:
@@ -55,16 +54,23 @@ class _Series:
         self.resumed_at = self.stamps[-1] if self.stamps else None  # rows up to here were read by an earlier run
 
     @classmethod
-    def open(cls, folder: Path | None, pipe: TshamPipeline, layout: tuple[int, int]) -> _Series:
+    def open(cls, folder: Path | None, pipe: TshamPipeline, columns: dict[str, list[str]]) -> _Series:
+        """A new stream, or the one saved in ``folder``; ``columns`` (target, past covariates, flags by name)
+        must be the ones it was saved with."""
+        layout = (len(columns["past_covariates"]), len(columns["flags"]))
+        folder = resume_folder(folder) if folder is not None else None
         if folder is None or not folder.is_dir():
             return cls(StreamingForecaster(pipe.model, 1, 1, layout[0], 0, layout[1]))
         cli = read_json(folder / "cli.json") if (folder / "cli.json").is_file() else {}
+        if cli.get("columns", columns) != columns:  # older states did not record them
+            raise ValueError(f"the stream saved in {folder} reads the columns {cli['columns']}; this run gives "
+                             f"{columns}: resume it with the same --target, --past-covariates and --flags")
         return cls(StreamingForecaster.load(folder, pipe.model), cli.get("since", 0),
                    [pd.Timestamp(t) for t in cli.get("stamps", [])])
 
-    def save(self, folder: Path) -> None:
-        self.stream.save(folder)
-        (folder / "cli.json").write_text(json.dumps({"since": self.since, "stamps": [str(t) for t in self.stamps]}))
+    def save(self, folder: Path, columns: dict[str, list[str]]) -> None:
+        cli = {"since": self.since, "stamps": [str(t) for t in self.stamps], "columns": columns}
+        self.stream.save(folder, extra={"cli.json": cli})  # one folder, swapped in whole
 
 
 def run_stream(args) -> int:
@@ -76,6 +82,7 @@ def run_stream(args) -> int:
         raise ValueError(f"--horizon {args.horizon} is longer than the model forecasts "
                          f"({pipe.model.config.max_horizon})")
     freq = pd.tseries.frequencies.to_offset(args.freq) if args.freq else None
+    columns = {"target": [args.target], "past_covariates": list(args.past_covariates), "flags": list(args.flags)}
     source = sys.stdin if args.input == "-" else open(args.input, newline="")  # noqa: SIM115 - closed below
     sink = sys.stdout if args.output == "-" else open(args.output, "w", newline="")  # noqa: SIM115
     series: dict[str, _Series] = {}
@@ -94,8 +101,7 @@ def run_stream(args) -> int:
         for line, row in enumerate(reader, start=2):
             item = row.get(args.id_column) or "series"
             if item not in series:
-                series[item] = _Series.open(state_folder(state_dir, item) if state_dir else None, pipe,
-                                            (len(args.past_covariates), len(args.flags)))
+                series[item] = _Series.open(state_folder(state_dir, item) if state_dir else None, pipe, columns)
             s = series[item]
             stamp = _timestamp(row[args.timestamp_column], args.timestamp_column, line)
             if s.resumed_at is not None and stamp <= s.resumed_at:  # a replay of rows an earlier run read
@@ -135,7 +141,7 @@ def run_stream(args) -> int:
             sink.close()
         if state_dir:  # also after an error or an interrupt: what was read is not lost
             for item, s in series.items():
-                s.save(state_folder(state_dir, item))
+                s.save(state_folder(state_dir, item), columns)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     print(f"streamed {rows_read} rows of {len(series)} series" + (f" (skipped {skipped} rows read before)"

@@ -16,6 +16,8 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +32,15 @@ from tsham.patch import ChannelRole
 from tsham.series import flat_where_constant, observed_range
 
 STATE_VERSION = 1
+
+
+def resume_folder(path: str | Path) -> Path:
+    """The folder a stream saved at ``path`` resumes from: ``path``, or ``path#old`` where a save was cut in the
+    moment between moving the previous state aside and putting the new one in place (:meth:`StreamingForecaster
+    .save`; ``#`` never occurs in a ``tsham stream`` series folder, whose ids are percent-encoded)."""
+    path = Path(path)
+    old = path.with_name(path.name + "#old")
+    return old if not path.exists() and old.is_dir() else path
 
 
 class StreamingForecaster:
@@ -256,10 +267,27 @@ class StreamingForecaster:
             tensors += list(state.tensors().values())
         return sum(t.numel() * t.element_size() for t in tensors)
 
-    def save(self, path: str | Path) -> Path:
-        """Writes the stream to ``path/stream.safetensors`` + ``path/stream.json`` (no pickle)."""
+    def save(self, path: str | Path, extra: dict[str, dict] | None = None) -> Path:
+        """Writes the stream to ``path/stream.safetensors`` + ``path/stream.json`` (no pickle), and each
+        ``extra`` entry ``{file name: dict}`` as JSON beside them (e.g. a caller's own bookkeeping).
+
+        The folder is written whole, then swapped in: a save cut short (a crash, a second signal) leaves the
+        previous state, as ``path#old`` for the moment of the swap, which :meth:`load` then resumes from."""
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
+        fresh, old = path.with_name(path.name + "#saving"), path.with_name(path.name + "#old")
+        shutil.rmtree(fresh, ignore_errors=True)
+        fresh.mkdir(parents=True)
+        self._write(fresh)
+        for name, content in (extra or {}).items():
+            (fresh / name).write_text(json.dumps(content))
+        if path.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+        os.replace(fresh, path)
+        shutil.rmtree(old, ignore_errors=True)
+        return path
+
+    def _write(self, path: Path) -> None:
         tensors = {"raw": self.raw, "pending": self.pending, "history": self.history, "low": self.low,
                    "high": self.high}
         if self.loc is not None:
@@ -272,14 +300,13 @@ class StreamingForecaster:
             meta["layers"].append({"offset": state.offset, "window": state.window, "sinks": state.sinks})
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(path / "stream.safetensors"))
         (path / "stream.json").write_text(json.dumps(meta, indent=1))
-        return path
 
     @classmethod
     def load(cls, path: str | Path, model: TshamModel, device: str | torch.device | None = None
              ) -> StreamingForecaster:
         """Resumes a stream saved by :meth:`save` with the same model (on ``device``, default the model's: see the
         constructor); forecasts continue identically."""
-        path = Path(path)
+        path = resume_folder(path)
         for name in ("stream.json", "stream.safetensors"):
             if not (path / name).is_file():
                 raise FileNotFoundError(f"stream state file {path / name} not found")
