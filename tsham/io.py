@@ -90,9 +90,10 @@ def long_series(df: pd.DataFrame, id_column: str, timestamp_column: str, target:
     return groups
 
 
-def future_stamps(stamps: pd.Series, horizon: int, freq: str | None, item: object) -> list:
-    """The ``horizon`` timestamps after a series' sorted ``stamps``: dates at ``freq`` (inferred if None; the
-    history must be regular at it), or integer steps continuing the history's constant step."""
+def future_stamps(stamps: pd.Series, horizon: int, freq: str | pd.DateOffset | None, item: object) -> list:
+    """The ``horizon`` timestamps after a series' sorted ``stamps``: dates at ``freq`` (a pandas frequency or
+    ``DateOffset``; inferred if None, including the steps :func:`calendar_step` finds; the history must be regular
+    at it), or integer steps continuing the history's constant step."""
     if pd.api.types.is_integer_dtype(stamps):
         gaps = np.unique(np.diff(stamps.to_numpy()))
         if freq is not None:
@@ -110,16 +111,35 @@ def future_stamps(stamps: pd.Series, horizon: int, freq: str | None, item: objec
             raise ValueError(f"series {item!r}: its integer time steps are not evenly spaced ({gaps[:3].tolist()} "
                              f"...); fill missing steps with empty rows or pass freq= (the step)")
         return [int(stamps.iloc[-1]) + (i + 1) * step for i in range(horizon)]
-    step = freq or (pd.infer_freq(stamps) if len(stamps) >= 3 else None)
+    step = freq or (pd.infer_freq(stamps) if len(stamps) >= 3 else None) or calendar_step(stamps)
     if step is None:
         raise ValueError(f"cannot infer the frequency of series {item!r} (fewer than 3 rows, or irregular timestamps: "
                          f"fill missing steps with empty rows); pass freq=")
-    offset = pd.tseries.frequencies.to_offset(step)
+    offset = step if isinstance(step, pd.DateOffset) else pd.tseries.frequencies.to_offset(step)
     following = stamps.iloc[:-1] + offset
     off = np.flatnonzero(following.to_numpy() != stamps.iloc[1:].to_numpy())
+    if len(off) and not freq and (calendar := calendar_step(stamps)) is not None:
+        return [stamps.iloc[-1] + (i + 1) * calendar for i in range(horizon)]  # 'D' across DST: calendar days
     if len(off):
         raise ValueError(f"series {item!r}: its timestamps are not regular at freq {step!r}: "
                          f"{stamps.iloc[off[0]]} is followed by {stamps.iloc[off[0] + 1]}; fill missing steps with "
                          f"empty rows or pass the right freq")
     return [stamps.iloc[-1] + (i + 1) * offset for i in range(horizon)]
 
+
+
+def calendar_step(stamps: pd.Series) -> pd.DateOffset | None:
+    """A regular step pandas' ``infer_freq`` does not name: whole months on a fixed day and time (monthly data on
+    the 15th), or whole calendar days at a fixed local time (daily data in a time zone across a DST change, whose
+    steps are 23 or 25 hours). None unless every step of ``stamps`` (>= 3, sorted dates) is that one offset."""
+    if len(stamps) < 3 or not pd.api.types.is_datetime64_any_dtype(stamps):
+        return None
+    s = pd.DatetimeIndex(stamps)
+    months = np.unique(np.diff(s.year * 12 + s.month))
+    days = np.unique(np.diff(s.tz_localize(None).normalize().asi8 // 86_400_000_000_000))
+    for count, unit in ((months, "months"), (days, "days")):
+        if len(count) == 1 and count[0] > 0:
+            offset = pd.DateOffset(**{unit: int(count[0])})
+            if (s[:-1] + offset == s[1:]).all():
+                return offset
+    return None

@@ -148,6 +148,11 @@ def test_predict_df_names_bad_ids_timestamps_and_values(pipeline):
         pipeline.predict_df(good.assign(timestamp=np.r_[0:10, 12:32]), 2, freq="1")
     with pytest.raises(ValueError, match="freq must be a whole step"):
         pipeline.predict_df(good.assign(timestamp=np.arange(30)), 2, freq="D")
+    monthly = good.assign(timestamp=pd.date_range("2020-01-01", periods=30, freq="MS") + pd.Timedelta(days=14))
+    assert pipeline.predict_df(monthly, 2)["timestamp"].tolist() == [pd.Timestamp("2022-07-15"),
+                                                                     pd.Timestamp("2022-08-15")]  # on the 15th
+    berlin = good.assign(timestamp=pd.date_range("2021-03-15", periods=30, freq="D", tz="Europe/Berlin"))
+    assert pipeline.predict_df(berlin, 1)["timestamp"].tolist() == [pd.Timestamp("2021-04-14", tz="Europe/Berlin")]
     two = pd.concat([good, good.assign(id="b")]).astype({"id": "category"})
     only_a = pipeline.predict_df(two[two["id"] == "a"], 2)  # "b" is an unused category: no series
     assert only_a["id"].astype(str).unique().tolist() == ["a"]
