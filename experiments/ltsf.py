@@ -271,10 +271,9 @@ def results_name(args, kind: str = "") -> str:
     datasets = "etth" if sorted(args.datasets) == ["etth1", "etth2"] else "-".join(args.datasets)
     return (f"ltsf_{datasets}{kind}" + ("" if args.lookback == LOOKBACK else f"_L{args.lookback}")
             + ("" if args.stride == 1 else f"_stride{args.stride}")
-            + ("" if getattr(args, "freeze", "none") == "none" else f"_freeze-{args.freeze}")
+            + ("" if args.freeze == "none" else f"_freeze-{args.freeze}")
             + ("" if sorted(args.horizons) == list(HORIZONS) else "_h" + "-".join(map(str, sorted(args.horizons))))
-            + ("" if getattr(args, "validation", True) else "_noval")
-            + (f"_{args.tag}" if getattr(args, "tag", None) else ""))
+            + ("" if args.validation else "_noval") + (f"_{args.tag}" if args.tag else ""))
 
 
 if __name__ == "__main__":

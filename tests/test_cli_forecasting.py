@@ -97,7 +97,7 @@ def test_forecast_bad_input_is_one_clear_line(trained, args, message):
 
 def test_stream_from_stdin_resumes_from_its_state(trained):
     rows = pd.read_csv(trained / "mine.csv").sort_values("timestamp")
-    first, rest = rows.iloc[:300], rows.iloc[300:]
+    first = rows.iloc[:300]
     stream = lambda part: subprocess.run(  # noqa: E731
         [sys.executable, "-m", "tsham.cli", "stream", "--model", "run/model", "--horizon", "5", "--every", "50",
          "--state", "streams"], input=part.to_csv(index=False), capture_output=True, text=True, cwd=trained,

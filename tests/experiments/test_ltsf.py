@@ -47,16 +47,14 @@ def test_the_profile_baseline_is_the_mean_of_the_last_cycles_and_copies_an_exact
 
 
 def test_results_of_a_variant_go_beside_the_protocols_not_over_them():
-    from types import SimpleNamespace
+    from tsham.experiments.ltsf import build_parser, results_name
 
-    from tsham.experiments.ltsf import HORIZONS, LOOKBACK, results_name
-
-    protocol = SimpleNamespace(datasets=["etth2", "etth1"], lookback=LOOKBACK, stride=1, freeze="none",
-                               horizons=list(HORIZONS))
+    parser = build_parser()
+    protocol = parser.parse_args(["--datasets", "etth2", "etth1"])
     assert results_name(protocol) == "ltsf_etth"
     assert results_name(protocol, "_zero_shot") == "ltsf_etth_zero_shot"
-    variant = SimpleNamespace(datasets=["etth2"], lookback=2048, stride=24, freeze="stack", horizons=[336],
-                              validation=False, tag="lr1e-5")
+    variant = parser.parse_args(["--datasets", "etth2", "--lookback", "2048", "--stride", "24", "--freeze", "stack",
+                                 "--horizons", "336", "--no-validation", "--tag", "lr1e-5"])
     assert results_name(variant) == "ltsf_etth2_L2048_stride24_freeze-stack_h336_noval_lr1e-5"
 
 

@@ -238,10 +238,7 @@ class StreamingForecaster:
                 part = self._tensor(value, name, (self.num_streams, n, width))
                 # a NaN flag reads as "no event", as in the batch forward: flags are always known
                 parts.append(part.nan_to_num(0.0) if name == "flags" else part)
-        rows = torch.cat(parts, -1)
-        if torch.isinf(rows).any():
-            raise ValueError("update: inf in the observations; use NaN for missing values")
-        return rows
+        return torch.cat(parts, -1)  # every part passed _tensor's check for inf
 
     def _tensor(self, value, name: str, shape: tuple) -> torch.Tensor:
         """``[S, C]`` (one step) or ``[S, n, C]`` -> float tensor ``[S, n, C]`` on the device, shape-checked."""
