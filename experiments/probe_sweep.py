@@ -141,6 +141,13 @@ PRESETS["e_6000"] = {"probes": {"mqar@medium": {**PRESETS["e_medium"]["probes"][
                      "policies": ("event",), "budgets": (), "seeds": (0, 1, 2), **RECIPE}
 # e_6000's control alone at seeds 3-5: how often full attention learns E medium at 6000 steps
 PRESETS["e_6000_full"] = {**PRESETS["e_6000"], "controls": False, "policies": ("all",), "seeds": (3, 4, 5)}
+# C at the issue's 16 binding events (lag 0, as c_mid_long) for 16000 steps: at 8 events pure GDN's 2 x 32 x 32
+# state held 63% of full attention's recall; twice the bindings (and decoys) on smooth, correlated key shapes
+# should overfill it while full attention's read does not fill. About 1000 s a cell: it spans two device calls
+PRESETS["c16"] = {"probes": {"cross_channel_binding@16": {"probe": "cross_channel_binding",
+                                                         "level": "medium:events=16,lag=0", "patch_length": 4,
+                                                         "steps": 16000}},
+                  "policies": ("oracle", "random", "learned"), "budgets": (0.1,), "seeds": (0, 1, 2), **RECIPE}
 RESUMABLE_START = 180.0  # seconds before the deadline under which no cell starts (its first state comes after 60)
 ORDER = ("all", "none", "oracle", "event")  # controls first: a sweep cut short still says the most
 
