@@ -26,8 +26,8 @@ class TshamOutput:
             ``(B, Q, H)``), quantiles ascending.
         scaled_quantiles: the same before inverse scaling (what the loss sees).
         loc, scale: per-target scaling ``[B, 1, C]``.
-        layers: per-layer :class:`LayerDiagnostics` (routing masks over patch tokens, realised KV fraction,
-            scratchpad sizes); what probes read.
+        layers: per-layer :class:`LayerDiagnostics` (routing masks over patch tokens, realised KV fraction of
+            the tokens from each series' first observation on, scratchpad sizes); what probes read.
         num_context_patches: tokens before the first forecast token.
     """
 
@@ -151,6 +151,10 @@ class TshamModel(nn.Module):
             values.append(self._extend(cov, full))
             masks.append(self._extend(cov_obs, full))
             roles += [ChannelRole.FUTURE_COVARIATE] * cov.shape[-1]
+        # the tokens a router may keep: from the first one holding an observed target or covariate on (flags are
+        # known everywhere, so they do not count); the left padding of a short series never enters the scratchpad
+        seen = F.pad(torch.cat(masks, -1), (0, 0, pad, 0)).unflatten(1, (-1, P)).amax((2, 3))  # (B, N)
+        valid = seen.cumsum(1) > 0
         flags = None
         if event_flags is not None:
             length = event_flags.shape[1] if event_flags.dim() >= 2 else -1
@@ -169,6 +173,7 @@ class TshamModel(nn.Module):
         tokens, _ = self.encoder(x, m, role_ids)  # (B, N, D), or (B * C_all, N, D) channel-independent
         if self.config.patch.channel_independent:  # one stream per channel; every stream sees the flags
             flags = None if flags is None else flags.repeat_interleave(len(roles), 0)
+            valid = valid.repeat_interleave(len(roles), 0)
         oracle = None
         if oracle_steps is not None:
             if tuple(oracle_steps.shape) != (B, T):
@@ -176,7 +181,7 @@ class TshamModel(nn.Module):
             oracle = per_token(oracle_steps[..., None].float())[..., 0] > 0  # (B, N)
             if self.config.patch.channel_independent:
                 oracle = oracle.repeat_interleave(len(roles), 0)
-        hidden, layers = self.stack(tokens, flags=flags, oracle_mask=oracle)
+        hidden, layers = self.stack(tokens, flags=flags, oracle_mask=oracle, valid=valid)
         n_context = hidden.shape[1] - n_future
         copies = self.seasonal_copies(scaled, observed, n_future * P - lead)
         out = self.read_out(hidden[:, n_context:], B, C, len(roles), copies, lead)[..., lead:lead + horizon]

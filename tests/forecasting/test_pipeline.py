@@ -181,3 +181,18 @@ def test_a_history_of_one_value_is_forecast_flat_at_it(pipeline):
     q = pipeline.predict([counter, noisy], 5)
     assert (q[0] == np.float32(1e6 + 0.5)).all()  # the model's band was 994,000 to 1,000,000
     assert np.ptp(q[1]) == 0 and abs(q[1][0, 0] - 1000.0) < 0.01
+
+
+def test_a_short_series_padding_never_enters_the_scratchpad_and_budgets_count_its_own_tokens(pipeline):
+    model = pipeline.model  # context 64 steps of patches of 8: a 20-step series is 3 tokens of 8 plus padding
+    rng = np.random.default_rng(0)
+    short = [rng.normal(size=20).astype(np.float32) for _ in range(8)]
+    pipeline.set_kv_budget(0.5, short, horizon=8)
+    with torch.no_grad():
+        out = model(pipeline._left_pad(short, 64), 8)
+    own = out.num_context_patches - 5  # the 44 padded steps fill 5 whole tokens
+    for d in out.layers:
+        assert not d.mask[:, :5].any()  # the padding routes nothing
+        routed = d.mask[:, 5:].float().mean()  # the series' own tokens (context and forecast)
+        assert float(d.realised) == pytest.approx(float(routed))
+    assert own == 3 and abs(pipeline.kv_fraction(short, horizon=8) - 0.5) <= 0.1

@@ -62,6 +62,26 @@ def test_stream_equals_batch_forecast_at_every_update(channel_independent, prior
         np.testing.assert_array_equal(resumed.forecast(H, ahead), stream.forecast(H, ahead))
 
 
+@pytest.mark.parametrize("router", ["all", "surprise"])
+def test_a_stream_that_opens_with_missing_rows_routes_none_of_them_as_the_batch_forward(router, tmp_path):
+    torch.manual_seed(0)
+    model = TshamModel(TshamConfig.small(d_model=32, patch_length=4, n_layers=2, num_heads=2, head_dim=16,
+                                         router=router, router_kwargs={} if router == "all" else {"threshold": 0.3}))
+    model.eval()
+    target = torch.randn(S, 48, 1)
+    target[1, :6], target[2, :14] = float("nan"), float("nan")  # streams that start late: 1.5 and 3.5 patches
+    stream, t = StreamingForecaster(model, S, 1, warmup=16), 0
+    for n in [3, 9, 5, 7, 8, 16]:
+        stream.update(target[:, t:t + n])
+        t += n
+        if t >= 16:
+            with torch.no_grad():
+                ref = model(target[:, :t], H, align="start", scale_steps=16).quantiles
+            ref = flat_where_constant(ref, *observed_range(target[:, :t])).numpy()
+            np.testing.assert_allclose(stream.forecast(H), ref, atol=1e-4, err_msg=f"t={t}")
+        stream = StreamingForecaster.load(stream.save(tmp_path / f"t{t}"), model)  # what it has seen is saved too
+
+
 def test_state_stays_bounded_with_a_cap():
     model = tiny_model(False, cap=3)
     stream = StreamingForecaster(model, S, 1, warmup=4)

@@ -146,9 +146,9 @@ class TshamPipeline:
         """Sets the scratchpad budget: every router's threshold is calibrated so that ``fraction`` of the patch
         tokens of ``context`` (series like :meth:`predict`'s, e.g. the histories about to be forecast; only
         their past is read) enter the scratchpad. Fraction 0 makes every layer a pure Gated DeltaNet, 1 full
-        attention; those need no context. The tokens are those of the model's fixed window, as :meth:`predict`
-        forms it: a series shorter than ``context_length`` is left-padded, and its padding tokens (which route
-        little) count too, so on short series the fraction of their own tokens routed is higher.
+        attention; those need no context. The tokens counted are each series' own (context and forecast) in the
+        model's fixed window, as :meth:`predict` forms it: a series shorter than ``context_length`` is
+        left-padded, and its padding neither enters the scratchpad nor counts.
 
         Returns:
             the threshold per router. Undo by reloading the pipeline.
@@ -167,8 +167,9 @@ class TshamPipeline:
 
     @torch.no_grad()
     def kv_fraction(self, context: Sequence[np.ndarray], horizon: int = 64) -> float:
-        """The realised scratchpad fraction (patch tokens routed, averaged over layers and heads) on ``context``,
-        over the model's padded window as :meth:`set_kv_budget` counts it."""
+        """The realised scratchpad fraction on ``context``: the share of the series' own patch tokens routed
+        (padding excluded, as :meth:`set_kv_budget` counts them), averaged over layers and heads, then over
+        batches weighted by their series."""
         series = as_series(context, "kv_fraction: context")
         self._check_targets(series)
         fractions = []

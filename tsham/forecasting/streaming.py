@@ -97,6 +97,9 @@ class StreamingForecaster:
         self.low = torch.full((num_streams, num_targets), torch.inf, device=self.device)
         self.high = -self.low
         self.states = None  # HAM stack states after warm-up
+        # per stream, whether a target or covariate has been observed yet: the tokens before (all missing) are
+        # never routed, as the batch forward keeps a short series' left padding out of the scratchpad
+        self.seen = torch.zeros(num_streams, dtype=torch.bool, device=self.device)
 
     # -- feeding ----------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -129,7 +132,8 @@ class StreamingForecaster:
         states = None
         if whole:
             tokens, flags = self._encode(self.raw[:, :whole])
-            _, _, states = self.model.stack(tokens, flags=flags, return_state=True)
+            _, _, states = self.model.stack(tokens, flags=flags, return_state=True,
+                                            valid=self._valid(self.raw[:, :whole], commit=True))
         self.states = states if states is not None else self.model.stack.init_state(tokens_rows(self), self.device)
         self.raw = self.raw[:, :0]
 
@@ -137,7 +141,8 @@ class StreamingForecaster:
         """Steps the stack once per complete pending patch."""
         while self.pending.shape[1] >= self.P:
             tokens, flags = self._encode(self.pending[:, :self.P])
-            self.model.stack.step(tokens[:, 0], self.states, None if flags is None else flags[:, 0])
+            valid = self._valid(self.pending[:, :self.P], commit=True)[:, 0]
+            self.model.stack.step(tokens[:, 0], self.states, None if flags is None else flags[:, 0], valid=valid)
             self.pending = self.pending[:, self.P:]
 
     # -- forecasting ------------------------------------------------------------------------------------------
@@ -176,10 +181,12 @@ class StreamingForecaster:
         tail = torch.cat([self.pending, future], 1)
         tail = F.pad(tail, (0, 0, 0, n_future * self.P - tail.shape[1]), value=float("nan"))
         tokens, flags = self._encode(tail)
+        valid = self._valid(tail, commit=False)
         states = copy.deepcopy(self.states)
         hidden = []
         for i in range(n_future):
-            y, states, _ = self.model.stack.step(tokens[:, i], states, None if flags is None else flags[:, i])
+            y, states, _ = self.model.stack.step(tokens[:, i], states, None if flags is None else flags[:, i],
+                                                 valid=valid[:, i])
             hidden.append(y)
         scaled, observed = self._scaled(self.history)
         copies = self.model.seasonal_copies(scaled[..., :Ct], observed[..., :Ct], n_future * self.P - lead)
@@ -221,6 +228,18 @@ class StreamingForecaster:
         if self.model.config.patch.channel_independent:
             flags = flags.repeat_interleave(len(self.role_ids), 0)
         return tokens, flags
+
+    def _valid(self, rows: torch.Tensor, commit: bool) -> torch.Tensor:
+        """Whole patches of raw rows ``[S, n P, C_all]`` -> ``[S', n]`` bool, the tokens a router may keep: from the
+        first observed target or covariate of the stream on (as :meth:`TshamModel.forward` computes it);
+        ``commit``: the rows join the stream (remember what they observed)."""
+        data = ~rows[..., :sum(self.layout[:3])].isnan()
+        valid = (data.unflatten(1, (-1, self.P)).any(3).any(2).cumsum(1) > 0) | self.seen[:, None]
+        if commit and valid.shape[1]:
+            self.seen = valid[:, -1]
+        if self.model.config.patch.channel_independent:
+            valid = valid.repeat_interleave(len(self.role_ids), 0)
+        return valid
 
     def _rows(self, target, past_covariates, future_covariates, flags) -> torch.Tensor:
         """Checks and joins one update into ``[S, n, C_all]``."""
@@ -286,7 +305,7 @@ class StreamingForecaster:
 
     def _write(self, path: Path) -> None:
         tensors = {"raw": self.raw, "pending": self.pending, "history": self.history, "low": self.low,
-                   "high": self.high}
+                   "high": self.high, "seen": self.seen}
         if self.loc is not None:
             tensors.update(loc=self.loc, scale=self.scale)
         meta = {"version": STATE_VERSION, "steps": self.steps, "layout": list(self.layout), "warmup": self.warmup,
@@ -331,6 +350,8 @@ class StreamingForecaster:
         else:  # older states did not record the range: an unknown one (-inf, inf) is never forecast flat
             stream.low = torch.full_like(stream.low, -torch.inf)
             stream.high = -stream.low
+        # older states did not record it: they routed from the first row on, so every row counts as seen
+        stream.seen = tensors["seen"] if "seen" in tensors else torch.ones_like(stream.seen)
         if meta["layers"]:
             stream.states = stream.model.stack.init_state(1, stream.device)
             for i, (state, extra) in enumerate(zip(stream.states, meta["layers"], strict=True)):

@@ -35,15 +35,15 @@ class HamBlock(nn.Module):
         self.mlp_norm = nn.RMSNorm(config.d_model, eps=config.norm_eps, device=device, dtype=dtype)
         self.mlp = SwiGLU(config.d_model, config.mlp_ratio, device=device, dtype=dtype)
 
-    def forward(self, x, flags=None, oracle_mask=None, return_state=False, validate=True):
+    def forward(self, x, flags=None, oracle_mask=None, return_state=False, validate=True, valid=None):
         """``x: [B, T, D]`` -> y, diagnostics (, state): as :meth:`HamLayer.forward`."""
-        out = self.mixer(self.mixer_norm(x), flags, oracle_mask, return_state, validate)
+        out = self.mixer(self.mixer_norm(x), flags, oracle_mask, return_state, validate, valid)
         x = x + out[0]
         return (x + self.mlp(self.mlp_norm(x)), *out[1:])
 
-    def step(self, x, state, flags=None, oracle_mask=None):
+    def step(self, x, state, flags=None, oracle_mask=None, valid=None):
         """``x: [B, D]`` -> y ``[B, D]``, state, diagnostics: as :meth:`HamLayer.step`."""
-        y, state, diag = self.mixer.step(self.mixer_norm(x), state, flags, oracle_mask)
+        y, state, diag = self.mixer.step(self.mixer_norm(x), state, flags, oracle_mask, valid)
         x = x + y
         return x + self.mlp(self.mlp_norm(x)), state, diag
 
@@ -67,16 +67,18 @@ class HamStack(nn.Module):
         flags: torch.Tensor | None = None,
         oracle_mask: torch.Tensor | None = None,
         return_state: bool = False,
+        valid: torch.Tensor | None = None,
     ):
         """``x: [B, T, D]`` -> y ``[B, T, D]``, list of per-layer :class:`LayerDiagnostics` (, list of states).
 
-        flags ``[B, T, F]`` and oracle_mask ``[B, T]`` reach every layer's router.
+        flags ``[B, T, F]``, oracle_mask ``[B, T]`` and valid ``[B, T]`` (the tokens that may be routed; None: all)
+        reach every layer (:meth:`HamLayer.forward`).
         """
         check_inputs(x, self.config, flags, "HamStack")
         diags, states = [], []
         for block in self.blocks:
             # validated once above: a NaN check per layer would read a flag back from the GPU every layer
-            x, diag, *state = block(x, flags, oracle_mask, return_state, validate=False)
+            x, diag, *state = block(x, flags, oracle_mask, return_state, validate=False, valid=valid)
             diags.append(diag)
             states += state
         x = self.norm(x)
@@ -92,11 +94,13 @@ class HamStack(nn.Module):
         states: list[HamLayerState],
         flags: torch.Tensor | None = None,
         oracle_mask: torch.Tensor | None = None,
+        valid: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, list[HamLayerState], list[LayerDiagnostics]]:
-        """One token per stream: ``x: [B, D]`` -> y ``[B, D]``, states (updated in place), diagnostics."""
+        """One token per stream: ``x: [B, D]`` -> y ``[B, D]``, states (updated in place), diagnostics; valid ``[B]``
+        as :meth:`HamLayer.step`'s."""
         diags = []
         for block, state in zip(self.blocks, states, strict=True):
-            x, _, diag = block.step(x, state, flags, oracle_mask)
+            x, _, diag = block.step(x, state, flags, oracle_mask, valid)
             diags.append(diag)
         return self.norm(x), states, diags
 

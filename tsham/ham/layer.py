@@ -34,6 +34,14 @@ class LayerDiagnostics:
     aux_loss: torch.Tensor | None
 
 
+def routed_fraction(mask: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """The routed share of ``mask [B, T, H]`` over the ``valid [B, T]`` tokens (None: all), a scalar tensor (0
+    where no token is valid)."""
+    if valid is None:
+        return mask.float().mean()
+    return mask.float().sum() / (valid.float().sum() * mask.shape[-1]).clamp_min(1.0)
+
+
 def rotary(positions: torch.Tensor, base: float, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """Rotary positions (RoPE, GPT-NeoX halves): each of ``tensors [B, T, H, K]`` with every pair (i, i + K/2)
     rotated by ``positions [T] * base^(-2i/K)``; a rotated query and key then score by content and offset alone,
@@ -172,6 +180,7 @@ class HamLayer(nn.Module):
         oracle_mask: torch.Tensor | None = None,
         return_state: bool = False,
         validate: bool = True,
+        valid: torch.Tensor | None = None,
     ):
         """``x: [B, T, D] -> y [B, T, D]``, :class:`LayerDiagnostics` (and the stream state if asked).
 
@@ -179,26 +188,29 @@ class HamLayer(nn.Module):
             flags: event flags ``[B, T, F]`` for the event router. oracle_mask: ``[B, T]`` for the oracle router.
             return_state: also return a :class:`HamLayerState` from which :meth:`step` continues the stream.
             validate: check the inputs (HamStack checks once for all its layers and passes False).
+            valid: ``[B, T]`` bool, the tokens that may enter the scratchpad (None: all); the rest (a short
+                series' left padding) is never routed and the realised fraction counts only valid tokens.
         """
         if validate:
             check_inputs(x, self.config, flags, "HamLayer")
         q, k, v, g, beta, tail = self.project(x)
         o_gdn, final, e = gated_delta(q, k, v, g, beta, output_final_state=return_state)
         x_prev = F.pad(x, (0, 0, 1, -1))
-        route = self.router(RouterInput(x, x_prev, e.detach(), v.detach().float(), flags, oracle_mask))
+        route = self.router(RouterInput(x, x_prev, e.detach(), v.detach().float(), flags, oracle_mask, valid=valid))
+        mask = route.mask if valid is None else route.mask & valid[..., None]
         v_kv = v if route.value_scale is None else v * route.value_scale[..., None].to(v.dtype)
         # On CUDA the index tensor keeps all T slots: no host sync; the kernels read the counts.
-        indices, counts = compact_routed(route.mask, slots=x.shape[1] if x.is_cuda else None)
+        indices, counts = compact_routed(mask, slots=x.shape[1] if x.is_cuda else None)
         q_kv, k_kv = self.kv_read_inputs(q, k, x=x)
         o_kv = scratchpad_attn(q_kv, k_kv, v_kv, indices, counts, scale=1.0, window=route.window, sinks=route.sinks)
         y = self.merge(x, o_gdn, o_kv.float())
-        diag = LayerDiagnostics(route.mask, route.scores, route.mask.float().mean(), counts, route.aux_loss)
+        diag = LayerDiagnostics(mask, route.scores, routed_fraction(mask, valid), counts, route.aux_loss)
         if not return_state:
             return y, diag
         state = self.init_state(x.shape[0], x.device, offset=0)
         state.gdn, state.conv, state.x_prev, state.offset = final, tail, x[:, -1], x.shape[1]
         state.window, state.sinks = route.window, route.sinks
-        state.append(k_kv, v.float(), route.mask)
+        state.append(k_kv, v.float(), mask)
         return y, diag, state
 
     # -- streaming ---------------------------------------------------------------------------------------------
@@ -220,25 +232,29 @@ class HamLayer(nn.Module):
         state: HamLayerState,
         flags: torch.Tensor | None = None,
         oracle_mask: torch.Tensor | None = None,
+        valid: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, HamLayerState, LayerDiagnostics]:
         """One token per stream: ``x: [B, D] -> y [B, D]``; ``state`` is updated in place and returned.
 
-        flags ``[B, F]`` and oracle_mask ``[B]`` / ``[B, H]`` are the current token's.
+        flags ``[B, F]``, oracle_mask ``[B]`` / ``[B, H]`` and valid ``[B]`` (as :meth:`forward`'s) are the current
+        token's.
         """
         x = x[:, None]  # (B, 1, D)
         flags = None if flags is None else flags[:, None]
         oracle_mask = None if oracle_mask is None else oracle_mask[:, None]
+        valid = None if valid is None else valid[:, None]
         check_inputs(x, self.config, flags, "HamLayer.step")
         q, k, v, g, beta, state.conv = self.project(x, state.conv)
         o_gdn, state.gdn, e = naive_gated_delta(q, k, v, g, beta, initial_state=state.gdn, output_final_state=True)
         route = self.router(
-            RouterInput(x, state.x_prev[:, None], e, v.float(), flags, oracle_mask, offset=state.offset)
+            RouterInput(x, state.x_prev[:, None], e, v.float(), flags, oracle_mask, offset=state.offset, valid=valid)
         )
+        mask = route.mask if valid is None else route.mask & valid[..., None]
         q_kv, k_kv = self.kv_read_inputs(q, k, state.offset, x)
-        state.append(k_kv, v.float(), route.mask)
+        state.append(k_kv, v.float(), mask)
         k_cache, v_cache, live = state.cache()
         o_kv = scratchpad_decode(q_kv[:, 0], k_cache, v_cache, live, scale=1.0)
         y = self.merge(x, o_gdn, o_kv[:, None].float())[:, 0]
         state.x_prev, state.offset = x[:, 0], state.offset + 1
-        diag = LayerDiagnostics(route.mask, route.scores, route.mask.float().mean(), state.counts, route.aux_loss)
+        diag = LayerDiagnostics(mask, route.scores, routed_fraction(mask, valid), state.counts, route.aux_loss)
         return y, state, diag

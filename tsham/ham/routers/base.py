@@ -28,6 +28,9 @@ class RouterInput:
         flags: external event flags ``[B, T, F]`` or None.
         oracle_mask: given routing ``[B, T]`` or ``[B, T, H]`` bool, or None.
         offset: absolute position of the first token (streaming).
+        valid: ``[B, T]`` bool, the tokens that may enter the scratchpad, or None for all. False on the padding
+            before a series' first observation (a short series left-padded to the model's window): the layer
+            never routes it, and a target fraction counts only valid tokens.
     """
 
     x: torch.Tensor
@@ -37,6 +40,7 @@ class RouterInput:
     flags: torch.Tensor | None = None
     oracle_mask: torch.Tensor | None = None
     offset: int = 0
+    valid: torch.Tensor | None = None
 
 
 @dataclass
@@ -66,10 +70,15 @@ def per_head(x: torch.Tensor, num_heads: int) -> torch.Tensor:
     return x[..., None].expand(*x.shape, num_heads) if x.dim() == 2 else x
 
 
-def target_quantile(scores: torch.Tensor, fraction: float) -> torch.Tensor:
+def target_quantile(scores: torch.Tensor, fraction: float, valid: torch.Tensor | None = None) -> torch.Tensor:
     """The threshold that routes ``fraction`` of ``scores``: halfway between the m-th and (m+1)-th largest score,
     m = round(fraction * n). Not the m-th score itself: the same tokens stepped one at a time score within float
-    rounding of the parallel pass, and a threshold equal to one of them flipped that token's routing."""
+    rounding of the parallel pass, and a threshold equal to one of them flipped that token's routing.
+
+    ``valid`` (``[B, T]`` bool, scores ``[B, T]`` or ``[B, T, H]``): only those tokens count, n is their number.
+    The count stays on the device (a sort and two gathers, no host sync), so a CUDA graph can replay it."""
+    if valid is not None:
+        return _valid_quantile(scores.detach().float(), fraction, valid)
     flat = scores.detach().flatten().float()
     n, m = flat.numel(), round(fraction * flat.numel())
     if m == 0:
@@ -77,6 +86,20 @@ def target_quantile(scores: torch.Tensor, fraction: float) -> torch.Tensor:
     if m == n:
         return flat.min() - 1.0  # route everything
     return (flat.kthvalue(n - m + 1).values + flat.kthvalue(n - m).values) / 2
+
+
+def _valid_quantile(scores: torch.Tensor, fraction: float, valid: torch.Tensor) -> torch.Tensor:
+    """:func:`target_quantile` over the valid tokens' scores, m and n as device tensors (a batch without valid
+    tokens falls back to every token's quantile, so the controller's tau stays finite)."""
+    keep = per_head(valid, scores.shape[-1]) if scores.dim() == 3 else valid
+    ranked = torch.where(keep, scores, -torch.inf).flatten().sort(descending=True).values  # valid ones first
+    n = keep.sum()
+    m = torch.round(fraction * n.double()).long()
+    last = (n - 1).clamp_min(0)
+    at = lambda i: ranked.index_select(0, i.clamp(0, last).view(1))[0]  # noqa: E731  a tensor index: no sync
+    middle = (at(m - 1) + at(m)) / 2  # the m-th and (m+1)-th largest
+    quantile = torch.where(m == 0, ranked[0] + 1.0, torch.where(m >= n, at(last) - 1.0, middle))
+    return torch.where(n > 0, quantile, target_quantile(scores, fraction))
 
 
 class Router(nn.Module):
@@ -139,15 +162,16 @@ class Router(nn.Module):
         """inp -> RouterOutput with mask ``[B, T, H]``."""
         raw = self.score(inp)
         scores = per_head(raw.detach(), self.num_heads)
-        return RouterOutput(mask=self.threshold(scores), scores=scores, window=self.cap, sinks=self.sinks,
-                            **self.extras(inp, raw))
+        return RouterOutput(mask=self.threshold(scores, inp.valid), scores=scores, window=self.cap,
+                            sinks=self.sinks, **self.extras(inp, raw))
 
-    def threshold(self, scores: torch.Tensor) -> torch.Tensor:
-        """``scores >= tau``; while training with a target, then moves tau toward the target fraction."""
+    def threshold(self, scores: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """``scores >= tau``; while training with a target, then moves tau toward the target fraction of the
+        ``valid`` tokens (``[B, T]`` bool; None: all)."""
         if not (self.training and self.target is not None):
             return scores >= self.tau
         with torch.no_grad():
-            quantile = target_quantile(scores, self.target)
+            quantile = target_quantile(scores, self.target, valid)
             if not self.calibrated:  # the first controlled batch starts at its own quantile, not at `threshold`
                 self.tau.copy_(quantile)
                 self.calibrated = True

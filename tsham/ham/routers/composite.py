@@ -42,7 +42,7 @@ class CompositeRouter(Router):
             if any(o.scores is None for o in outs):
                 raise ValueError("CompositeRouter: mode 'max' needs score-based children")
             scores = torch.stack([o.scores for o in outs]).amax(0)
-            mask = self.threshold(scores)
+            mask = self.threshold(scores, inp.valid)
         value_scale, aux = None, None
         for o in outs:
             if o.value_scale is not None:
