@@ -198,3 +198,23 @@ def test_forecast_keeps_ids_that_look_like_numbers(tmp_path):
                  str(tmp_path / "fc.csv")]) == 0
     ids = pd.read_csv(tmp_path / "fc.csv", dtype={"id": str})["id"].unique().tolist()
     assert sorted(ids) == ["007", "12"]  # read as numbers, "007" came out as 7
+
+
+def test_stream_takes_integer_time_steps_and_resumes_them(trained):
+    rows = "timestamp,target\n" + "".join(f"{10 + 2 * t},{np.sin(t / 4):.4f}\n" for t in range(40))
+    stream = lambda text, *extra: subprocess.run(  # noqa: E731
+        [sys.executable, "-m", "tsham.cli", "stream", "--model", "run/model", "--horizon", "3", "--every", "20",
+         *extra], input=text, capture_output=True, text=True, cwd=trained, timeout=600)
+    out = stream(rows, "--state", "steps")
+    assert out.returncode == 0, out.stderr[-2000:]
+    fc = pd.read_csv(io.StringIO(out.stdout))
+    assert fc["origin"].tolist() == [48] * 3 + [88] * 3 and fc["timestamp"].tolist() == [50, 52, 54, 90, 92, 94]
+    more = "timestamp,target\n" + "".join(f"{10 + 2 * t},{np.sin(t / 4):.4f}\n" for t in range(40, 60))
+    back = stream(more, "--state", "steps")
+    assert back.returncode == 0 and pd.read_csv(io.StringIO(back.stdout))["timestamp"].tolist() == [130, 132, 134]
+    gap = stream("timestamp,target\n1,0.5\n3,0.1\n", "--freq", "1")
+    assert gap.returncode == 2 and "jumps from 1 to 3" in gap.stderr, gap.stderr
+    bad = stream("timestamp,target\n1,0.5\n", "--freq", "h")
+    assert bad.returncode == 2 and "--freq must be the step" in bad.stderr, bad.stderr
+    mixed = stream("timestamp,target\n1,0.5\n2024-01-01,0.1\n")
+    assert mixed.returncode == 2 and "mixes integer time steps and dates" in mixed.stderr, mixed.stderr

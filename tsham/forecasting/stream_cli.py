@@ -9,7 +9,8 @@ input ends, on an error, and on Ctrl-C or SIGTERM (an interrupt lands between ro
 resumed series skips the rows at or before its saved last timestamp, so the same file can be replayed. With
 ``--freq`` every step must follow the previous one at that frequency (missing steps are rows with an empty
 target); without it the step is the difference of the last two timestamps, which suits fixed-length steps
-(hours, days), not calendar months or years.
+(hours, days), not calendar months or years. Whole-number timestamps are integer time steps (``--freq``, if
+given, is then the step, e.g. ``1``), as in ``tsham forecast``.
 """
 
 from __future__ import annotations
@@ -66,10 +67,11 @@ class _Series:
             raise ValueError(f"the stream saved in {folder} reads the columns {cli['columns']}; this run gives "
                              f"{columns}: resume it with the same --target, --past-covariates and --flags")
         return cls(StreamingForecaster.load(folder, pipe.model), cli.get("since", 0),
-                   [pd.Timestamp(t) for t in cli.get("stamps", [])])
+                   [t if isinstance(t, int) else pd.Timestamp(t) for t in cli.get("stamps", [])])
 
     def save(self, folder: Path, columns: dict[str, list[str]]) -> None:
-        cli = {"since": self.since, "stamps": [str(t) for t in self.stamps], "columns": columns}
+        cli = {"since": self.since, "stamps": [t if isinstance(t, int) else str(t) for t in self.stamps],
+               "columns": columns}
         self.stream.save(folder, extra={"cli.json": cli})  # one folder, swapped in whole
 
 
@@ -81,7 +83,8 @@ def run_stream(args) -> int:
     if args.horizon > pipe.model.config.max_horizon:  # before any row is read (and saved as read)
         raise ValueError(f"--horizon {args.horizon} is longer than the model forecasts "
                          f"({pipe.model.config.max_horizon})")
-    freq = pd.tseries.frequencies.to_offset(args.freq) if args.freq else None
+    if args.freq and not args.freq.isdigit():  # a bad frequency fails before any row is read
+        pd.tseries.frequencies.to_offset(args.freq)
     columns = {"target": [args.target], "past_covariates": list(args.past_covariates), "flags": list(args.flags)}
     source = sys.stdin if args.input == "-" else open(args.input, newline="")  # noqa: SIM115 - closed below
     sink = sys.stdout if args.output == "-" else open(args.output, "w", newline="")  # noqa: SIM115
@@ -104,6 +107,10 @@ def run_stream(args) -> int:
                 series[item] = _Series.open(state_folder(state_dir, item) if state_dir else None, pipe, columns)
             s = series[item]
             stamp = _timestamp(row[args.timestamp_column], args.timestamp_column, line)
+            if s.stamps and isinstance(stamp, int) != isinstance(s.stamps[-1], int):
+                raise ValueError(f"line {line}: series {item!r} mixes integer time steps and dates ({stamp} after "
+                                 f"{s.stamps[-1]})")
+            freq = _freq(args.freq, stamp) if args.freq else None
             if s.resumed_at is not None and stamp <= s.resumed_at:  # a replay of rows an earlier run read
                 skipped += 1
                 continue
@@ -171,7 +178,11 @@ class _Guard:
             raise KeyboardInterrupt
 
 
-def _timestamp(text: str, column: str, line: int) -> pd.Timestamp:
+def _timestamp(text: str, column: str, line: int) -> pd.Timestamp | int:
+    """A timestamp cell: a whole number is an integer time step, anything else must parse as a date."""
+    digits = text.strip().removeprefix("-")
+    if digits.isascii() and digits.isdigit():
+        return int(text)
     try:
         stamp = pd.Timestamp(text)
     except (ValueError, TypeError):
@@ -179,6 +190,17 @@ def _timestamp(text: str, column: str, line: int) -> pd.Timestamp:
     if stamp is pd.NaT:
         raise ValueError(f"line {line}: column {column!r} holds {text!r}, not a timestamp")
     return stamp
+
+
+def _freq(text: str, stamp: pd.Timestamp | int) -> pd.DateOffset | int:
+    """``--freq`` for a series whose timestamps are like ``stamp``: a pandas offset for dates, the whole step for
+    integer time steps."""
+    if isinstance(stamp, int):
+        if not (text.isascii() and text.isdigit() and int(text) >= 1):
+            raise ValueError(f"the timestamps are integer time steps, so --freq must be the step, a whole number >= 1 "
+                             f"(e.g. 1); got {text!r}")
+        return int(text)
+    return pd.tseries.frequencies.to_offset(text)
 
 
 def _positive(text: str) -> int:
@@ -201,6 +223,7 @@ def add_stream_parser(sub) -> None:
     st.add_argument("--horizon", type=_positive, required=True)
     st.add_argument("--every", type=_positive, default=1, help="forecast after every N observations of a series "
                     "(the first once its step is known: its second row, or its first with --freq)")
-    st.add_argument("--freq", help="pandas frequency of the timestamps (default: the last step)")
+    st.add_argument("--freq", help="pandas frequency of the timestamps, or the step of integer time steps (default: "
+                    "the last step)")
     st.add_argument("--state", help="folder to resume streams from and save them to")
     st.set_defaults(func=run_stream)
