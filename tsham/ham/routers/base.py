@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from tsham.ops.backend import capturing
+
 
 @dataclass
 class RouterInput:
@@ -171,7 +173,9 @@ class Router(nn.Module):
         if not (self.training and self.target is not None):
             return scores >= self.tau
         with torch.no_grad():
-            quantile = target_quantile(scores, self.target, valid)
+            # a CUDA graph's capture failed on the valid tokens' quantile (H200, 2026-12-01: its sort or its
+            # tensor-indexed gathers), so a replayed step counts every token (probe batches have no padding: the same)
+            quantile = target_quantile(scores, self.target, None if capturing(scores) else valid)
             if not self.calibrated:  # the first controlled batch starts at its own quantile, not at `threshold`
                 self.tau.copy_(quantile)
                 self.calibrated = True
