@@ -189,12 +189,14 @@ def routing_on(model: TshamModel, batches: list[dict]) -> dict:
 
 
 def realised_per_layer(model: TshamModel, out) -> list[float]:
-    """Each layer's realised KV fraction: the slots a stream keeps at the end (under a recency window at most the
-    window plus its sinks) over its tokens, averaged over streams and heads."""
+    """Each layer's realised KV fraction: the slots the streams keep at the end (under a recency window at most the
+    window plus its sinks) over the tokens they could route (a short series' left padding is not), over streams
+    and heads."""
     from tsham.probes.diagnostics import resident_slots
 
-    tokens = out.layers[0].mask.shape[1]
-    return [float(s.float().mean()) / tokens for s in resident_slots(model, out)]
+    first = out.layers[0]
+    tokens = first.mask[..., 0].numel() if first.valid is None else int(first.valid.sum())
+    return [float(s.float().sum()) / max(1, tokens * s.shape[-1]) for s in resident_slots(model, out)]
 
 
 def ltsf_validation(spec: dict) -> list[dict]:

@@ -23,8 +23,9 @@ class LayerDiagnostics:
 
     Attributes:
         mask: routed tokens ``[B, T, H]`` bool. scores: router scores ``[B, T, H]`` or None.
-        realised: routed fraction (scalar tensor). counts: routed tokens per (stream, head) ``[B, H]``.
-        aux_loss: the router's auxiliary loss or None.
+        realised: routed fraction of the valid tokens (scalar tensor). counts: routed tokens per (stream, head)
+        ``[B, H]``. aux_loss: the router's auxiliary loss or None. valid: the tokens that could be routed ``[B, T]``
+        bool (a short series' left padding is not), or None for all.
     """
 
     mask: torch.Tensor
@@ -32,6 +33,7 @@ class LayerDiagnostics:
     realised: torch.Tensor
     counts: torch.Tensor
     aux_loss: torch.Tensor | None
+    valid: torch.Tensor | None = None
 
 
 def routed_fraction(mask: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
@@ -204,7 +206,7 @@ class HamLayer(nn.Module):
         q_kv, k_kv = self.kv_read_inputs(q, k, x=x)
         o_kv = scratchpad_attn(q_kv, k_kv, v_kv, indices, counts, scale=1.0, window=route.window, sinks=route.sinks)
         y = self.merge(x, o_gdn, o_kv.float())
-        diag = LayerDiagnostics(mask, route.scores, routed_fraction(mask, valid), counts, route.aux_loss)
+        diag = LayerDiagnostics(mask, route.scores, routed_fraction(mask, valid), counts, route.aux_loss, valid)
         if not return_state:
             return y, diag
         state = self.init_state(x.shape[0], x.device, offset=0)
@@ -256,5 +258,6 @@ class HamLayer(nn.Module):
         o_kv = scratchpad_decode(q_kv[:, 0], k_cache, v_cache, live, scale=1.0)
         y = self.merge(x, o_gdn, o_kv[:, None].float())[:, 0]
         state.x_prev, state.offset = x[:, 0], state.offset + 1
-        diag = LayerDiagnostics(mask, route.scores, routed_fraction(mask, valid), state.counts, route.aux_loss)
+        diag = LayerDiagnostics(mask, route.scores, routed_fraction(mask, valid), state.counts, route.aux_loss,
+                                valid)
         return y, state, diag
