@@ -7,8 +7,9 @@ Per example, averaged over layers and heads:
 - ``slot_precision``: share of the resident context tokens that are needle tokens (NaN where none is resident);
 - ``needle_attention``: scratchpad attention mass that the forecast tokens put on needle tokens (0 where a
   query's scratchpad is empty);
-- ``kv_fraction``: share of all tokens held in the scratchpad at the end (the routed tokens; under a cap or a
-  recency window at most ``cap + sinks`` of them, as a stream state keeps): the realised budget, whose p95 and
+- ``kv_fraction``: share of the tokens a stream could route (all but a short series' left padding) held in the
+  scratchpad at the end (the routed tokens; under a cap or a recency window at most ``cap + sinks`` of them, as a
+  stream state keeps): the realised budget, whose p95 and
   max over examples come from :func:`tsham.probes.runner.summarise`; ``kv_bytes``: the bytes of those keys and
   values summed over layers and heads (fp32, as a stream state stores them).
 
@@ -71,8 +72,8 @@ def needle_tokens(needles: np.ndarray, patch_length: int, n_tokens: int, align: 
 
 def resident_slots(model: TshamModel, out: TshamOutput) -> list[torch.Tensor]:
     """Per layer, the scratchpad slots a stream holds at the end ``[N, H]``: its routed tokens, at most
-    ``cap + sinks`` of them under a cap or recency window (as a stream state keeps). Divided by the tokens ``T``
-    this is the realised KV fraction."""
+    ``cap + sinks`` of them under a cap or recency window (as a stream state keeps). Divided by the tokens it could
+    route (``LayerDiagnostics.valid``; all ``T`` without padding) this is the realised KV fraction."""
     slots = []
     for block, diag in zip(model.stack.blocks, out.layers, strict=True):
         router, count = block.mixer.router, diag.mask.sum(1)

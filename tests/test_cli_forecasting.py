@@ -215,6 +215,23 @@ def test_stream_takes_integer_time_steps_and_resumes_them(trained):
     gap = stream("timestamp,target\n1,0.5\n3,0.1\n", "--freq", "1")
     assert gap.returncode == 2 and "jumps from 1 to 3" in gap.stderr, gap.stderr
     bad = stream("timestamp,target\n1,0.5\n", "--freq", "h")
-    assert bad.returncode == 2 and "--freq must be the step" in bad.stderr, bad.stderr
+    assert bad.returncode == 2 and "integer time steps take a whole-number --freq" in bad.stderr, bad.stderr
     mixed = stream("timestamp,target\n1,0.5\n2024-01-01,0.1\n")
     assert mixed.returncode == 2 and "mixes integer time steps and dates" in mixed.stderr, mixed.stderr
+    signed = stream("timestamp,target\n+5,0.5\n6.0,0.1\n 7 ,0.2\n", "--every", "3")
+    assert signed.returncode == 0 and pd.read_csv(io.StringIO(signed.stdout))["timestamp"].tolist() == [8, 9, 10]
+    daily = stream("timestamp,target\n20240130,0.5\n20240131,0.1\n20240201,0.2\n", "--every", "3", "--freq", "D")
+    assert daily.returncode == 0, daily.stderr  # a pandas frequency: compact dates are dates
+    assert pd.read_csv(io.StringIO(daily.stdout))["timestamp"].tolist()[0] == "2024-02-02 00:00:00"
+    dated = stream("timestamp,target\n2024-01-30,0.5\n", "--freq", "1")
+    assert dated.returncode == 2 and "but these timestamps are dates" in dated.stderr, dated.stderr
+
+
+def test_a_dated_stream_resumes_with_compact_dates(trained):
+    run = lambda text: subprocess.run(  # noqa: E731
+        [sys.executable, "-m", "tsham.cli", "stream", "--model", "run/model", "--horizon", "2", "--every", "2",
+         "--state", "compact"], input=text, capture_output=True, text=True, cwd=trained, timeout=600)
+    assert run("timestamp,target\n2024-01-29,0.5\n2024-01-30,0.1\n").returncode == 0
+    back = run("timestamp,target\n20240131,0.2\n20240201,0.3\n")  # the saved series is dated: so are these
+    assert back.returncode == 0, back.stderr
+    assert pd.read_csv(io.StringIO(back.stdout))["timestamp"].tolist() == ["2024-02-02 00:00:00", "2024-02-03 00:00:00"]

@@ -196,3 +196,13 @@ def test_a_short_series_padding_never_enters_the_scratchpad_and_budgets_count_it
         routed = d.mask[:, 5:].float().mean()  # the series' own tokens (context and forecast)
         assert float(d.realised) == pytest.approx(float(routed))
     assert own == 3 and abs(pipeline.kv_fraction(short, horizon=8) - 0.5) <= 0.1
+
+
+def test_kv_fraction_pools_the_tokens_of_every_series_whatever_the_batches(pipeline):
+    rng = np.random.default_rng(1)
+    series = [rng.normal(size=n).astype(np.float32) for n in (12, 12, 12, 12, 64, 64, 64, 64)]
+    pipeline.set_kv_budget(0.3, series, horizon=8)
+    whole = pipeline.kv_fraction(series, horizon=8)
+    pipeline.batch_size = 3  # batches of mixed and of equal lengths: the same tokens, the same fraction
+    assert pipeline.kv_fraction(series, horizon=8) == pytest.approx(whole, abs=1e-9)
+    assert abs(whole - 0.3) <= 0.05  # what set_kv_budget set, on the same tokens

@@ -82,6 +82,28 @@ def test_a_stream_that_opens_with_missing_rows_routes_none_of_them_as_the_batch_
         stream = StreamingForecaster.load(stream.save(tmp_path / f"t{t}"), model)  # what it has seen is saved too
 
 
+def test_an_older_state_without_what_it_has_seen_resumes_like_the_batch_forward(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    torch.manual_seed(0)
+    model = TshamModel(TshamConfig.small(d_model=32, patch_length=4, n_layers=2, num_heads=2, head_dim=16,
+                                         router="all")).eval()
+    target = torch.randn(S, 40, 1)
+    target[:, :8] = float("nan")  # two all-missing patches, still in the warm-up's rows when saved
+    for cut in (10, 24):  # saved in the warm-up, and after it
+        stream = StreamingForecaster(model, S, 1, warmup=16)
+        stream.update(target[:, :cut])
+        folder = stream.save(tmp_path / f"old{cut}")
+        tensors = load_file(folder / "stream.safetensors")
+        del tensors["seen"]  # as a version before it was recorded wrote the state
+        save_file(tensors, folder / "stream.safetensors")
+        resumed = StreamingForecaster.load(folder, model)
+        resumed.update(target[:, cut:])
+        with torch.no_grad():
+            ref = model(target, H, align="start", scale_steps=16).quantiles.numpy()
+        np.testing.assert_allclose(resumed.forecast(H), ref, atol=1e-4, err_msg=f"saved at {cut}")
+
+
 def test_state_stays_bounded_with_a_cap():
     model = tiny_model(False, cap=3)
     stream = StreamingForecaster(model, S, 1, warmup=4)

@@ -168,15 +168,18 @@ class TshamPipeline:
     @torch.no_grad()
     def kv_fraction(self, context: Sequence[np.ndarray], horizon: int = 64) -> float:
         """The realised scratchpad fraction on ``context``: the share of the series' own patch tokens routed
-        (padding excluded, as :meth:`set_kv_budget` counts them), averaged over layers and heads, then over
-        batches weighted by their series."""
+        (padding excluded), pooled over every series, as :meth:`set_kv_budget` counts them, per layer (over its
+        heads), then averaged over layers. Does not depend on how the series are batched."""
         series = as_series(context, "kv_fraction: context")
         self._check_targets(series)
-        fractions = []
+        routed = possible = 0.0
         for rows in self._chunks(len(series)):
             batch = self._left_pad([series[i] for i in rows], self.model.config.context_length)  # as predict pads
-            fractions.append(float(self.model(batch, horizon).kv_fraction) * len(rows))
-        return sum(fractions) / len(series)
+            layers = self.model(batch, horizon).layers
+            routed = routed + torch.stack([d.mask.sum() for d in layers]).double()
+            possible = possible + torch.stack([(d.mask if d.valid is None else d.valid[..., None].expand_as(d.mask))
+                                               .sum() for d in layers]).double()
+        return float((routed / possible.clamp_min(1)).mean())
 
     @torch.no_grad()
     def routing_map(self, series: np.ndarray, horizon: int) -> np.ndarray:

@@ -9,14 +9,16 @@ input ends, on an error, and on Ctrl-C or SIGTERM (an interrupt lands between ro
 resumed series skips the rows at or before its saved last timestamp, so the same file can be replayed. With
 ``--freq`` every step must follow the previous one at that frequency (missing steps are rows with an empty
 target); without it the step is the difference of the last two timestamps, which suits fixed-length steps
-(hours, days), not calendar months or years. Whole-number timestamps are integer time steps (``--freq``, if
-given, is then the step, e.g. ``1``), as in ``tsham forecast``.
+(hours, days), not calendar months or years. Whole-number timestamps (``7``, ``+7``, ``7.0``) are integer time
+steps (``--freq``, if given, is then the step, e.g. ``1``), as in ``tsham forecast``; a series resumed with dates,
+or a ``--freq`` that is a pandas frequency, reads them as dates (``20240130`` is the 30th of January).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import re
 import signal
 import sys
 from pathlib import Path
@@ -83,7 +85,8 @@ def run_stream(args) -> int:
     if args.horizon > pipe.model.config.max_horizon:  # before any row is read (and saved as read)
         raise ValueError(f"--horizon {args.horizon} is longer than the model forecasts "
                          f"({pipe.model.config.max_horizon})")
-    if args.freq and not args.freq.isdigit():  # a bad frequency fails before any row is read
+    dated_freq = bool(args.freq) and not args.freq.isdigit()  # a pandas frequency: the timestamps are dates
+    if dated_freq:  # a bad frequency fails before any row is read
         pd.tseries.frequencies.to_offset(args.freq)
     columns = {"target": [args.target], "past_covariates": list(args.past_covariates), "flags": list(args.flags)}
     source = sys.stdin if args.input == "-" else open(args.input, newline="")  # noqa: SIM115 - closed below
@@ -106,7 +109,8 @@ def run_stream(args) -> int:
             if item not in series:
                 series[item] = _Series.open(state_folder(state_dir, item) if state_dir else None, pipe, columns)
             s = series[item]
-            stamp = _timestamp(row[args.timestamp_column], args.timestamp_column, line)
+            dates = bool(s.stamps and not isinstance(s.stamps[-1], int)) or dated_freq
+            stamp = _timestamp(row[args.timestamp_column], args.timestamp_column, line, dates)
             if s.stamps and isinstance(stamp, int) != isinstance(s.stamps[-1], int):
                 raise ValueError(f"line {line}: series {item!r} mixes integer time steps and dates ({stamp} after "
                                  f"{s.stamps[-1]})")
@@ -178,17 +182,22 @@ class _Guard:
             raise KeyboardInterrupt
 
 
-def _timestamp(text: str, column: str, line: int) -> pd.Timestamp | int:
-    """A timestamp cell: a whole number is an integer time step, anything else must parse as a date."""
-    digits = text.strip().removeprefix("-")
-    if digits.isascii() and digits.isdigit():
-        return int(text)
+WHOLE_NUMBER = re.compile(r"\s*[+-]?\d+(\.0*)?\s*", re.ASCII)
+
+
+def _timestamp(text: str, column: str, line: int, dates: bool = False) -> pd.Timestamp | int:
+    """A timestamp cell: a whole number (``7``, ``+7``, ``7.0``) is an integer time step unless ``dates`` (the
+    series is dated), anything else must parse as a date."""
+    if not dates and WHOLE_NUMBER.fullmatch(text):
+        return int(float(text))
     try:
         stamp = pd.Timestamp(text)
     except (ValueError, TypeError):
         stamp = pd.NaT
     if stamp is pd.NaT:
-        raise ValueError(f"line {line}: column {column!r} holds {text!r}, not a timestamp")
+        hint = (" (the series is dated, or --freq is a pandas frequency: integer time steps take a whole-number "
+                "--freq)" if WHOLE_NUMBER.fullmatch(text) else "")
+        raise ValueError(f"line {line}: column {column!r} holds {text!r}, not a timestamp{hint}")
     return stamp
 
 
@@ -200,6 +209,9 @@ def _freq(text: str, stamp: pd.Timestamp | int) -> pd.DateOffset | int:
             raise ValueError(f"the timestamps are integer time steps, so --freq must be the step, a whole number >= 1 "
                              f"(e.g. 1); got {text!r}")
         return int(text)
+    if text.isdigit():
+        raise ValueError(f"--freq {text} is the step of integer time steps, but these timestamps are dates: give a "
+                         "pandas frequency (e.g. h, D, MS)")
     return pd.tseries.frequencies.to_offset(text)
 
 

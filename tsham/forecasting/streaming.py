@@ -350,8 +350,12 @@ class StreamingForecaster:
         else:  # older states did not record the range: an unknown one (-inf, inf) is never forecast flat
             stream.low = torch.full_like(stream.low, -torch.inf)
             stream.high = -stream.low
-        # older states did not record it: they routed from the first row on, so every row counts as seen
-        stream.seen = tensors["seen"] if "seen" in tensors else torch.ones_like(stream.seen)
+        # older states did not record it: past the warm-up they routed from the first row on, so every row counts
+        # as seen; in the warm-up the rows are all still there, and the prefill finds what was observed
+        if "seen" in tensors:
+            stream.seen = tensors["seen"]
+        elif stream.loc is not None:
+            stream.seen = torch.ones_like(stream.seen)
         if meta["layers"]:
             stream.states = stream.model.stack.init_state(1, stream.device)
             for i, (state, extra) in enumerate(zip(stream.states, meta["layers"], strict=True)):

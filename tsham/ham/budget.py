@@ -34,7 +34,8 @@ def set_kv_threshold(model: nn.Module, tau: float) -> None:
 @torch.no_grad()
 def calibrate_kv_budget(model: nn.Module, fraction: float | Sequence[float], forward: Callable[[], object]
                         ) -> list[float]:
-    """Sets every budgetable router's tau so that ``fraction`` of the tokens seen by ``forward()`` are routed.
+    """Sets every budgetable router's tau so that ``fraction`` of the valid tokens seen by ``forward()`` (all but
+    a short series' left padding, ``RouterInput.valid``) are routed.
 
     Args:
         model: any module holding routers (a TshamModel, HamStack, HamLayer).

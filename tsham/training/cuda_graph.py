@@ -5,7 +5,9 @@ A probe cell's model (d_model 64, 2 HAM layers, ~140k parameters) launches about
 with 28 such processes sharing an H200 under MPS the host's cores, not the GPU, set the pace
 (``experiments/results/bench_probe_step_h200.md``). Replaying a captured step costs one launch. The step computes
 what the eager step computes, up to rounding: the capturable optimizer keeps its step count and learning rate in
-fp32 device tensors, so training matches eager training to about 1e-4, not bit for bit.
+fp32 device tensors, so training matches eager training to about 1e-4, not bit for bit. One difference: a
+router's target-fraction controller counts every token in a replayed step, padding included (its valid-token
+quantile did not capture); on batches without left padding, which probe batches are, that is the same.
 
 The recipe is PyTorch's whole-network capture: a few eager steps on a side stream (lazy initialisation, the
 optimizer's state, the routers' first calibration), then one capture of forward, backward, clipping and the

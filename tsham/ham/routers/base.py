@@ -32,7 +32,8 @@ class RouterInput:
         offset: absolute position of the first token (streaming).
         valid: ``[B, T]`` bool, the tokens that may enter the scratchpad, or None for all. False on the padding
             before a series' first observation (a short series left-padded to the model's window): the layer
-            never routes it, and a target fraction counts only valid tokens.
+            never routes it, and a target fraction counts only valid tokens (all tokens in a step being captured
+            into a CUDA graph: :meth:`Router.threshold`).
     """
 
     x: torch.Tensor
@@ -78,7 +79,8 @@ def target_quantile(scores: torch.Tensor, fraction: float, valid: torch.Tensor |
     rounding of the parallel pass, and a threshold equal to one of them flipped that token's routing.
 
     ``valid`` (``[B, T]`` bool, scores ``[B, T]`` or ``[B, T, H]``): only those tokens count, n is their number.
-    The count stays on the device (a sort and two gathers, no host sync), so a CUDA graph can replay it."""
+    The count stays on the device (a sort and two gathers, no host sync), yet a CUDA graph's capture failed on it
+    (H200, 2026-12-01), so :meth:`Router.threshold` does not pass ``valid`` while capturing."""
     if valid is not None:
         return _valid_quantile(scores.detach().float(), fraction, valid)
     flat = scores.detach().flatten().float()
@@ -169,7 +171,7 @@ class Router(nn.Module):
 
     def threshold(self, scores: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         """``scores >= tau``; while training with a target, then moves tau toward the target fraction of the
-        ``valid`` tokens (``[B, T]`` bool; None: all)."""
+        ``valid`` tokens (``[B, T]`` bool; None: all; while a CUDA graph is captured: all)."""
         if not (self.training and self.target is not None):
             return scores >= self.tau
         with torch.no_grad():

@@ -25,7 +25,8 @@ class _FixedRouter(Router):
 
 
 class AllRouter(_FixedRouter):
-    """Every token is routed: the scratchpad is full causal attention (with ``cap``: sliding window)."""
+    """Every token is routed: the scratchpad is full causal attention (with ``cap``: sliding window). As for every
+    policy, the layer drops the invalid tokens (a short series' left padding, ``RouterInput.valid``)."""
 
     def route(self, inp):
         return torch.ones(inp.x.shape[:2], dtype=torch.bool, device=inp.x.device)
