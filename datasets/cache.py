@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
+import shutil
+import tempfile
 import urllib.request
 from pathlib import Path
 
@@ -38,20 +41,25 @@ def fetch(card: DatasetCard | str, relative: str, download: bool = True, timeout
     md5, url = card.files[relative]
     path = data_dir() / relative
     if not path.is_file() and download:
+        tmp = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(path.suffix + ".part")
-            with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
-                out.write(response.read())
-            if md5sum(tmp) != md5:  # checked before it enters the cache, where it would fail every later call
-                got = md5sum(tmp)
-                tmp.unlink()
+            # a temporary file of its own: two processes fetching the same file never write into one
+            with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.name + ".", suffix=".part",
+                                             delete=False) as out:
+                tmp = Path(out.name)
+                with urllib.request.urlopen(url, timeout=timeout) as response:
+                    shutil.copyfileobj(response, out)
+            if (got := md5sum(tmp)) != md5:  # checked before it enters the cache, where it would fail every call
                 raise ValueError(f"{url} sent a file with md5 {got}, expected {md5}: not kept in {data_dir()}")
             tmp.replace(path)
-        except OSError as err:
+        except (OSError, http.client.HTTPException) as err:  # a cut transfer raises IncompleteRead, not OSError
             raise FileNotFoundError(
                 f"{relative} of dataset {card.name!r} is not in {data_dir()} and could not be downloaded from "
-                f"{url} ({err}); put the file there or set TSHAM_DATA_DIR") from None
+                f"{url} ({type(err).__name__}: {err}); put the file there or set TSHAM_DATA_DIR") from None
+        finally:
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)  # gone after the replace; else a partial or rejected download
     if not path.is_file():
         raise FileNotFoundError(f"{relative} of dataset {card.name!r} is not in {data_dir()} (download disabled); "
                                 f"get it from {url} or set TSHAM_DATA_DIR")

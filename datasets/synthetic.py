@@ -319,7 +319,7 @@ def synthetic_mix(count: int, length: int, seed: int = 0, weights: dict[str, flo
         raise ValueError(f"synthetic_mix: need length >= {MIN_LENGTH} steps and count >= 0; got length {length}, "
                          f"count {count}")
     rng = np.random.default_rng(seed)
-    weights = weights or {name: 1.0 for name in GENERATORS}
+    weights = {name: 1.0 for name in GENERATORS} if weights is None else weights
     unknown = set(weights) - set(GENERATORS)
     if unknown:
         raise ValueError(f"unknown generators {sorted(unknown)}; known: {sorted(GENERATORS)}")
@@ -332,7 +332,7 @@ def synthetic_mix(count: int, length: int, seed: int = 0, weights: dict[str, flo
     workers = workers or default_workers(count)
     if workers == 1:
         return [_draw(job) for job in jobs]
-    # one BLAS thread per process: KernelSynth's eigh would otherwise oversubscribe the cores many times over
+    # one BLAS thread per process: KernelSynth's Cholesky would otherwise oversubscribe the cores many times over
     with one_blas_thread(), ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         return list(pool.map(_draw, jobs, chunksize=max(1, count // (4 * workers))))
 

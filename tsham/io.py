@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -66,10 +67,7 @@ def long_series(df: pd.DataFrame, id_column: str, timestamp_column: str, target:
                              "or integer steps")
         stamps = stamps.astype(np.int64)
     if not pd.api.types.is_integer_dtype(stamps):
-        try:
-            stamps = pd.to_datetime(stamps)
-        except (ValueError, TypeError) as err:
-            raise ValueError(f"column {timestamp_column!r} does not hold dates or integer time steps: {err}") from None
+        stamps = _dates(stamps, timestamp_column)
     values = {}
     for column in (target, *columns):
         numbers = pd.to_numeric(df[column], errors="coerce")
@@ -78,7 +76,14 @@ def long_series(df: pd.DataFrame, id_column: str, timestamp_column: str, target:
             row = df.index[bad][0]
             raise ValueError(f"column {column!r} holds {df[column][row]!r} at row {row} (series "
                              f"{df[id_column][row]!r}), not a number (leave a missing value empty)")
-        values[column] = numbers.astype(np.float32)
+        with np.errstate(over="ignore"):  # a number beyond float32 becomes inf: named just below
+            values[column] = numbers.astype(np.float32)
+        huge = np.isinf(values[column].to_numpy())
+        if huge.any():
+            row = df.index[huge][0]
+            raise ValueError(f"column {column!r} holds {df[column][row]!r} at row {row} (series "
+                             f"{df[id_column][row]!r}), not a finite float32 number (inf, or beyond 3.4e38); rescale "
+                             "it, or leave a missing value empty")
     df = df.assign(**{timestamp_column: stamps, **values}).sort_values([id_column, timestamp_column], kind="stable")
     groups = list(df.groupby(id_column, sort=False, observed=True))  # a categorical id's unused levels: no series
     for item, g in groups:
@@ -88,6 +93,25 @@ def long_series(df: pd.DataFrame, id_column: str, timestamp_column: str, target:
                              f"(rows {sorted(g.index[g[timestamp_column] == g[timestamp_column][repeated].iloc[0]])})"
                              f"; give one row per (series, time step)")
     return groups
+
+
+def _dates(stamps: pd.Series, column: str) -> pd.Series:
+    """A column of date strings or datetimes as datetimes. UTC offsets that change along the column (a zone's
+    daylight saving written as offsets, as ``DataFrame.to_csv`` writes tz-aware stamps) are read as UTC: one zone
+    for the whole column, where pandas would leave Python objects (or refuse)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # pandas 2 warns before returning objects for them
+            parsed = pd.to_datetime(stamps)
+        if parsed.dtype != object:
+            return parsed
+    except (ValueError, TypeError) as err:
+        if "utc" not in str(err).lower():
+            raise ValueError(f"column {column!r} does not hold dates or integer time steps: {err}") from None
+    try:
+        return pd.to_datetime(stamps, utc=True)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"column {column!r} does not hold dates or integer time steps: {err}") from None
 
 
 def future_stamps(stamps: pd.Series, horizon: int, freq: str | pd.DateOffset | None, item: object) -> list:

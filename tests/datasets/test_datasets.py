@@ -64,6 +64,24 @@ def test_a_download_with_another_md5_stays_out_of_the_cache(tmp_path, monkeypatc
     assert not list((tmp_path / "cache").rglob("*.csv*"))
 
 
+def test_a_cut_download_is_a_named_error_and_leaves_nothing_behind(tmp_path, monkeypatch):
+    import http.client
+    import io
+    import urllib.request
+
+    class Cut(io.BytesIO):  # a transfer that stops after its first block, as a dropped connection does
+        def read(self, n=-1):
+            if self.tell():
+                raise http.client.IncompleteRead(b"", 1000)
+            return super().read(10)
+
+    monkeypatch.setenv("TSHAM_DATA_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: Cut(b"date,OT\n2016-07-01,1\n"))
+    with pytest.raises(FileNotFoundError, match="could not be downloaded .*IncompleteRead"):
+        fetch("etth1", "ett/ETTh1.csv")
+    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
+
+
 def test_loaders_name_a_dataset_they_do_not_load():
     from tsham.datasets import load_ett, load_m4
 

@@ -1,0 +1,22 @@
+"""tsham.io: long tables read into checked series."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tsham.io import future_stamps, long_series
+
+
+def test_utc_offsets_that_change_with_daylight_saving_are_read_as_utc():
+    local = pd.date_range("2024-03-30", periods=48, freq="h", tz="Europe/Paris")  # the clocks go forward on the 31st
+    df = pd.DataFrame({"id": "a", "timestamp": [str(t) for t in local], "target": np.arange(48.0)})  # as to_csv writes
+    [(item, rows)] = long_series(df, "id", "timestamp", "target")
+    assert str(rows["timestamp"].dt.tz) == "UTC" and (rows["timestamp"].diff().dropna() == pd.Timedelta("1h")).all()
+    assert future_stamps(rows["timestamp"], 2, None, item)[0] == local[-1].tz_convert("UTC") + pd.Timedelta("1h")
+
+
+@pytest.mark.parametrize("value", ["1e40", "inf", "-inf"])
+def test_a_value_beyond_float32_is_named_not_turned_into_inf(value):
+    df = pd.DataFrame({"id": ["a", "a", "a"], "timestamp": [1, 2, 3], "target": ["1", value, "3"]})
+    with pytest.raises(ValueError, match=f"column 'target' holds '{value}' at row 1 .*not a finite float32"):
+        long_series(df, "id", "timestamp", "target")
