@@ -175,16 +175,21 @@ def test_train_names_the_series_too_short_for_its_horizon(trained, capsys):
     assert len(_pool_from_args(args)) == 1
     assert "1 of the 2 series" in capsys.readouterr().err
     args.horizon = 100
-    with pytest.raises(ValueError, match="every series of .* is shorter than 101 steps"):
+    with pytest.raises(ValueError, match="every series of .* has fewer than 101 observed values"):
         _pool_from_args(args)
     args.horizon = 8
+    empty = pd.DataFrame({"id": "e", "timestamp": stamps, "target": np.nan})  # rows, but nothing observed
+    empty.to_csv(trained / "empty.csv", index=False)
+    args.input = str(trained / "empty.csv")
+    with pytest.raises(ValueError, match="every series of .* has fewer than 9 observed values"):
+        _pool_from_args(args)
     gappy = pd.DataFrame({"id": "g", "timestamp": stamps.delete(range(20, 30)), "target": np.arange(50.0)})
     gappy.to_csv(trained / "gappy.csv", index=False)
     args.input = str(trained / "gappy.csv")
     with pytest.raises(ValueError, match="cannot infer the frequency of series 'g'"):  # the gap would join steps
         _pool_from_args(args)
     gappy.assign(target=np.r_[np.arange(49.0), np.inf]).assign(timestamp=stamps[:50]).to_csv(args.input, index=False)
-    with pytest.raises(ValueError, match="series 'g' contains inf"):
+    with pytest.raises(ValueError, match="column 'target' holds inf at row 49 .*not a finite"):
         _pool_from_args(args)
 
 

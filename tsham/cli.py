@@ -118,21 +118,20 @@ def _pool_from_args(args: argparse.Namespace):
     if args.input:
         df = long_frame(read_table(args.input, args.id_column), args.id_column, args.timestamp_column, args.target)
         groups = long_series(df, args.id_column, args.timestamp_column, args.target)
-        for item, g in groups:  # what forecast refuses, training must not take in silently
-            if np.isinf(g[args.target]).any():
-                raise ValueError(f"series {item!r} contains inf; use NaN (an empty cell) for missing values")
+        for item, g in groups:  # what forecast refuses, training must not take in silently (long_series refuses inf)
             if len(g) >= 3:  # gaps would join the steps around them: missing steps must be empty rows
                 future_stamps(g[args.timestamp_column], 1, None, item)
         series = [g[args.target].to_numpy(np.float32) for _, g in groups]
         need = max(args.horizons or (args.horizon,)) + 1  # a training window: one context step and the horizon
-        short = sum(len(s) < need for s in series)
-        if short == len(series):
-            raise ValueError(f"every series of {args.input} is shorter than {need} steps (horizon + 1): none could "
-                             f"be trained on; lower --horizon")
-        if short:
-            print(f"warning: {short} of the {len(series)} series of {args.input} are shorter than {need} steps "
-                  f"(horizon + 1) and are not trained on", file=sys.stderr)
-        pool += [PoolSeries.from_array(s) for s in series if len(s) >= need]
+        # observed values, not rows: a series of empty cells has rows but nothing to learn from
+        short = [int(np.isfinite(s).sum()) < need for s in series]
+        if all(short):
+            raise ValueError(f"every series of {args.input} has fewer than {need} observed values (horizon + 1): "
+                             "none could be trained on; lower --horizon, or check the target column")
+        if any(short):
+            print(f"warning: {sum(short)} of the {len(series)} series of {args.input} have fewer than {need} "
+                  "observed values (horizon + 1) and are not trained on", file=sys.stderr)
+        pool += [PoolSeries.from_array(s) for s, few in zip(series, short, strict=True) if not few]
     if not pool:
         raise ValueError("no training data: give --input and/or --synthetic N > 0")
     return pool

@@ -81,7 +81,9 @@ def long_series(df: pd.DataFrame, id_column: str, timestamp_column: str, target:
         huge = np.isinf(values[column].to_numpy())
         if huge.any():
             row = df.index[huge][0]
-            raise ValueError(f"column {column!r} holds {df[column][row]!r} at row {row} (series "
+            cell = df[column][row]
+            cell = repr(cell) if isinstance(cell, str) else cell
+            raise ValueError(f"column {column!r} holds {cell} at row {row} (series "
                              f"{df[id_column][row]!r}), not a finite float32 number (inf, or beyond 3.4e38); rescale "
                              "it, or leave a missing value empty")
     df = df.assign(**{timestamp_column: stamps, **values}).sort_values([id_column, timestamp_column], kind="stable")

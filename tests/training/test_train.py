@@ -246,6 +246,8 @@ def test_training_refuses_inf_and_never_exports_non_finite_weights(tmp_path):
     with pytest.raises(ValueError, match="series 1 of the pool contains inf"):
         WindowStream([PoolSeries.from_array(np.ones(100)), PoolSeries.from_array(np.r_[np.ones(99), np.inf])],
                      48, 8, 2)
+    with pytest.raises(ValueError, match="no series of the pool has an observed target value"):
+        WindowStream([PoolSeries.from_array(np.full(100, np.nan)) for _ in range(2)], 48, 8, 2)
     pool = [PoolSeries.from_array(np.sin(np.arange(200) / 3) * 1e3)]
     config = tiny_config()
     config.ham.check_inputs = False  # as on the GPU: the NaN reaches the weights instead of stopping the forward

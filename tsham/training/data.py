@@ -64,6 +64,8 @@ class WindowStream(IterableDataset):
             if any(np.isinf(a).any() for a in (s.target, s.past_covariates, s.flags)):
                 raise ValueError(f"WindowStream: series {i} of the pool contains inf; use NaN for missing values")
             self.groups[s.signature].append(np.concatenate([s.target, s.past_covariates, s.flags], -1))
+        if all(np.isnan(s.target).all() for s in pool):  # every loss would be empty: training would learn nothing
+            raise ValueError("WindowStream: no series of the pool has an observed target value (all NaN)")
         self.context_length, self.batch_size, self.seed, self.tail = context_length, batch_size, seed, tail
 
     def __iter__(self):
