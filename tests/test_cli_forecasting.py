@@ -68,6 +68,21 @@ def test_train_names_a_bad_averaged_candidate(capsys, tmp_path):
     assert "LAGxSEASONS" in capsys.readouterr().err and not (tmp_path / "model").exists()
 
 
+def test_a_run_folder_is_never_overwritten_unasked(trained, capsys):
+    from tsham.cli import main
+
+    before = (trained / "run/model/model.safetensors").read_bytes()
+    common = ["--input", "mine.csv", "--synthetic", "0", "--steps", "1", "--batch-size", "2", "--horizon", "8"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(trained)
+        assert main(["finetune", "--model", "run/model", "--out", "run", "--overwrite", *common]) == 2
+        assert "would overwrite the model being fine-tuned" in capsys.readouterr().err
+        assert main(["train", "--out", "run", "--context-length", "32", "--patch-length", "8", *common]) == 2
+        err = capsys.readouterr().err
+        assert "already holds a run" in err and "give --resume to continue it, --overwrite" in err
+    assert (trained / "run/model/model.safetensors").read_bytes() == before
+
+
 def test_finetune_with_frozen_encoder(trained):
     out = tsham("finetune", "--model", "run/model", "--input", "mine.csv", "--out", "ft", "--steps", "2",
                 "--batch-size", "2", "--horizon", "8", "--freeze", "encoder", "--validation-steps", "24",

@@ -147,11 +147,26 @@ def _train_config(args: argparse.Namespace):
                        validation_steps=args.validation_steps, val_every=args.val_every, patience=args.patience)
 
 
+def _check_out(args: argparse.Namespace, base: str | None = None) -> None:
+    """Refuses an ``--out`` whose run would be lost: one that holds a run (unless ``--resume`` or ``--overwrite``),
+    or, for a fine-tune, the folder of the ``base`` model itself."""
+    from pathlib import Path
+
+    out = Path(args.out)
+    if base is not None and (out / "model").resolve() == Path(base).resolve():
+        raise ValueError(f"--out {out} would overwrite the model being fine-tuned ({base}); choose another --out")
+    held = [p for p in (out / "model", out / "lightning" / "last.ckpt") if p.exists()]
+    if held and not (getattr(args, "resume", False) or args.overwrite):
+        raise ValueError(f"--out {out} already holds a run ({', '.join(map(str, held))}): give --resume to continue "
+                         "it, --overwrite to replace it, or another --out")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from tsham.config import TshamConfig
     from tsham.heads import DEFAULT_LAGS, DEFAULT_MEANS, PriorConfig, parse_means
     from tsham.training import train
 
+    _check_out(args)
     router_kwargs = {} if args.router in ("all", "none") else {"target": args.kv_target}
     config = TshamConfig.small(d_model=args.d_model, patch_length=args.patch_length, n_layers=args.layers,
                                num_heads=args.heads, head_dim=args.d_model // args.heads, router=args.router,
@@ -179,6 +194,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     from tsham.checkpoint import load_checkpoint
     from tsham.training import train
 
+    _check_out(args, args.model)
     base = load_checkpoint(args.model)
     config = base.config
     if args.context_length is not None:
@@ -194,6 +210,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 def _training_args(p: argparse.ArgumentParser, steps: int, lr: float, synthetic: int) -> None:
     p.add_argument("--out", required=True, help="run folder: model/ (safetensors + config) and lightning/ state")
+    p.add_argument("--overwrite", action="store_true", help="replace the run an --out folder already holds")
     p.add_argument("--input", help="CSV/parquet of the user's series (long format)")
     _series_args(p)
     p.add_argument("--synthetic", type=int, default=synthetic, help="synthetic series in the training pool")
