@@ -10,6 +10,15 @@ from pathlib import Path
 def run_command(args) -> int:
     from tsham.probes.runner import frontier_plot, run_probe, summarise
 
+    out = Path(args.output)
+    if out.suffix.lower() in (".parquet", ".pq"):  # before anything trains: a failed write would lose every row
+        import importlib.util
+
+        if not any(importlib.util.find_spec(engine) for engine in ("pyarrow", "fastparquet")):
+            raise ValueError(f"--output {out} needs a parquet engine (pip install pyarrow); or write a .csv")
+    for path in (out, Path(args.plot) if args.plot else None):
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
     model = None
     if args.model:
         from tsham.checkpoint import load_checkpoint
@@ -22,8 +31,6 @@ def run_command(args) -> int:
     rows = run_probe(args.name, args.level, args.policy, args.budget, args.seeds, args.n, args.steps, model=model,
                      device=args.device, train_batch=args.batch_size, lr=args.lr, utility=args.state_utility,
                      **sizes)
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() in (".parquet", ".pq"):
         rows.to_parquet(out, index=False)
     else:
@@ -53,7 +60,8 @@ def add_probe_parser(sub) -> None:
     p.add_argument("--level", default="easy",
                    help=f"one of {', '.join(LEVELS)}, optionally with knobs: 'medium:events=8,lag=0' (knobs: "
                         + "; ".join(f"{probe} {', '.join(knobs)}" for probe, knobs in KNOBS.items()) + ")")
-    p.add_argument("--model", help="score this checkpoint at each --budget instead of training probe models")
+    p.add_argument("--model", help="score this checkpoint at each --budget instead of training probe models (then "
+                                   "--policy and the training options do not apply)")
     p.add_argument("--policy", nargs="+", default=["surprise", "random", "oracle"], choices=POLICIES)
     p.add_argument("--budget", type=_fraction, nargs="+", default=[0.05, 0.1],
                    help="KV fractions in [0, 1] (0 and 1 are added)")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -37,7 +38,7 @@ from tsham.probes.metrics import (
 from tsham.probes.resume import load_loop_state, save_loop_state
 
 from tsham.config import TshamConfig
-from tsham.ham import calibrate_kv_budget
+from tsham.ham import budgetable_routers, calibrate_kv_budget
 from tsham.model import TshamModel
 
 POLICIES = ("surprise", "uncertainty", "learned", "composite", "random", "event", "recency", "oracle")
@@ -323,9 +324,12 @@ def run_probe(probe: str, level: str = "easy", policies: Sequence[str] = ("surpr
     ridge readouts of the target from the recurrent state, the scratchpad and both, on ``utility`` sequences).
 
     ``config_kwargs`` go to :func:`probe_config`; its ``context_length`` (which sizes a recency window) defaults
-    to the probe's context length at this level. With ``model`` (a trained checkpoint) nothing is trained: each
-    budget is calibrated on the probe's contexts (:func:`calibrate_kv_budget`) and the policy column is the
-    model's own router.
+    to the probe's context length at this level. With ``model`` (a trained checkpoint) nothing is trained and
+    ``policies`` and the training options do not apply: each budget is calibrated on 64 sequences of another seed
+    than the test's (:func:`calibrate_kv_budget`), and the policy column is the model's own router (``none`` and
+    ``all`` at budgets 0 and 1, the controls the report reads); a model whose router takes no budget (oracle,
+    event, all, ...) is scored once at its own routing (budget NaN). Event and composite routing are skipped, with
+    a warning, on a probe without flags.
     """
     if probe not in PROBES:
         raise ValueError(f"unknown probe {probe!r}; known: {sorted(PROBES)}")
@@ -336,16 +340,30 @@ def run_probe(probe: str, level: str = "easy", policies: Sequence[str] = ("surpr
     bad = [b for b in budgets if not 0.0 <= float(b) <= 1.0]  # NaN fails too
     if bad:
         raise ValueError(f"budgets are KV fractions in [0, 1]; got {bad}")
+    for name, value, least in (("n_test", n_test, 1), ("train_steps", train_steps, 1), ("train_batch", train_batch, 1)):
+        if value < least:
+            raise ValueError(f"{name} must be >= {least}; got {value}")
+    if 0 < utility < 8:
+        raise ValueError(f"utility (state-utility sequences) must be 0 (off) or >= 8; got {utility}")
     config_kwargs.setdefault("context_length", probe_context_length(probe, level))
+    skipped = [p for p in policies if p in ("event", "composite")]
+    if model is None and skipped and not PROBES[probe](1, level, seed=0).flags.shape[2]:
+        warnings.warn(f"{probe} has no event flags: the policies {skipped} would be pure GDN or surprise, and are "
+                      "not run", stacklevel=2)
     frames = []
     for seed in seeds:
         test_seed = 10_000 + seed
         if model is not None:
-            sample = PROBES[probe](min(n_test, 64), level, seed=test_seed)
-            for budget in sorted({0.0, *budgets, 1.0}):
-                calibrate_kv_budget(model, budget, lambda b=sample: probe_forward(model, b, device))
-                labels = {"probe": probe, "level": level, "policy": model.config.ham.router, "budget": budget,
-                          "seed": seed}
+            # thresholds calibrated on sequences of their own seed, not on the test sequences they are scored on
+            sample = PROBES[probe](min(n_test, 64), level, seed=test_seed + 500_000)
+            # a router that takes no budget (oracle, event, all, ...) routes as it does: one cell, budget NaN
+            fixed = not budgetable_routers(model)
+            for budget in [math.nan] if fixed else sorted({0.0, *budgets, 1.0}):
+                if not fixed:
+                    calibrate_kv_budget(model, budget, lambda b=sample: probe_forward(model, b, device))
+                # budgets 0 and 1 make the model pure GDN and full attention: the report reads them as controls
+                policy = {0.0: "none", 1.0: "all"}.get(budget, model.config.ham.router)
+                labels = {"probe": probe, "level": level, "policy": policy, "budget": budget, "seed": seed}
                 rows = evaluate_probe(model, probe, level, n_test, test_seed, labels, device)
                 frames.append(with_state_utility(rows, model, probe, level, utility, test_seed, device))
             continue

@@ -355,3 +355,37 @@ def test_level_knobs_override_the_level_and_bad_ones_are_named():
                                   ("rare_motif", "extreme", "unknown level 'extreme'")):
         with pytest.raises(ValueError, match=message):
             PROBES[probe](1, level, seed=0)
+
+
+def test_scoring_a_checkpoint_labels_its_controls_and_takes_fixed_policies():
+    import torch
+    from tsham.probes.runner import probe_config, run_probe
+
+    from tsham.model import TshamModel
+
+    torch.manual_seed(0)
+    surprise = TshamModel(probe_config("surprise", 0.1, patch_length=1, d_model=16, n_layers=1, context_length=96))
+    rows = run_probe("mqar", "easy", budgets=[0.25], n_test=4, model=surprise)
+    assert rows.groupby("budget")["policy"].first().to_dict() == {0.0: "none", 0.25: "surprise", 1.0: "all"}
+    oracle = TshamModel(probe_config("oracle", 0.1, patch_length=1, d_model=16, n_layers=1, context_length=96))
+    rows = run_probe("mqar", "easy", budgets=[0.25], n_test=4, model=oracle)  # no budget to set: scored as it routes
+    assert set(rows["policy"]) == {"oracle"} and rows["budget"].isna().all() and len(rows) == 4
+
+
+def test_probe_sweep_checks_its_sizes_and_outputs_before_training(tmp_path, monkeypatch):
+    import importlib.util
+
+    from tsham.probes.runner import run_probe
+
+    from tsham.cli import main
+
+    for kwargs, message in (({"n_test": 0}, "n_test must be >= 1"), ({"train_steps": 0}, "train_steps"),
+                            ({"utility": 4}, "or >= 8")):
+        with pytest.raises(ValueError, match=message):
+            run_probe("mqar", "easy", **kwargs)
+    with pytest.warns(UserWarning, match="no event flags: the policies \\['event'\\]"):
+        rows = run_probe("cross_channel_binding", "easy", policies=["event"], budgets=[], n_test=2, train_steps=1,
+                         train_batch=1, patch_length=4, d_model=16, n_layers=1)
+    assert set(rows["policy"]) == {"none", "all"}  # the controls ran; the event cell did not
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)  # no parquet engine installed
+    assert main(["probe", "mqar", "--output", str(tmp_path / "rows.parquet"), "--steps", "1"]) == 2
