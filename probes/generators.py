@@ -67,6 +67,9 @@ class ProbeBatch:
         twin_needles: bool ``[N, L]``, what an oracle router keeps in the twin, where it differs from ``needles``
             (probe D: nothing, since the twin keeps the series and loses only the cue that marks the snapshot;
             elsewhere the twin's needle step holds ablated content and the oracle still routes it), or None.
+        recalled: ``[N, H, Ct]`` what tolerance accuracy compares the forecast with where it is not the target
+            (probe D: the snapshot's level, as PROBES.md defines it; the target walks on from there with noise
+            that no memory can forecast), or None.
     """
 
     context: np.ndarray
@@ -83,6 +86,7 @@ class ProbeBatch:
     candidates: np.ndarray | None = None
     effect: np.ndarray | None = None
     twin_needles: np.ndarray | None = None
+    recalled: np.ndarray | None = None
 
 
 def background(length: int, channels: int, rng: np.random.Generator) -> np.ndarray:
@@ -216,11 +220,12 @@ VARIED_LENGTH = frozenset({"action_sequence"})  # probes whose context length ch
 def scheduled_event(n: int, level: str = "easy", seed: int = 0) -> ProbeBatch:
     """Probe D: channel 0 is a slow random walk; flag 0 marks snapshots every 512 steps (nothing happens there),
     flag 1 a reset at which channel 0 jumps back to its level at the k-th most recent snapshot. Forecast 32 steps
-    from the reset. Twin: the flag of that snapshot removed (the series is the same: only the memory cue goes)."""
+    from the reset. Twin: the flag of that snapshot removed (the series is the same: only the memory cue goes).
+    Tolerance accuracy: the forecast within 0.1 (window RMSE) of the snapshot's level (``recalled``)."""
     k = {"easy": 1, "medium": 2, "hard": 4}[parse_level("scheduled_event", level)[0]]
     period, H = 512, 32
     L = period * (k + 1) + 64
-    out = {k_: [] for k_ in ("ctx", "flags", "twin_flags", "target", "needles")}
+    out = {k_: [] for k_ in ("ctx", "flags", "twin_flags", "target", "needles", "level")}
     for rng in _rngs(seed, n):
         walk = np.cumsum(rng.normal(0, 0.05, L + H)).astype(np.float32)
         snaps = np.arange(rng.integers(0, period // 2), L, period)
@@ -239,11 +244,13 @@ def scheduled_event(n: int, level: str = "easy", seed: int = 0) -> ProbeBatch:
         needles = np.zeros(L, bool)
         needles[snap] = True
         out["needles"].append(needles)
+        out["level"].append(walk[snap])
     ctx = np.stack(out["ctx"])
     needles = np.stack(out["needles"])
+    level = np.broadcast_to(np.array(out["level"], np.float32)[:, None, None], (n, H, 1)).copy()
     return ProbeBatch(ctx, np.stack(out["flags"]), np.stack(out["target"]), [0], needles, ctx.copy(),
                       np.stack(out["twin_flags"]), tolerance=np.full(n, 0.1, np.float32),
-                      twin_needles=np.zeros_like(needles))
+                      twin_needles=np.zeros_like(needles), recalled=level)
 
 
 def mqar(n: int, level: str = "easy", seed: int = 0, d: int = 8) -> ProbeBatch:

@@ -298,7 +298,8 @@ def evaluate_probe(model: TshamModel, probe: str, level: str, n: int, seed: int,
                    "mse": window_mse(pred, part.target), "mse_twin": window_mse(twin, part.target),
                    **router_diagnostics(model, out, reads, part.needles)}
         if part.tolerance is not None:
-            columns["tolerance_accuracy"] = tolerance_accuracy(pred, part.target, part.tolerance)
+            reference = part.target if part.recalled is None else part.recalled
+            columns["tolerance_accuracy"] = tolerance_accuracy(pred, reference, part.tolerance)
         if part.effect is not None:
             columns.update(effect_metrics(pred, twin, part.effect))
         if part.candidates is not None:

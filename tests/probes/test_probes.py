@@ -389,3 +389,15 @@ def test_probe_sweep_checks_its_sizes_and_outputs_before_training(tmp_path, monk
     assert set(rows["policy"]) == {"none", "all"}  # the controls ran; the event cell did not
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)  # no parquet engine installed
     assert main(["probe", "mqar", "--output", str(tmp_path / "rows.parquet"), "--steps", "1"]) == 2
+
+
+def test_probe_d_tolerance_compares_with_the_snapshot_level_as_the_spec_defines_it():
+    from tsham.probes.metrics import tolerance_accuracy
+
+    batch = PROBES["scheduled_event"](200, "easy", seed=3)
+    assert batch.recalled.shape == batch.target.shape
+    # the level the reset jumps back to: the target starts there (its walk and noise then move it)
+    assert np.abs(batch.target[:, 0] - batch.recalled[:, 0]).max() < 0.3
+    assert tolerance_accuracy(batch.recalled, batch.recalled, batch.tolerance).mean() == 1.0  # a perfect recall
+    stay = np.repeat(batch.context[:, -1:], batch.target.shape[1], 1)  # no memory: the last value held
+    assert tolerance_accuracy(stay, batch.recalled, batch.tolerance).mean() < 0.2
