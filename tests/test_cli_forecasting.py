@@ -255,3 +255,14 @@ def test_a_dated_stream_resumes_with_compact_dates(trained):
     back = run("timestamp,target\n20240131,0.2\n20240201,0.3\n")  # the saved series is dated: so are these
     assert back.returncode == 0, back.stderr
     assert pd.read_csv(io.StringIO(back.stdout))["timestamp"].tolist() == ["2024-02-02 00:00:00", "2024-02-03 00:00:00"]
+
+
+def test_train_takes_the_fixed_policies_and_refuses_a_target_they_cannot_use(tmp_path, capsys):
+    from tsham.cli import main
+
+    args = ["train", "--synthetic", "2", "--series-length", "64", "--steps", "1", "--batch-size", "2", "--horizon",
+            "8", "--context-length", "32", "--patch-length", "8", "--d-model", "16", "--layers", "1", "--heads", "2",
+            "--warmup", "1", "--prior-lags"]
+    assert main([*args, "--out", str(tmp_path / "rc"), "--router", "recency"]) == 0  # it had failed: target set
+    assert main([*args, "--out", str(tmp_path / "r2"), "--router", "recency", "--kv-target", "0.2"]) == 2
+    assert "the recency router takes no target fraction" in capsys.readouterr().err

@@ -147,6 +147,13 @@ def _train_config(args: argparse.Namespace):
                        validation_steps=args.validation_steps, val_every=args.val_every, patience=args.patience)
 
 
+# the routers whose policy, not a threshold, decides what is routed: what each keeps
+FIXED_POLICIES = {"all": "every token", "none": "nothing", "recency": "a recent window"}
+# what `tsham train` can build and feed (event routing needs flags in every batch, composite its children, oracle
+# the probes' masks: they train through the Python API and the probe and bench commands)
+TRAINABLE_ROUTERS = ("surprise", "uncertainty", "learned", "random", *FIXED_POLICIES)
+
+
 def _check_out(args: argparse.Namespace, base: str | None = None) -> None:
     """Refuses an ``--out`` whose run would be lost: one that holds a run (unless ``--resume`` or ``--overwrite``),
     or, for a fine-tune, the folder of the ``base`` model itself."""
@@ -167,7 +174,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     from tsham.training import train
 
     _check_out(args)
-    router_kwargs = {} if args.router in ("all", "none") else {"target": args.kv_target}
+    if args.router in FIXED_POLICIES:  # the policy decides what is routed: there is no fraction to aim at
+        if args.kv_target is not None:
+            raise ValueError(f"--kv-target: the {args.router} router takes no target fraction (it routes "
+                             f"{FIXED_POLICIES[args.router]}); leave it out")
+        router_kwargs = {}
+    else:
+        router_kwargs = {"target": 0.1 if args.kv_target is None else args.kv_target}
     config = TshamConfig.small(d_model=args.d_model, patch_length=args.patch_length, n_layers=args.layers,
                                num_heads=args.heads, head_dim=args.d_model // args.heads, router=args.router,
                                router_kwargs=router_kwargs)
@@ -276,8 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--d-model", type=int, default=64)
     tr.add_argument("--layers", type=int, default=2)
     tr.add_argument("--heads", type=int, default=4)
-    tr.add_argument("--router", default="surprise", help="routing policy (tsham.ham.ROUTERS)")
-    tr.add_argument("--kv-target", type=float, default=0.1, help="target KV fraction")
+    tr.add_argument("--router", default="surprise", choices=TRAINABLE_ROUTERS,
+                    help="routing policy (event, composite and oracle train through the Python API)")
+    tr.add_argument("--kv-target", type=float, help="target KV fraction of a scoring router (default 0.1)")
     tr.add_argument("--prior-lags", type=int, nargs="*", metavar="LAG",
                     help="candidate seasons of the seasonal prior, in steps (default: the shipped model's, "
                          "tsham.heads.DEFAULT_LAGS; the flag alone: no prior)")
