@@ -266,3 +266,17 @@ def test_train_takes_the_fixed_policies_and_refuses_a_target_they_cannot_use(tmp
     assert main([*args, "--out", str(tmp_path / "rc"), "--router", "recency"]) == 0  # it had failed: target set
     assert main([*args, "--out", str(tmp_path / "r2"), "--router", "recency", "--kv-target", "0.2"]) == 2
     assert "the recency router takes no target fraction" in capsys.readouterr().err
+
+
+def test_train_checks_its_sizes_before_it_starts(tmp_path, capsys):
+    from tsham.cli import main
+
+    for flag, value, message in (("--batch-size", "0", "must be a whole number >= 1"),
+                                 ("--steps", "0", "must be a whole number >= 1"),
+                                 ("--horizon", "800", "--horizon(s) 800 is longer than the model forecasts (720)")):
+        try:  # argparse's own errors exit; the command's return 2
+            code = main(["train", "--out", str(tmp_path / flag), "--synthetic", "2", flag, value])
+        except SystemExit as exit_:
+            code = exit_.code
+        assert code == 2 and message in capsys.readouterr().err
+        assert not (tmp_path / flag).exists()  # nothing written

@@ -154,6 +154,24 @@ FIXED_POLICIES = {"all": "every token", "none": "nothing", "recency": "a recent 
 TRAINABLE_ROUTERS = ("surprise", "uncertainty", "learned", "random", *FIXED_POLICIES)
 
 
+def _whole(text: str) -> int:
+    """An argparse type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1; got {text}")
+    return value
+
+
+def _check_horizon(args: argparse.Namespace, max_horizon: int) -> None:
+    """A training horizon the model cannot forecast is an error naming the flag, before any step runs."""
+    longest = max(args.horizons or (args.horizon,))
+    if longest > max_horizon:
+        raise ValueError(f"--horizon(s) {longest} is longer than the model forecasts ({max_horizon})")
+
+
 def _check_out(args: argparse.Namespace, base: str | None = None) -> None:
     """Refuses an ``--out`` whose run would be lost: one that holds a run (unless ``--resume`` or ``--overwrite``),
     or, for a fine-tune, the folder of the ``base`` model itself."""
@@ -185,6 +203,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                                num_heads=args.heads, head_dim=args.d_model // args.heads, router=args.router,
                                router_kwargs=router_kwargs)
     config.context_length = args.context_length
+    _check_horizon(args, config.max_horizon)
     lags = DEFAULT_LAGS if args.prior_lags is None else tuple(args.prior_lags)
     if args.prior_means is not None:
         means = parse_means(args.prior_means)
@@ -214,6 +233,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         config.context_length = args.context_length
     if args.kv_target is not None:
         config.ham.router_kwargs["target"] = args.kv_target
+    _check_horizon(args, config.max_horizon)
     frozen = {"none": [], "encoder": ["encoder."], "stack": ["encoder.", "stack."]}[args.freeze]
     model = train(config, _train_config(args), _pool_from_args(args), args.out, init_from=base,
                   frozen=tuple(frozen))
@@ -228,10 +248,10 @@ def _training_args(p: argparse.ArgumentParser, steps: int, lr: float, synthetic:
     _series_args(p)
     p.add_argument("--synthetic", type=int, default=synthetic, help="synthetic series in the training pool")
     p.add_argument("--series-length", type=int, default=2048, help="length of each synthetic series")
-    p.add_argument("--steps", type=int, default=steps)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--horizon", type=int, default=64, help="forecast steps per training window")
-    p.add_argument("--horizons", type=int, nargs="+", help="draw each batch's horizon from these instead")
+    p.add_argument("--steps", type=_whole, default=steps)
+    p.add_argument("--batch-size", type=_whole, default=32)
+    p.add_argument("--horizon", type=_whole, default=64, help="forecast steps per training window")
+    p.add_argument("--horizons", type=_whole, nargs="+", help="draw each batch's horizon from these instead")
     p.add_argument("--max-minutes", type=float, help="stop after this many minutes (the schedule follows)")
     p.add_argument("--lr", type=float, default=lr)
     p.add_argument("--warmup", type=int, default=100, help="learning-rate warm-up steps")
@@ -306,7 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--model", required=True, help="checkpoint folder to start from")
     _training_args(ft, steps=200, lr=1e-4, synthetic=0)
     ft.add_argument("--freeze", choices=["none", "encoder", "stack"], default="none",
-                    help="keep the patch encoder (and the HAM stack) fixed")
+                    help="keep the patch encoder's (and the HAM stack's) weights fixed; the routers' thresholds, "
+                         "buffers, still follow their target fraction")
     ft.add_argument("--kv-target", type=float, default=None, help="new target KV fraction")
     ft.add_argument("--context-length", type=int, help="training context (default: the model's)")
     ft.set_defaults(func=cmd_finetune)

@@ -43,6 +43,14 @@ def test_train_export_load_forecast_resume(tmp_path):
     assert (tmp_path / "lightning" / "last.ckpt").is_file() and (tmp_path / "model" / "train_config.json").is_file()
     longer = TrainConfig(steps=8, batch_size=4, horizon=8, warmup_steps=2, log_every=1)
     train(tiny_config(), longer, pool, tmp_path, resume=True, progress=False)
+    import pandas as pd
+
+    history = pd.read_csv(tmp_path / "history.csv")  # the resumed run's rows go on from the first run's
+    assert history["step"].is_monotonic_increasing and history["step"].iloc[-1] == 8
+    assert history["tokens"].is_monotonic_increasing and history["seconds"].is_monotonic_increasing
+    with pytest.raises(ValueError, match="its schedule peaks at 0.001, which a resumed run keeps; resume with --lr"):
+        train(tiny_config(), TrainConfig(steps=10, batch_size=4, horizon=8, lr=5e-2), pool, tmp_path, resume=True,
+              progress=False)
     wider = tiny_config()
     wider.ham.d_model = wider.patch.d_model = wider.head.d_model = 48
     with pytest.raises(ValueError, match="written by a run with another model"):
@@ -321,6 +329,6 @@ def test_resuming_with_other_prior_candidates_names_the_candidates(tmp_path):
     train(config, TrainConfig(steps=2, batch_size=4, horizon=8, warmup_steps=1), pool, tmp_path, progress=False)
     grown = tiny_config()
     grown.prior = PriorConfig(lags=(1, 12), means=((12, 2),), window=24)  # e.g. `tsham train`'s defaults grew
-    with pytest.raises(ValueError, match="prior has other candidates: resume with its `--prior-lags` and `--prior-m"):
+    with pytest.raises(ValueError, match="other candidates: resume with its `--prior-lags`, .*--context-length"):
         train(grown, TrainConfig(steps=4, batch_size=4, horizon=8, warmup_steps=1), pool, tmp_path, resume=True,
               progress=False)

@@ -93,8 +93,8 @@ class TshamEstimator(Estimator):
 
     def train(self, training_data: Dataset, validation_data: Dataset | None = None, **kwargs) -> TshamPredictor:
         """Trains on every entry's ``target`` (1-D: tsham's predictor forecasts univariate series) and returns the
-        predictor. ``validation_data`` is not used: hold out each series' tail with ``TrainConfig.validation_steps``
-        instead (the best-validating weights are exported)."""
+        predictor. ``validation_data`` is refused (ValueError): hold out each series' tail with
+        ``TrainConfig.validation_steps`` instead (the best-validating weights are exported)."""
         from tsham.training import PoolSeries, train
 
         if validation_data is not None:

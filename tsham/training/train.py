@@ -90,7 +90,10 @@ class ForecastTask(L.LightningModule):
         self.started = None  # wall clock of the first step (for max_minutes)
 
     def on_train_start(self):
-        self.started = time.monotonic()
+        # a resumed run's clock goes on from the time trained before (Lightning's Timer restores it), so a
+        # max_minutes schedule still decays fully over the whole run
+        timer = next((c for c in self.trainer.callbacks if isinstance(c, L.pytorch.callbacks.Timer)), None)
+        self.started = time.monotonic() - (timer.time_elapsed("train") if timer is not None else 0.0)
         if self.train_config.max_minutes and self.trainer.world_size > 1:
             raise ValueError("TrainConfig.max_minutes is single-process only: under DDP give steps instead")
 
@@ -173,6 +176,10 @@ class History(L.Callback):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if not self.path.is_file():
                 self.path.write_text("step,loss,kv,tokens,seconds\n")
+            rows = self.path.read_text().splitlines()
+            if len(rows) > 1:  # a resumed run: its tokens and seconds go on from the last row
+                *_, tokens, seconds = rows[-1].split(",")
+                self.tokens, self.started = int(tokens), self.started - float(seconds)
 
     def on_train_batch_end(self, trainer, task, outputs, batch, batch_idx):
         past, future = batch["past_target"], batch["future_target"]
@@ -257,7 +264,7 @@ def train(
     ckpt = out_dir / "lightning" / "last.ckpt"
     if resume and not ckpt.is_file():
         raise FileNotFoundError(f"nothing to resume: {ckpt} does not exist")
-    resumed_at = check_resumable(ckpt, task) if resume else 0
+    resumed_at = check_resumable(ckpt, task, train_config.lr) if resume else 0
     # a resumed run draws new windows: the stream's seed moves with the step it resumes at
     stream = WindowStream(pool, model_config.context_length, train_config.horizons or train_config.horizon,
                           train_config.batch_size, train_config.seed + 1_000_003 * resumed_at)
@@ -341,16 +348,21 @@ def fsdp_strategy():
                         mixed_precision=precision)
 
 
-def check_resumable(ckpt: Path, task: L.LightningModule) -> int:
-    """Before Lightning resumes from ``ckpt``: a truncated file, or weights that do not fit this run's model (other
-    arguments than the run that wrote it), are a ValueError naming the file, not a traceback from inside ``fit``.
-    Returns the optimizer step it resumes at."""
+def check_resumable(ckpt: Path, task: L.LightningModule, lr: float | None = None) -> int:
+    """Before Lightning resumes from ``ckpt``: a truncated file, weights that do not fit this run's model (other
+    arguments than the run that wrote it), or another peak learning rate ``lr`` than its schedule's (Lightning
+    restores the schedule, so a new one would be ignored) are a ValueError naming the file, not a traceback from
+    inside ``fit``. Returns the optimizer step it resumes at."""
     try:
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
         saved, step = state["state_dict"], int(state.get("global_step", 0))
     except (OSError, RuntimeError, EOFError, KeyError, TypeError, pickle.UnpicklingError) as err:
         raise ValueError(f"cannot resume from {ckpt}: it is truncated or not a Lightning checkpoint "
                          f"({type(err).__name__}: {err})") from None
+    base = [b for s in state.get("lr_schedulers", []) for b in s.get("base_lrs", [])]
+    if lr is not None and base and not all(math.isclose(b, lr, rel_tol=1e-6) for b in base):
+        raise ValueError(f"cannot resume from {ckpt} with lr {lr:g}: its schedule peaks at {base[0]:g}, which a "
+                         f"resumed run keeps; resume with --lr {base[0]:g}")
     expected = task.state_dict()
     wrong = [k for k, v in expected.items() if k not in saved or tuple(saved[k].shape) != tuple(v.shape)]
     extra = sorted(set(saved) - set(expected))
@@ -364,8 +376,8 @@ def check_resumable(ckpt: Path, task: L.LightningModule) -> int:
             elif absent:
                 hint = "that run has no seasonal prior: resume with `--prior-lags` and no lags"
             else:  # both have a prior, with other candidates (e.g. a run from before the averaged ones)
-                hint = ("that run's prior has other candidates: resume with its `--prior-lags` and `--prior-means` "
-                        "(the flag alone: none)")
+                hint = ("that run's prior has other candidates: resume with its `--prior-lags`, `--prior-means` "
+                        "(the flag alone: none) and `--context-length` (which decides the means a context can score)")
         raise ValueError(f"cannot resume from {ckpt}: it was written by a run with another model ({len(wrong)} "
                          f"weights missing or of another shape, {len(extra)} unexpected, e.g. {differ[:3]}); {hint}")
     return step
