@@ -40,6 +40,17 @@ def test_predictor_yields_quantile_forecasts(predictor):
     np.testing.assert_allclose(f.quantile(0.5), f.forecast_array[4])
 
 
+def test_a_serialized_predictor_deserializes_to_the_same_forecasts(predictor, tmp_path):
+    predictor.batch_size = 5
+    predictor.serialize(tmp_path / "p")
+    back = TshamPredictor.deserialize(tmp_path / "p")
+    assert (back.prediction_length, back.batch_size) == (12, 5)
+    for a, b in zip(predictor.predict(dataset(3)), back.predict(dataset(3)), strict=True):
+        np.testing.assert_array_equal(a.forecast_array, b.forecast_array)
+    with pytest.raises(FileNotFoundError, match="not written by TshamPredictor.serialize"):
+        TshamPredictor.deserialize(tmp_path)
+
+
 def test_evaluate_model_works_unchanged(predictor):
     _, test_template = split(dataset(), offset=-24)
     test_data = test_template.generate_instances(prediction_length=12, windows=2)

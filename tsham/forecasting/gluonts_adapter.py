@@ -66,10 +66,29 @@ class TshamPredictor(Predictor):
             yield QuantileForecast(q, start_date=_start_of_forecast(entry), forecast_keys=keys,
                                    item_id=entry.get("item_id"))
 
-    def serialize(self, path: Path) -> None:  # gluonts' Predictor API: a checkpoint folder is our format
+    def serialize(self, path: Path) -> None:
+        """gluonts' Predictor API: the checkpoint folder (our format, no pickle) plus ``predictor.json`` with the
+        prediction length and batch size; :meth:`deserialize` reads it back."""
+        import json
+
         from tsham.checkpoint import save_checkpoint
 
         save_checkpoint(self.pipeline.model, Path(path))
+        (Path(path) / "predictor.json").write_text(json.dumps({"prediction_length": self.prediction_length,
+                                                               "batch_size": self.batch_size}))
+
+    @classmethod
+    def deserialize(cls, path: Path, device: str | None = None, **kwargs) -> TshamPredictor:
+        """The predictor :meth:`serialize` wrote to ``path`` (on ``device``, default the CPU)."""
+        from tsham.checkpoint import read_json
+
+        meta = Path(path) / "predictor.json"
+        if not meta.is_file():
+            raise FileNotFoundError(f"{meta} not found: {path} was not written by TshamPredictor.serialize (a bare "
+                                    "checkpoint loads with TshamPipeline.load)")
+        settings = read_json(meta)
+        return cls(TshamPipeline.load(path, device=device or "cpu"), settings["prediction_length"],
+                   settings.get("batch_size", 64))
 
 
 class TshamEstimator(Estimator):
