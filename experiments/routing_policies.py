@@ -150,6 +150,10 @@ def run(args) -> None:
     from tsham.experiments.common import header, past_durations, run_pool
     from tsham.experiments.probe_sweep import priority
 
+    if args.workers < 1:
+        raise ValueError(f"--workers must be >= 1; got {args.workers}")
+    if str(args.device).startswith("cuda") and not _cuda():
+        raise ValueError(f"--device {args.device}: this machine has no CUDA device; use --device cpu")
     preset = PRESETS[args.preset]
     if args.tasks:  # a slice of the preset (tasks are independent), e.g. one session's share of a long benchmark
         unknown = sorted(set(args.tasks) - set(preset["tasks"]))

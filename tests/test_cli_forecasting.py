@@ -280,3 +280,22 @@ def test_train_checks_its_sizes_before_it_starts(tmp_path, capsys):
             code = exit_.code
         assert code == 2 and message in capsys.readouterr().err
         assert not (tmp_path / flag).exists()  # nothing written
+
+
+def test_forecast_checks_its_outputs_and_id_column_before_it_runs(trained, capsys):
+    from tsham.cli import main
+
+    base = ["forecast", "--model", str(trained / "run/model"), "--input", str(trained / "mine.csv"), "--horizon", "4"]
+    (trained / "afolder").mkdir(exist_ok=True)
+    for extra, message in ((["--output", str(trained / "afolder")], "is a folder"),
+                           (["--output", str(trained / "same.png"), "--plot", str(trained / "same.png")],
+                            "two outputs have the same path"),
+                           (["--output", str(trained / "x.csv"), "--plot", str(trained / "x.xyz")],
+                            "matplotlib cannot write .xyz"),
+                           (["--output", str(trained / "y.csv"), "--id-column", "item"],
+                            "--id-column 'item' is not a column")):
+        assert main([*base, *extra]) == 2
+        assert message in capsys.readouterr().err
+    assert not (trained / "x.csv").exists() and not (trained / "same.png").exists()  # nothing written first
+    with pytest.raises(SystemExit):  # argparse: a whole number >= 1
+        main([*base, "--plot-series", "0"])

@@ -20,3 +20,17 @@ def test_a_value_beyond_float32_is_named_not_turned_into_inf(value):
     df = pd.DataFrame({"id": ["a", "a", "a"], "timestamp": [1, 2, 3], "target": ["1", value, "3"]})
     with pytest.raises(ValueError, match=f"column 'target' holds '{value}' at row 1 .*not a finite float32"):
         long_series(df, "id", "timestamp", "target")
+
+
+def test_daily_stamps_with_daylight_saving_offsets_are_read_on_their_local_clock():
+    local = pd.date_range("2024-03-25 08:00", periods=20, freq="D", tz="Europe/Berlin")  # the clocks move on the 31st
+    df = pd.DataFrame({"id": "d", "timestamp": [str(t) for t in local], "target": np.arange(20.0)})
+    [(item, rows)] = long_series(df, "id", "timestamp", "target")
+    assert rows["timestamp"].dt.tz is None and (rows["timestamp"].dt.hour == 8).all()
+    assert future_stamps(rows["timestamp"], 2, None, item) == [pd.Timestamp("2024-04-14 08:00"),
+                                                               pd.Timestamp("2024-04-15 08:00")]
+
+
+def test_a_table_without_rows_is_named():
+    with pytest.raises(ValueError, match="the table has no rows"):
+        long_series(pd.DataFrame(columns=["id", "timestamp", "target"]), "id", "timestamp", "target")

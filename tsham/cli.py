@@ -60,9 +60,43 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _series_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--id-column", default="id", help="series id column (absent: the file is one series)")
+    p.add_argument("--id-column", help="series id column (default: id; a file without one is one series)")
     p.add_argument("--timestamp-column", default="timestamp")
     p.add_argument("--target", default="target", help="value column")
+
+
+def _read_long(args: argparse.Namespace):
+    """The ``--input`` table in long form and its id column (``--id-column``, default ``id``; a table without the
+    default one is one series, a named column that is absent is an error)."""
+    from tsham.io import long_frame, read_table
+
+    id_column = args.id_column or "id"
+    table = read_table(args.input, id_column)
+    if args.id_column and args.id_column not in table.columns:
+        raise ValueError(f"--id-column {args.id_column!r} is not a column of {args.input} (its columns: "
+                         f"{list(table.columns)}); leave it out for a table of one series")
+    return long_frame(table, id_column, args.timestamp_column, args.target), id_column
+
+
+def _check_outputs(*paths: str | None, plot: str | None = None) -> None:
+    """Before the work runs, not after: every output's folder exists, none is a folder or another output's path,
+    and the plot's suffix is a format matplotlib writes."""
+    given = [Path(p) for p in (*paths, plot) if p]
+    for path in given:
+        if not path.resolve().parent.is_dir():
+            raise FileNotFoundError(f"the folder of {path} does not exist")
+        if path.is_dir():
+            raise ValueError(f"{path} is a folder; give a file name")
+    if len({p.resolve() for p in given}) < len(given):
+        raise ValueError(f"two outputs have the same path ({', '.join(map(str, given))}): one would replace the other")
+    if plot:
+        from matplotlib.figure import Figure
+
+        formats = Figure().canvas.get_supported_filetypes()
+        suffix = Path(plot).suffix
+        if suffix.lower().lstrip(".") not in formats:
+            raise ValueError(f"--plot {plot}: matplotlib cannot write {suffix or 'a file without a suffix'}; use one "
+                             f"of {', '.join('.' + f for f in sorted(formats))}")
 
 
 def cmd_forecast(args: argparse.Namespace) -> int:
@@ -70,21 +104,19 @@ def cmd_forecast(args: argparse.Namespace) -> int:
 
     from tsham.forecasting import TshamPipeline
     from tsham.forecasting.plot import plot_forecasts
-    from tsham.io import long_frame, long_series, read_table
+    from tsham.io import long_series
 
-    for path in (args.output, args.plot):  # before the forecast runs, not after
-        if path and not Path(path).resolve().parent.is_dir():
-            raise FileNotFoundError(f"the folder of {path} does not exist")
+    _check_outputs(args.output, plot=args.plot)
     pipe = TshamPipeline.load(args.model)
-    df = long_frame(read_table(args.input, args.id_column), args.id_column, args.timestamp_column, args.target)
-    out = pipe.predict_df(df, args.horizon, args.id_column, args.timestamp_column, args.target, freq=args.freq)
+    df, id_column = _read_long(args)
+    out = pipe.predict_df(df, args.horizon, id_column, args.timestamp_column, args.target, freq=args.freq)
     out.to_csv(args.output, index=False)
-    print(f"wrote {len(out)} rows ({out[args.id_column].nunique()} series x {args.horizon} steps) to {args.output}")
+    print(f"wrote {len(out)} rows ({out[id_column].nunique()} series x {args.horizon} steps) to {args.output}")
     if args.plot:  # the first series predict_df forecast, with the forecasts it wrote, on their own time axis
         items, times = [], []
         levels = [str(q) for q in pipe.quantiles]
-        for name, g in long_series(df, args.id_column, args.timestamp_column, args.target)[: args.plot_series]:
-            series, rows = g[args.target].to_numpy(np.float32), out[out[args.id_column] == name]
+        for name, g in long_series(df, id_column, args.timestamp_column, args.target)[: args.plot_series]:
+            series, rows = g[args.target].to_numpy(np.float32), out[out[id_column] == name]
             items.append((name, series, rows[levels].to_numpy().T, pipe.routing_map(series, args.horizon)))
             times.append((g[args.timestamp_column].to_numpy(), rows[args.timestamp_column].to_numpy()))
         print(f"wrote {plot_forecasts(items, pipe.quantiles, args.plot, 4 * args.horizon, times)}")
@@ -95,6 +127,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from tsham.evaluation import CONFIGS, scoreboard
     from tsham.forecasting import TshamPipeline, TshamPredictor
 
+    _check_outputs(args.output)
     pipe = TshamPipeline.load(args.model)
     configs = [c for c in CONFIGS if args.dataset in ("all", c[0]) and args.term in ("all", c[1])]
     if not configs:
@@ -111,13 +144,13 @@ def _pool_from_args(args: argparse.Namespace):
     import numpy as np
 
     from tsham.datasets import synthetic_mix
-    from tsham.io import future_stamps, long_frame, long_series, read_table
+    from tsham.io import future_stamps, long_series
     from tsham.training import PoolSeries
 
     pool = [PoolSeries.from_synthetic(s) for s in synthetic_mix(args.synthetic, args.series_length, args.seed)]
     if args.input:
-        df = long_frame(read_table(args.input, args.id_column), args.id_column, args.timestamp_column, args.target)
-        groups = long_series(df, args.id_column, args.timestamp_column, args.target)
+        df, id_column = _read_long(args)
+        groups = long_series(df, id_column, args.timestamp_column, args.target)
         for item, g in groups:  # what forecast refuses, training must not take in silently (long_series refuses inf)
             if len(g) >= 3:  # gaps would join the steps around them: missing steps must be empty rows
                 future_stamps(g[args.timestamp_column], 1, None, item)
@@ -268,8 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="versions, usable kernel backends and the device").set_defaults(func=cmd_info)
     demo = sub.add_parser("demo", help="route a synthetic stream with every router at a 10%% KV target")
-    demo.add_argument("--batch", type=int, default=8, help="streams per batch")
-    demo.add_argument("--length", type=int, default=256, help="tokens per stream")
+    demo.add_argument("--batch", type=_whole, default=8, help="streams per batch")
+    demo.add_argument("--length", type=_whole, default=256, help="tokens per stream")
     demo.add_argument("--warmup", type=int, default=40, help="controller warm-up batches")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=cmd_demo)
@@ -283,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     fc.add_argument("--freq", help="pandas frequency of the timestamps (inferred if absent)")
     fc.add_argument("--output", default="forecast.csv", help="CSV of quantiles")
     fc.add_argument("--plot", help="PNG: context, forecast band and the steps the scratchpad kept")
-    fc.add_argument("--plot-series", type=int, default=4, help="series shown in the plot")
+    fc.add_argument("--plot-series", type=_whole, default=4, help="series shown in the plot")
     fc.set_defaults(func=cmd_forecast)
 
     ev = sub.add_parser("evaluate", help="GIFT-Eval protocol (MASE, CRPS, ratios to seasonal naive) on a dataset")

@@ -86,7 +86,7 @@ def run_demo(batch: int = 8, length: int = 256, warmup: int = 40, seed: int = 0,
 
 def format_table(reports: list[RouterReport], length: int) -> str:
     """The demo's table as text."""
-    lines = [f"{'router':<12} {'KV fraction':>11} {'slots/stream':>12} {'shifts kept':>11}   (T = {length})"]
+    lines = [f"{'router':<12} {'KV fraction':>11} {'slots/stream':>12} {'shifts routed':>13}   (T = {length})"]
     for r in reports:
-        lines.append(f"{r.router:<12} {r.kv_fraction:>11.3f} {r.slots_per_stream:>12.1f} {r.shift_capture:>11.2f}")
+        lines.append(f"{r.router:<12} {r.kv_fraction:>11.3f} {r.slots_per_stream:>12.1f} {r.shift_capture:>13.2f}")
     return "\n".join(lines)

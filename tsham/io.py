@@ -52,6 +52,8 @@ def long_series(df: pd.DataFrame, id_column: str, timestamp_column: str, target:
     timestamp repeated within a series raises ValueError naming the column, the rows and the series (rows by the
     table's index: a CSV's first data line is row 0).
     """
+    if df.empty:
+        raise ValueError("the table has no rows (a header alone?)")
     missing = [c for c in (id_column, timestamp_column, target, *columns) if c not in df.columns]
     if missing:
         raise ValueError(f"columns {missing} not found; the table has {list(df.columns)}")
@@ -99,8 +101,9 @@ def long_series(df: pd.DataFrame, id_column: str, timestamp_column: str, target:
 
 def _dates(stamps: pd.Series, column: str) -> pd.Series:
     """A column of date strings or datetimes as datetimes. UTC offsets that change along the column (a zone's
-    daylight saving written as offsets, as ``DataFrame.to_csv`` writes tz-aware stamps) are read as UTC: one zone
-    for the whole column, where pandas would leave Python objects (or refuse)."""
+    daylight saving written as offsets, as ``DataFrame.to_csv`` writes tz-aware stamps), where pandas would leave
+    Python objects (or refuse): stamps that all fall at one time of day (daily and longer steps) are read as that
+    local clock, zone-free, on which their steps are regular; others (hours, minutes) as UTC, on which theirs are."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # pandas 2 warns before returning objects for them
@@ -111,9 +114,11 @@ def _dates(stamps: pd.Series, column: str) -> pd.Series:
         if "utc" not in str(err).lower():
             raise ValueError(f"column {column!r} does not hold dates or integer time steps: {err}") from None
     try:
-        return pd.to_datetime(stamps, utc=True)
+        utc = pd.to_datetime(stamps, utc=True)
+        local = pd.Series([pd.Timestamp(t).tz_localize(None) for t in stamps], index=stamps.index)
     except (ValueError, TypeError) as err:
         raise ValueError(f"column {column!r} does not hold dates or integer time steps: {err}") from None
+    return local if (local - local.dt.normalize()).nunique() == 1 else utc
 
 
 def future_stamps(stamps: pd.Series, horizon: int, freq: str | pd.DateOffset | None, item: object) -> list:

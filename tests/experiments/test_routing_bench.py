@@ -89,3 +89,16 @@ def test_a_finished_sweep_unlocks_only_its_own_policy(tmp_path):
     releases = Releases(preset, sweeps, tmp_path)  # two sweep cells finishing together release the cells once
     assert releases(("ltsf_etth1", "surprise")) == []
     assert len(releases(key)) == len(cells) - 1 and releases(key) == []
+
+
+def test_bench_refuses_a_device_it_does_not_have_and_no_workers(tmp_path, capsys):
+    import torch
+
+    from tsham.cli import main
+
+    assert main(["bench", "--out", str(tmp_path / "w"), "--workers", "0", "--device", "cpu"]) == 2
+    assert "--workers must be >= 1" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main(["bench", "--out", str(tmp_path / "c"), "--device", "cuda"]) == 2
+        assert "no CUDA device; use --device cpu" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()  # refused before anything was written
