@@ -110,4 +110,5 @@ def scoreboard(make_predictor, configs=CONFIGS) -> pd.DataFrame:
     if len(df) > 1:
         geo = {c: float(np.exp(np.log(df[c]).mean())) for c in ("MASE_ratio", "CRPS_ratio")}
         df = pd.concat([df, pd.DataFrame([{"dataset": "geo-mean", "term": "", **geo}])], ignore_index=True)
+        df["horizon"] = df["horizon"].astype("Int64")  # whole steps, blank on the geo-mean row
     return df

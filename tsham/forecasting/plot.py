@@ -49,8 +49,9 @@ def plot_forecasts(
         strip.fill_between(past, 0, kept, color="tab:orange", step="mid")
         strip.axvspan(past[start], past[-1], facecolor="none", edgecolor="black", lw=0.8)
         strip.set(xlim=(past[0], future[-1]), ylim=(0, 1), yticks=[])
-        strip.set_title(f"kept in scratchpad over the whole context ({int((kept > 0).sum())} of {T} steps; the "
-                        "frame is the window above)", fontsize=7, loc="left")
+        strip.set_title(f"kept in scratchpad over the whole history ({int((kept > 0).sum())} of {T} steps; the "
+                        "frame is the window above; the model reads its last context_length steps)", fontsize=7,
+                        loc="left")
     path = Path(path)
     fig.savefig(path, dpi=110)
     plt.close(fig)
