@@ -194,8 +194,7 @@ def realised_per_layer(model: TshamModel, out) -> list[float]:
     and heads."""
     from tsham.probes.diagnostics import resident_slots
 
-    first = out.layers[0]
-    tokens = first.mask[..., 0].numel() if first.valid is None else int(first.valid.sum())
+    tokens = int(out.layers[0].routable().sum())
     return [float(s.float().sum()) / max(1, tokens * s.shape[-1]) for s in resident_slots(model, out)]
 
 

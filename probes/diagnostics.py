@@ -115,8 +115,7 @@ def router_diagnostics(model: TshamModel, out: TshamOutput, reads: list[LayerRea
                                                      torch.nan).mean(1))
         seen = resident.sum(1)
         per_layer["slot_precision"].append(torch.where(seen > 0, hits / seen.clamp_min(1), torch.nan).nanmean(1))
-        tokens = T if diag.valid is None else diag.valid.sum(1).clamp_min(1)  # those it could route
-        per_layer["kv_fraction"].append(slots.float().mean(1) / tokens)
+        per_layer["kv_fraction"].append(slots.float().mean(1) / diag.routable().clamp_min(1))
         per_layer["kv_bytes"].append(slots.sum(1).double() * (ham.head_dim + ham.head_dim_v) * CACHE_BYTES_PER_VALUE)
         q, k = layer.project(read.x)[:2]
         q, k = layer.kv_read_inputs(q, k, x=read.x)

@@ -187,8 +187,8 @@ FIXED_POLICIES = {"all": "every token", "none": "nothing", "recency": "a recent 
 TRAINABLE_ROUTERS = ("surprise", "uncertainty", "learned", "random", *FIXED_POLICIES)
 
 
-def _whole(text: str) -> int:
-    """An argparse type: a whole number >= 1."""
+def whole_number(text: str) -> int:
+    """An argparse type of every command: a whole number >= 1."""
     try:
         value = int(text)
     except ValueError:
@@ -281,10 +281,10 @@ def _training_args(p: argparse.ArgumentParser, steps: int, lr: float, synthetic:
     _series_args(p)
     p.add_argument("--synthetic", type=int, default=synthetic, help="synthetic series in the training pool")
     p.add_argument("--series-length", type=int, default=2048, help="length of each synthetic series")
-    p.add_argument("--steps", type=_whole, default=steps)
-    p.add_argument("--batch-size", type=_whole, default=32)
-    p.add_argument("--horizon", type=_whole, default=64, help="forecast steps per training window")
-    p.add_argument("--horizons", type=_whole, nargs="+", help="draw each batch's horizon from these instead")
+    p.add_argument("--steps", type=whole_number, default=steps)
+    p.add_argument("--batch-size", type=whole_number, default=32)
+    p.add_argument("--horizon", type=whole_number, default=64, help="forecast steps per training window")
+    p.add_argument("--horizons", type=whole_number, nargs="+", help="draw each batch's horizon from these instead")
     p.add_argument("--max-minutes", type=float, help="stop after this many minutes (the schedule follows)")
     p.add_argument("--lr", type=float, default=lr)
     p.add_argument("--warmup", type=int, default=100, help="learning-rate warm-up steps")
@@ -301,8 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="versions, usable kernel backends and the device").set_defaults(func=cmd_info)
     demo = sub.add_parser("demo", help="route a synthetic stream with every router at a 10%% KV target")
-    demo.add_argument("--batch", type=_whole, default=8, help="streams per batch")
-    demo.add_argument("--length", type=_whole, default=256, help="tokens per stream")
+    demo.add_argument("--batch", type=whole_number, default=8, help="streams per batch")
+    demo.add_argument("--length", type=whole_number, default=256, help="tokens per stream")
     demo.add_argument("--warmup", type=int, default=40, help="controller warm-up batches")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=cmd_demo)
@@ -316,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     fc.add_argument("--freq", help="pandas frequency of the timestamps (inferred if absent)")
     fc.add_argument("--output", default="forecast.csv", help="CSV of quantiles")
     fc.add_argument("--plot", help="PNG: context, forecast band and the steps the scratchpad kept")
-    fc.add_argument("--plot-series", type=_whole, default=4, help="series shown in the plot")
+    fc.add_argument("--plot-series", type=whole_number, default=4, help="series shown in the plot")
     fc.set_defaults(func=cmd_forecast)
 
     ev = sub.add_parser("evaluate", help="GIFT-Eval protocol (MASE, CRPS, ratios to seasonal naive) on a dataset")

@@ -50,6 +50,15 @@ class TshamOutput:
         return torch.stack([d.realised for d in self.layers]).mean()
 
 
+def routable_tokens(observed: torch.Tensor, patch_length: int, seen: torch.Tensor | None = None) -> torch.Tensor:
+    """The patch tokens a router may keep: ``observed [B, n P, C]`` (non-zero where a target or covariate is
+    observed; flags do not count, being known everywhere) -> ``[B, n]`` bool, True from the first token holding an
+    observed value on, or everywhere where ``seen [B]`` (a stream that observed something before these rows). A
+    short series' left padding is not routable."""
+    routable = observed.unflatten(1, (-1, patch_length)).flatten(2).any(2).cumsum(1) > 0
+    return routable if seen is None else routable | seen[:, None]
+
+
 def _as_3d(x: torch.Tensor | None, name: str, B: int, T: int) -> torch.Tensor | None:
     """``[B, T]`` -> ``[B, T, 1]``; checks batch and length."""
     if x is None:
@@ -151,10 +160,7 @@ class TshamModel(nn.Module):
             values.append(self._extend(cov, full))
             masks.append(self._extend(cov_obs, full))
             roles += [ChannelRole.FUTURE_COVARIATE] * cov.shape[-1]
-        # the tokens a router may keep: from the first one holding an observed target or covariate on (flags are
-        # known everywhere, so they do not count); the left padding of a short series never enters the scratchpad
-        seen = F.pad(torch.cat(masks, -1), (0, 0, pad, 0)).unflatten(1, (-1, P)).amax((2, 3))  # (B, N)
-        valid = seen.cumsum(1) > 0
+        valid = routable_tokens(F.pad(torch.cat(masks, -1), (0, 0, pad, 0)), P)  # (B, N), before the flags join
         flags = None
         if event_flags is not None:
             length = event_flags.shape[1] if event_flags.dim() >= 2 else -1

@@ -177,8 +177,7 @@ class TshamPipeline:
             batch = self._left_pad([series[i] for i in rows], self.model.config.context_length)  # as predict pads
             layers = self.model(batch, horizon).layers
             routed = routed + torch.stack([d.mask.sum() for d in layers]).double()
-            possible = possible + torch.stack([(d.mask if d.valid is None else d.valid[..., None].expand_as(d.mask))
-                                               .sum() for d in layers]).double()
+            possible = possible + torch.stack([d.routable().sum() * d.mask.shape[-1] for d in layers]).double()
         return float((routed / possible.clamp_min(1)).mean())
 
     @torch.no_grad()

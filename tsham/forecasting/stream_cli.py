@@ -16,7 +16,6 @@ or a ``--freq`` that is a pandas frequency, reads them as dates (``20240130`` is
 
 from __future__ import annotations
 
-import argparse
 import csv
 import re
 import signal
@@ -215,14 +214,9 @@ def _freq(text: str, stamp: pd.Timestamp | int) -> pd.DateOffset | int:
     return pd.tseries.frequencies.to_offset(text)
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1; got {text}")
-    return value
-
-
 def add_stream_parser(sub) -> None:
+    from tsham.cli import whole_number  # the commands' one whole-number type
+
     st = sub.add_parser("stream", help="forecast CSV rows as they arrive (file or stdin), writing forecasts as it goes")
     st.add_argument("--model", help="checkpoint folder; default: the shipped model")
     st.add_argument("--input", default="-", help="CSV file, or - for stdin (default)")
@@ -232,8 +226,8 @@ def add_stream_parser(sub) -> None:
     st.add_argument("--target", default="target")
     st.add_argument("--past-covariates", nargs="*", default=[], help="columns known up to now")
     st.add_argument("--flags", nargs="*", default=[], help="0/1 event columns")
-    st.add_argument("--horizon", type=_positive, required=True)
-    st.add_argument("--every", type=_positive, default=1, help="forecast after every N observations of a series "
+    st.add_argument("--horizon", type=whole_number, required=True)
+    st.add_argument("--every", type=whole_number, default=1, help="forecast after every N observations of a series "
                     "(the first once its step is known: its second row, or its first with --freq)")
     st.add_argument("--freq", help="pandas frequency of the timestamps, or the step of integer time steps (default: "
                     "the last step)")

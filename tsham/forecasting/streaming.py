@@ -27,7 +27,7 @@ from safetensors.torch import save_file
 
 from tsham.checkpoint import model_fingerprint, read_json, read_tensors
 from tsham.config import TshamConfig
-from tsham.model import TshamModel
+from tsham.model import TshamModel, routable_tokens
 from tsham.patch import ChannelRole
 from tsham.series import flat_where_constant, observed_range
 
@@ -233,8 +233,7 @@ class StreamingForecaster:
         """Whole patches of raw rows ``[S, n P, C_all]`` -> ``[S', n]`` bool, the tokens a router may keep: from the
         first observed target or covariate of the stream on (as :meth:`TshamModel.forward` computes it);
         ``commit``: the rows join the stream (remember what they observed)."""
-        data = ~rows[..., :sum(self.layout[:3])].isnan()
-        valid = (data.unflatten(1, (-1, self.P)).any(3).any(2).cumsum(1) > 0) | self.seen[:, None]
+        valid = routable_tokens(~rows[..., :sum(self.layout[:3])].isnan(), self.P, self.seen)
         if commit and valid.shape[1]:
             self.seen = valid[:, -1]
         if self.model.config.patch.channel_independent:

@@ -35,6 +35,12 @@ class LayerDiagnostics:
     aux_loss: torch.Tensor | None
     valid: torch.Tensor | None = None
 
+    def routable(self) -> torch.Tensor:
+        """The tokens each stream could route ``[B]`` (all ``T`` without ``valid``)."""
+        if self.valid is None:
+            return torch.full(self.mask.shape[:1], self.mask.shape[1], device=self.mask.device)
+        return self.valid.sum(1)
+
 
 def routed_fraction(mask: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
     """The routed share of ``mask [B, T, H]`` over the ``valid [B, T]`` tokens (None: all), a scalar tensor (0
