@@ -227,10 +227,10 @@ CALENDARS = ((24, 168), (24, 168), (48, 336), (96, 672), (7, 364), (12, 0), (52,
 
 def structural(length: int, rng: np.random.Generator) -> SyntheticSeries:
     """A basic structural model (Harvey): a stochastic level plus a calendar season whose amplitude and shape drift,
-    plus autocorrelated noise, optionally multiplicative. The other generators draw their season exactly or as a
-    stationary GP; sensor and load series instead wander (a persistent level a forecast must track, a season
-    that changes slowly) under noise of any strength, so the best forecast blends recent values with the season
-    and widens its quantiles with the horizon."""
+    plus autocorrelated noise whose strength may follow the season, optionally multiplicative. The other
+    generators draw their season exactly or as a stationary GP; sensor and load series instead wander (a persistent
+    level a forecast must track, a season that changes slowly) under noise of any strength, so the best forecast
+    blends recent values with the season and widens its quantiles with the horizon (and with the hour)."""
     from scipy.signal import lfilter  # the recursions in C; scipy comes with statsmodels
 
     period, outer = CALENDARS[rng.integers(len(CALENDARS))]
@@ -258,6 +258,8 @@ def structural(length: int, rng: np.random.Generator) -> SyntheticSeries:
     level = lfilter([1.0], [1.0, -phi_level], rng.normal(0, 10 ** rng.uniform(-2.5, -0.7), length))
     level += rng.normal(0, 0.5) * np.linspace(0, 1, length)  # a trend
     noise = lfilter([1.0], [1.0, -rng.uniform(0, 0.9)], rng.normal(0, 10 ** rng.uniform(-1.5, 0), length))
+    if rng.random() < 0.5:  # noise that follows the clock too (a load is steady at night, volatile at 8 am)
+        noise = noise * np.exp(rng.uniform(0.3, 1.2) * _cycle_shape(period, rng))[index]  # zero-mean log-scale
     x = rng.uniform(0.1, 1.5) * season + level + noise
     if rng.random() < 0.3:  # multiplicative: noise and season scale with the level
         x = np.exp(0.3 * (x - x.mean()) / max(x.std(), 1e-6))

@@ -110,6 +110,10 @@ def main() -> None:
                         "(PriorConfig.means), e.g. 24x7 = the mean of the last 7 days at hourly rate; the flag alone: "
                         f"{' '.join(f'{p}x{n}' for p, n in DEFAULT_MEANS)}. The list replaces the start model's means: "
                         "with --init-from, the candidates it keeps carry their learned scores and new ones start fresh")
+    parser.add_argument("--prior-per-step", action="store_true", help="score the prior's candidates per step of a "
+                        "future patch too (PriorConfig.per_step; new scores start at zero)")
+    parser.add_argument("--prior-spread", action="store_true", help="widen the quantiles by the spread of the "
+                        "averaged candidates' seasons (PriorConfig.spread; the new scale starts at zero)")
     parser.add_argument("--init-from", metavar="MODEL", help="continue pretraining this exported model (a folder, "
                         "or 'default' for the shipped one): its architecture, not the preset's, and its card's "
                         "steps are recorded beside the new ones")
@@ -150,6 +154,12 @@ def main() -> None:
             parser.error(f"--prior-means: {err}")
         if dropped := sorted(set(means) - set(config.prior.means)):
             print(f"prior: a context of {config.context_length} steps cannot score the means {dropped}; left out")
+    for flag in ("per_step", "spread"):
+        if getattr(args, f"prior_{flag}"):
+            if not config.prior.lags:
+                parser.error(f"--prior-{flag.replace('_', '-')} needs a prior: add --prior, or start from a model "
+                             "with one")
+            config.prior = dataclasses.replace(config.prior, **{flag: True})
     if args.kv_rope_base is not None:
         config.ham = dataclasses.replace(config.ham, kv_rope_base=args.kv_rope_base)  # re-validated
     run = TrainConfig(seed=args.seed, **preset["train"])

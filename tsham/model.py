@@ -89,7 +89,8 @@ class TshamModel(nn.Module):
         self.stack = HamStack(config.ham)
         self.target_id = nn.Linear(config.patch.channel_id_dim, D, bias=False)  # which target to read out
         self.head = QuantileHead(config.head)
-        self.prior = SeasonalPrior(config.prior, D) if config.prior.lags else None
+        self.prior = (SeasonalPrior(config.prior, D, config.patch.patch_length, len(config.head.quantiles))
+                      if config.prior.lags else None)
         self.scaler = InstanceScaler()
 
     def forward(
@@ -218,7 +219,9 @@ class TshamModel(nn.Module):
         if copies is None:
             raise ValueError("read_out: this model has a seasonal prior; pass the context's copies "
                              "(TshamModel.seasonal_copies)")
-        return out + self.prior(read, copies, P, lead)[:, :, None]  # one shift for every quantile: order kept
+        out = out + self.prior(read, copies, P, lead)  # (B, C, 1 or Q, n * P)
+        # one shift for every quantile keeps the head's order; widening by the spread need not (a negative scale)
+        return out if self.training or self.prior.spread_scale is None else out.sort(dim=2).values
 
     def loss(self, output: TshamOutput, future_target: torch.Tensor,
              future_observed_values: torch.Tensor | None = None, aux: bool = True) -> torch.Tensor:

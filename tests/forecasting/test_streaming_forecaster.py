@@ -22,11 +22,12 @@ def tiny_model(channel_independent: bool, cap: int | None = None, prior: bool = 
                                router_kwargs=kwargs)
     config.patch.channel_independent = channel_independent
     if prior:  # a window shorter than the stream, so the stream's history is cut
-        config.prior = PriorConfig(lags=(1, 3, 5), means=((2, 4),), window=8, min_pairs=2)  # span 16: the mean
-        # reaches furthest back
+        config.prior = PriorConfig(lags=(1, 3, 5), means=((2, 4),), window=8, min_pairs=2, per_step=True,
+                                   spread=True)  # span 16: the mean reaches furthest back
     model = TshamModel(config).eval()
-    if prior:  # scores that depend on the tokens (they start at zero)
-        torch.nn.init.normal_(model.prior.score.weight, std=0.5)
+    if prior:  # scores that depend on the tokens (they start at zero), per step of a patch too, and a spread
+        for layer in (model.prior.score, model.prior.step_score, model.prior.spread_scale):
+            torch.nn.init.normal_(layer.weight, std=0.5)
     return model
 
 

@@ -46,12 +46,12 @@ def test_the_fit_prefers_the_true_season_and_a_short_context_offers_no_long_lag(
     assert copies.available.all()
     short = prior.copies(x[:, -30:], torch.ones_like(x[:, -30:]), 5)  # 30 steps: 6 pairs for lag 24
     assert short.available[0, :, :2].all() and not short.available[0, :, 2].any()
-    weights = prior.weights(torch.zeros(1, 2, 1, 8), copies)  # (1, 2, 1, 4): untrained scores, the fit decides
-    torch.testing.assert_close(weights.sum(-1), torch.ones(1, 2, 1))
-    assert weights[0, 0, 0].argmax() == 2 and weights[0, 1, 0].argmax() == 1
-    mix = prior(torch.zeros(1, 2, 1, 8), copies, patch_length=5)
-    torch.testing.assert_close(mix[0, 0], copies.copies[0, 0, 2], atol=1e-2, rtol=0)  # channel 0 copies lag 24
-    torch.testing.assert_close(mix[0, 1], copies.copies[0, 1, 1], atol=1e-2, rtol=0)  # channel 1 copies lag 12
+    weights = prior.weights(torch.zeros(1, 2, 1, 8), copies)  # (1, 2, 1, 1, 4): untrained scores, the fit decides
+    torch.testing.assert_close(weights.sum(-1), torch.ones(1, 2, 1, 1))
+    assert weights[0, 0, 0, 0].argmax() == 2 and weights[0, 1, 0, 0].argmax() == 1
+    mix = prior(torch.zeros(1, 2, 1, 8), copies, patch_length=5)  # (1, 2, 1, 5): one shift for every quantile
+    torch.testing.assert_close(mix[0, 0, 0], copies.copies[0, 0, 2], atol=1e-2, rtol=0)  # channel 0 copies lag 24
+    torch.testing.assert_close(mix[0, 1, 0], copies.copies[0, 1, 1], atol=1e-2, rtol=0)  # channel 1 copies lag 12
 
 
 def test_missing_steps_are_filled_with_the_last_observed_value():
@@ -200,3 +200,82 @@ def test_within_keeps_exactly_the_means_a_context_can_score():
         x = torch.randn(1, T, 1)
         offered = prior.copies(x, torch.ones_like(x), 4).available[0, 0, 3]  # candidate (24, 7)
         assert bool(offered) == ((24, 7) in config.within(T).means)
+
+
+def test_scores_per_step_mix_each_step_of_a_patch_on_its_own():
+    model = model_with_prior(lags=(1, 6), window=24, per_step=True)
+    silence_head(model)
+    x = 5 + torch.sin(torch.arange(77.0) * 2 * torch.pi / 6)[None] + torch.arange(77.0)[None] / 20  # ends off-season
+    with torch.no_grad():
+        before = model(x, 16).quantiles  # the per-step scores start at zero: one mix per token, as before
+        model.prior.score.bias.copy_(torch.tensor([0.0, 0.0, -1e4]))
+        step = model.prior.step_score.bias.view(8, 3)  # patches of 8: step 0 copies the last value, the rest lag 6
+        step[:, 0], step[:, 1] = -1e4, 1e4
+        step[0, 0], step[0, 1] = 1e4, -1e4
+        after = model(x, 16).quantiles[0, 0, 0]
+    assert before.std(-1).max() > 0.1  # a mix of copies, not a flat line
+    last, season = x[0, -1], torch.cat([x[0, -6:]] * 3)[:16]
+    torch.testing.assert_close(after[[0, 8]], last.expand(2), atol=1e-3, rtol=0)  # the first step of each token
+    rest = [i for i in range(16) if i % 8]
+    torch.testing.assert_close(after[rest], season[rest], atol=1e-3, rtol=0)
+
+
+def test_the_spread_is_each_steps_deviation_from_the_seasons_mean_and_widens_the_quantiles():
+    prior = SeasonalPrior(PriorConfig(lags=(1, 4), means=((4, 3),), window=8, min_pairs=2, spread=True), d_model=8,
+                          quantiles=3)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 30, 1, generator=g)
+    copies = prior.copies(x, torch.ones_like(x), 6)
+    seasons = torch.stack([x[:, 30 - 4 * j:34 - 4 * j, 0] for j in (1, 2, 3)], 1)  # (B, 3, 4)
+    expected = (seasons - seasons.mean(1, keepdim=True)).abs().mean(1)  # (B, 4) per step of the season
+    torch.testing.assert_close(copies.spread[:, 0, 2], expected[:, [0, 1, 2, 3, 0, 1]])
+    assert copies.spread[:, :, :2].abs().max() == 0  # a plain lag has one season: no spread
+    with torch.no_grad():
+        prior.spread_scale.bias.copy_(torch.tensor([-1.0, 0.0, 2.0]))
+        prior.score.bias.copy_(torch.tensor([1e4, -1e4, 0.0, -1e4]))  # all but nothing on the mean: its spread
+        out = prior(torch.zeros(2, 1, 2, 8), copies, patch_length=3)  # (B, C, Q, 6)
+    shift = copies.copies[:, 0, 0]  # lag 1 carries the mix
+    for q, scale in enumerate((-1.0, 0.0, 2.0)):
+        torch.testing.assert_close(out[:, 0, q], shift + scale * copies.spread[:, 0, 2], atol=1e-4, rtol=0)
+
+
+def test_a_model_without_any_averaged_candidate_offered_gets_no_spread_and_the_quantiles_stay_sorted():
+    model = model_with_prior(lags=(1, 6), means=((6, 3),), window=12, min_pairs=4, spread=True)
+    with torch.no_grad():
+        torch.nn.init.normal_(model.prior.spread_scale.weight, std=2.0)
+        short = model(torch.randn(2, 20), 8)  # 20 < 3 * 6 + 6 steps: the mean is never offered
+        model.prior.spread_scale.weight.zero_()
+        model.prior.spread_scale.bias.zero_()
+        plain = model(torch.randn(2, 20, generator=torch.Generator().manual_seed(0)), 8)
+        torch.nn.init.normal_(model.prior.spread_scale.weight, std=2.0)
+        long = model(torch.randn(2, 60), 8).quantiles
+    assert torch.isfinite(short.quantiles).all() and torch.isfinite(plain.quantiles).all()
+    assert (long.diff(dim=2) >= 0).all()  # a negative scale would cross them: sorted outside training
+
+
+def test_a_model_continued_with_both_refinements_forecasts_as_before_until_they_learn():
+    base = model_with_prior(lags=(1, 6), means=((6, 3),), window=12, min_pairs=4)
+    grown = model_with_prior(lags=(1, 6), means=((6, 3),), window=12, min_pairs=4, per_step=True, spread=True)
+    missing, unexpected = grown.load_state_dict(base.state_dict(), strict=False)
+    assert sorted(missing) == ["prior.spread_scale.bias", "prior.spread_scale.weight", "prior.step_score.bias",
+                               "prior.step_score.weight"] and not unexpected
+    x = torch.randn(3, 70, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        torch.testing.assert_close(grown(x, 20).quantiles, base(x, 20).quantiles)
+
+
+def test_carry_scores_rearranges_scores_per_step_and_drops_them_for_a_prior_without():
+    old = PriorConfig(lags=(1, 24), window=48, per_step=True)
+    new = PriorConfig(lags=(1, 12, 24), window=48, per_step=True)
+    weight = torch.arange(2 * 3 * 2.0).view(6, 2)  # P = 2 steps x (K = 2 + "no copy") rows, D = 2
+    state = {"prior.score.weight": torch.ones(3, 2), "prior.score.bias": torch.ones(3),
+             "prior.step_score.weight": weight, "prior.step_score.bias": torch.arange(6.0)}
+    out = carry_scores(state, old, new)
+    per_step = out["prior.step_score.weight"].view(2, 4, 2)
+    torch.testing.assert_close(per_step[:, [0, 2, 3]], weight.view(2, 3, 2))  # lags 1, 24, "no copy" kept
+    assert per_step[:, 1].abs().max() == 0  # lag 12 starts fresh
+    torch.testing.assert_close(out["prior.step_score.bias"].view(2, 4)[:, [0, 2, 3]], torch.arange(6.0).view(2, 3))
+    dropped = carry_scores(state, old, PriorConfig(lags=(1, 24), window=48))
+    assert "prior.step_score.weight" not in dropped and "prior.step_score.bias" not in dropped
+    with pytest.raises(ValueError, match="true or false"):
+        PriorConfig(lags=(1,), per_step="yes")

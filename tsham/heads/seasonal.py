@@ -13,6 +13,15 @@ Averaged copies (``PriorConfig.means``) are candidates too: the mean of the last
 keeps the season and averages the noise out (a plain average of the last 7 days beats seasonal naive and the
 model on ETT's longer terms, experiments/README.md); scored, mixed and trained like the plain copies.
 
+Two optional refinements (``PriorConfig.per_step``, ``PriorConfig.spread``; the shipped model has both). A patch
+token's one set of weights has to serve all its steps, so the first future token could not copy the last value
+for its first steps and the daily mean for its later ones (the default's median at one step ahead on ETTh1 erred
+2.6x more than the last value did, experiments/README.md): ``per_step`` adds a learned score per step of the patch.
+And a forecast's uncertainty follows the season (a load is steady at night and volatile in the morning), which the
+head, reading one state per token, could not see: ``spread`` offers each averaged candidate's spread at each step
+(the mean absolute deviation of its seasons from their mean) and widens every quantile by a learned multiple of the
+mixed spread.
+
 Frequency-agnostic (the lags are candidates, the context picks), causal, and it reads only the last
 :attr:`PriorConfig.span` steps: a stream keeps that many steps and forecasts exactly as the batch forward.
 """
@@ -61,8 +70,13 @@ class PriorConfig:
     window: int = 336  # context steps over which each lag's copy is scored
     min_pairs: int = 8  # a lag needs max(lag, min_pairs) observed pairs in the window to be offered
     none_bias: float = 2.0  # initial score of "no copy" (lags start near score 0): the head leads at first
+    per_step: bool = False  # a score per step of a future patch besides the token's (SeasonalPrior.step_score)
+    spread: bool = False  # widen the quantiles by the mixed averaged candidates' spread (SeasonalPrior.spread_scale)
 
     def __post_init__(self):
+        if not all(isinstance(flag, bool) for flag in (self.per_step, self.spread)):
+            raise ValueError(f"PriorConfig: per_step and spread must be true or false; got {self.per_step!r}, "
+                             f"{self.spread!r}")
         def whole(x) -> bool:  # ints, or floats / numpy numbers with an integral value; never str or bool
             return isinstance(x, numbers.Real) and not isinstance(x, bool) and float(x).is_integer()
 
@@ -119,28 +133,42 @@ class SeasonalCopies:
             (K = :attr:`PriorConfig.candidates`: the plain lags, then the means).
         log_error: ``[B, C, K]`` log of the mean absolute difference over the scoring window.
         available: ``[B, C, K]`` bool, enough observed pairs to trust the score.
+        spread: ``[B, C, K, H]`` per step, the mean absolute deviation of candidate ``k``'s seasons from their
+            mean (0 for a plain lag); None unless :attr:`PriorConfig.spread`.
     """
 
     copies: torch.Tensor
     log_error: torch.Tensor
     available: torch.Tensor
+    spread: torch.Tensor | None = None
 
 
 class SeasonalPrior(nn.Module):
-    """Mixes the context's seasonal copies per future token: ``read [B, C, n, D]`` -> prior ``[B, C, n * P]``.
+    """Mixes the context's seasonal copies per future token: ``read [B, C, n, D]`` -> prior ``[B, C, Q', n * P]``
+    added to the head's quantiles (Q' = 1, one shift for every quantile, unless :attr:`PriorConfig.spread`).
 
     Args:
         config: :class:`PriorConfig` with at least one lag.
         d_model: width of the future tokens' states it scores.
+        patch_length: steps per future token (needed for :attr:`PriorConfig.per_step`).
+        quantiles: number of quantile levels (needed for :attr:`PriorConfig.spread`).
     """
 
-    def __init__(self, config: PriorConfig, d_model: int):
+    def __init__(self, config: PriorConfig, d_model: int, patch_length: int = 1, quantiles: int = 1):
         super().__init__()
         if not config.lags:
             raise ValueError("SeasonalPrior: needs at least one lag (PriorConfig.lags)")
         self.config = config
         K = len(config.candidates)
         self.score = nn.Linear(d_model, K + 1)  # per candidate, then "no copy"
+        self.patch_length = patch_length
+        # both start at zero, so a model continued with them forecasts as before until they learn
+        self.step_score = nn.Linear(d_model, patch_length * (K + 1)) if config.per_step else None
+        self.spread_scale = nn.Linear(d_model, quantiles) if config.spread else None
+        for extra in (self.step_score, self.spread_scale):
+            if extra is not None:
+                nn.init.zeros_(extra.weight)
+                nn.init.zeros_(extra.bias)
         self.log_beta = nn.Parameter(torch.zeros(()))  # weight of the fit (beta = 1 at first)
         self.log_beta._no_weight_decay = True  # a temperature: decay would pull it to a meaningless value
         # candidate k averages the seasons j = 1..n_k back. One slot per (candidate, season), S = sum n_k in all
@@ -153,6 +181,8 @@ class SeasonalPrior(nn.Module):
         self._slot_lags = tuple(p for _, p, _ in slots)  # (S,)
         self._slot_means = tuple(tuple(1.0 / candidates[k][1] if k == owner else 0.0 for owner, _, _ in slots)
                                  for k in range(K))  # (K, S)
+        self._slot_owners = tuple(k for k, _, _ in slots)  # (S,)
+        self._averaged = tuple(n > 1 for _, n in candidates)  # (K,): True for a mean
         self._lags = tuple(p for p, _ in candidates)  # (K,)
         with torch.no_grad():
             nn.init.zeros_(self.score.weight)
@@ -182,7 +212,12 @@ class SeasonalPrior(nn.Module):
         means = device_constant(self._slot_means, torch.float32, x.device)  # (K, S): 1/n_k on k's slots
         future = torch.arange(horizon, device=x.device)
         source = span - offsets[:, None] + future[None] % slot_lags[:, None]  # (S, H)
-        copies = torch.einsum("bcsh,ks->bckh", filled.permute(0, 2, 1)[:, :, source], means)  # (B, C, K, H)
+        seasons = filled.permute(0, 2, 1)[:, :, source]  # (B, C, S, H): each slot's season, copied forward
+        copies = torch.einsum("bcsh,ks->bckh", seasons, means)  # (B, C, K, H)
+        spread = None
+        if c.spread:  # how far each season strays from the mean it joins, per step: 0 for a plain lag (one season)
+            owners = device_constant(self._slot_owners, torch.int64, x.device)
+            spread = torch.einsum("bcsh,ks->bckh", (seasons - copies[:, :, owners]).abs(), means)
         t = torch.arange(span - c.window, span, device=x.device)  # scoring window
         back = t - offsets[:, None]  # (S, W)
         now = x[:, t]  # (B, W, C)
@@ -194,47 +229,90 @@ class SeasonalPrior(nn.Module):
         error = ((now[:, None] - before).abs() * pairs).sum(2) / count.clamp_min(1.0)
         need = torch.clamp(lags, min=c.min_pairs)[None, :, None]
         return SeasonalCopies(copies, error.clamp_min(1e-4).log().permute(0, 2, 1),
-                              (count >= need).permute(0, 2, 1))
+                              (count >= need).permute(0, 2, 1), spread)
 
     def forward(self, read: torch.Tensor, copies: SeasonalCopies, patch_length: int, lead: int = 0) -> torch.Tensor:
         """``read``: future-token states ``[B, C, n, D]``; ``copies`` over ``n * patch_length - lead`` steps.
-        Returns the prior ``[B, C, n * patch_length]``: 0 on the first ``lead`` steps (observed ones), the mix of
-        copies after."""
+        Returns the prior ``[B, C, Q', n * patch_length]`` (Q' = 1 unless :attr:`PriorConfig.spread`, then one row
+        per quantile): 0 on the first ``lead`` steps (observed ones), the mix of copies after."""
+        if self.step_score is not None and patch_length != self.patch_length:
+            raise ValueError(f"SeasonalPrior: scores per step were built for patches of {self.patch_length}; got "
+                             f"{patch_length}")
         K = len(self.config.candidates)
-        weights = self.weights(read, copies)[..., :K]  # (B, C, n, K); "no copy" adds nothing
+        B, C, n = read.shape[:3]
+        logits = self.logits(read, copies)  # (B, C, n, 1 or P, K + 1)
+
+        def per_step(x: torch.Tensor) -> torch.Tensor:  # (B, C, n, 1 or P, K) -> (B, C, n * P, K)
+            return x.expand(B, C, n, patch_length, K).reshape(B, C, n * patch_length, K)
+
+        weights = per_step(logits.softmax(-1)[..., :K])  # "no copy" adds nothing
         steps = torch.nn.functional.pad(copies.copies, (lead, 0))  # (B, C, K, n * P)
-        weights = weights.repeat_interleave(patch_length, 2)  # (B, C, n * P, K)
-        return torch.einsum("bcsk,bcks->bcs", weights, steps)
+        prior = torch.einsum("bcsk,bcks->bcs", weights, steps)[:, :, None]  # (B, C, 1, n * P)
+        if self.spread_scale is None:
+            return prior
+        if copies.spread is None:
+            raise ValueError("SeasonalPrior: this prior widens by the spread; the copies carry none (they were made "
+                             "by a prior without PriorConfig.spread)")
+        # the spread of the averaged candidates, weighted as the mix weighs them among themselves (their own
+        # softmax: the mix's weights renormalised, without underflow); none offered -> no spread
+        averaged = device_constant(self._averaged, torch.bool, read.device)  # (K,)
+        among = logits[..., :K].masked_fill(~averaged, -torch.inf)
+        offered = torch.isfinite(among).any(-1, keepdim=True)
+        among = among.masked_fill(~offered, 0.0).softmax(-1) * offered  # an all -inf row never meets softmax
+        spread = torch.nn.functional.pad(copies.spread, (lead, 0))  # (B, C, K, n * P)
+        mixed = torch.einsum("bcsk,bcks->bcs", per_step(among), spread)  # (B, C, n * P)
+        scale = self.spread_scale(read).float().repeat_interleave(patch_length, 2).transpose(2, 3)  # (B, C, Q, n*P)
+        return prior + scale * mixed[:, :, None]
 
     def weights(self, read: torch.Tensor, copies: SeasonalCopies) -> torch.Tensor:
-        """Mixing weights ``[B, C, n, K + 1]`` per future token: one per candidate, then "no copy" (sum 1)."""
+        """Mixing weights ``[B, C, n, S, K + 1]`` per future token (S = 1) or per step of it (S = patch length,
+        :attr:`PriorConfig.per_step`): one per candidate, then "no copy" (sum 1)."""
+        return self.logits(read, copies).softmax(-1)
+
+    def logits(self, read: torch.Tensor, copies: SeasonalCopies) -> torch.Tensor:
+        """The scores :meth:`weights` softmaxes ``[B, C, n, S, K + 1]``: -inf for a candidate not offered."""
         K = len(self.config.candidates)
-        logits = self.score(read).float()  # (B, C, n, K + 1)
+        logits = self.score(read).float()[..., None, :]  # (B, C, n, 1, K + 1)
+        if self.step_score is not None:
+            logits = logits + self.step_score(read).float().unflatten(-1, (self.patch_length, K + 1))
         fit = -self.log_beta.exp() * copies.log_error  # (B, C, K)
-        lag_logits = (logits[..., :K] + fit[:, :, None]).masked_fill(~copies.available[:, :, None], -torch.inf)
+        lag_logits = (logits[..., :K] + fit[:, :, None, None]).masked_fill(~copies.available[:, :, None, None],
+                                                                          -torch.inf)
         # an untrustworthy lag is never mixed in; "no copy" is always offered, so the softmax stays finite
-        return torch.cat([lag_logits, logits[..., K:]], -1).softmax(-1)
+        return torch.cat([lag_logits, logits[..., K:]], -1)
 
 
 def carry_scores(state: dict, old: PriorConfig, new: PriorConfig, prefix: str = "prior.") -> dict:
     """A state dict whose prior scores ``{prefix}score.weight [K_old + 1, D]`` (and bias) are rearranged for
     ``new``'s candidates ``[K_new + 1, D]``: a candidate both configs offer keeps its learned row, a new one starts
     as a fresh prior's (zero), "no copy" keeps its own. Lets a model continue training with candidates added
-    (e.g. :attr:`PriorConfig.means`) without losing what its prior learned. Other entries pass through."""
+    (e.g. :attr:`PriorConfig.means`) without losing what its prior learned. Scores per step
+    (``step_score [P * (K + 1), D]``) are rearranged alike, or dropped when ``new`` has none; a start without them
+    leaves them to start at zero. Other entries pass through."""
     if old.window != new.window or old.min_pairs != new.min_pairs:
         raise ValueError(f"carry_scores: the scoring window must not change (window {old.window} -> {new.window}, "
                          f"min_pairs {old.min_pairs} -> {new.min_pairs}); the learned scores read its errors")
     old_index = {cand: k for k, cand in enumerate(old.candidates)}
     rows = [old_index.get(cand) for cand in new.candidates] + [len(old.candidates)]  # then "no copy"
+
+    def rearranged(source: torch.Tensor) -> torch.Tensor:  # [..., K_old + 1, *rest] -> [..., K_new + 1, *rest]
+        grown = source.new_zeros(source.shape[:1] + (len(rows),) + tuple(source.shape[2:]))
+        for row, k in enumerate(rows):
+            if k is not None:
+                grown[:, row] = source[:, k]
+        return grown
+
     out = dict(state)
     for name in ("weight", "bias"):
         key = f"{prefix}score.{name}"
         if key not in state:
             raise KeyError(f"carry_scores: {key} is not in the state dict (no prior, or another prefix?)")
-        source = state[key]
-        grown = source.new_zeros((len(rows),) + tuple(source.shape[1:]))
-        for row, k in enumerate(rows):
-            if k is not None:
-                grown[row] = source[k]
-        out[key] = grown
+        out[key] = rearranged(state[key][None])[0]
+        step_key = f"{prefix}step_score.{name}"
+        if step_key in state and not new.per_step:
+            del out[step_key]
+        elif step_key in state:  # (P * (K_old + 1), ...) viewed per step
+            source = state[step_key]
+            per_step = source.reshape(-1, len(old.candidates) + 1, *source.shape[1:])
+            out[step_key] = rearranged(per_step).flatten(0, 1)
     return out

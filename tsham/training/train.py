@@ -235,12 +235,15 @@ def train(
     out_dir = Path(out_dir)
     L.seed_everything(train_config.seed, verbose=False)
     task = ForecastTask(model_config, train_config)
-    if init_from is not None:  # a seasonal prior the start model lacks starts fresh; anything else must match
+    if init_from is not None:  # a prior (or a part of one) the start model lacks starts fresh; all else must match
         state = init_from.state_dict()
         if init_from.prior is not None and task.model.prior is not None:  # candidates added keep the learned ones
             state = carry_scores(state, init_from.config.prior, model_config.prior)
         missing, unexpected = task.model.load_state_dict(state, strict=False)
-        missing = [k for k in missing if not (k.startswith("prior.") and init_from.prior is None)]
+        start = init_from.config.prior
+        fresh = ("prior.",) if init_from.prior is None else (
+            ("prior.step_score.",) * (not start.per_step) + ("prior.spread_scale.",) * (not start.spread))
+        missing = [k for k in missing if not k.startswith(fresh)]
         if missing or unexpected:
             raise ValueError(f"init_from does not fit model_config: missing {missing[:5]}, unexpected "
                              f"{unexpected[:5]}")
