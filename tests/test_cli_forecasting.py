@@ -42,6 +42,7 @@ def test_forecast_csv_and_plot(trained):
     prior = json.loads((trained / "run/model/config.json").read_text())["config"]["prior"]
     assert tuple(prior["lags"]) == DEFAULT_LAGS  # new models get the seasonal prior (`--prior-lags` alone: none)
     assert prior["means"] == [[4, 3]]  # of the shipped averaged copies, a context of 32 steps can score only 4x3
+    assert prior["per_step"] and prior["spread"]  # the shipped model's refinements
 
 
 def test_train_offers_the_means_its_lags_and_context_can_score(capsys, tmp_path):
@@ -56,7 +57,8 @@ def test_train_offers_the_means_its_lags_and_context_can_score(capsys, tmp_path)
     assert prior["lags"] == [1, 7] and prior["means"] == [[7, 4]]  # the shipped means of lag 7, none of 24 or 168
     assert main([*args, "--out", str(tmp_path / "b"), "--context-length", "150", "--prior-means", "24x7"]) == 0
     assert "cannot score the means 24x7" in capsys.readouterr().out  # 7 x 24 + 24 steps > 150
-    assert json.loads((tmp_path / "b/model/config.json").read_text())["config"]["prior"]["means"] == []
+    prior = json.loads((tmp_path / "b/model/config.json").read_text())["config"]["prior"]
+    assert prior["means"] == [] and not prior["spread"]  # no mean to spread
     assert main([*args, "--out", str(tmp_path / "c"), "--prior-lags", "--prior-means", "24x7"]) == 2
     assert "--prior-means needs a prior" in capsys.readouterr().err
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import os
 import platform
@@ -245,7 +246,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                              "prior off)")
     else:  # the shipped model's means, of the lags this run offers
         means = tuple(m for m in DEFAULT_MEANS if m[0] in lags)
-    config.prior = PriorConfig(lags=lags, means=means).within(config.context_length)
+    prior = PriorConfig(lags=lags, means=means, per_step=bool(lags)).within(config.context_length)
+    # as the shipped model's: scores per step of a future patch, quantiles widened by the means' spread (if any)
+    config.prior = dataclasses.replace(prior, spread=bool(prior.means))
     dropped = sorted(set(means) - set(config.prior.means))
     if dropped:
         print(f"prior: a context of {config.context_length} steps cannot score the means "
@@ -347,7 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--kv-target", type=float, help="target KV fraction of a scoring router (default 0.1)")
     tr.add_argument("--prior-lags", type=int, nargs="*", metavar="LAG",
                     help="candidate seasons of the seasonal prior, in steps (default: the shipped model's, "
-                         "tsham.heads.DEFAULT_LAGS; the flag alone: no prior)")
+                         "tsham.heads.DEFAULT_LAGS; the flag alone: no prior). As in the shipped model, the prior "
+                         "scores each step of a future patch and widens the quantiles by the means' seasonal spread")
     tr.add_argument("--prior-means", nargs="*", metavar="LAGxSEASONS",
                     help="averaged candidates of the prior, e.g. 24x7 = the mean of the last 7 days at an hourly rate "
                          "(default: those of the shipped model's, tsham.heads.DEFAULT_MEANS, whose lag is offered and "
