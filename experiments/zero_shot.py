@@ -55,29 +55,35 @@ def naive_scores(name: str, term: str) -> dict:
     return evaluate(SeasonalNaiveQuantiles(prediction_length=h, season_length=get_seasonality(freq)), data, freq)
 
 
-def run_baselines(epochs: int, device: str, configs=CONFIGS) -> dict:
-    """Seasonal naive and PatchTST (gluonts, trained per configuration) on each configuration."""
+def train_patchtst(name: str, term: str, epochs: int, device: str):
+    """gluonts PatchTST trained on one configuration's series cut before its first test window (seed 0);
+    returns (predictor, context length)."""
     from gluonts.dataset.split import split
     from gluonts.torch.model.patch_tst import PatchTSTEstimator
 
+    data, _, h = gift_eval_data(name, term)
+    train_part, _ = split(data.dataset, offset=-h * (len(data.input) // len(data.dataset)))
+    context = min(512, 10 * h) if name.startswith("ett") else 10 * h
+    torch.manual_seed(0)
+    estimator = PatchTSTEstimator(
+        prediction_length=h, context_length=context, patch_len=16, stride=8, d_model=32, nhead=4,
+        num_encoder_layers=2, batch_size=32, num_batches_per_epoch=50, lr=1e-3,
+        trainer_kwargs={"max_epochs": epochs, "accelerator": device, "enable_progress_bar": False,
+                        "enable_model_summary": False, "logger": False,
+                        "default_root_dir": tempfile.mkdtemp(prefix="tsham-patchtst-")},  # not the cwd
+    )
+    return estimator.train(train_part), context
+
+
+def run_baselines(epochs: int, device: str, configs=CONFIGS) -> dict:
+    """Seasonal naive and PatchTST (gluonts, trained per configuration) on each configuration."""
     rows = {}
     for name, term in configs:
         data, freq, h = gift_eval_data(name, term)
         key = f"{name}/{term}"
         naive = naive_scores(name, term)
-        # the training part: every series cut before its first test window (gift_eval_data's own split)
-        train_part, _ = split(data.dataset, offset=-h * (len(data.input) // len(data.dataset)))
-        context = min(512, 10 * h) if name.startswith("ett") else 10 * h
-        torch.manual_seed(0)
         start = time.perf_counter()
-        estimator = PatchTSTEstimator(
-            prediction_length=h, context_length=context, patch_len=16, stride=8, d_model=32, nhead=4,
-            num_encoder_layers=2, batch_size=32, num_batches_per_epoch=50, lr=1e-3,
-            trainer_kwargs={"max_epochs": epochs, "accelerator": device, "enable_progress_bar": False,
-                            "enable_model_summary": False, "logger": False,
-                            "default_root_dir": tempfile.mkdtemp(prefix="tsham-patchtst-")},  # not the cwd
-        )
-        predictor = estimator.train(train_part)
+        predictor, context = train_patchtst(name, term, epochs, device)
         patchtst = evaluate(predictor, data, freq)
         rows[key] = {"naive": naive, "PatchTST": patchtst, "patchtst_seconds": round(time.perf_counter() - start, 1),
                      "patchtst_context": context}
