@@ -259,7 +259,9 @@ def structural(length: int, rng: np.random.Generator) -> SyntheticSeries:
     level += rng.normal(0, 0.5) * np.linspace(0, 1, length)  # a trend
     noise = lfilter([1.0], [1.0, -rng.uniform(0, 0.9)], rng.normal(0, 10 ** rng.uniform(-1.5, 0), length))
     if rng.random() < 0.5:  # noise that follows the clock too (a load is steady at night, volatile at 8 am)
-        noise = noise * np.exp(rng.uniform(0.3, 1.2) * _cycle_shape(period, rng))[index]  # zero-mean log-scale
+        # a unit-std cycle shape as the log-scale, clipped: a one-step schedule peaks at sqrt(period) std, which
+        # made a noise 10^4 times louder at one hour of the day (review of rev 442be23)
+        noise = noise * np.exp(rng.uniform(0.3, 1.2) * np.clip(_cycle_shape(period, rng), -2, 2))[index]
     x = rng.uniform(0.1, 1.5) * season + level + noise
     if rng.random() < 0.3:  # multiplicative: noise and season scale with the level
         x = np.exp(0.3 * (x - x.mean()) / max(x.std(), 1e-6))

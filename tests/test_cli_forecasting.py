@@ -63,6 +63,28 @@ def test_train_offers_the_means_its_lags_and_context_can_score(capsys, tmp_path)
     assert "--prior-means needs a prior" in capsys.readouterr().err
 
 
+def test_train_resumes_a_run_started_before_the_prior_scored_steps_and_spread(tmp_path, monkeypatch):
+    import json
+
+    from tsham.cli import main
+    from tsham.heads import PriorConfig
+
+    class OldPrior(PriorConfig):  # what `tsham train` built before rev e6aa527
+        def __post_init__(self):
+            self.per_step = self.spread = False
+            super().__post_init__()
+
+    args = ["train", "--out", str(tmp_path), "--batch-size", "2", "--horizon", "8", "--patch-length", "8",
+            "--d-model", "16", "--layers", "1", "--heads", "2", "--synthetic", "2", "--series-length", "400",
+            "--warmup", "1", "--context-length", "200"]
+    with monkeypatch.context() as mp:
+        mp.setattr("tsham.heads.PriorConfig", OldPrior)
+        assert main([*args, "--steps", "1"]) == 0
+    assert main([*args, "--steps", "2", "--resume"]) == 0
+    prior = json.loads((tmp_path / "model/config.json").read_text())["config"]["prior"]
+    assert prior["means"] and not prior["per_step"] and not prior["spread"]  # resumed as it was built
+
+
 def test_train_names_a_bad_averaged_candidate(capsys, tmp_path):
     from tsham.cli import main
 

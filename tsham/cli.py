@@ -249,6 +249,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     prior = PriorConfig(lags=lags, means=means, per_step=bool(lags)).within(config.context_length)
     # as the shipped model's: scores per step of a future patch, quantiles widened by the means' spread (if any)
     config.prior = dataclasses.replace(prior, spread=bool(prior.means))
+    if args.resume and prior.lags:
+        config.prior = _prior_as_resumed(Path(args.out) / "lightning" / "last.ckpt", config.prior)
     dropped = sorted(set(means) - set(config.prior.means))
     if dropped:
         print(f"prior: a context of {config.context_length} steps cannot score the means "
@@ -256,6 +258,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     train(config, _train_config(args), _pool_from_args(args), args.out, resume=args.resume)
     print(f"model written to {args.out}/model")
     return 0
+
+
+def _prior_as_resumed(ckpt: Path, prior):
+    """``prior`` (a :class:`~tsham.heads.PriorConfig`) with scores per step and the spread only where the run in
+    ``ckpt`` has them: `tsham train` has built both since rev e6aa527, and a run started before resumes without.
+    Unchanged when the checkpoint cannot be read (resuming then names the problem)."""
+    import pickle
+
+    import torch
+
+    try:
+        keys = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"].keys()
+    except (OSError, RuntimeError, EOFError, KeyError, TypeError, pickle.UnpicklingError):
+        return prior
+    return dataclasses.replace(prior, per_step=any(k.startswith("model.prior.step_score.") for k in keys),
+                               spread=any(k.startswith("model.prior.spread_scale.") for k in keys))
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:

@@ -119,3 +119,16 @@ def test_structural_series_carry_a_calendar_season_on_a_wandering_level():
     rng = np.random.default_rng(0)
     seasonless = [lfilter([1.0], [1.0, -0.99], rng.normal(size=2048)) + rng.normal(size=2048) for _ in range(16)]
     assert np.median([seasonal_autocorrelation(x) for x in seasonless]) < 0.1
+
+
+def test_structural_noise_that_follows_the_clock_stays_within_a_factor_of_ten_or_so():
+    """A one-step schedule as the noise's log-scale peaks at sqrt(period) std: unclipped, one hour of the day got
+    noise 10^4 times louder, and the largest step of some series was 4000 times its median step."""
+    from tsham.datasets.synthetic import structural
+
+    ratios = []
+    for seed in range(300):  # pretraining's length; unclipped, one of these 300 reached 4095
+        x = structural(4096, np.random.default_rng([5, seed])).values[:, 0]
+        step = np.abs(np.diff(x))
+        ratios.append(step.max() / np.median(step))
+    assert max(ratios) < 1000

@@ -275,7 +275,19 @@ def test_carry_scores_rearranges_scores_per_step_and_drops_them_for_a_prior_with
     torch.testing.assert_close(per_step[:, [0, 2, 3]], weight.view(2, 3, 2))  # lags 1, 24, "no copy" kept
     assert per_step[:, 1].abs().max() == 0  # lag 12 starts fresh
     torch.testing.assert_close(out["prior.step_score.bias"].view(2, 4)[:, [0, 2, 3]], torch.arange(6.0).view(2, 3))
+    state["prior.spread_scale.weight"], state["prior.spread_scale.bias"] = torch.ones(9, 2), torch.ones(9)
     dropped = carry_scores(state, old, PriorConfig(lags=(1, 24), window=48))
-    assert "prior.step_score.weight" not in dropped and "prior.step_score.bias" not in dropped
+    assert not any(k.startswith(("prior.step_score.", "prior.spread_scale.")) for k in dropped)
+    kept = carry_scores(state, old, PriorConfig(lags=(1, 24), window=48, spread=True))
+    assert "prior.spread_scale.weight" in kept and "prior.step_score.weight" not in kept
     with pytest.raises(ValueError, match="true or false"):
         PriorConfig(lags=(1,), per_step="yes")
+
+
+def test_copies_stay_float32_under_autocast():
+    prior = SeasonalPrior(PriorConfig(lags=(1, 4), means=((4, 3),), window=8, min_pairs=2, spread=True), d_model=8)
+    x = (500 + torch.arange(4.0).repeat(8))[None, :, None]  # an exact cycle at a level bf16 cannot resolve
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        copies = prior.copies(x, torch.ones_like(x), 6)
+    assert copies.copies.dtype == torch.float32 and copies.spread.abs().max() < 1e-3  # no season strays (bf16: ~1)
+    torch.testing.assert_close(copies.copies[0, 0, 2], x[0, -4:, 0].repeat(2)[:6])

@@ -70,7 +70,10 @@ class PriorConfig:
     window: int = 336  # context steps over which each lag's copy is scored
     min_pairs: int = 8  # a lag needs max(lag, min_pairs) observed pairs in the window to be offered
     none_bias: float = 2.0  # initial score of "no copy" (lags start near score 0): the head leads at first
-    per_step: bool = False  # a score per step of a future patch besides the token's (SeasonalPrior.step_score)
+    # a score per step of a future patch besides the token's (SeasonalPrior.step_score). Steps count from the patch's
+    # start, not the forecast's: a model streamed (align "start", where the context may end inside a patch) should
+    # train with TrainConfig.align_jitter, as the shipped one did
+    per_step: bool = False
     spread: bool = False  # widen the quantiles by the mixed averaged candidates' spread (SeasonalPrior.spread_scale)
 
     def __post_init__(self):
@@ -192,7 +195,13 @@ class SeasonalPrior(nn.Module):
     def copies(self, values: torch.Tensor, observed: torch.Tensor, horizon: int) -> SeasonalCopies:
         """The context's copies. ``values``: scaled targets ``[B, T, C]`` (any value where missing),
         ``observed``: ``[B, T, C]`` (1 where observed); only the last :attr:`PriorConfig.span` steps are read.
-        Missing steps are filled with the last observed value before them. No host sync (CUDA-graph safe)."""
+        Missing steps are filled with the last observed value before them. No host sync (CUDA-graph safe). In
+        float32 even under autocast: bf16 sums of a few seasons blur a copy (and a zero spread) at the level's
+        precision."""
+        with torch.autocast(values.device.type, enabled=False):
+            return self._copies(values, observed, horizon)
+
+    def _copies(self, values: torch.Tensor, observed: torch.Tensor, horizon: int) -> SeasonalCopies:
         c = self.config
         B, T, C = values.shape
         span = c.span
@@ -265,12 +274,12 @@ class SeasonalPrior(nn.Module):
         return prior + scale * mixed[:, :, None]
 
     def weights(self, read: torch.Tensor, copies: SeasonalCopies) -> torch.Tensor:
-        """Mixing weights ``[B, C, n, S, K + 1]`` per future token (S = 1) or per step of it (S = patch length,
+        """Mixing weights ``[B, C, n, P', K + 1]`` per future token (P' = 1) or per step of it (P' = patch length,
         :attr:`PriorConfig.per_step`): one per candidate, then "no copy" (sum 1)."""
         return self.logits(read, copies).softmax(-1)
 
     def logits(self, read: torch.Tensor, copies: SeasonalCopies) -> torch.Tensor:
-        """The scores :meth:`weights` softmaxes ``[B, C, n, S, K + 1]``: -inf for a candidate not offered."""
+        """The scores :meth:`weights` softmaxes ``[B, C, n, P', K + 1]``: -inf for a candidate not offered."""
         K = len(self.config.candidates)
         logits = self.score(read).float()[..., None, :]  # (B, C, n, 1, K + 1)
         if self.step_score is not None:
@@ -287,8 +296,8 @@ def carry_scores(state: dict, old: PriorConfig, new: PriorConfig, prefix: str = 
     ``new``'s candidates ``[K_new + 1, D]``: a candidate both configs offer keeps its learned row, a new one starts
     as a fresh prior's (zero), "no copy" keeps its own. Lets a model continue training with candidates added
     (e.g. :attr:`PriorConfig.means`) without losing what its prior learned. Scores per step
-    (``step_score [P * (K + 1), D]``) are rearranged alike, or dropped when ``new`` has none; a start without them
-    leaves them to start at zero. Other entries pass through."""
+    (``step_score [P * (K + 1), D]``) are rearranged alike; scores per step or a spread scale that ``new`` lacks are
+    dropped, and those a start lacks start at zero. Other entries pass through."""
     if old.window != new.window or old.min_pairs != new.min_pairs:
         raise ValueError(f"carry_scores: the scoring window must not change (window {old.window} -> {new.window}, "
                          f"min_pairs {old.min_pairs} -> {new.min_pairs}); the learned scores read its errors")
@@ -308,10 +317,11 @@ def carry_scores(state: dict, old: PriorConfig, new: PriorConfig, prefix: str = 
         if key not in state:
             raise KeyError(f"carry_scores: {key} is not in the state dict (no prior, or another prefix?)")
         out[key] = rearranged(state[key][None])[0]
+        for part, kept in (("spread_scale", new.spread), ("step_score", new.per_step)):
+            if f"{prefix}{part}.{name}" in state and not kept:  # a part the new prior lacks
+                del out[f"{prefix}{part}.{name}"]
         step_key = f"{prefix}step_score.{name}"
-        if step_key in state and not new.per_step:
-            del out[step_key]
-        elif step_key in state:  # (P * (K_old + 1), ...) viewed per step
+        if step_key in out:  # (P * (K_old + 1), ...) viewed per step
             source = state[step_key]
             per_step = source.reshape(-1, len(old.candidates) + 1, *source.shape[1:])
             out[step_key] = rearranged(per_step).flatten(0, 1)
