@@ -16,6 +16,7 @@ import argparse
 
 import numpy as np
 from tsham.experiments.common import header, write_results
+from tsham.experiments.copy_check import naive
 from tsham.experiments.zero_shot import train_patchtst
 
 from tsham.evaluation import QUANTILES, gift_eval_data
@@ -56,7 +57,7 @@ def main() -> None:
         truth = np.stack([np.asarray(entry["target"], np.float32) for entry in data.label])
         Q = len(QUANTILES)
         points = {"last value": np.stack([np.full(h, p[-1]) for p in past]),
-                  "seasonal naive (24 h)": np.stack([p[-24:][np.arange(h) % 24] for p in past])}
+                  "seasonal naive (24 h)": naive(past, h, 24)}
         for label, point in points.items():
             rows.append({"config": name, **row(label, np.repeat(point[:, None], Q, 1), truth)})
         for model in args.models:

@@ -241,8 +241,8 @@ def train(
             state = carry_scores(state, init_from.config.prior, model_config.prior)
         missing, unexpected = task.model.load_state_dict(state, strict=False)
         start = init_from.config.prior
-        fresh = ("prior.",) if init_from.prior is None else (
-            ("prior.step_score.",) * (not start.per_step) + ("prior.spread_scale.",) * (not start.spread))
+        parts = (("step_score", start.per_step), ("spread_scale", start.spread))
+        fresh = ("prior.",) if init_from.prior is None else tuple(f"prior.{p}." for p, has in parts if not has)
         missing = [k for k in missing if not k.startswith(fresh)]
         if missing or unexpected:
             raise ValueError(f"init_from does not fit model_config: missing {missing[:5]}, unexpected "
