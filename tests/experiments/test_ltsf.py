@@ -101,3 +101,38 @@ def test_zero_shot_refuses_fine_tune_options():
     args = parser.parse_args(["--zero-shot", "--lr", "1e-5"])
     with pytest.raises(SystemExit):
         ltsf.check_args(parser, args)
+
+
+@pytest.mark.parametrize("horizon, dropped", [(96, 97), (192, 1), (336, 113), (720, 113)])
+def test_patchtst_windows_drop_the_last_incomplete_batch_of_128(horizon, dropped):
+    from tsham.experiments.ltsf import TEST_END, TEST_START, patchtst_windows
+
+    n = TEST_END - TEST_START - horizon + 1
+    assert n - patchtst_windows(n) == dropped
+    assert patchtst_windows(256) == 256 and patchtst_windows(127) == 0
+
+
+class Step(torch.nn.Module):
+    """Forecasts zero: its errors are the targets themselves."""
+
+    def forward(self, context, horizon):
+        return type("Forecast", (), {"median": torch.zeros(len(context), 1, horizon, dtype=context.dtype)})()
+
+
+@pytest.mark.parametrize("stride", [1, 7])
+def test_the_patchtst_windows_score_leaves_out_exactly_the_last_windows(stride):
+    from tsham.experiments.ltsf import TEST_END, TEST_START, model_scores, patchtst_windows, score
+
+    horizon = 96
+    n = TEST_END - TEST_START - horizon + 1
+    kept = patchtst_windows(n)
+    series = np.zeros((TEST_END, 2), np.float32)
+    series[TEST_START + kept + horizon - 1:] = 3.0  # reached only by the windows PatchTST/64 dropped
+    scores = model_scores(Step(), series, horizon, "cpu", stride=stride, lookback=512)
+    assert scores["MSE_patchtst_windows"] == 0.0 and scores["MAE_patchtst_windows"] == 0.0
+    index = np.arange(0, n, stride)
+    dropped = index[index >= kept]
+    # each dropped window i sees min(i - kept + 1, horizon) targets of 3 per channel
+    expected = 9.0 * np.minimum(dropped - kept + 1, horizon).sum() / (len(index) * horizon)
+    assert scores["MSE"] == pytest.approx(expected)
+    assert score(Step(), series, horizon, "cpu", stride=stride, lookback=512)[0] == pytest.approx(expected)
