@@ -148,6 +148,13 @@ PRESETS["c16"] = {"probes": {"cross_channel_binding@16": {"probe": "cross_channe
                                                          "level": "medium:events=16,lag=0", "patch_length": 4,
                                                          "steps": 16000}},
                   "policies": ("oracle", "random", "learned"), "budgets": (0.1,), "seeds": (0, 1, 2), **RECIPE}
+# C between c_mid_long's 8 binding events (pure GDN held 63% of full attention, uncertainty routing at 10% 95%) and
+# c16's 16 (nothing but the oracle learned): 12, for a level where the recurrent state no longer holds the bindings
+# but full attention still learns them; the routers that came within 90% at 8. About 800 s a cell: two device calls
+PRESETS["c12"] = {"probes": {"cross_channel_binding@12": {"probe": "cross_channel_binding",
+                                                         "level": "medium:events=12,lag=0", "patch_length": 4,
+                                                         "steps": 16000}},
+                  "policies": ("oracle", "uncertainty", "random"), "budgets": (0.1,), "seeds": (0, 1, 2), **RECIPE}
 RESUMABLE_START = 180.0  # seconds before the deadline under which no cell starts (its first state comes after 60)
 ORDER = ("all", "none", "oracle", "event")  # controls first: a sweep cut short still says the most
 
