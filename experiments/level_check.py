@@ -1,0 +1,105 @@
+"""Where an LTSF forecast loses at long horizons: its MSE split into the horizon's mean level and the shape around it.
+
+    python -m tsham.experiments.level_check [--model default] [--datasets etth2] [--horizons 336 720] [--stride 24]
+
+On the LTSF protocol's test windows (``tsham.experiments.ltsf``: z-scored with train statistics, every ``--stride``-th
+window, each channel on its own), every forecast's MSE splits exactly into ``level``, the squared error of its mean
+over the horizon, and ``shape``, the squared error of what is left around that mean. Rows: the model's median; the
+mean daily profile of 21 days; constant forecasts at the mean of the last k days; a constant level fitted by least
+squares on those means over the train and validation windows (what the train months teach about the level); and
+the model blended with the profile, ``w model + (1 - w) profile``, with ``w`` read on the test windows themselves
+(an upper bound, not a method). A long-horizon forecast that errs in level where the profile does not has learned to
+trust the recent days more than the series rewards.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+from tsham.experiments.common import header, write_results
+from tsham.experiments.ltsf import PROFILE, TEST_END, TEST_START, normalised
+
+from tsham.checkpoint import load_checkpoint
+from tsham.forecasting.pipeline import DEFAULT_MODEL
+
+DAYS = (1, 3, 7, 14, 21, 42, 85)
+BLENDS = (0.25, 0.5, 0.75)
+
+
+def split(forecast: np.ndarray, truth: np.ndarray) -> dict:
+    """``forecast``, ``truth`` ``[N, H, C]`` -> MSE, its ``level`` part (the horizon means' squared error) and its
+    ``shape`` part (the rest); ``MSE == level + shape`` up to rounding."""
+    f_mean, t_mean = forecast.mean(1, keepdims=True), truth.mean(1, keepdims=True)
+    return {"MSE": float(((forecast - truth) ** 2).mean()), "level": float(((f_mean - t_mean) ** 2).mean()),
+            "shape": float((((forecast - f_mean) - (truth - t_mean)) ** 2).mean())}
+
+
+def windows(series: np.ndarray, first: int, last: int, lookback: int, horizon: int, stride: int):
+    """Contexts ``[N, lookback, C]`` and targets ``[N, horizon, C]`` of the windows whose targets start in rows
+    [first, last - horizon]: the protocol's test windows for ``(TEST_START, TEST_END)``."""
+    starts = np.arange(first - lookback, last - lookback - horizon + 1, stride)
+    w = series[starts[:, None] + np.arange(lookback + horizon)]
+    return w[:, :lookback], w[:, lookback:]
+
+
+@torch.no_grad()
+def model_forecast(model, context: np.ndarray, horizon: int, batch: int = 64) -> np.ndarray:
+    """The median of ``model`` on ``context [N, L, C]``, each channel alone -> ``[N, horizon, C]``."""
+    out = np.empty((len(context), horizon, context.shape[2]), np.float32)
+    for c in range(context.shape[2]):
+        for i in range(0, len(context), batch):
+            x = torch.from_numpy(np.ascontiguousarray(context[i:i + batch, :, c]))
+            out[i:i + batch, :, c] = model(x, horizon).median[:, 0].numpy()
+    return out
+
+
+def day_means(context: np.ndarray) -> np.ndarray:
+    """The means of the last k days (:data:`DAYS`) of ``context [N, L, C]`` -> ``[N, C, len(DAYS)]``."""
+    return np.stack([context[:, -24 * d:].mean(1) for d in DAYS], -1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=str(DEFAULT_MODEL))
+    parser.add_argument("--datasets", nargs="+", default=["etth2"])
+    parser.add_argument("--horizons", type=int, nargs="+", default=[336, 720])
+    parser.add_argument("--stride", type=int, default=24)
+    parser.add_argument("--lookback", type=int, default=2048)
+    parser.add_argument("--name", default="level_check_cpu")
+    args = parser.parse_args()
+    if args.lookback < 24 * max(DAYS):
+        parser.error(f"--lookback must cover the longest mean ({24 * max(DAYS)} steps); got {args.lookback}")
+    model, rows = load_checkpoint(args.model).eval(), []
+    for name in args.datasets:
+        series = normalised(name)
+        for h in args.horizons:
+            context, truth = windows(series, TEST_START, TEST_END, args.lookback, h, args.stride)
+            ours = model_forecast(model, context, h)
+            profile = PROFILE(torch.from_numpy(context.transpose(0, 2, 1).reshape(-1, args.lookback)), h).median
+            profile = profile[:, 0].numpy().reshape(len(context), -1, h).transpose(0, 2, 1)
+            found = {"model": ours, "profile of 21 days": profile}
+            means = day_means(context)
+            found |= {f"mean of the last {d} days": np.repeat(means[:, None, :, k], h, 1) for k, d in enumerate(DAYS)}
+            train_context, train_truth = windows(series, args.lookback, TEST_START, args.lookback, h, 1)
+            design = np.c_[day_means(train_context).reshape(-1, len(DAYS)), np.ones(train_truth.size // h)]
+            weights = np.linalg.lstsq(design, train_truth.mean(1).reshape(-1), rcond=None)[0]
+            fitted = np.c_[means.reshape(-1, len(DAYS)), np.ones(means.size // len(DAYS))] @ weights
+            found["level fitted on train + validation"] = np.repeat(fitted.reshape(len(context), 1, -1), h, 1)
+            found |= {f"{w} model + {1 - w} profile (w read on test)": w * ours + (1 - w) * profile for w in BLENDS}
+            for label, forecast in found.items():
+                rows.append({"dataset": name, "horizon": h, "forecast": label, **split(forecast, truth)})
+                print(rows[-1], flush=True)
+    table = "\n".join(["| dataset | horizon | forecast | MSE | level | shape |", "|---|---|---|---|---|---|",
+                       *(f"| {r['dataset']} | {r['horizon']} | {r['forecast']} | {r['MSE']:.3f} | {r['level']:.3f} | "
+                         f"{r['shape']:.3f} |" for r in rows)])
+    print(table)
+    meta = {**header(), "model": args.model,
+            "protocol": f"L={args.lookback}, test windows every {args.stride} step(s), channel-independent, median, "
+                        "z-scored with train stats"}
+    write_results(args.name, meta, rows, table)
+
+
+if __name__ == "__main__":
+    main()
