@@ -291,3 +291,21 @@ def test_copies_stay_float32_under_autocast():
         copies = prior.copies(x, torch.ones_like(x), 6)
     assert copies.copies.dtype == torch.float32 and copies.spread.abs().max() < 1e-3  # no season strays (bf16: ~1)
     torch.testing.assert_close(copies.copies[0, 0, 2], x[0, -4:, 0].repeat(2)[:6])
+
+
+def test_every_averaged_candidates_spread_is_its_own_seasons_deviation():
+    means = ((2, 5), (4, 3), (6, 2))
+    prior = SeasonalPrior(PriorConfig(lags=(1, 4), means=means, window=8, min_pairs=2, spread=True), d_model=8,
+                          quantiles=3)
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(3, 40, 2, generator=g)
+    H = 7
+    copies = prior.copies(x, torch.ones_like(x), H)
+    candidates = prior.config.candidates
+    for k, (lag, n) in enumerate(candidates):
+        steps = torch.arange(H) % lag
+        seasons = torch.stack([x[:, 40 - lag * j + steps] for j in range(1, n + 1)], 1)  # (B, n, H, C)
+        expected = (seasons - seasons.mean(1, keepdim=True)).abs().mean(1).permute(0, 2, 1)  # (B, C, H)
+        torch.testing.assert_close(copies.spread[:, :, k], expected)
+        torch.testing.assert_close(copies.copies[:, :, k], seasons.mean(1).permute(0, 2, 1))
+    assert {candidates[k][1] for k in range(len(candidates))} >= {1, 2, 3, 5}  # lags and means of every length
