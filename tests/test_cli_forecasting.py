@@ -323,3 +323,13 @@ def test_forecast_checks_its_outputs_and_id_column_before_it_runs(trained, capsy
     assert not (trained / "x.csv").exists() and not (trained / "same.png").exists()  # nothing written first
     with pytest.raises(SystemExit):  # argparse: a whole number >= 1
         main([*base, "--plot-series", "0"])
+
+
+def test_a_start_aligned_model_trains_with_the_alignment_jittered():
+    from tsham.cli import _train_config, build_parser
+    from tsham.config import TshamConfig
+
+    args = build_parser().parse_args(["finetune", "--model", "m", "--out", "o", "--input", "x.csv"])
+    start, end = TshamConfig(align="start"), TshamConfig(align="end")
+    assert _train_config(args, start).align_jitter  # as the shipped model was pretrained: forecasts open mid-patch
+    assert not _train_config(args, end).align_jitter  # its last context patch always ends at the forecast

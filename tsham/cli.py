@@ -171,14 +171,18 @@ def _pool_from_args(args: argparse.Namespace):
     return pool
 
 
-def _train_config(args: argparse.Namespace):
+def _train_config(args: argparse.Namespace, config):
+    """The :class:`~tsham.training.TrainConfig` of `tsham train` / `finetune` for a model of ``config``. A model
+    that cuts its patches from the context's start (the shipped one) trains with the alignment jittered, as it was
+    pretrained: its forecasts open mid-patch whenever the context is not a whole number of patches."""
     from tsham.training import TrainConfig
 
     horizons = tuple(args.horizons or ())
     return TrainConfig(steps=args.steps, batch_size=args.batch_size, horizon=max(horizons or (args.horizon,)),
                        horizons=horizons, lr=args.lr, warmup_steps=min(args.warmup, args.steps),
                        kv_warmup_steps=args.kv_warmup, seed=args.seed, max_minutes=args.max_minutes,
-                       validation_steps=args.validation_steps, val_every=args.val_every, patience=args.patience)
+                       validation_steps=args.validation_steps, val_every=args.val_every, patience=args.patience,
+                       align_jitter=config.align == "start")
 
 
 # the routers whose policy, not a threshold, decides what is routed: what each keeps
@@ -255,7 +259,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if dropped:
         print(f"prior: a context of {config.context_length} steps cannot score the means "
               f"{' '.join(f'{p}x{n}' for p, n in dropped)}; training without them")
-    train(config, _train_config(args), _pool_from_args(args), args.out, resume=args.resume)
+    train(config, _train_config(args, config), _pool_from_args(args), args.out, resume=args.resume)
     print(f"model written to {args.out}/model")
     return 0
 
@@ -289,7 +293,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         config.ham.router_kwargs["target"] = args.kv_target
     _check_horizon(args, config.max_horizon)
     frozen = {"none": [], "encoder": ["encoder."], "stack": ["encoder.", "stack."]}[args.freeze]
-    model = train(config, _train_config(args), _pool_from_args(args), args.out, init_from=base,
+    model = train(config, _train_config(args, config), _pool_from_args(args), args.out, init_from=base,
                   frozen=tuple(frozen))
     print(f"fine-tuned model written to {args.out}/model ({sum(p.numel() for p in model.parameters())} parameters)")
     return 0
