@@ -39,8 +39,8 @@ def split(forecast: np.ndarray, truth: np.ndarray) -> dict:
 def windows(series: np.ndarray, first: int, last: int, lookback: int, horizon: int, stride: int):
     """Contexts ``[N, lookback, C]`` and targets ``[N, horizon, C]`` of the windows whose targets start in rows
     [first, last - horizon]: the protocol's test windows for ``(TEST_START, TEST_END)``."""
-    starts = np.arange(first - lookback, last - lookback - horizon + 1, stride)
-    w = series[starts[:, None] + np.arange(lookback + horizon)]
+    views = np.lib.stride_tricks.sliding_window_view(series, lookback + horizon, axis=0)  # (T - W + 1, C, W)
+    w = views[first - lookback:last - lookback - horizon + 1:stride].transpose(0, 2, 1)  # views, not copies
     return w[:, :lookback], w[:, lookback:]
 
 

@@ -248,7 +248,8 @@ def finetune(name: str, series: np.ndarray, args, out: Path) -> tuple[Path, list
     argv = ["finetune", "--model", args.model, "--input", str(csv), "--out", str(out / name), "--synthetic", "0",
             "--steps", str(args.steps), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
             "--horizons", *map(str, args.horizons), "--context-length", str(args.lookback), "--warmup", "100",
-            "--freeze", args.freeze, "--overwrite"]  # a rerun replaces the run its folder holds
+            "--freeze", args.freeze, "--overwrite",  # a rerun replaces the run its folder holds
+            "--no-align-jitter"]  # the protocol's windows are whole patches, as in every run committed so far
     if args.minutes is not None:
         argv += ["--max-minutes", str(args.minutes)]
     if args.validation:

@@ -333,3 +333,8 @@ def test_a_start_aligned_model_trains_with_the_alignment_jittered():
     start, end = TshamConfig(align="start"), TshamConfig(align="end")
     assert _train_config(args, start).align_jitter  # as the shipped model was pretrained: forecasts open mid-patch
     assert not _train_config(args, end).align_jitter  # its last context patch always ends at the forecast
+    parser = build_parser()
+    off = parser.parse_args(["finetune", "--model", "m", "--out", "o", "--input", "x.csv", "--no-align-jitter"])
+    assert not _train_config(off, start).align_jitter
+    on = parser.parse_args(["train", "--out", "o", "--synthetic", "2", "--align-jitter"])
+    assert _train_config(on, end).align_jitter  # a new model meant for streams

@@ -172,9 +172,10 @@ def _pool_from_args(args: argparse.Namespace):
 
 
 def _train_config(args: argparse.Namespace, config):
-    """The :class:`~tsham.training.TrainConfig` of `tsham train` / `finetune` for a model of ``config``. A model
-    that cuts its patches from the context's start (the shipped one) trains with the alignment jittered, as it was
-    pretrained: its forecasts open mid-patch whenever the context is not a whole number of patches."""
+    """The :class:`~tsham.training.TrainConfig` of `tsham train` / `finetune` for a model of ``config``. Unless
+    ``--[no-]align-jitter`` says otherwise, a model that cuts its patches from the context's start (the shipped
+    one) trains with the alignment jittered, as it was pretrained: its forecasts open mid-patch whenever the
+    context is not a whole number of patches."""
     from tsham.training import TrainConfig
 
     horizons = tuple(args.horizons or ())
@@ -182,7 +183,7 @@ def _train_config(args: argparse.Namespace, config):
                        horizons=horizons, lr=args.lr, warmup_steps=min(args.warmup, args.steps),
                        kv_warmup_steps=args.kv_warmup, seed=args.seed, max_minutes=args.max_minutes,
                        validation_steps=args.validation_steps, val_every=args.val_every, patience=args.patience,
-                       align_jitter=config.align == "start")
+                       align_jitter=config.align == "start" if args.align_jitter is None else args.align_jitter)
 
 
 # the routers whose policy, not a threshold, decides what is routed: what each keeps
@@ -311,6 +312,10 @@ def _training_args(p: argparse.ArgumentParser, steps: int, lr: float, synthetic:
     p.add_argument("--horizon", type=whole_number, default=64, help="forecast steps per training window")
     p.add_argument("--horizons", type=whole_number, nargs="+", help="draw each batch's horizon from these instead")
     p.add_argument("--max-minutes", type=float, help="stop after this many minutes (the schedule follows)")
+    p.add_argument("--align-jitter", action=argparse.BooleanOptionalAction, default=None,
+                   help="drop 0..P-1 leading steps per batch and cut patches from the start, so forecasts open "
+                   "mid-patch as often as with contexts of any length or in a stream (default: on for a model that "
+                   "cuts its patches from the start, as the shipped one, which was pretrained so)")
     p.add_argument("--lr", type=float, default=lr)
     p.add_argument("--warmup", type=int, default=100, help="learning-rate warm-up steps")
     p.add_argument("--kv-warmup", type=int, default=0, help="steps over which the KV target anneals")

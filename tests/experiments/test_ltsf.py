@@ -112,27 +112,27 @@ def test_patchtst_windows_drop_the_last_incomplete_batch_of_128(horizon, dropped
     assert patchtst_windows(256) == 256 and patchtst_windows(127) == 0
 
 
-class Step(torch.nn.Module):
-    """Forecasts zero: its errors are the targets themselves."""
+class Zero(torch.nn.Module):
+    """Forecasts zero: a window's errors are its targets."""
 
     def forward(self, context, horizon):
         return type("Forecast", (), {"median": torch.zeros(len(context), 1, horizon, dtype=context.dtype)})()
 
 
 @pytest.mark.parametrize("stride", [1, 7])
-def test_the_patchtst_windows_score_leaves_out_exactly_the_last_windows(stride):
+def test_the_patchtst_windows_score_averages_exactly_the_windows_before_the_cut(stride):
     from tsham.experiments.ltsf import TEST_END, TEST_START, model_scores, patchtst_windows, score
 
     horizon = 96
     n = TEST_END - TEST_START - horizon + 1
-    kept = patchtst_windows(n)
-    series = np.zeros((TEST_END, 2), np.float32)
-    series[TEST_START + kept + horizon - 1:] = 3.0  # reached only by the windows PatchTST/64 dropped
-    scores = model_scores(Step(), series, horizon, "cpu", stride=stride, lookback=512)
-    assert scores["MSE_patchtst_windows"] == 0.0 and scores["MAE_patchtst_windows"] == 0.0
+    series = np.random.default_rng(0).normal(size=(TEST_END, 2)).astype(np.float32)
+    series[TEST_START + patchtst_windows(n):] *= 10  # targets only the windows PatchTST/64 dropped reach in full
     index = np.arange(0, n, stride)
-    dropped = index[index >= kept]
-    # each dropped window i sees min(i - kept + 1, horizon) targets of 3 per channel
-    expected = 9.0 * np.minimum(dropped - kept + 1, horizon).sum() / (len(index) * horizon)
-    assert scores["MSE"] == pytest.approx(expected)
-    assert score(Step(), series, horizon, "cpu", stride=stride, lookback=512)[0] == pytest.approx(expected)
+    targets = series[TEST_START + index[:, None] + np.arange(horizon)]  # (windows, H, C)
+    kept = index < patchtst_windows(n)
+    scores = model_scores(Zero(), series, horizon, "cpu", stride=stride, lookback=512)
+    assert scores["MSE"] == pytest.approx(float((targets ** 2).mean()), rel=1e-5)
+    assert scores["MSE_patchtst_windows"] == pytest.approx(float((targets[kept] ** 2).mean()), rel=1e-5)
+    assert scores["MAE_patchtst_windows"] == pytest.approx(float(np.abs(targets[kept]).mean()), rel=1e-5)
+    assert scores["MSE_patchtst_windows"] < scores["MSE"] / 2  # the dropped windows' large targets are left out
+    assert score(Zero(), series, horizon, "cpu", stride=stride, lookback=512)[0] == pytest.approx(scores["MSE"])

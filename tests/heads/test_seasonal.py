@@ -309,3 +309,33 @@ def test_every_averaged_candidates_spread_is_its_own_seasons_deviation():
         torch.testing.assert_close(copies.spread[:, :, k], expected)
         torch.testing.assert_close(copies.copies[:, :, k], seasons.mean(1).permute(0, 2, 1))
     assert {candidates[k][1] for k in range(len(candidates))} >= {1, 2, 3, 5}  # lags and means of every length
+
+
+def test_copies_and_scores_with_gaps_match_a_step_by_step_reference():
+    config = PriorConfig(lags=(1, 4), means=((2, 5), (4, 3), (6, 2)), window=8, min_pairs=2, spread=True)
+    prior = SeasonalPrior(config, d_model=8, quantiles=3)
+    g = torch.Generator().manual_seed(3)
+    B, T, C, H = 2, 40, 2, 9
+    x = torch.randn(B, T, C, generator=g)
+    o = torch.rand(B, T, C, generator=g) > 0.3
+    got = prior.copies(x.masked_fill(~o, float("nan")), o.float(), H)
+    span = config.span
+    xs, os_ = x[:, T - span:], o[:, T - span:]
+    for b in range(B):
+        for c in range(C):
+            filled, last = [], 0.0  # a missing step holds the last observed value (0 before any)
+            for t in range(span):
+                last = float(xs[b, t, c]) if os_[b, t, c] else last
+                filled.append(last)
+            for k, (lag, n) in enumerate(config.candidates):
+                seasons = [[float(filled[span - j * lag + h % lag]) for h in range(H)] for j in range(1, n + 1)]
+                copy = torch.tensor(seasons).mean(0)
+                torch.testing.assert_close(got.copies[b, c, k], copy)
+                torch.testing.assert_close(got.spread[b, c, k], (torch.tensor(seasons) - copy).abs().mean(0))
+                errors = [abs(float(xs[b, t, c]) - sum(float(xs[b, t - j * lag, c]) for j in range(1, n + 1)) / n)
+                          for t in range(span - config.window, span)
+                          if os_[b, t, c] and all(os_[b, t - j * lag, c] for j in range(1, n + 1))]
+                error = max(sum(errors) / max(len(errors), 1), 1e-4)
+                torch.testing.assert_close(got.log_error[b, c, k], torch.tensor(error).log())
+                assert bool(got.available[b, c, k]) == (len(errors) >= max(lag, config.min_pairs))
+    assert got.available.any() and not got.available.all()  # the gaps leave some candidates too few pairs

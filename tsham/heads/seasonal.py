@@ -72,8 +72,8 @@ class PriorConfig:
     none_bias: float = 2.0  # initial score of "no copy" (lags start near score 0): the head leads at first
     # a score per step of a future patch besides the token's (SeasonalPrior.step_score). Steps count from the patch's
     # start, not the forecast's: a model streamed (align "start", where the context may end inside a patch) should
-    # train with TrainConfig.align_jitter, as the shipped one did (`tsham train` and `finetune` set it for a model
-    # with align "start")
+    # train with TrainConfig.align_jitter, as the shipped one did (`tsham finetune` of it does; `tsham train
+    # --align-jitter` for a new model meant for streams)
     per_step: bool = False
     spread: bool = False  # widen the quantiles by the mixed averaged candidates' spread (SeasonalPrior.spread_scale)
 
