@@ -176,14 +176,14 @@ class SeasonalPrior(nn.Module):
         self.log_beta = nn.Parameter(torch.zeros(()))  # weight of the fit (beta = 1 at first)
         self.log_beta._no_weight_decay = True  # a temperature: decay would pull it to a meaningless value
         # candidate k averages the seasons j = 1..n_k back: slots [first_k, end_k) of S = sum n_k in all (95 for the
-        # shipped model's 20 candidates), each with its offset j * lag_k and lag. Host tuples, made once: copies()
-        # turns them into cached device constants
+        # shipped model's 20 candidates), each with its offset j * lag_k and lag; the plain lags (one season each)
+        # are the first slots. Host tuples, made once: copies() turns them into cached device constants
         candidates = config.candidates
         slots = [(p, j) for p, n in candidates for j in range(1, n + 1)]
         self._slot_offsets = tuple(p * j for p, j in slots)  # (S,)
         self._slot_lags = tuple(p for p, _ in slots)  # (S,)
         ends = tuple(sum(n for _, n in candidates[:k + 1]) for k in range(K))
-        self._candidate_slots = tuple(zip((0, *ends[:-1]), ends, strict=True))  # (K,) of (first, end)
+        self._mean_slots = tuple(zip(ends[len(config.lags) - 1:-1], ends[len(config.lags):], strict=True))
         self._averaged = tuple(n > 1 for _, n in candidates)  # (K,): True for a mean
         self._lags = tuple(p for p, _ in candidates)  # (K,)
         with torch.no_grad():
@@ -222,25 +222,29 @@ class SeasonalPrior(nn.Module):
         t = torch.arange(span - c.window, span, device=x.device)  # scoring window
         back = t - offsets[:, None]  # (S, W)
         rows = filled.permute(0, 2, 1)  # (B, C, span)
-        # one candidate at a time, so what is held at once is one candidate's seasons [B, C, n_k, H], not all S
-        # slots' (the shipped model, B=4, 321 channels, a 720-step forecast on the CPU: the forward's peak memory
-        # fell from 1.3 GB to 0.9 GB, and copies() from 1.2 GB to 0.5 GB, against the all-at-once form)
-        copies, spread, before, complete = [], [], [], []
-        for first, end in self._candidate_slots:
+        # the plain lags in one gather, then the means one at a time, so what is held at once is one mean's seasons
+        # [B, C, n_k, H], not all S slots' (the shipped model, B=4, 321 channels, a 720-step forecast: the CPU
+        # forward's peak memory fell from 1.3 GB to 0.9 GB, copies() on an H200 from 1.3 GB to 0.5 GB)
+        plain = len(c.lags)
+        copies = [rows[:, :, source[:plain]]]  # (B, C, plain, H): one season each
+        spread = [torch.zeros_like(copies[0])]  # a plain lag does not stray from itself
+        before = [x[:, back[:plain]]]  # (B, plain, W, C): what each offered for each scored step
+        complete = [o[:, back[:plain]]]  # (B, plain, W, C): its season observed
+        for first, end in self._mean_slots:
             seasons = rows[:, :, source[first:end]]  # (B, C, n_k, H)
-            copies.append(seasons.mean(2))
-            if c.spread:  # how far each season strays from the mean it joins, per step: 0 for a plain lag
-                spread.append((seasons - copies[-1][:, :, None]).abs().mean(2))
-            before.append(x[:, back[first:end]].mean(1))  # (B, W, C): what it offered for each scored step
-            complete.append(o[:, back[first:end]].all(1))  # (B, W, C): every season it averages observed
+            copies.append(seasons.mean(2, keepdim=True))
+            if c.spread:  # how far each season strays from the mean it joins, per step
+                spread.append((seasons - copies[-1]).abs().mean(2, keepdim=True))
+            before.append(x[:, back[first:end]].mean(1, keepdim=True))
+            complete.append(o[:, back[first:end]].all(1, keepdim=True))  # every season it averages observed
         now = x[:, t]  # (B, W, C)
-        before = torch.stack(before, 1)  # (B, K, W, C)
-        pairs = (o[:, t][:, None] & torch.stack(complete, 1)).float()  # (B, K, W, C): x_t and every season seen
+        before = torch.cat(before, 1)  # (B, K, W, C)
+        pairs = (o[:, t][:, None] & torch.cat(complete, 1)).float()  # (B, K, W, C): x_t and every season seen
         count = pairs.sum(2)  # (B, K, C)
         error = ((now[:, None] - before).abs() * pairs).sum(2) / count.clamp_min(1.0)
         need = torch.clamp(lags, min=c.min_pairs)[None, :, None]
-        return SeasonalCopies(torch.stack(copies, 2), error.clamp_min(1e-4).log().permute(0, 2, 1),
-                              (count >= need).permute(0, 2, 1), torch.stack(spread, 2) if c.spread else None)
+        return SeasonalCopies(torch.cat(copies, 2), error.clamp_min(1e-4).log().permute(0, 2, 1),
+                              (count >= need).permute(0, 2, 1), torch.cat(spread, 2) if c.spread else None)
 
     def forward(self, read: torch.Tensor, copies: SeasonalCopies, patch_length: int, lead: int = 0) -> torch.Tensor:
         """``read``: future-token states ``[B, C, n, D]``; ``copies`` over ``n * patch_length - lead`` steps.
