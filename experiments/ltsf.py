@@ -321,6 +321,7 @@ def cell(row: dict, prefix: str = "") -> str:
 
 
 def published(row: dict) -> str:
+    """A results row's published PatchTST/64 MSE / MAE cell."""
     return f"{row['PatchTST64_MSE']:.3f} / {row['PatchTST64_MAE']:.3f}"
 
 

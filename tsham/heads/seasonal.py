@@ -227,7 +227,7 @@ class SeasonalPrior(nn.Module):
         # forward's peak memory fell from 1.3 GB to 0.9 GB, copies() on an H200 from 1.3 GB to 0.5 GB)
         plain = len(c.lags)
         copies = [rows[:, :, source[:plain]]]  # (B, C, plain, H): one season each
-        spread = [torch.zeros_like(copies[0])]  # a plain lag does not stray from itself
+        spread = [torch.zeros_like(copies[0])] if c.spread else []  # a plain lag does not stray from itself
         before = [x[:, back[:plain]]]  # (B, plain, W, C): what each offered for each scored step
         complete = [o[:, back[:plain]]]  # (B, plain, W, C): its season observed
         for first, end in self._mean_slots:
