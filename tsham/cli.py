@@ -183,6 +183,7 @@ def _train_config(args: argparse.Namespace, config):
                        horizons=horizons, lr=args.lr, warmup_steps=min(args.warmup, args.steps),
                        kv_warmup_steps=args.kv_warmup, seed=args.seed, max_minutes=args.max_minutes,
                        validation_steps=args.validation_steps, val_every=args.val_every, patience=args.patience,
+                       val_windows=args.val_windows, val_metric=args.val_metric,
                        align_jitter=config.align == "start" if args.align_jitter is None else args.align_jitter)
 
 
@@ -323,6 +324,11 @@ def _training_args(p: argparse.ArgumentParser, steps: int, lr: float, synthetic:
     p.add_argument("--validation-steps", type=int, default=0,
                    help="hold out the last N steps of every series: validate there, export the best weights")
     p.add_argument("--val-every", type=int, default=100, help="optimizer steps between validations")
+    p.add_argument("--val-windows", type=whole_number, default=512,
+                   help="validation windows (shared out among --horizons), drawn once")
+    p.add_argument("--val-metric", choices=["pinball", "mse"], default="pinball",
+                   help="what validation scores: the quantile loss, or the median's squared error in the series' "
+                   "units (when point-forecast MSE is what counts, as under the LTSF protocol)")
     p.add_argument("--patience", type=int, default=0, help="stop after N validations without improvement (0: never)")
 
 

@@ -133,7 +133,7 @@ def test_validation_never_keeps_nan_and_says_when_nothing_was_finite(tmp_path, m
     from tsham.training import validation
 
     scores = iter([float("nan"), 0.5, float("nan"), 0.7])
-    monkeypatch.setattr(validation, "validation_loss", lambda model, batches: next(scores))
+    monkeypatch.setattr(validation, "validation_loss", lambda model, batches, metric: next(scores))
     calibrated = []
     callback = validation.BestOnValidation([{}], every=1, patience=0, path=tmp_path / "v.csv",
                                            calibrate=lambda model, batch: calibrated.append(batch))
@@ -147,7 +147,7 @@ def test_validation_never_keeps_nan_and_says_when_nothing_was_finite(tmp_path, m
     assert callback.best_step == 1 and callback.best_loss == 0.5 and len(calibrated) == 4
     assert np.isnan(callback.initial_loss)  # the starting weights' score is reported as it was
     empty = validation.BestOnValidation([{}], every=1, patience=0, path=tmp_path / "w.csv")
-    monkeypatch.setattr(validation, "validation_loss", lambda model, batches: float("nan"))
+    monkeypatch.setattr(validation, "validation_loss", lambda model, batches, metric: float("nan"))
     trainer.global_step = 0
     empty.on_train_start(trainer, task)
     with pytest.raises(ValueError, match="no finite validation loss"):
@@ -178,6 +178,44 @@ def test_validation_runs_under_budget_agnostic_training(tmp_path, monkeypatch):
     best = json.loads((tmp_path / "model" / "validation.json").read_text())["best_val_loss"]
     # the export is the validated model: calibrated on the validation batch, not recalibrated on a training one
     assert validation_loss(model, batches) == pytest.approx(best, rel=1e-5)
+
+
+def test_validation_shares_windows_among_horizons_and_scores_the_medians_mse(tmp_path):
+    """Several training horizons each get whole validation batches; "mse" is the median's squared error over the
+    observed future steps, in the series' units; the run exports the step that metric picked."""
+    from tsham.training.validation import split_tails, validation_loss
+
+    pool = [PoolSeries.from_array(np.sin(np.arange(300) / 4 + k) * (1 + k)) for k in range(3)]
+    _, batches = split_tails(pool, 40, 48, (4, 12), windows=16, batch_size=4, seed=3)
+    assert [b["future_target"].shape[1] for b in batches] == [4, 4, 12, 12]
+    _, alone = split_tails(pool, 40, 48, 12, windows=8, batch_size=4, seed=3)  # one horizon: the seed's own stream
+    stream = iter(WindowStream(pool, 48, 12, 4, seed=3, tail=40))
+    for got in alone:
+        torch.testing.assert_close(got["future_target"], next(stream)["future_target"])
+
+    model = TshamModel(tiny_config()).eval()
+    batches[0]["future_target"][0, :2] = float("nan")  # missing future steps are not scored
+    batches[0]["future_observed_values"][0, :2] = 0.0
+    errors, weights = [], []
+    with torch.no_grad():
+        for b in batches:
+            median = model(b["past_target"], b["future_target"].shape[1],
+                           past_observed_values=b["past_observed_values"]).median.permute(0, 2, 1)  # [B, H, C]
+            seen = b["future_observed_values"].bool()
+            errors.append(float((median - b["future_target"])[seen].square().mean()))
+            weights.append(len(median))
+    assert validation_loss(model, batches, metric="mse") == pytest.approx(np.average(errors, weights=weights),
+                                                                          rel=1e-5)
+    assert validation_loss(model, batches) != pytest.approx(validation_loss(model, batches, metric="mse"))
+    with pytest.raises(ValueError, match="validation metric"):
+        validation_loss(model, batches, metric="mae")
+
+    run = TrainConfig(steps=4, batch_size=4, horizon=12, horizons=(4, 12), warmup_steps=1, validation_steps=40,
+                      val_every=2, val_windows=16, val_metric="mse")
+    tuned = train(tiny_config(), run, pool, tmp_path, progress=False)
+    _, batches = split_tails(pool, 40, 48, (4, 12), 16, 4, seed=run.seed + 7919)
+    best = json.loads((tmp_path / "model" / "validation.json").read_text())["best_val_loss"]
+    assert validation_loss(tuned, batches, metric="mse") == pytest.approx(best, rel=1e-5)
 
 
 def test_window_stream_draws_horizons_per_batch():

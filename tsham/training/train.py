@@ -57,12 +57,15 @@ class TrainConfig:
     # Micro-batches per optimizer step (gradient accumulation): the step sees accumulate x batch_size windows.
     # The KV budget and the alignment jitter are drawn once per optimizer step, as DDP's ranks share them.
     accumulate: int = 1
-    # Validation: hold out the last validation_steps of every series, score val_windows fixed windows of the
-    # training horizon there every val_every steps, export the best weights (the starting ones included), and stop
-    # after `patience` validations without improvement (0: run all steps).
+    # Validation: hold out the last validation_steps of every series, score val_windows fixed windows there (shared
+    # out among the training horizons) every val_every steps, export the best weights (the starting ones included),
+    # and stop after `patience` validations without improvement (0: run all steps). val_metric: "pinball" (the
+    # training loss) or "mse" (the median's squared error in the series' units: pick it when a point forecast's MSE
+    # is what will be scored, as under the LTSF protocol)
     validation_steps: int = 0
     val_every: int = 100
     val_windows: int = 512
+    val_metric: str = "pinball"
     patience: int = 0
 
 
@@ -257,10 +260,11 @@ def train(
         if strategy == "fsdp" or type(strategy).__name__ == "FSDPStrategy":
             raise ValueError("TrainConfig.validation_steps is not supported under FSDP (sharded weights); use ddp")
         pool, batches = split_tails(pool, train_config.validation_steps, model_config.context_length,
-                                    train_config.horizon, train_config.val_windows, train_config.batch_size,
-                                    seed=train_config.seed + 7919)
+                                    train_config.horizons or train_config.horizon, train_config.val_windows,
+                                    train_config.batch_size, seed=train_config.seed + 7919)
         validation = BestOnValidation(
             batches, train_config.val_every, train_config.patience, out_dir / "validation.csv",
+            metric=train_config.val_metric,
             calibrate=partial(_export_routing, targets=task.export_targets) if train_config.kv_budgets else None,
             start_after=0 if train_config.kv_budgets else train_config.kv_warmup_steps)
         callbacks = (*callbacks, validation)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
@@ -12,29 +13,36 @@ import torch
 from tsham.training.data import PoolSeries, WindowStream
 
 
-def split_tails(pool: list[PoolSeries], holdout: int, context_length: int, horizon: int, windows: int,
-                batch_size: int, seed: int) -> tuple[list[PoolSeries], list[dict[str, torch.Tensor]]]:
+def split_tails(pool: list[PoolSeries], holdout: int, context_length: int, horizon: int | Sequence[int],
+                windows: int, batch_size: int, seed: int) -> tuple[list[PoolSeries], list[dict[str, torch.Tensor]]]:
     """Holds out the last ``holdout`` steps of every series.
 
     Returns:
-        the training pool (each series without its tail; series left shorter than ``horizon + 1`` steps are
-        dropped) and fixed validation batches: about ``windows`` windows whose ``horizon`` future lies inside a
+        the training pool (each series without its tail; series left shorter than the longest ``horizon`` + 1
+        steps are dropped) and fixed validation batches: about ``windows`` windows whose future lies inside a
         tail (their past may reach back into the training part, as in the LTSF protocol's validation split),
-        drawn once from ``seed`` so every validation scores the same windows.
+        drawn once from ``seed`` so every validation scores the same windows. Several horizons (a run that
+        trains on several) share the windows out: each gets its own whole batches, so each counts alike.
 
     Raises:
-        ValueError if ``holdout < horizon`` or no series keeps enough steps to train on.
+        ValueError if ``holdout`` is shorter than the longest horizon or no series keeps enough steps to train on.
     """
-    if holdout < horizon:
-        raise ValueError(f"validation_steps={holdout} is shorter than the training horizon {horizon}: "
+    horizons = [horizon] if isinstance(horizon, int) else list(dict.fromkeys(horizon))
+    longest = max(horizons)
+    if holdout < longest:
+        raise ValueError(f"validation_steps={holdout} is shorter than the training horizon {longest}: "
                          "no validation window fits in the held-out tail")
-    train_pool = [s.head(len(s.target) - holdout) for s in pool if len(s.target) - holdout > horizon]
+    train_pool = [s.head(len(s.target) - holdout) for s in pool if len(s.target) - holdout > longest]
     if not train_pool:
-        longest = max(len(s.target) for s in pool)
         raise ValueError(f"validation_steps={holdout} leaves no series long enough to train on (longest series: "
-                         f"{longest} steps, horizon {horizon})")
-    stream = iter(WindowStream(pool, context_length, horizon, batch_size, seed=seed, tail=holdout))
-    return train_pool, [next(stream) for _ in range(max(1, math.ceil(windows / batch_size)))]
+                         f"{max(len(s.target) for s in pool)} steps, horizon {longest})")
+    per_horizon = max(1, math.ceil(windows / len(horizons) / batch_size))
+    batches = []
+    for h in horizons:  # one stream per horizon, seeded apart (one horizon: the seed itself)
+        stream = iter(WindowStream(pool, context_length, h, batch_size, seed=seed if len(horizons) == 1 else seed + h,
+                                   tail=holdout))
+        batches += [next(stream) for _ in range(per_horizon)]
+    return train_pool, batches
 
 
 def forecast_windows(model, batch: dict[str, torch.Tensor]):
@@ -47,19 +55,31 @@ def forecast_windows(model, batch: dict[str, torch.Tensor]):
     return out, b
 
 
+VAL_METRICS = ("pinball", "mse")
+
+
 @torch.no_grad()
-def validation_loss(model, batches: list[dict[str, torch.Tensor]], on_output=None) -> float:
-    """Pinball loss of ``model``'s forecasts over fixed batches (:class:`WindowStream` fields; the routers'
-    auxiliary losses left out), each batch weighted by its windows, in eval mode (the model's training mode is
-    restored after). ``on_output(output, batch)``, if given, sees every forward (e.g. to measure routing)."""
+def validation_loss(model, batches: list[dict[str, torch.Tensor]], on_output=None, metric: str = "pinball") -> float:
+    """``model``'s error over fixed batches (:class:`WindowStream` fields), each batch weighted by its windows,
+    in eval mode (the model's training mode is restored after). ``metric``: "pinball", the quantile loss on the
+    scaled future (the routers' auxiliary losses left out), or "mse", the median's squared error in the series'
+    own units over the observed future steps (the LTSF protocol's metric, for series on one scale).
+    ``on_output(output, batch)``, if given, sees every forward (e.g. to measure routing)."""
+    if metric not in VAL_METRICS:
+        raise ValueError(f"validation metric must be one of {VAL_METRICS}; got {metric!r}")
     was_training = model.training
     model.eval()
     total, windows = 0.0, 0
     for batch in batches:
         out, b = forecast_windows(model, batch)
         n = b["past_target"].shape[0]
-        total, windows = total + n * float(model.loss(out, b["future_target"], b["future_observed_values"],
-                                                      aux=False)), windows + n
+        if metric == "pinball":
+            loss = float(model.loss(out, b["future_target"], b["future_observed_values"], aux=False))
+        else:  # median [B, C, H] against future [B, H, C]
+            seen = b["future_observed_values"].bool().permute(0, 2, 1)
+            error = (out.median - b["future_target"].permute(0, 2, 1)).square()
+            loss = float(error[seen].sum() / seen.sum().clamp_min(1))
+        total, windows = total + n * loss, windows + n
         if on_output is not None:
             on_output(out, b)
     model.train(was_training)
@@ -67,8 +87,8 @@ def validation_loss(model, batches: list[dict[str, torch.Tensor]], on_output=Non
 
 
 class BestOnValidation(L.Callback):
-    """Scores fixed validation batches before training and every ``every`` optimizer steps (pinball loss of the
-    forecasts, no router auxiliary loss), keeps a copy of the best weights (buffers included: router thresholds),
+    """Scores fixed validation batches before training and every ``every`` optimizer steps
+    (:func:`validation_loss` by ``metric``), keeps a copy of the best weights (buffers included: router thresholds),
     loads them back when training ends, and stops after ``patience`` validations without improvement (0: never).
     Appends ``step,val_loss`` rows to ``path``. Single-process or DDP (each rank scores the same batches).
 
@@ -81,8 +101,11 @@ class BestOnValidation(L.Callback):
     """
 
     def __init__(self, batches: list[dict[str, torch.Tensor]], every: int, patience: int, path: Path,
-                 calibrate=None, start_after: int = 0):
+                 calibrate=None, start_after: int = 0, metric: str = "pinball"):
+        if metric not in VAL_METRICS:
+            raise ValueError(f"validation metric must be one of {VAL_METRICS}; got {metric!r}")
         self.batches, self.every, self.patience, self.path = batches, max(1, every), patience, Path(path)
+        self.metric = metric
         self.calibrate, self.start_after = calibrate, start_after
         self.best_step, self.best_loss, self.best_state, self.stale, self.last_step = 0, math.inf, None, 0, -1
         self.initial_loss = None  # the starting weights' score (fine-tuning must beat it to change them)
@@ -93,7 +116,7 @@ class BestOnValidation(L.Callback):
             return
         if self.calibrate is not None:
             self.calibrate(task.model, self.batches[0])
-        self.last_step, loss = step, validation_loss(task.model, self.batches)
+        self.last_step, loss = step, validation_loss(task.model, self.batches, metric=self.metric)
         if self.initial_loss is None:
             self.initial_loss = loss
         if trainer.is_global_zero:
