@@ -16,15 +16,16 @@ def test_top_level_folders_map_into_the_tsham_namespace():
         assert mod.__file__.replace("\\", "/").endswith(f"{folder}/__init__.py")
 
 
-def run_cli(*args, cwd=None):
+def run_cli(*args, cwd=None, module="tsham.cli"):
     """``python -m tsham.cli`` outside the repo: run from the repo root, ``-m`` would import the source-tree
     ``tsham/`` (which lacks the mapped datasets/probes/experiments) instead of the installed package."""
-    return subprocess.run([sys.executable, "-m", "tsham.cli", *args], capture_output=True, text=True, timeout=300,
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=300,
                           cwd=cwd or tempfile.gettempdir())
 
 
-def test_cli_info():
-    out = run_cli("info")
+@pytest.mark.parametrize("module", ["tsham.cli", "tsham"])
+def test_cli_info(module):
+    out = run_cli("info", module=module)
     assert out.returncode == 0, out.stderr
     assert "torch" in out.stdout and "gated_delta" in out.stdout and "scratchpad" in out.stdout
 

@@ -1,0 +1,7 @@
+"""``python -m tsham ...``: the ``tsham`` console script, for environments where its entry point is not on PATH."""
+
+import sys
+
+from tsham.cli import main
+
+sys.exit(main())
