@@ -189,7 +189,7 @@ def zero_shot(args) -> None:
 
 
 FINETUNE_ONLY = ("steps", "minutes", "batch_size", "lr", "out", "validation", "val_every", "val_windows", "val_metric",
-                 "patience", "freeze")
+                 "patience", "freeze", "seed")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -211,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--val-metric", choices=["mse", "pinball"], default="mse",
                         help="what picks the exported step: the median's MSE, the protocol's metric (runs before "
                         "the tenth session: the pinball loss)")
+    parser.add_argument("--seed", type=int, default=0, help="the fine-tune's seed (its windows, its validation "
+                        "windows): a band over seeds says how far one fine-tune's numbers can be read")
     parser.add_argument("--stride", type=int, default=1, help="test windows every N steps (1 = the protocol)")
     parser.add_argument("--lookback", type=int, default=LOOKBACK, help="look-back L in steps (PatchTST/64's 512 by "
                         "default; up to the model's context length): the test targets stay the same")
@@ -257,7 +259,7 @@ def finetune(name: str, series: np.ndarray, args, out: Path) -> tuple[Path, list
     argv = ["finetune", "--model", args.model, "--input", str(csv), "--out", str(out / name), "--synthetic", "0",
             "--steps", str(args.steps), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
             "--horizons", *map(str, args.horizons), "--context-length", str(args.lookback), "--warmup", "100",
-            "--freeze", args.freeze, "--overwrite",  # a rerun replaces the run its folder holds
+            "--freeze", args.freeze, "--seed", str(args.seed), "--overwrite",  # a rerun replaces its folder's run
             "--no-align-jitter"]  # the protocol's windows are whole patches, as in every run committed so far
     if args.minutes is not None:
         argv += ["--max-minutes", str(args.minutes)]
@@ -344,7 +346,8 @@ def results_name(args, kind: str = "") -> str:
             + ("" if args.stride == 1 else f"_stride{args.stride}")
             + ("" if args.freeze == "none" else f"_freeze-{args.freeze}")
             + ("" if sorted(args.horizons) == list(HORIZONS) else "_h" + "-".join(map(str, sorted(args.horizons))))
-            + ("" if args.validation else "_noval") + (f"_{args.tag}" if args.tag else ""))
+            + ("" if args.validation else "_noval") + ("" if args.seed == 0 else f"_seed{args.seed}")
+            + (f"_{args.tag}" if args.tag else ""))
 
 
 if __name__ == "__main__":

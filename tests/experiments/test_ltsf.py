@@ -54,8 +54,8 @@ def test_results_of_a_variant_go_beside_the_protocols_not_over_them():
     assert results_name(protocol) == "ltsf_etth"
     assert results_name(protocol, "_zero_shot") == "ltsf_etth_zero_shot"
     variant = parser.parse_args(["--datasets", "etth2", "--lookback", "2048", "--stride", "24", "--freeze", "stack",
-                                 "--horizons", "336", "--no-validation", "--tag", "lr1e-5"])
-    assert results_name(variant) == "ltsf_etth2_L2048_stride24_freeze-stack_h336_noval_lr1e-5"
+                                 "--horizons", "336", "--no-validation", "--seed", "2", "--tag", "lr1e-5"])
+    assert results_name(variant) == "ltsf_etth2_L2048_stride24_freeze-stack_h336_noval_seed2_lr1e-5"
 
 
 class Ramp(torch.nn.Module):
@@ -92,6 +92,19 @@ def test_a_failed_finetune_stops_the_run_instead_of_scoring_an_older_model(monke
     args = ltsf.build_parser().parse_args(["--datasets", "etth1", "--out", str(tmp_path)])
     with pytest.raises(SystemExit, match="tsham finetune failed on etth1"):
         ltsf.finetune("etth1", np.zeros((ltsf.TEST_START, 1), np.float32), args, tmp_path)
+
+
+def test_the_finetune_validates_by_the_protocols_metric_with_the_given_seed(monkeypatch, tmp_path):
+    from tsham.experiments import ltsf
+
+    calls = []
+    monkeypatch.setattr(ltsf, "load_ett", lambda name: pd.DataFrame({"OT": np.zeros(3)}))
+    monkeypatch.setattr(ltsf, "cli", lambda argv: calls.append(argv) or 0)
+    args = ltsf.build_parser().parse_args(["--datasets", "etth1", "--out", str(tmp_path), "--seed", "3"])
+    ltsf.finetune("etth1", np.zeros((ltsf.TEST_START, 1), np.float32), args, tmp_path)
+    line = " ".join(calls[0])
+    assert "--seed 3" in line and "--val-metric mse" in line and "--val-windows 2048" in line
+    assert "--validation-steps 2880" in line and "--horizons 96 192 336 720" in line
 
 
 def test_zero_shot_refuses_fine_tune_options():
