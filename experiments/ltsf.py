@@ -238,6 +238,8 @@ def check_args(parser: argparse.ArgumentParser, args) -> None:
     for key in ("stride", "steps", "val_every", "val_windows", "batch_size"):
         if getattr(args, key) < 1:
             parser.error(f"--{key.replace('_', '-')} must be >= 1; got {getattr(args, key)}")
+    if args.seed < 0:
+        parser.error(f"--seed must be >= 0; got {args.seed}")
     if args.minutes is not None and args.minutes <= 0:
         parser.error(f"--minutes must be > 0; got {args.minutes}")
     if args.zero_shot:

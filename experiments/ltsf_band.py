@@ -26,15 +26,35 @@ def run_seed(meta: dict) -> int:
     return int(found.group(1)) if found else 0
 
 
+# what may differ between the runs of one recipe: the seed, the run's folder and its CSV, the wall-clock cap (a
+# cap with different loads on a shared GPU gives a different number of steps either way; the band's meta says)
+PER_RUN = re.compile(r" --(seed|out|input|max-minutes) \S+| \(minutes cap [^)]*\)")
+
+
+def recipe(meta: dict) -> tuple[str, str, str]:
+    """The parts of an ``ltsf`` results' meta that one recipe's runs share: the model, the protocol and the fine-tune
+    command without its per-run options (:data:`PER_RUN`)."""
+    return meta.get("model", ""), meta.get("protocol", ""), PER_RUN.sub("", meta.get("finetune", ""))
+
+
 def band(paths: list[Path]) -> list[dict]:
     """``ltsf`` results (JSON) of one recipe at several seeds -> one row per (dataset, horizon): seeds, exported
     steps, the MSE of each run on every window (``every``) and on PatchTST/64's windows (``its``), their means and
-    sample standard deviations, the published number, how many runs beat it and whether the mean does."""
+    sample standard deviations (NaN for one run), the published number, how many runs beat it and whether the mean
+    does. Raises ValueError for runs of different recipes (:func:`recipe`) or two runs of one seed."""
     runs: dict[tuple[str, int], list[tuple[int, dict]]] = {}
+    recipes = {}
     for path in paths:
         result = json.loads(Path(path).read_text())
+        recipes[str(path)] = recipe(result["meta"])
         for row in result["rows"]:
             runs.setdefault((row["dataset"], row["horizon"]), []).append((run_seed(result["meta"]), row))
+    if len(set(recipes.values())) > 1:
+        first = next(iter(recipes.values()))
+        odd = [path for path, r in recipes.items() if r != first]
+        raise ValueError(f"ltsf_band: {', '.join(odd)} ran another recipe than {next(iter(recipes))} (model, protocol "
+                         "or fine-tune options besides --seed, --out, --input and --max-minutes): a band is of one "
+                         "recipe")
     out = []
     for (dataset, horizon), found in sorted(runs.items()):
         found.sort(key=lambda pair: pair[0])
@@ -83,7 +103,10 @@ def main() -> None:
     rows = band(args.results)
     text = table(rows)
     print(text)
-    write_results(args.name, {**header(), "runs": ", ".join(str(p) for p in args.results)}, rows, text)
+    caps = sorted({m.group(1) for p in args.results for m in re.finditer(
+        r"--max-minutes (\S+)", json.loads(p.read_text())["meta"].get("finetune", ""))})
+    write_results(args.name, {**header(), "runs": ", ".join(str(p) for p in args.results),
+                              "minutes caps": ", ".join(caps) or "none"}, rows, text)
 
 
 if __name__ == "__main__":

@@ -338,3 +338,19 @@ def test_a_start_aligned_model_trains_with_the_alignment_jittered():
     assert not _train_config(off, start).align_jitter
     on = parser.parse_args(["train", "--out", "o", "--synthetic", "2", "--align-jitter"])
     assert _train_config(on, end).align_jitter  # a new model meant for streams
+
+
+def test_the_validation_options_reach_the_train_config():
+    from tsham.cli import _train_config, build_parser
+    from tsham.config import TshamConfig
+    from tsham.training.validation import VAL_METRICS
+
+    parser = build_parser()
+    base = ["finetune", "--model", "m", "--out", "o", "--input", "x.csv", "--validation-steps", "96"]
+    default = _train_config(parser.parse_args(base), TshamConfig())
+    assert (default.val_metric, default.val_windows) == ("pinball", 512)
+    chosen = _train_config(parser.parse_args([*base, "--val-metric", "mse", "--val-windows", "64"]), TshamConfig())
+    assert (chosen.val_metric, chosen.val_windows) == ("mse", 64)
+    metric = next(a for a in parser._subparsers._group_actions[0].choices["finetune"]._actions
+                  if a.dest == "val_metric")
+    assert tuple(metric.choices) == VAL_METRICS  # the CLI offers what validation scores

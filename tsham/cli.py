@@ -328,7 +328,8 @@ def _training_args(p: argparse.ArgumentParser, steps: int, lr: float, synthetic:
                    help="validation windows (shared out among --horizons), drawn once")
     p.add_argument("--val-metric", choices=["pinball", "mse"], default="pinball",
                    help="what validation scores: the quantile loss, or the median's squared error in the series' "
-                   "units (when point-forecast MSE is what counts, as under the LTSF protocol)")
+                   "units (when point-forecast MSE is what counts, as under the LTSF protocol; on series of different "
+                   "scales the largest dominates it)")
     p.add_argument("--patience", type=int, default=0, help="stop after N validations without improvement (0: never)")
 
 

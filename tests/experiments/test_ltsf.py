@@ -114,6 +114,8 @@ def test_zero_shot_refuses_fine_tune_options():
     args = parser.parse_args(["--zero-shot", "--lr", "1e-5"])
     with pytest.raises(SystemExit):
         ltsf.check_args(parser, args)
+    with pytest.raises(SystemExit):  # a negative seed would read as seed 0 in a band
+        ltsf.check_args(parser, parser.parse_args(["--seed", "-1"]))
 
 
 @pytest.mark.parametrize("horizon, dropped", [(96, 97), (192, 1), (336, 113), (720, 113)])

@@ -127,6 +127,10 @@ def test_validation_exports_the_best_weights_and_stops_on_patience(tmp_path):
               progress=False)
 
 
+# a validation batch for callbacks whose scores a test sets itself (only what BestOnValidation reads of it)
+FAKE_BATCH = {"future_target": torch.zeros(1, 2, 1), "future_observed_values": torch.ones(1, 2, 1)}
+
+
 def test_validation_never_keeps_nan_and_says_when_nothing_was_finite(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
@@ -135,7 +139,7 @@ def test_validation_never_keeps_nan_and_says_when_nothing_was_finite(tmp_path, m
     scores = iter([float("nan"), 0.5, float("nan"), 0.7])
     monkeypatch.setattr(validation, "validation_loss", lambda model, batches, metric: next(scores))
     calibrated = []
-    callback = validation.BestOnValidation([{}], every=1, patience=0, path=tmp_path / "v.csv",
+    callback = validation.BestOnValidation([FAKE_BATCH], every=1, patience=0, path=tmp_path / "v.csv",
                                            calibrate=lambda model, batch: calibrated.append(batch))
     task = SimpleNamespace(model=TshamModel(tiny_config()))
     trainer = SimpleNamespace(global_step=0, is_global_zero=True, should_stop=False,
@@ -146,7 +150,7 @@ def test_validation_never_keeps_nan_and_says_when_nothing_was_finite(tmp_path, m
         callback._validate(trainer, task)
     assert callback.best_step == 1 and callback.best_loss == 0.5 and len(calibrated) == 4
     assert np.isnan(callback.initial_loss)  # the starting weights' score is reported as it was
-    empty = validation.BestOnValidation([{}], every=1, patience=0, path=tmp_path / "w.csv")
+    empty = validation.BestOnValidation([FAKE_BATCH], every=1, patience=0, path=tmp_path / "w.csv")
     monkeypatch.setattr(validation, "validation_loss", lambda model, batches, metric: float("nan"))
     trainer.global_step = 0
     empty.on_train_start(trainer, task)
@@ -181,32 +185,32 @@ def test_validation_runs_under_budget_agnostic_training(tmp_path, monkeypatch):
 
 
 def test_validation_shares_windows_among_horizons_and_scores_the_medians_mse(tmp_path):
-    """Several training horizons each get whole validation batches; "mse" is the median's squared error over the
-    observed future steps, in the series' units; the run exports the step that metric picked."""
+    """Several training horizons each get whole validation batches, the longest first; "mse" is the median's
+    squared error over the observed future values, in the series' units; the run exports the step it picked."""
     from tsham.training.validation import split_tails, validation_loss
 
     pool = [PoolSeries.from_array(np.sin(np.arange(300) / 4 + k) * (1 + k)) for k in range(3)]
     _, batches = split_tails(pool, 40, 48, (4, 12), windows=16, batch_size=4, seed=3)
-    assert [b["future_target"].shape[1] for b in batches] == [4, 4, 12, 12]
+    assert [b["future_target"].shape[1] for b in batches] == [12, 12, 4, 4]
     _, alone = split_tails(pool, 40, 48, 12, windows=8, batch_size=4, seed=3)  # one horizon: the seed's own stream
     stream = iter(WindowStream(pool, 48, 12, 4, seed=3, tail=40))
     for got in alone:
         torch.testing.assert_close(got["future_target"], next(stream)["future_target"])
 
     model = TshamModel(tiny_config()).eval()
-    batches[0]["future_target"][0, :2] = float("nan")  # missing future steps are not scored
+    batches[0]["future_target"][0, :2] = 1e6  # a value the mask hides (missing steps are stored as 0, not NaN)
     batches[0]["future_observed_values"][0, :2] = 0.0
+    batches[3]["future_observed_values"][:] = 0.0  # nothing observed: the batch is left out, not counted as 0
     errors, weights = [], []
     with torch.no_grad():
-        for b in batches:
+        for b in batches[:3]:
             median = model(b["past_target"], b["future_target"].shape[1],
                            past_observed_values=b["past_observed_values"]).median.permute(0, 2, 1)  # [B, H, C]
             seen = b["future_observed_values"].bool()
             errors.append(float((median - b["future_target"])[seen].square().mean()))
             weights.append(len(median))
-    assert validation_loss(model, batches, metric="mse") == pytest.approx(np.average(errors, weights=weights),
-                                                                          rel=1e-5)
-    assert validation_loss(model, batches) != pytest.approx(validation_loss(model, batches, metric="mse"))
+    mse = validation_loss(model, batches, metric="mse")
+    assert mse == pytest.approx(np.average(errors, weights=weights), rel=1e-5) and mse < 1e3
     with pytest.raises(ValueError, match="validation metric"):
         validation_loss(model, batches, metric="mae")
 
@@ -214,8 +218,31 @@ def test_validation_shares_windows_among_horizons_and_scores_the_medians_mse(tmp
                       val_every=2, val_windows=16, val_metric="mse")
     tuned = train(tiny_config(), run, pool, tmp_path, progress=False)
     _, batches = split_tails(pool, 40, 48, (4, 12), 16, 4, seed=run.seed + 7919)
-    best = json.loads((tmp_path / "model" / "validation.json").read_text())["best_val_loss"]
-    assert validation_loss(tuned, batches, metric="mse") == pytest.approx(best, rel=1e-5)
+    summary = json.loads((tmp_path / "model" / "validation.json").read_text())
+    assert summary["metric"] == "mse"
+    assert validation_loss(tuned, batches, metric="mse") == pytest.approx(summary["best_val_loss"], rel=1e-5)
+    assert validation_loss(tuned, batches) != pytest.approx(summary["best_val_loss"], rel=1e-3)  # not the pinball
+
+
+def test_a_resume_must_validate_as_the_run_did(tmp_path):
+    """A best score of one metric (or of other windows) is never compared with scores of another."""
+    from tsham.training.validation import BestOnValidation, split_tails
+
+    pool = [PoolSeries.from_array(np.sin(np.arange(300) / 4 + k)) for k in range(3)]
+    _, batches = split_tails(pool, 40, 48, (4, 12), windows=16, batch_size=4, seed=0)
+    saved = BestOnValidation(batches, 1, 0, tmp_path / "v.csv").state_dict()
+    BestOnValidation(batches, 1, 0, tmp_path / "v.csv").load_state_dict(saved)  # the same: resumes
+    with pytest.raises(ValueError, match="validated by pinball.*would validate by mse"):
+        BestOnValidation(batches, 1, 0, tmp_path / "v.csv", metric="mse").load_state_dict(saved)
+    _, other = split_tails(pool, 60, 48, (4, 12), windows=16, batch_size=4, seed=0)  # --validation-steps changed
+    with pytest.raises(ValueError, match="could not be compared"):
+        BestOnValidation(other, 1, 0, tmp_path / "v.csv").load_state_dict(saved)
+    old = {k: v for k, v in saved.items() if k not in ("metric", "scored")}  # a checkpoint from before: pinball
+    BestOnValidation(other, 1, 0, tmp_path / "v.csv").load_state_dict(old)
+    with pytest.raises(ValueError, match="would validate by mse"):
+        BestOnValidation(other, 1, 0, tmp_path / "v.csv", metric="mse").load_state_dict(old)
+    with pytest.raises(ValueError, match="val_metric"):
+        TrainConfig(val_metric="MSE")  # a typo fails where it is written, before a run clears its folder
 
 
 def test_window_stream_draws_horizons_per_batch():

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 
 from tsham.training.data import PoolSeries, WindowStream
@@ -19,16 +20,19 @@ def split_tails(pool: list[PoolSeries], holdout: int, context_length: int, horiz
 
     Returns:
         the training pool (each series without its tail; series left shorter than the longest ``horizon`` + 1
-        steps are dropped) and fixed validation batches: about ``windows`` windows whose future lies inside a
-        tail (their past may reach back into the training part, as in the LTSF protocol's validation split),
-        drawn once from ``seed`` so every validation scores the same windows. Several horizons (a run that
-        trains on several) share the windows out: each gets its own whole batches, so each counts alike.
+        steps are dropped) and fixed validation batches (:class:`WindowStream` dicts: ``past_target [B, L, Ct]``,
+        ``future_target [B, H, Ct]``, ...) of about ``windows`` windows whose future lies inside a tail (their past
+        may reach back into the training part, as in the LTSF protocol's validation split), drawn once from
+        ``seed`` so every validation scores the same windows. Several horizons (a run that trains on several)
+        share the windows out, at least one whole batch each so each counts alike, the longest first (budget-
+        agnostic runs calibrate their routing on the first batch, as they did when only the longest was scored).
 
     Raises:
         ValueError if ``holdout`` is shorter than the longest horizon or no series keeps enough steps to train on.
     """
-    horizons = [horizon] if isinstance(horizon, int) else list(dict.fromkeys(horizon))
-    longest = max(horizons)
+    horizons = [int(horizon)] if isinstance(horizon, int | np.integer) else sorted(set(map(int, horizon)),
+                                                                                   reverse=True)
+    longest = horizons[0]
     if holdout < longest:
         raise ValueError(f"validation_steps={holdout} is shorter than the training horizon {longest}: "
                          "no validation window fits in the held-out tail")
@@ -38,9 +42,9 @@ def split_tails(pool: list[PoolSeries], holdout: int, context_length: int, horiz
                          f"{max(len(s.target) for s in pool)} steps, horizon {longest})")
     per_horizon = max(1, math.ceil(windows / len(horizons) / batch_size))
     batches = []
-    for h in horizons:  # one stream per horizon, seeded apart (one horizon: the seed itself)
-        stream = iter(WindowStream(pool, context_length, h, batch_size, seed=seed if len(horizons) == 1 else seed + h,
-                                   tail=holdout))
+    for h in horizons:  # one stream per horizon, seeded apart (one horizon: the seed itself, as before horizons)
+        stream_seed = seed if len(horizons) == 1 else seed + h
+        stream = iter(WindowStream(pool, context_length, h, batch_size, seed=stream_seed, tail=holdout))
         batches += [next(stream) for _ in range(per_horizon)]
     return train_pool, batches
 
@@ -60,11 +64,12 @@ VAL_METRICS = ("pinball", "mse")
 
 @torch.no_grad()
 def validation_loss(model, batches: list[dict[str, torch.Tensor]], on_output=None, metric: str = "pinball") -> float:
-    """``model``'s error over fixed batches (:class:`WindowStream` fields), each batch weighted by its windows,
-    in eval mode (the model's training mode is restored after). ``metric``: "pinball", the quantile loss on the
-    scaled future (the routers' auxiliary losses left out), or "mse", the median's squared error in the series'
-    own units over the observed future steps (the LTSF protocol's metric, for series on one scale).
-    ``on_output(output, batch)``, if given, sees every forward (e.g. to measure routing)."""
+    """``model``'s error over fixed batches (:class:`WindowStream` fields: ``future_target [B, H, C]``, ...): each
+    batch's mean over its observed future values, the batches weighted by their windows ``B`` (a batch with no
+    observed future value is left out), in eval mode (the model's training mode is restored after). ``metric``:
+    "pinball", the quantile loss on the scaled future (the routers' auxiliary losses left out), or "mse", the
+    median's squared error in the series' own units (the LTSF protocol's metric; on series of different scales the
+    largest dominates). ``on_output(output, batch)``, if given, sees every forward (e.g. to measure routing)."""
     if metric not in VAL_METRICS:
         raise ValueError(f"validation metric must be one of {VAL_METRICS}; got {metric!r}")
     was_training = model.training
@@ -73,17 +78,35 @@ def validation_loss(model, batches: list[dict[str, torch.Tensor]], on_output=Non
     for batch in batches:
         out, b = forecast_windows(model, batch)
         n = b["past_target"].shape[0]
+        if not b["future_observed_values"].any():
+            continue
         if metric == "pinball":
             loss = float(model.loss(out, b["future_target"], b["future_observed_values"], aux=False))
         else:  # median [B, C, H] against future [B, H, C]
             seen = b["future_observed_values"].bool().permute(0, 2, 1)
             error = (out.median - b["future_target"].permute(0, 2, 1)).square()
-            loss = float(error[seen].sum() / seen.sum().clamp_min(1))
+            loss = float(error[seen].mean())
         total, windows = total + n * loss, windows + n
         if on_output is not None:
             on_output(out, b)
     model.train(was_training)
-    return total / windows
+    return total / windows if windows else math.nan
+
+
+def scored_windows(batches: list[dict[str, torch.Tensor]]) -> list[list[float]]:
+    """What fixed validation batches score, as ``[horizon, windows, sum of the observed future values]`` per batch:
+    equal for the same windows, different for others (a resumed run must validate on the same)."""
+    return [[int(b["future_target"].shape[1]), int(b["future_target"].shape[0]),
+             round(float(torch.where(b["future_observed_values"].bool(), b["future_target"], 0.0).double().sum()), 6)]
+            for b in batches]
+
+
+def describe_windows(scored: list[list[float]] | None) -> str:
+    """``scored_windows`` in words, for an error message."""
+    if scored is None:
+        return "windows it did not record"
+    horizons = sorted({int(h) for h, _, _ in scored}, reverse=True)
+    return f"{sum(int(n) for _, n, _ in scored)} windows at horizons {horizons}"
 
 
 class BestOnValidation(L.Callback):
@@ -105,7 +128,7 @@ class BestOnValidation(L.Callback):
         if metric not in VAL_METRICS:
             raise ValueError(f"validation metric must be one of {VAL_METRICS}; got {metric!r}")
         self.batches, self.every, self.patience, self.path = batches, max(1, every), patience, Path(path)
-        self.metric = metric
+        self.metric, self.scored = metric, scored_windows(batches)
         self.calibrate, self.start_after = calibrate, start_after
         self.best_step, self.best_loss, self.best_state, self.stale, self.last_step = 0, math.inf, None, 0, -1
         self.initial_loss = None  # the starting weights' score (fine-tuning must beat it to change them)
@@ -150,14 +173,24 @@ class BestOnValidation(L.Callback):
         task.model.load_state_dict(self.best_state)
 
     def summary(self) -> dict:
-        """What validation decided: the initial and best scores and the exported weights' step."""
-        return {"initial_val_loss": self.initial_loss, "best_val_loss": self.best_loss, "best_step": self.best_step,
-                "validations": self.path.name}
+        """What validation decided: the metric, the initial and best scores and the exported weights' step."""
+        return {"metric": self.metric, "initial_val_loss": self.initial_loss, "best_val_loss": self.best_loss,
+                "best_step": self.best_step, "validations": self.path.name}
 
     def state_dict(self) -> dict:  # saved in Lightning's checkpoint, so a resumed run keeps its best so far
         return {"best_step": self.best_step, "best_loss": self.best_loss, "stale": self.stale,
-                "initial_loss": self.initial_loss, "best_state": copy.copy(self.best_state)}
+                "initial_loss": self.initial_loss, "best_state": copy.copy(self.best_state),
+                "metric": self.metric, "scored": self.scored}
 
     def load_state_dict(self, state: dict) -> None:
+        """A resumed run's best so far. Raises ValueError when it was scored otherwise (another metric, or other
+        windows: --val-metric, --val-windows, --horizons or --validation-steps changed): its best score could not
+        be compared with the new ones. Checkpoints from before the metric was recorded scored the pinball loss."""
+        metric, scored = state.get("metric", "pinball"), state.get("scored")
+        if metric != self.metric or (scored is not None and scored != self.scored):
+            raise ValueError(f"resume: the run validated by {metric} on {describe_windows(scored)}; this resume "
+                             f"would validate by {self.metric} on {describe_windows(self.scored)}, and its best "
+                             "score so far could not be compared: resume with the run's validation options, or "
+                             "start a fresh run")
         self.best_step, self.best_loss, self.stale = state["best_step"], state["best_loss"], state["stale"]
         self.initial_loss, self.best_state = state["initial_loss"], state["best_state"]
