@@ -122,6 +122,18 @@ def test_finetune_with_frozen_encoder(trained):
     assert any((before[k] != after[k]).any() for k in before if k.startswith("head."))
 
 
+def test_finetune_starts_from_the_shipped_model_unless_told(trained):
+    from tsham.checkpoint import load_checkpoint
+    from tsham.forecasting.pipeline import DEFAULT_MODEL
+
+    out = tsham("finetune", "--input", "mine.csv", "--out", "ft_default", "--steps", "1", "--batch-size", "2",
+                "--horizon", "8", "--context-length", "64", cwd=trained)
+    assert out.returncode == 0, out.stderr[-2000:]
+    shipped, tuned = load_checkpoint(DEFAULT_MODEL), load_checkpoint(trained / "ft_default/model")
+    assert tuned.config.ham == shipped.config.ham and tuned.config.prior == shipped.config.prior
+    assert tuned.config.context_length == 64
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--model", "nowhere", "--input", "mine.csv", "--horizon", "5"], "config.json not found"),
     (["--model", "run/model", "--input", "mine.csv", "--horizon", "0"], "horizon must lie"),

@@ -284,10 +284,12 @@ def _prior_as_resumed(ckpt: Path, prior):
 
 def cmd_finetune(args: argparse.Namespace) -> int:
     from tsham.checkpoint import load_checkpoint
+    from tsham.forecasting.pipeline import DEFAULT_MODEL
     from tsham.training import train
 
-    _check_out(args, args.model)
-    base = load_checkpoint(args.model)
+    start = args.model or DEFAULT_MODEL  # the shipped model unless another is named, as `tsham forecast` reads
+    _check_out(args, start)
+    base = load_checkpoint(start)
     config = base.config
     if args.context_length is not None:
         config.context_length = args.context_length
@@ -394,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.set_defaults(func=cmd_train)
 
     ft = sub.add_parser("finetune", help="adapt a checkpoint to your series")
-    ft.add_argument("--model", required=True, help="checkpoint folder to start from")
+    ft.add_argument("--model", help="checkpoint folder to start from; default: the shipped model")
     _training_args(ft, steps=200, lr=1e-4, synthetic=0)
     ft.add_argument("--freeze", choices=["none", "encoder", "stack"], default="none",
                     help="keep the patch encoder's (and the HAM stack's) weights fixed; the routers' thresholds, "
