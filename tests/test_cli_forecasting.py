@@ -1,6 +1,7 @@
 """The forecasting commands through subprocess, as a user types them: train -> forecast (+ plot) -> finetune."""
 
 import io
+import json
 import re
 import subprocess
 import sys
@@ -113,6 +114,10 @@ def test_finetune_with_frozen_encoder(trained):
                 "--val-every", "1", cwd=trained)
     assert out.returncode == 0, out.stderr[-2000:]
     assert (trained / "ft/model/validation.json").is_file()
+    decision = json.loads((trained / "ft/model/validation.json").read_text())
+    kept = "the starting weights" if decision["best_step"] == 0 else f"step {decision['best_step']}"
+    assert f"validation (pinball): {decision['initial_val_loss']:.4g} at the start" in out.stdout
+    assert f"exported {kept}" in out.stdout
     assert len((trained / "ft/validation.csv").read_text().splitlines()) == 1 + 3  # steps 0, 1, 2
     from safetensors.torch import load_file
 

@@ -263,7 +263,20 @@ def cmd_train(args: argparse.Namespace) -> int:
               f"{' '.join(f'{p}x{n}' for p, n in dropped)}; training without them")
     train(config, _train_config(args, config), _pool_from_args(args), args.out, resume=args.resume)
     print(f"model written to {args.out}/model")
+    _print_validation(args.out)
     return 0
+
+
+def _print_validation(out: str) -> None:
+    """What validation decided, if the run validated (``model/validation.json``): whether training beat its start."""
+    import json
+
+    path = Path(out) / "model" / "validation.json"
+    if path.is_file():
+        v = json.loads(path.read_text())
+        kept = "the starting weights" if v["best_step"] == 0 else f"step {v['best_step']}"
+        print(f"validation ({v.get('metric', 'pinball')}): {v['initial_val_loss']:.4g} at the start, best "
+              f"{v['best_val_loss']:.4g}; exported {kept}")
 
 
 def _prior_as_resumed(ckpt: Path, prior):
@@ -300,6 +313,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     model = train(config, _train_config(args, config), _pool_from_args(args), args.out, init_from=base,
                   frozen=tuple(frozen))
     print(f"fine-tuned model written to {args.out}/model ({sum(p.numel() for p in model.parameters())} parameters)")
+    _print_validation(args.out)
     return 0
 
 
