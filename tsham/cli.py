@@ -26,9 +26,15 @@ def backends() -> list[tuple[str, str, str]]:
     fla = _version("fla") if cuda else "needs CUDA"
     interp = "TRITON_INTERPRET=1 (CPU)" if os.environ.get("TRITON_INTERPRET") == "1" else "off"
     gpu = "usable" if cuda else "needs CUDA"
+    fused = "usable" if cuda and not fla.startswith("not") else fla
+    if fused == "usable":
+        from tsham.ops.gated_delta.fla_path import fla_backward_blocked
+
+        blocked = fla_backward_blocked(torch.cuda.current_device())
+        fused = fused if blocked is None else "forward only; training takes the torch chunks (pip install tilelang)"
     return [
         ("gated_delta", "torch chunks (parallel in chunks)", "usable"),
-        ("gated_delta", "fla-core chunk kernels + error", "usable" if cuda and not fla.startswith("not") else fla),
+        ("gated_delta", "fla-core chunk kernels + error", fused),
         ("scratchpad", "torch compact cache", "usable"),
         ("scratchpad", "Triton fwd/bwd/decode kernels", gpu if cuda or interp == "off" else "usable (interpreter)"),
         ("triton", "interpreter", interp),

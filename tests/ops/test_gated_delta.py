@@ -81,6 +81,10 @@ def test_bad_shapes_raise_value_error():
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_cuda_dispatch_matches_torch_chunks(dtype):
+    from tsham.ops.gated_delta.fla_path import fla_backward_blocked
+
+    if (reason := fla_backward_blocked(torch.cuda.current_device())) is not None:
+        pytest.skip(f"the dispatch would train on the torch chunks here: {reason}")
     B, T, H, K, V = 2, 300, 4, 64, 64
     inputs = make_inputs(B, T, H, K, V, device="cuda")
     do = torch.randn(B, T, H, V, device="cuda")
@@ -99,3 +103,54 @@ def test_cuda_dispatch_matches_torch_chunks(dtype):
     assert_close("e", e_ref, e, tol)
     for name, ref, t in zip(("dq", "dk", "dv", "dg", "dbeta", "dh0"), ref_grads, cast, strict=True):
         assert_close(name, ref, t.grad.float(), 4 * tol)
+
+
+def test_fla_backward_is_blocked_only_on_hopper_with_the_triton_fla_refuses_and_no_tilelang(monkeypatch):
+    import importlib.util
+
+    import triton
+
+    from tsham.ops.gated_delta import fla_path
+
+    def blocked(capability, version, tilelang):
+        fla_path.fla_backward_blocked.cache_clear()
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index: capability)
+        monkeypatch.setattr(triton, "__version__", version)
+        real = importlib.util.find_spec
+        monkeypatch.setattr(importlib.util, "find_spec", lambda name: object() if name == "tilelang" and tilelang
+                            else (None if name == "tilelang" else real(name)))
+        return fla_path.fla_backward_blocked(0)
+
+    try:
+        assert "pip install tilelang" in blocked((9, 0), "3.6.0", tilelang=False)  # H100 / H200, tsham's pin
+        assert blocked((9, 0), "3.6.0", tilelang=True) is None  # tilelang takes the backward over
+        assert blocked((9, 0), "3.7.1", tilelang=False) is None  # fixed in Triton
+        assert blocked((9, 0), "3.3.1", tilelang=False) is None  # before the bug
+        assert blocked((8, 0), "3.6.0", tilelang=False) is None  # A100: not Hopper
+    finally:
+        fla_path.fla_backward_blocked.cache_clear()
+
+
+def test_a_trained_forward_takes_the_torch_chunks_where_flas_backward_refuses(monkeypatch):
+    """The dispatch, with CUDA faked: inference keeps fla's kernels, training falls back (with one warning) instead
+    of crashing in backward."""
+    from tsham.ops.gated_delta import chunk as chunk_module
+    from tsham.ops.gated_delta import fla_path
+
+    calls = []
+    monkeypatch.setattr(chunk_module, "use_fused", lambda tensor: True)
+    monkeypatch.setattr(fla_path, "fla_gated_delta", lambda *args: calls.append("fla") or "fla output")
+    monkeypatch.setattr(fla_path, "fla_backward_blocked", lambda index: "fla refuses here")
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    chunk_module._warn_torch_fallback.cache_clear()
+    inputs = make_inputs(1, 20, 2, 8, 8)
+    with torch.no_grad():
+        assert gated_delta(*inputs[:5], initial_state=inputs[5]) == "fla output"  # inference: fused
+    with pytest.warns(UserWarning, match="torch chunk path: fla refuses here"):
+        o, _, e = gated_delta(*inputs[:5], initial_state=inputs[5])  # training: the torch chunks
+    ref = chunk_gated_delta(*inputs[:5], initial_state=inputs[5])
+    assert calls == ["fla"] and o.requires_grad
+    assert_close("o", ref[0], o, 1e-6)
+    monkeypatch.setattr(fla_path, "fla_backward_blocked", lambda index: None)
+    assert gated_delta(*inputs[:5], initial_state=inputs[5]) == "fla output"  # where it can: fused for training too
+    chunk_module._warn_torch_fallback.cache_clear()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import warnings
+
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -88,14 +91,26 @@ def gated_delta(
     output_final_state: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
     """The gated delta rule on the best path for the device: fla-core's chunk kernel on CUDA, else torch chunks
-    (see :mod:`tsham.ops.backend`).
+    (see :mod:`tsham.ops.backend`). A forward that will be trained through on a GPU where fla's backward refuses
+    to run (:func:`~tsham.ops.gated_delta.fla_path.fla_backward_blocked`) takes the torch chunks, with a warning.
 
     Same signature and returns as :func:`chunk_gated_delta` (o ``[B, T, H, V]``, final_state
     ``[B, H, K, V]`` or None, e ``[B, T, H, V]``). On CUDA, o and the state carry gradients through fla's
     kernels; e comes out of the same forward (fla's ``v_new = beta e``) without gradient: routers only read it.
     """
     if use_fused(q):
-        from tsham.ops.gated_delta.fla_path import fla_gated_delta
+        from tsham.ops.gated_delta.fla_path import fla_backward_blocked, fla_gated_delta
 
-        return fla_gated_delta(q, k, v, g, beta, scale, initial_state, output_final_state)
+        inputs = (q, k, v, g, beta, initial_state)
+        training = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)
+        reason = fla_backward_blocked(q.device.index if q.device.index is not None else torch.cuda.current_device()) \
+            if training else None
+        if reason is None:
+            return fla_gated_delta(q, k, v, g, beta, scale, initial_state, output_final_state)
+        _warn_torch_fallback(reason)  # the torch chunks train anywhere (slower); a crash in backward would not
     return chunk_gated_delta(q, k, v, g, beta, scale, initial_state, output_final_state)
+
+
+@functools.cache  # once per process and reason: every layer's every step would repeat it
+def _warn_torch_fallback(reason: str) -> None:
+    warnings.warn(f"gated_delta: training on the torch chunk path: {reason}", stacklevel=3)

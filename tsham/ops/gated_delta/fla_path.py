@@ -9,6 +9,10 @@ output); its public function drops it. This Function runs the same kernels as fl
 
 from __future__ import annotations
 
+import functools
+import importlib.util
+import re
+
 import torch
 
 from tsham.ops.checks import check_qkv
@@ -61,3 +65,20 @@ def fla_gated_delta(q, k, v, g, beta, scale=None, initial_state=None, output_fin
     scale = K**-0.5 if scale is None else scale
     o, final_state, e = FlaGatedDeltaFunction.apply(q, k, v, g, beta, scale, initial_state, output_final_state)
     return o, final_state, e
+
+
+@functools.cache
+def fla_backward_blocked(device_index: int) -> str | None:
+    """Why fla-core's gated backward cannot run on CUDA device ``device_index``, or None when it can. On Hopper
+    (compute capability 9.x) with Triton >= 3.4.0 and < 3.7.1, fla's Triton kernel for it gives wrong gradients and
+    fla refuses to run it unless tilelang is installed to take it over (fla's issue #640); tsham pins Triton 3.6.0,
+    so an H100 / H200 without tilelang lands here. Cached: the answer is fixed for a process."""
+    import triton
+
+    major, _ = torch.cuda.get_device_capability(device_index)
+    found = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", triton.__version__)
+    version = tuple(int(x or 0) for x in found.groups()) if found else (0, 0, 0)
+    if major != 9 or not (3, 4, 0) <= version < (3, 7, 1) or importlib.util.find_spec("tilelang") is not None:
+        return None
+    return (f"fla-core's gated backward refuses Triton {triton.__version__} on Hopper without tilelang (fla issue "
+            "#640): pip install tilelang for the fused backward")
