@@ -10,6 +10,9 @@ from pathlib import Path
 def run_command(args) -> int:
     from tsham.probes.runner import frontier_plot, run_probe, summarise
 
+    if args.train and args.model:
+        raise ValueError("give --train (train a probe model per policy and budget) or --model (score a checkpoint), "
+                         "not both")
     out = Path(args.output)
     if out.suffix.lower() in (".parquet", ".pq"):  # before anything trains: a failed write would lose every row
         import importlib.util
@@ -62,6 +65,8 @@ def add_probe_parser(sub) -> None:
                         + "; ".join(f"{probe} {', '.join(knobs)}" for probe, knobs in KNOBS.items()) + ")")
     p.add_argument("--model", help="score this checkpoint at each --budget instead of training probe models (then "
                                    "--policy and the training options do not apply)")
+    p.add_argument("--train", action="store_true",
+                   help="train a probe model per (policy, budget), as without --model (for scripts that say so)")
     p.add_argument("--policy", nargs="+", default=["surprise", "random", "oracle"], choices=POLICIES)
     p.add_argument("--budget", type=_fraction, nargs="+", default=[0.05, 0.1],
                    help="KV fractions in [0, 1] (0 and 1 are added)")

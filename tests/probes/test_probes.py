@@ -248,6 +248,10 @@ def test_probe_command_writes_rows_and_plot(tmp_path):
 
     rows = pd.read_csv(out)
     assert len(rows) == 3 * 4 and {"codebook_accuracy", "control_RS", "capture_rate"} <= set(rows.columns)
+    assert main(["probe", "mqar", "--train", "--policy", "random", "--budget", "0.5", "--n", "2", "--steps", "1",
+                 "--d-model", "16", "--output", str(tmp_path / "t.csv")]) == 0  # --train: the spelling
+    assert len(pd.read_csv(tmp_path / "t.csv")) == 3 * 2
+    assert main(["probe", "mqar", "--train", "--model", str(tmp_path), "--output", str(tmp_path / "x.csv")]) == 2
 
 
 def test_state_utility_separates_the_memories():
