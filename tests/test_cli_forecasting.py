@@ -136,7 +136,11 @@ def test_finetune_starts_from_the_shipped_model_unless_told(trained):
     assert out.returncode == 0, out.stderr[-2000:]
     shipped, tuned = load_checkpoint(DEFAULT_MODEL), load_checkpoint(trained / "ft_default/model")
     assert tuned.config.ham == shipped.config.ham and tuned.config.prior == shipped.config.prior
-    assert tuned.config.context_length == 64
+    # short training windows do not shorten what the fine-tuned model reads when it forecasts
+    assert tuned.config.context_length == shipped.config.context_length > 64
+    assert "trained on windows of 64 steps" in out.stdout
+    again = tsham("finetune", "--input", "mine.csv", "--out", "ft_default", "--steps", "1", cwd=trained)
+    assert again.returncode == 2 and "--resume" not in again.stderr and "--overwrite to replace it" in again.stderr
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -275,6 +279,8 @@ def test_stream_takes_integer_time_steps_and_resumes_them(trained):
     assert back.returncode == 0 and pd.read_csv(io.StringIO(back.stdout))["timestamp"].tolist() == [130, 132, 134]
     gap = stream("timestamp,target\n1,0.5\n3,0.1\n", "--freq", "1")
     assert gap.returncode == 2 and "jumps from 1 to 3" in gap.stderr, gap.stderr
+    gap = stream("timestamp,target\n1,0.5\n2,0.1\n5,0.2\n")  # without --freq the steps set the step: a gap is refused
+    assert gap.returncode == 2 and "jumps from 2 to 5, where its steps were 1" in gap.stderr, gap.stderr
     bad = stream("timestamp,target\n1,0.5\n", "--freq", "h")
     assert bad.returncode == 2 and "integer time steps take a whole-number --freq" in bad.stderr, bad.stderr
     mixed = stream("timestamp,target\n1,0.5\n2024-01-01,0.1\n")

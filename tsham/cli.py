@@ -228,8 +228,9 @@ def _check_out(args: argparse.Namespace, base: str | None = None) -> None:
         raise ValueError(f"--out {out} would overwrite the model being fine-tuned ({base}); choose another --out")
     held = [p for p in (out / "model", out / "lightning" / "last.ckpt") if p.exists()]
     if held and not (getattr(args, "resume", False) or args.overwrite):
-        raise ValueError(f"--out {out} already holds a run ({', '.join(map(str, held))}): give --resume to continue "
-                         "it, --overwrite to replace it, or another --out")
+        resume = "give --resume to continue it, " if hasattr(args, "resume") else ""  # finetune has no --resume
+        raise ValueError(f"--out {out} already holds a run ({', '.join(map(str, held))}): {resume}--overwrite to "
+                         "replace it, or another --out")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -310,6 +311,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     _check_out(args, start)
     base = load_checkpoint(start)
     config = base.config
+    reads = config.context_length  # what the start model forecasts from
     if args.context_length is not None:
         config.context_length = args.context_length
     if args.kv_target is not None:
@@ -318,6 +320,14 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     frozen = {"none": [], "encoder": ["encoder."], "stack": ["encoder.", "stack."]}[args.freeze]
     model = train(config, _train_config(args, config), _pool_from_args(args), args.out, init_from=base,
                   frozen=tuple(frozen))
+    if model.config.context_length < reads:  # shorter training windows are a training choice: the fine-tuned
+        # model goes on reading as much history as the start model did (nothing in its weights depends on it)
+        from tsham.checkpoint import save_checkpoint
+
+        model.config.context_length = reads
+        save_checkpoint(model, Path(args.out) / "model")
+        print(f"trained on windows of {args.context_length} steps; the fine-tuned model reads up to {reads} steps of "
+              "context, as the start model did")
     print(f"fine-tuned model written to {args.out}/model ({sum(p.numel() for p in model.parameters())} parameters)")
     _print_validation(args.out)
     return 0
@@ -422,7 +432,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="keep the patch encoder's (and the HAM stack's) weights fixed; the routers' thresholds, "
                          "buffers, still follow their target fraction")
     ft.add_argument("--kv-target", type=float, default=None, help="new target KV fraction")
-    ft.add_argument("--context-length", type=int, help="training context (default: the model's)")
+    ft.add_argument("--context-length", type=int, help="steps of context per training window (default: the "
+                    "model's); the fine-tuned model reads the longer of this and the start model's context")
     ft.set_defaults(func=cmd_finetune)
     return parser
 

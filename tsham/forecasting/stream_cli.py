@@ -8,10 +8,11 @@ With ``--state DIR`` each series' stream resumes from ``DIR/<id>`` (percent-enco
 input ends, on an error, and on Ctrl-C or SIGTERM (an interrupt lands between rows, never inside an update). A
 resumed series skips the rows at or before its saved last timestamp, so the same file can be replayed. With
 ``--freq`` every step must follow the previous one at that frequency (missing steps are rows with an empty
-target); without it the step is the difference of the last two timestamps, which suits fixed-length steps
-(hours, days), not calendar months or years. Whole-number timestamps (``7``, ``+7``, ``7.0``) are integer time
-steps (``--freq``, if given, is then the step, e.g. ``1``), as in ``tsham forecast``; a series resumed with dates,
-or a ``--freq`` that is a pandas frequency, reads them as dates (``20240130`` is the 30th of January).
+target); without it the step is the difference of the first two timestamps, and every later step must equal it
+(fixed-length steps: hours, days; calendar months or years need ``--freq``). Whole-number timestamps (``7``,
+``+7``, ``7.0``) are integer time steps (``--freq``, if given, is then the step, e.g. ``1``), as in ``tsham
+forecast``; a series resumed with dates, or a ``--freq`` that is a pandas frequency, reads them as dates
+(``20240130`` is the 30th of January).
 """
 
 from __future__ import annotations
@@ -123,6 +124,12 @@ def run_stream(args) -> int:
             if freq is not None and s.stamps and stamp != s.stamps[-1] + freq:
                 raise ValueError(f"line {line}: series {item!r} jumps from {s.stamps[-1]} to {stamp}, not one step "
                                  f"of --freq {args.freq}; give missing steps as rows with an empty target")
+            if freq is None and len(s.stamps) == 2 and stamp - s.stamps[-1] != s.stamps[-1] - s.stamps[-2]:
+                # the step is read from the timestamps: a gap would be taken for one step and stamp every forecast
+                # after it with the gap's length
+                raise ValueError(f"line {line}: series {item!r} jumps from {s.stamps[-1]} to {stamp}, where its steps "
+                                 f"were {s.stamps[-1] - s.stamps[-2]}; give missing steps as rows with an empty "
+                                 "target, and --freq (e.g. h) for steps of calendar length (months, years)")
             target, past, flags = (np.array([[_number(row[c], c, line) for c in cols]], np.float32) if cols else None
                                    for cols in ([args.target], args.past_covariates, args.flags))
             with guard:  # the stream and its bookkeeping change together, or not at all
