@@ -140,12 +140,12 @@ def future_stamps(stamps: pd.Series, horizon: int, freq: str | pd.DateOffset | N
             step = int(gaps[0]) if len(gaps) == 1 else 1 if len(stamps) == 1 else None
         if step is None:
             raise ValueError(f"series {item!r}: its integer time steps are not evenly spaced ({gaps[:3].tolist()} "
-                             f"...); fill missing steps with empty rows or pass freq= (the step)")
+                             f"...); fill missing steps with empty rows or pass freq= (--freq; the step)")
         return [int(stamps.iloc[-1]) + (i + 1) * step for i in range(horizon)]
     step = freq or (pd.infer_freq(stamps) if len(stamps) >= 3 else None) or calendar_step(stamps)
     if step is None:
         raise ValueError(f"cannot infer the frequency of series {item!r} (fewer than 3 rows, or irregular timestamps: "
-                         f"fill missing steps with empty rows); pass freq=")
+                         f"fill missing steps with empty rows); pass freq= (--freq, e.g. h)")
     offset = step if isinstance(step, pd.DateOffset) else pd.tseries.frequencies.to_offset(step)
     following = stamps.iloc[:-1] + offset
     off = np.flatnonzero(following.to_numpy() != stamps.iloc[1:].to_numpy())

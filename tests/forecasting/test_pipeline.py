@@ -43,6 +43,11 @@ def test_predict_df(pipeline):
     first = out[out["id"] == "a"]["timestamp"]
     assert first.iloc[0] == stamps[-1] + pd.Timedelta(hours=1) and first.iloc[-1] == stamps[-1] + pd.Timedelta(hours=6)
     np.testing.assert_allclose(out["predictions"], out["0.5"])
+    alone = pipeline.predict_df(df[df["id"] == "a"].drop(columns="id"), horizon=6)  # no id column: one series
+    assert set(alone["id"]) == {"series"}
+    np.testing.assert_allclose(alone["predictions"], out[out["id"] == "a"]["predictions"], rtol=1e-5, atol=1e-6)
+    with pytest.raises(TypeError, match="must be a pandas DataFrame"):
+        pipeline.predict_df(df["target"], horizon=6)
 
 
 def test_bad_input(pipeline):

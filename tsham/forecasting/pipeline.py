@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 
 from tsham.checkpoint import load_checkpoint
-from tsham.io import future_stamps, long_series
+from tsham.io import future_stamps, long_frame, long_series
 from tsham.model import TshamModel
 from tsham.series import flat_where_constant, observed_range
 
@@ -244,8 +244,9 @@ class TshamPipeline:
         """Forecasts every series of a long DataFrame.
 
         Args:
-            df: one row per (series, time step) with ``id_column``, ``timestamp_column`` (dates, or integer time
-                steps), ``target`` and the covariate columns (NaN = missing); any row order. Missing steps are
+            df: one row per (series, time step) with ``id_column`` (a table without it is one series, named
+                ``"series"``), ``timestamp_column`` (dates, or integer time steps), ``target`` and the covariate
+                columns (NaN = missing); any row order. Missing steps are
                 rows with an empty target, not absent rows: each series' timestamps must be regular.
             horizon: steps ahead. freq: pandas frequency of the future timestamps (for integer steps: the step);
                 inferred per series if None.
@@ -258,6 +259,12 @@ class TshamPipeline:
             level (named ``"0.1"`` ...), and ``"predictions"`` (the median).
         """
         self._check_horizon(horizon)
+        if not isinstance(df, pd.DataFrame):
+            raise TypeError(f"predict_df: df must be a pandas DataFrame in long form (id, timestamp, target); got "
+                            f"{type(df).__name__} (for arrays use predict)")
+        if id_column not in df.columns and future_df is not None and id_column not in future_df.columns:
+            future_df = future_df.assign(**{id_column: "series"})  # the one series' future rows
+        df = long_frame(df, id_column, timestamp_column, target)  # no id column: one series, as the CLI reads it
         if future_covariates and future_df is None:
             raise ValueError("predict_df: future_covariates need future_df with their values over the horizon")
         if future_df is not None and not future_covariates:
