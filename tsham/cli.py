@@ -268,10 +268,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     if dropped:
         print(f"prior: a context of {config.context_length} steps cannot score the means "
               f"{' '.join(f'{p}x{n}' for p, n in dropped)}; training without them")
+    _quiet_lightning()
     train(config, _train_config(args, config), _pool_from_args(args), args.out, resume=args.resume)
     print(f"model written to {args.out}/model")
     _print_validation(args.out)
     return 0
+
+
+def _quiet_lightning() -> None:
+    """The CLI's training output is its progress bar and its own lines: Lightning's notes on absent accelerators,
+    its advertising tip and a deprecation inside Lightning itself are left out (Python API users keep them)."""
+    import logging
+    import warnings
+
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
 def _print_validation(out: str) -> None:
@@ -318,6 +329,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         config.ham.router_kwargs["target"] = args.kv_target
     _check_horizon(args, config.max_horizon)
     frozen = {"none": [], "encoder": ["encoder."], "stack": ["encoder.", "stack."]}[args.freeze]
+    _quiet_lightning()
     model = train(config, _train_config(args, config), _pool_from_args(args), args.out, init_from=base,
                   frozen=tuple(frozen))
     if model.config.context_length < reads:  # shorter training windows are a training choice: the fine-tuned
