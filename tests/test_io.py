@@ -34,3 +34,19 @@ def test_daily_stamps_with_daylight_saving_offsets_are_read_on_their_local_clock
 def test_a_table_without_rows_is_named():
     with pytest.raises(ValueError, match="the table has no rows"):
         long_series(pd.DataFrame(columns=["id", "timestamp", "target"]), "id", "timestamp", "target")
+
+
+def test_a_frequency_is_read_quietly_or_named_when_unknown():
+    import warnings
+
+    import pandas as pd
+
+    from tsham.io import frequency
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # pandas' notes on deprecated spellings stay out of the user's terminal
+        assert frequency("h") == pd.tseries.frequencies.to_offset("h")
+        with pytest.raises(ValueError, match="unknown frequency 'bogus': give a pandas frequency") as raised:
+            frequency("bogus")
+    assert raised.value.__cause__ is None and "KeyError" not in str(raised.value)
+    assert frequency(pd.offsets.Day()) == pd.offsets.Day()

@@ -9,6 +9,20 @@ import numpy as np
 import pandas as pd
 
 
+def frequency(text: str | pd.DateOffset) -> pd.DateOffset:
+    """A pandas frequency (``"h"``, ``"D"``, ``"MS"``, an offset) as an offset; ValueError naming ``text`` if pandas
+    does not know it (without pandas' nested message or its deprecation warnings about the spelling)."""
+    if isinstance(text, pd.DateOffset):
+        return text
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        try:
+            return pd.tseries.frequencies.to_offset(text)
+        except ValueError:
+            raise ValueError(f"unknown frequency {text!r}: give a pandas frequency such as h, 15min, D, W, MS, "
+                             "QS or YS") from None
+
+
 def read_table(path: str | Path, id_column: str | None = None) -> pd.DataFrame:
     """CSV or parquet by extension; or, for the name of a wheel-embedded dataset (``sm_co2`` ...), that dataset
     in long format (id = column name, timestamp, target). A CSV's ``id_column`` is read as text, so that an id
@@ -146,7 +160,7 @@ def future_stamps(stamps: pd.Series, horizon: int, freq: str | pd.DateOffset | N
     if step is None:
         raise ValueError(f"cannot infer the frequency of series {item!r} (fewer than 3 rows, or irregular timestamps: "
                          f"fill missing steps with empty rows); pass freq= (--freq, e.g. h)")
-    offset = step if isinstance(step, pd.DateOffset) else pd.tseries.frequencies.to_offset(step)
+    offset = frequency(step)
     following = stamps.iloc[:-1] + offset
     off = np.flatnonzero(following.to_numpy() != stamps.iloc[1:].to_numpy())
     if len(off) and not freq and (calendar := calendar_step(stamps)) is not None:

@@ -30,6 +30,7 @@ import pandas as pd
 from tsham.checkpoint import read_json
 from tsham.forecasting.pipeline import TshamPipeline
 from tsham.forecasting.streaming import StreamingForecaster, resume_folder
+from tsham.io import frequency
 
 
 def _number(text: str, column: str, line: int) -> float:
@@ -87,7 +88,7 @@ def run_stream(args) -> int:
                          f"({pipe.model.config.max_horizon})")
     dated_freq = bool(args.freq) and not args.freq.isdigit()  # a pandas frequency: the timestamps are dates
     if dated_freq:  # a bad frequency fails before any row is read
-        pd.tseries.frequencies.to_offset(args.freq)
+        frequency(args.freq)
     columns = {"target": [args.target], "past_covariates": list(args.past_covariates), "flags": list(args.flags)}
     source = sys.stdin if args.input == "-" else open(args.input, newline="")  # noqa: SIM115 - closed below
     sink = sys.stdout if args.output == "-" else open(args.output, "w", newline="")  # noqa: SIM115
@@ -218,7 +219,7 @@ def _freq(text: str, stamp: pd.Timestamp | int) -> pd.DateOffset | int:
     if text.isdigit():
         raise ValueError(f"--freq {text} is the step of integer time steps, but these timestamps are dates: give a "
                          "pandas frequency (e.g. h, D, MS)")
-    return pd.tseries.frequencies.to_offset(text)
+    return frequency(text)
 
 
 def add_stream_parser(sub) -> None:
