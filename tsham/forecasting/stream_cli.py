@@ -99,6 +99,8 @@ def run_stream(args) -> int:
     previous = {sig: signal.signal(sig, guard.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         reader = csv.DictReader(source)
+        if reader.fieldnames is None:
+            raise ValueError("the input is empty: it needs a header line (timestamp, target, ...) and then rows")
         needed = [args.timestamp_column, args.target, *args.past_covariates, *args.flags]
         missing = [c for c in needed if c not in (reader.fieldnames or [])]
         if missing:
