@@ -215,8 +215,8 @@ def test_stream_state_folders_never_collide_and_are_saved_when_a_row_is_bad(trai
                             "--state", "collide", "--flags", "f"], input="id,timestamp,target,f\na_b,2024-01-02,1,0\n",
                            capture_output=True, text=True, cwd=trained, timeout=600)
     assert other.returncode == 2 and "resume it with the same --target, --past-covariates and --flags" in other.stderr
-    empty = subprocess.run([sys.executable, "-m", "tsham.cli", "stream", "--model", "run/model"], input="",
-                           capture_output=True, text=True, cwd=trained, timeout=600)
+    empty = subprocess.run([sys.executable, "-m", "tsham.cli", "stream", "--model", "run/model", "--horizon", "2"],
+                           input="", capture_output=True, text=True, cwd=trained, timeout=600)
     assert empty.returncode == 2 and "the input is empty" in empty.stderr, empty.stderr
     long = tsham("stream", "--model", "run/model", "--horizon", "100000", cwd=trained)
     assert long.returncode == 2 and "longer than the model forecasts" in long.stderr
