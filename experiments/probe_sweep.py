@@ -155,6 +155,14 @@ PRESETS["c12"] = {"probes": {"cross_channel_binding@12": {"probe": "cross_channe
                                                          "level": "medium:events=12,lag=0", "patch_length": 4,
                                                          "steps": 16000}},
                   "policies": ("oracle", "uncertainty", "random"), "budgets": (0.1,), "seeds": (0, 1, 2), **RECIPE}
+# C at c_mid_long's 8 events, each slot 16 background steps wider (the `spacing` knob: 144 patch tokens instead of
+# 80): at 8 events pure GDN held 63% of full attention because its state carries 8 bindings over a short context;
+# the same bindings farther apart should cost the state, not attention's key match, more. Not run yet (about 800 s
+# for its 12 cells at 15 workers by c_mid_long's rate: two device calls)
+PRESETS["c8_far"] = {"probes": {"cross_channel_binding@8far": {"probe": "cross_channel_binding",
+                                                              "level": "medium:events=8,lag=0,spacing=16",
+                                                              "patch_length": 4, "steps": 16000}},
+                     "policies": ("oracle", "uncertainty"), "budgets": (0.1,), "seeds": (0, 1, 2), **RECIPE}
 RESUMABLE_START = 180.0  # seconds before the deadline under which no cell starts (its first state comes after 60)
 ORDER = ("all", "none", "oracle", "event")  # controls first: a sweep cut short still says the most
 

@@ -17,7 +17,7 @@ from tsham.datasets.synthetic import seasonal_ar_background
 LEVELS = ("easy", "medium", "hard")
 # the PROBES.md knobs a level may override, per probe ("medium:events=8,lag=0": C medium, 8 binding events at lag 0)
 KNOBS = {"rare_motif": ("length", "distractors"), "compressible_regime": ("length", "distractors"),
-         "cross_channel_binding": ("events", "lag")}
+         "cross_channel_binding": ("events", "lag", "spacing")}
 
 
 def level_slug(level: str) -> str:
@@ -396,23 +396,27 @@ def cross_channel_binding(n: int, level: str = "easy", seed: int = 0, channels: 
     to the unconditional quantiles before learning any binding (experiments/README.md). Twin: that binding
     event removed. Control: the query key on channel 2 instead (there it binds nothing on channel 0: must fall
     to chance). Levels: events / lag = easy 4 / 0, medium 16 / 4, hard 64 / 32; the knobs ``events`` (>= 1) and
-    ``lag`` override them (:func:`parse_level`). ``answers`` index :data:`VALUE_LEVELS`."""
+    ``lag`` override them (:func:`parse_level`), and ``spacing`` (default 0) adds that many background steps to
+    every event's slot: the same bindings, farther from the query and from each other, which a recurrent state must
+    carry through more background while attention still matches one key (PROBES.md's distance knob). ``answers``
+    index :data:`VALUE_LEVELS`."""
     name, knobs = parse_level("cross_channel_binding", level)
     events, lag = {"easy": (4, 0), "medium": (16, 4), "hard": (64, 32)}[name]
-    events, lag = knobs.get("events", events), knobs.get("lag", lag)
+    events, lag, spacing = knobs.get("events", events), knobs.get("lag", lag), knobs.get("spacing", 0)
     if events < 1 or events > KEY_SHAPES:
         raise ValueError(f"cross_channel_binding: events must lie in [1, {KEY_SHAPES}] (one key shape each); got "
                          f"{events}")
     keys = key_codebook()
     span = 16 + lag  # key, lag, value
-    L = 2 * events * span + 64
+    stride = span + spacing  # one event's slot (spacing 0: the slots touch, as every level before the knob)
+    L = 2 * events * stride + 64
     out = {k: [] for k in ("ctx", "twin", "control", "target", "needles", "answers")}
     for rng in _rngs(seed, n):
         latent = background(L + lag + 8, 1, rng)[:, 0]
         x = (latent[:, None] * rng.uniform(0.5, 1.5, channels) + rng.normal(0, 0.2, (L + lag + 8, channels)))
         x = x.astype(np.float32)
         clean = x.copy()
-        slots = rng.permutation((L - 64) // span) * span  # every slot: events bindings, then events decoys
+        slots = rng.permutation((L - 64) // stride) * stride  # every slot: events bindings, then events decoys
         starts, decoys = np.sort(slots[:events]), slots[events:2 * events]
         key_ids = rng.choice(KEY_SHAPES, events, replace=False)
         value_ids = rng.integers(len(VALUE_LEVELS), size=events)

@@ -211,3 +211,11 @@ def test_a_probe_setting_reaches_its_cells_recipe():
     own = cells(PRESETS["a_ownqk"])
     assert own and all(c["kv_own_qk"] is True and cell_name(c).endswith("-ownqk") for c in own)
     assert not any(c["kv_own_qk"] or cell_name(c).endswith("-ownqk") for c in cells(PRESETS["c_routers"]))
+
+
+def test_the_spaced_c_preset_names_its_level_and_draws_it():
+    from tsham.experiments.probe_sweep import PRESETS, cell_name, cells
+
+    far = cells(PRESETS["c8_far"])
+    assert {c["policy"] for c in far} == {"none", "all", "oracle", "uncertainty"} and len(far) == 4 * 3
+    assert all("spacing16" in cell_name(c) and c["steps"] == 16000 for c in far)

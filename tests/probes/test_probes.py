@@ -405,3 +405,24 @@ def test_probe_d_tolerance_compares_with_the_snapshot_level_as_the_spec_defines_
     assert tolerance_accuracy(batch.recalled, batch.recalled, batch.tolerance).mean() == 1.0  # a perfect recall
     stay = np.repeat(batch.context[:, -1:], batch.target.shape[1], 1)  # no memory: the last value held
     assert tolerance_accuracy(stay, batch.recalled, batch.tolerance).mean() < 0.2
+
+
+def test_cross_channel_binding_spacing_moves_the_events_apart_and_changes_nothing_at_zero():
+    """The distance knob: spacing=0 is the level as it was (same draws), a spacing widens every slot by that much
+    background, and the example, twin and control keep their meaning."""
+    from tsham.probes.generators import cross_channel_binding, key_codebook
+
+    base, zero = cross_channel_binding(3, "easy", seed=5), cross_channel_binding(3, "easy:spacing=0", seed=5)
+    for a, b in ((base.context, zero.context), (base.twin_context, zero.twin_context), (base.target, zero.target)):
+        np.testing.assert_array_equal(a, b)
+    far = cross_channel_binding(3, "easy:spacing=32", seed=5)
+    L, L0 = far.context.shape[1], base.context.shape[1]
+    assert L - 64 == 2 * 4 * (16 + 32) and L0 - 64 == 2 * 4 * 16  # 4 events, 4 decoys, each slot 32 steps wider
+    keys, starts = key_codebook(), np.arange(0, L - 64, 48)
+    for i in range(3):
+        on_key_channel = [s for s in starts if np.isclose(np.abs(keys - far.context[i, s:s + 8, 1]).sum(1), 0,
+                                                              atol=1e-5).any()]
+        assert len(on_key_channel) == 4  # the 4 bindings start on the wider grid
+        assert far.needles[i].sum() == 16 and far.needles[i].argmax() in on_key_channel  # key + value of the query
+        assert (far.context[i] != far.twin_context[i]).any(-1).sum() <= 16  # the twin drops that event alone
+    assert far.target.shape == base.target.shape and far.answers.shape == (3,)
