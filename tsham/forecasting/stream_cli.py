@@ -102,7 +102,7 @@ def run_stream(args) -> int:
         if reader.fieldnames is None:
             raise ValueError("the input is empty: it needs a header line (timestamp, target, ...) and then rows")
         needed = [args.timestamp_column, args.target, *args.past_covariates, *args.flags]
-        missing = [c for c in needed if c not in (reader.fieldnames or [])]
+        missing = [c for c in needed if c not in reader.fieldnames]
         if missing:
             raise ValueError(f"columns {missing} not in the input header {reader.fieldnames}")
         writer = csv.writer(sink)

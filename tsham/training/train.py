@@ -23,7 +23,7 @@ from tsham.heads import carry_scores
 from tsham.model import TshamModel
 from tsham.training.data import PoolSeries, WindowStream
 from tsham.training.optim import make_optimizer
-from tsham.training.validation import VAL_METRICS, BestOnValidation, forecast_windows, split_tails
+from tsham.training.validation import BestOnValidation, check_metric, forecast_windows, split_tails
 
 
 @dataclass
@@ -69,8 +69,7 @@ class TrainConfig:
     patience: int = 0
 
     def __post_init__(self):  # here, not when training starts: by then a fresh run has cleared its folder's logs
-        if self.val_metric not in VAL_METRICS:
-            raise ValueError(f"TrainConfig.val_metric must be one of {VAL_METRICS}; got {self.val_metric!r}")
+        check_metric(self.val_metric, "TrainConfig.val_metric")
 
 
 class ForecastTask(L.LightningModule):

@@ -62,6 +62,13 @@ def forecast_windows(model, batch: dict[str, torch.Tensor]):
 VAL_METRICS = ("pinball", "mse")
 
 
+def check_metric(metric: str, what: str = "validation metric") -> str:
+    """``metric`` if it is one of :data:`VAL_METRICS`; else ValueError naming ``what`` was given."""
+    if metric not in VAL_METRICS:
+        raise ValueError(f"{what} must be one of {VAL_METRICS}; got {metric!r}")
+    return metric
+
+
 @torch.no_grad()
 def validation_loss(model, batches: list[dict[str, torch.Tensor]], on_output=None, metric: str = "pinball") -> float:
     """``model``'s error over fixed batches (:class:`WindowStream` fields: ``future_target [B, H, C]``, ...): each
@@ -70,13 +77,14 @@ def validation_loss(model, batches: list[dict[str, torch.Tensor]], on_output=Non
     "pinball", the quantile loss on the scaled future (the routers' auxiliary losses left out), or "mse", the
     median's squared error in the series' own units (the LTSF protocol's metric; on series of different scales the
     largest dominates). ``on_output(output, batch)``, if given, sees every forward (e.g. to measure routing)."""
-    if metric not in VAL_METRICS:
-        raise ValueError(f"validation metric must be one of {VAL_METRICS}; got {metric!r}")
+    check_metric(metric)
     was_training = model.training
     model.eval()
     total, windows = 0.0, 0
     for batch in batches:
         out, b = forecast_windows(model, batch)
+        if on_output is not None:
+            on_output(out, b)
         n = b["past_target"].shape[0]
         if not b["future_observed_values"].any():
             continue
@@ -87,8 +95,6 @@ def validation_loss(model, batches: list[dict[str, torch.Tensor]], on_output=Non
             error = (out.median - b["future_target"].permute(0, 2, 1)).square()
             loss = float(error[seen].mean())
         total, windows = total + n * loss, windows + n
-        if on_output is not None:
-            on_output(out, b)
     model.train(was_training)
     return total / windows if windows else math.nan
 
@@ -125,10 +131,8 @@ class BestOnValidation(L.Callback):
 
     def __init__(self, batches: list[dict[str, torch.Tensor]], every: int, patience: int, path: Path,
                  calibrate=None, start_after: int = 0, metric: str = "pinball"):
-        if metric not in VAL_METRICS:
-            raise ValueError(f"validation metric must be one of {VAL_METRICS}; got {metric!r}")
         self.batches, self.every, self.patience, self.path = batches, max(1, every), patience, Path(path)
-        self.metric, self.scored = metric, scored_windows(batches)
+        self.metric, self.scored = check_metric(metric), scored_windows(batches)
         self.calibrate, self.start_after = calibrate, start_after
         self.best_step, self.best_loss, self.best_state, self.stale, self.last_step = 0, math.inf, None, 0, -1
         self.initial_loss = None  # the starting weights' score (fine-tuning must beat it to change them)

@@ -103,8 +103,8 @@ def gated_delta(
 
         inputs = (q, k, v, g, beta, initial_state)
         training = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)
-        reason = fla_backward_blocked(q.device.index if q.device.index is not None else torch.cuda.current_device()) \
-            if training else None
+        device = torch.cuda.current_device() if q.device.index is None else q.device.index
+        reason = fla_backward_blocked(device) if training else None
         if reason is None:
             return fla_gated_delta(q, k, v, g, beta, scale, initial_state, output_final_state)
         _warn_torch_fallback(reason)  # the torch chunks train anywhere (slower); a crash in backward would not
