@@ -163,6 +163,13 @@ PRESETS["c8_far"] = {"probes": {"cross_channel_binding@8far": {"probe": "cross_c
                                                               "level": "medium:events=8,lag=0,spacing=16",
                                                               "patch_length": 4, "steps": 16000}},
                      "policies": ("oracle", "uncertainty"), "budgets": (0.1,), "seeds": (0, 1, 2), **RECIPE}
+# A along the capacity axis that separated E (MQAR): easy's 1024 steps (64 patch tokens) with 7 distractors instead
+# of 1, 8000 steps. At easy (1 distractor) pure GDN's state holds both motifs and matches full attention (H200, 4000
+# steps: 0.258 against 0.203); eight motifs (24 of the 64 tokens) should overfill it while attention still searches 64
+# tokens. Surprise at 10% beside the controls (PROBES.md: it should keep a motif's onset, not its body)
+PRESETS["a8_easy"] = {"probes": {"rare_motif@easy8": {"probe": "rare_motif", "level": "easy:distractors=7",
+                                                     "patch_length": 16, "steps": 8000}},
+                      "policies": ("oracle", "surprise"), "budgets": (0.1,), "seeds": (0, 1, 2), **RECIPE}
 RESUMABLE_START = 180.0  # seconds before the deadline under which no cell starts (its first state comes after 60)
 ORDER = ("all", "none", "oracle", "event")  # controls first: a sweep cut short still says the most
 

@@ -219,3 +219,18 @@ def test_the_spaced_c_preset_names_its_level_and_draws_it():
     far = cells(PRESETS["c8_far"])
     assert {c["policy"] for c in far} == {"none", "all", "oracle", "uncertainty"} and len(far) == 4 * 3
     assert all("spacing16" in cell_name(c) and c["steps"] == 16000 for c in far)
+
+
+def test_the_crowded_a_preset_draws_eight_motifs_in_easy_contexts():
+    """a8_easy's level reaches the generator: 64 patch tokens, the needle one of 8 motifs (its 3 tokens)."""
+    from tsham.experiments.probe_sweep import PRESETS, cell_name, cells
+
+    from probes.generators import rare_motif
+
+    crowded = cells(PRESETS["a8_easy"])
+    assert len(crowded) == 4 * 3 and all("distractors7" in cell_name(c) for c in crowded)
+    batch = rare_motif(2, crowded[0]["level"], seed=0)
+    assert batch.context.shape == (2, 1024, 4) and batch.needles.sum(1).tolist() == [48, 48]
+    # the twin loses the needle only (the Tukey window's zero ends may match the background's clean value)
+    differs = (batch.context != batch.twin_context).any(2)
+    assert not (differs & ~batch.needles).any() and (differs.sum(1) > 40).all()
