@@ -5,18 +5,27 @@
 # and start the device command with `source .gpu-lite/activate.sh &&`. The fused backend needs the full .gpu:
 # fla-core alone (0.5 MB) imports, but on the H200 with Triton 3.6 its gated backward refuses to run without
 # tilelang (fla's guard for its issue #640; tested 2026-12-02), and tilelang is 50 of .gpu's 54 MB.
+# `bash experiments/gpu_lite_site.sh fla` builds .gpu-fla/ instead: the same plus fla-core without tilelang,
+# the site where tsham's dispatch must take fla for inference and fall back to the torch chunks for training
+# (tsham.ops.gated_delta.fla_path.fla_backward_blocked); carry ".gpu-fla", `source .gpu-fla/activate.sh`.
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
 [ -f .gpu/site.tar.xz ] || { echo "no .gpu/site.tar.xz: run bash ../shared/gpu/make-site.sh first" >&2; exit 1; }
-grep -qx '/.gpu-lite/' .git/info/exclude 2>/dev/null || echo '/.gpu-lite/' >> .git/info/exclude
+case ${1:-} in
+  "") name=gpu-lite; extra=() ;;
+  fla) name=gpu-fla; extra=('./fla' './fla_core*') ;;
+  *) echo "usage: $0 [fla]" >&2; exit 2 ;;
+esac
+grep -qx "/.$name/" .git/info/exclude 2>/dev/null || echo "/.$name/" >> .git/info/exclude
 tmp=$(mktemp -d)
-tar xJf .gpu/site.tar.xz -C "$tmp" --wildcards './gluonts*' './pydantic*' './annotated_types*' './typing_inspection*'
-mkdir -p .gpu-lite
-XZ_OPT='-6 -T2' tar cJf .gpu-lite/site.tar.xz -C "$tmp" .
+tar xJf .gpu/site.tar.xz -C "$tmp" --wildcards './gluonts*' './pydantic*' './annotated_types*' './typing_inspection*' \
+  "${extra[@]}"
+mkdir -p ".$name"
+XZ_OPT='-6 -T2' tar cJf ".$name/site.tar.xz" -C "$tmp" .
 rm -rf "$tmp"
-# the same unpacking as .gpu/activate.sh, into a folder of its own so the two never mix
-cat > .gpu-lite/activate.sh <<'ACT'
-mkdir -p /tmp/gpusite-lite && { [ -f /tmp/gpusite-lite/.done ] || { tar xJf .gpu-lite/site.tar.xz -C /tmp/gpusite-lite && touch /tmp/gpusite-lite/.done; }; }
-export PYTHONPATH=/tmp/gpusite-lite${PYTHONPATH:+:$PYTHONPATH}
+# the same unpacking as .gpu/activate.sh, into a folder of its own so the sites never mix
+cat > ".$name/activate.sh" <<ACT
+mkdir -p /tmp/gpusite-$name && { [ -f /tmp/gpusite-$name/.done ] || { tar xJf .$name/site.tar.xz -C /tmp/gpusite-$name && touch /tmp/gpusite-$name/.done; }; }
+export PYTHONPATH=/tmp/gpusite-$name\${PYTHONPATH:+:\$PYTHONPATH}
 ACT
-echo "built .gpu-lite/site.tar.xz ($(du -h .gpu-lite/site.tar.xz | cut -f1))"
+echo "built .$name/site.tar.xz ($(du -h ".$name/site.tar.xz" | cut -f1))"

@@ -105,6 +105,33 @@ def test_cuda_dispatch_matches_torch_chunks(dtype):
         assert_close(name, ref, t.grad.float(), 4 * tol)
 
 
+@pytest.mark.gpu
+def test_cuda_dispatch_trains_on_torch_chunks_and_infers_with_fla_where_fla_backward_is_blocked():
+    """The other half of the dispatch test above: on a GPU where fla refuses its backward (an H100 / H200 without
+    tilelang), a forward that will be trained through takes the torch chunks with one warning, and its backward
+    runs; a forward without gradients still takes fla's kernel and agrees with the torch chunks."""
+    from tsham.ops.gated_delta import chunk as chunk_module
+    from tsham.ops.gated_delta.fla_path import fla_backward_blocked
+
+    pytest.importorskip("fla")
+    if fla_backward_blocked(torch.cuda.current_device()) is None:
+        pytest.skip("fla's backward runs on this GPU: test_cuda_dispatch_matches_torch_chunks covers it")
+    B, T, H, K, V = 2, 300, 4, 64, 64
+    inputs = make_inputs(B, T, H, K, V, device="cuda")
+    chunk_module._warn_torch_fallback.cache_clear()
+    with pytest.warns(UserWarning, match="training on the torch chunk path"):
+        o, ht, e = gated_delta(*inputs[:5], initial_state=inputs[5], output_final_state=True)
+    o_ref, ht_ref, e_ref = chunk_gated_delta(*inputs[:5], initial_state=inputs[5], output_final_state=True)
+    assert torch.equal(o, o_ref) and torch.equal(ht, ht_ref)  # the same path, bit for bit
+    o.square().sum().backward()
+    assert all(t.grad is not None and torch.isfinite(t.grad).all() for t in inputs)
+    with torch.no_grad():
+        o_fla, ht_fla, e_fla = gated_delta(*inputs[:5], initial_state=inputs[5], output_final_state=True)
+    assert_close("o", o_ref, o_fla, 5e-3)
+    assert_close("ht", ht_ref, ht_fla, 5e-3)
+    assert_close("e", e_ref, e_fla, 5e-3)
+
+
 def test_fla_backward_is_blocked_only_on_hopper_with_the_triton_fla_refuses_and_no_tilelang(monkeypatch):
     import importlib.util
 
