@@ -234,3 +234,7 @@ def test_the_crowded_a_preset_draws_eight_motifs_in_easy_contexts():
     # the twin loses the needle only (the Tukey window's zero ends may match the background's clean value)
     differs = (batch.context != batch.twin_context).any(2)
     assert not (differs & ~batch.needles).any() and (differs.sum(1) > 40).all()
+    # a8_tenth: the same 8 motifs in medium's 4096 steps, where they fill under a tenth of the context
+    tenth = cells(PRESETS["a8_tenth"])
+    assert len(tenth) == 7 * 3 and {c["level"] for c in tenth} == {"medium:distractors=7"}
+    assert rare_motif(1, "medium:distractors=7", seed=0).context.shape[1] == 4096
