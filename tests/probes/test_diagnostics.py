@@ -224,8 +224,7 @@ def test_the_spaced_c_preset_names_its_level_and_draws_it():
 def test_the_crowded_a_preset_draws_eight_motifs_in_easy_contexts():
     """a8_easy's level reaches the generator: 64 patch tokens, the needle one of 8 motifs (its 3 tokens)."""
     from tsham.experiments.probe_sweep import PRESETS, cell_name, cells
-
-    from probes.generators import rare_motif
+    from tsham.probes.generators import rare_motif
 
     crowded = cells(PRESETS["a8_easy"])
     assert len(crowded) == 4 * 3 and all("distractors7" in cell_name(c) for c in crowded)
