@@ -174,7 +174,9 @@ PRESETS["a8_easy"] = {"probes": {"rare_motif@easy8": {"probe": "rare_motif", "le
 # a8_easy separated A (H200, 2026-12-02: full attention 0.341, pure GDN 0.008), but its 8 motifs fill 24 of 64
 # tokens (37.5%), so no router at 10% can hold the queried one. The same 8 motifs in medium's 4096 steps fill 24 of
 # 256 (9.4%): a router that keeps exactly the motifs fits the 10% budget. Controls first (a cut sweep still says
-# whether full attention learns at 256 tokens), then four routers at 10%; about two device calls at 12-21 workers
+# whether full attention learns at 256 tokens), then four routers at 10%. Run it with WORKERS=12: a cut cell's loop
+# state is about 2 MB, and more than ~15 of them do not travel beside the 25-MB tree (the 64-MiB limit). Cost not
+# measured: a8_easy ran about 12 steps/s a cell at 24 workers; four times the tokens may take 2-4 device calls
 PRESETS["a8_tenth"] = {"probes": {"rare_motif@medium8": {"probe": "rare_motif", "level": "medium:distractors=7",
                                                         "patch_length": 16, "steps": 8000}},
                        "policies": ("oracle", "surprise", "uncertainty", "learned", "random"), "budgets": (0.1,),
