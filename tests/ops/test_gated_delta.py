@@ -1,7 +1,8 @@
 """gated_delta: chunked torch path and the CUDA dispatch against fla's recurrent reference.
 
-GPU tests (marked ``gpu``) last run 2026-11-25 on an NVIDIA H100 80GB HBM3 (torch 2.11 + cu130, triton 3.6,
-fla-core 0.6.0 + tilelang through ../shared/gpu): 5 passed (this file's two and tests/ham's three).
+GPU tests (marked ``gpu``): the fused-path dispatch test passed 2026-11-25 on an NVIDIA H100 80GB HBM3 (torch 2.11 +
+cu130, triton 3.6, fla-core 0.6.0 + tilelang through ../shared/gpu); the fallback test, on 2026-12-02 on an NVIDIA
+H200 with fla-core and without tilelang (``experiments/gpu_lite_site.sh fla``), where the fused-path one skips.
 """
 
 import pytest
@@ -106,27 +107,38 @@ def test_cuda_dispatch_matches_torch_chunks(dtype):
 
 
 @pytest.mark.gpu
-def test_cuda_dispatch_trains_on_torch_chunks_and_infers_with_fla_where_fla_backward_is_blocked():
+def test_cuda_dispatch_trains_on_torch_chunks_and_infers_with_fla_where_fla_backward_is_blocked(monkeypatch):
     """The other half of the dispatch test above: on a GPU where fla refuses its backward (an H100 / H200 without
-    tilelang), a forward that will be trained through takes the torch chunks with one warning, and its backward
-    runs; a forward without gradients still takes fla's kernel and agrees with the torch chunks."""
+    tilelang), forwards that will be trained through take the torch chunks with one warning in all, and their
+    backward runs; a forward without gradients still takes fla's kernel and agrees with the torch chunks."""
+    import warnings
+
     from tsham.ops.gated_delta import chunk as chunk_module
-    from tsham.ops.gated_delta.fla_path import fla_backward_blocked
+    from tsham.ops.gated_delta import fla_path
 
     pytest.importorskip("fla")
-    if fla_backward_blocked(torch.cuda.current_device()) is None:
+    if fla_path.fla_backward_blocked(torch.cuda.current_device()) is None:
         pytest.skip("fla's backward runs on this GPU: test_cuda_dispatch_matches_torch_chunks covers it")
+    monkeypatch.delenv("TSHAM_BACKEND", raising=False)  # the dispatch under test, not the forced torch path
+    fla_calls = []
+    real = fla_path.fla_gated_delta
+    monkeypatch.setattr(fla_path, "fla_gated_delta", lambda *a, **kw: fla_calls.append(1) or real(*a, **kw))
     B, T, H, K, V = 2, 300, 4, 64, 64
     inputs = make_inputs(B, T, H, K, V, device="cuda")
     chunk_module._warn_torch_fallback.cache_clear()
-    with pytest.warns(UserWarning, match="training on the torch chunk path"):
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
         o, ht, e = gated_delta(*inputs[:5], initial_state=inputs[5], output_final_state=True)
+        gated_delta(*inputs[:5], initial_state=inputs[5], output_final_state=True)  # a second step: no new warning
+    fallbacks = [w for w in seen if "training on the torch chunk path" in str(w.message)]
+    assert len(fallbacks) == 1 and not fla_calls
     o_ref, ht_ref, e_ref = chunk_gated_delta(*inputs[:5], initial_state=inputs[5], output_final_state=True)
     assert torch.equal(o, o_ref) and torch.equal(ht, ht_ref)  # the same path, bit for bit
     o.square().sum().backward()
     assert all(t.grad is not None and torch.isfinite(t.grad).all() for t in inputs)
     with torch.no_grad():
         o_fla, ht_fla, e_fla = gated_delta(*inputs[:5], initial_state=inputs[5], output_final_state=True)
+    assert len(fla_calls) == 1  # inference took fla's kernel
     assert_close("o", o_ref, o_fla, 5e-3)
     assert_close("ht", ht_ref, ht_fla, 5e-3)
     assert_close("e", e_ref, e_fla, 5e-3)
