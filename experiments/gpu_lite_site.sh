@@ -16,13 +16,13 @@ case ${1:-} in
   fla) name=gpu-fla; extra=('./fla' './fla_core*') ;;
   *) echo "usage: $0 [fla]" >&2; exit 2 ;;
 esac
-grep -qx "/.$name/" .git/info/exclude 2>/dev/null || echo "/.$name/" >> .git/info/exclude
+grep -qxF "/.$name/" .git/info/exclude 2>/dev/null || echo "/.$name/" >> .git/info/exclude
 tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT  # also when a step fails
 tar xJf .gpu/site.tar.xz -C "$tmp" --wildcards './gluonts*' './pydantic*' './annotated_types*' './typing_inspection*' \
-  "${extra[@]}"
+  ${extra[@]+"${extra[@]}"}  # the guard: an empty array is "unbound" to set -u before bash 4.4
 mkdir -p ".$name"
 XZ_OPT='-6 -T2' tar cJf ".$name/site.tar.xz" -C "$tmp" .
-rm -rf "$tmp"
 # the same unpacking as .gpu/activate.sh, into a folder of its own so the sites never mix
 cat > ".$name/activate.sh" <<ACT
 mkdir -p /tmp/gpusite-$name && { [ -f /tmp/gpusite-$name/.done ] || { tar xJf .$name/site.tar.xz -C /tmp/gpusite-$name && touch /tmp/gpusite-$name/.done; }; }

@@ -164,19 +164,20 @@ PRESETS["c8_far"] = {"probes": {"cross_channel_binding@8far": {"probe": "cross_c
                                                               "patch_length": 4, "steps": 16000}},
                      "policies": ("oracle", "uncertainty"), "budgets": (0.1,), "seeds": (0, 1, 2), **RECIPE}
 # A along the capacity axis that separated E (MQAR): easy's 1024 steps (64 patch tokens) with 7 distractors instead
-# of 1, 8000 steps. At easy (1 distractor) pure GDN's state holds both motifs and matches full attention (H200, 4000
-# steps: 0.258 against 0.203); eight motifs (24 of the 64 tokens) should overfill it while attention still searches 64
-# tokens. Surprise at 10% beside the controls (PROBES.md: it should keep a motif's onset, not its body). Run
-# 2026-12-02 (results/probes_gpu.md): it separates, full attention 0.341, pure GDN 0.008, oracle 0.423
+# of 1, 8000 steps. At easy (1 distractor) pure GDN's state holds both motifs and matched full attention (H200, one
+# seed, 4000 steps: 0.258 against 0.203); eight motifs (24 of the 64 tokens) should overfill it while attention still
+# searches 64 tokens. Surprise at 10% beside the controls (PROBES.md: it should keep a motif's onset, not its body).
+# Run 2026-12-02 (results/probes_gpu.md): it separates, full attention 0.341, pure GDN 0.008, oracle 0.423
 PRESETS["a8_easy"] = {"probes": {"rare_motif@easy8": {"probe": "rare_motif", "level": "easy:distractors=7",
                                                      "patch_length": 16, "steps": 8000}},
                       "policies": ("oracle", "surprise"), "budgets": (0.1,), "seeds": (0, 1, 2), **RECIPE}
 # a8_easy separated A (H200, 2026-12-02: full attention 0.341, pure GDN 0.008), but its 8 motifs fill 24 of 64
-# tokens (37.5%), so no router at 10% can hold the queried one. The same 8 motifs in medium's 4096 steps fill 24 of
-# 256 (9.4%): a router that keeps exactly the motifs fits the 10% budget. Controls first (a cut sweep still says
-# whether full attention learns at 256 tokens), then four routers at 10%. Run it with WORKERS=12: a cut cell's loop
-# state is about 2 MB, and more than ~15 of them do not travel beside the 25-MB tree (the 64-MiB limit). Cost not
-# measured: a8_easy ran about 12 steps/s a cell at 24 workers; four times the tokens may take 2-4 device calls
+# tokens (37.5%), so a router at 10% holds the queried one only by chance. The same 8 motifs in medium's 4096-step
+# contexts fill 24 of 256 tokens (9.4%): a router that keeps exactly the motifs fits the 10% budget. Controls first (a
+# cut sweep still says whether full attention learns at 256 tokens), then four routers at 10%. Run it with
+# WORKERS=12: a cut cell's loop state is about 2 MB, and more than ~15 of them do not travel beside the 25-MB tree
+# (the 64-MiB limit). Cost not measured: a8_easy ran about 12 steps/s a cell at 24 workers; four times the tokens
+# may take 2-4 device calls
 PRESETS["a8_tenth"] = {"probes": {"rare_motif@medium8": {"probe": "rare_motif", "level": "medium:distractors=7",
                                                         "patch_length": 16, "steps": 8000}},
                        "policies": ("oracle", "surprise", "uncertainty", "learned", "random"), "budgets": (0.1,),

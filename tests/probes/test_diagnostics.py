@@ -224,10 +224,12 @@ def test_the_spaced_c_preset_names_its_level_and_draws_it():
 def test_the_crowded_a_preset_draws_eight_motifs_in_easy_contexts():
     """a8_easy's level reaches the generator: 64 patch tokens, the needle one of 8 motifs (its 3 tokens)."""
     from tsham.experiments.probe_sweep import PRESETS, cell_name, cells
-    from tsham.probes.generators import rare_motif
+    from tsham.probes.generators import parse_level, rare_motif
 
     crowded = cells(PRESETS["a8_easy"])
     assert len(crowded) == 4 * 3 and all("distractors7" in cell_name(c) for c in crowded)
+    assert all(c["steps"] == 8000 and c["patch_length"] == 16 for c in crowded)
+    assert parse_level("rare_motif", crowded[0]["level"]) == ("easy", {"distractors": 7})
     batch = rare_motif(2, crowded[0]["level"], seed=0)
     assert batch.context.shape == (2, 1024, 4) and batch.needles.sum(1).tolist() == [48, 48]
     # the twin loses the needle only (the Tukey window's zero ends may match the background's clean value)
@@ -236,4 +238,5 @@ def test_the_crowded_a_preset_draws_eight_motifs_in_easy_contexts():
     # a8_tenth: the same 8 motifs in medium's 4096 steps, where they fill under a tenth of the context
     tenth = cells(PRESETS["a8_tenth"])
     assert len(tenth) == 7 * 3 and {c["level"] for c in tenth} == {"medium:distractors=7"}
+    assert all(c["steps"] == 8000 and c["patch_length"] == 16 for c in tenth)
     assert rare_motif(1, "medium:distractors=7", seed=0).context.shape[1] == 4096
