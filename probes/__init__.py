@@ -9,6 +9,8 @@ from tsham.probes.metrics import (
     recall_skill,
     tolerance_accuracy,
 )
+from tsham.probes.runner import frontier_plot, run_probe, summarise
 
 __all__ = ["LEVELS", "PROBES", "ProbeBatch", "background", "codebook_accuracy", "cosine_similarity",
-           "effect_metrics", "nearest_value_accuracy", "recall_skill", "tolerance_accuracy"]
+           "effect_metrics", "frontier_plot", "nearest_value_accuracy", "recall_skill", "run_probe", "summarise",
+           "tolerance_accuracy"]

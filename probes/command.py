@@ -18,10 +18,14 @@ def run_command(args) -> int:
         import importlib.util
 
         if not any(importlib.util.find_spec(engine) for engine in ("pyarrow", "fastparquet")):
-            raise ValueError(f"--output {out} needs a parquet engine (pip install pyarrow); or write a .csv")
+            raise ValueError(f"--output {out} needs a parquet engine (pip install 'tsham[parquet]', or pyarrow); or "
+                             "write a .csv")
     for path in (out, Path(args.plot) if args.plot else None):
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
+    from tsham.io import check_outputs
+
+    check_outputs(args.output, plot=args.plot)  # a folder or an unwritable plot format, before anything trains
     model = None
     if args.model:
         from tsham.checkpoint import load_checkpoint

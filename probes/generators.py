@@ -29,7 +29,8 @@ def parse_level(probe: str, level: str) -> tuple[str, dict[str, int]]:
     """A level name with optional knob overrides (:data:`KNOBS`): ``"medium"`` -> ``("medium", {})``,
     ``"medium:events=8,lag=0"`` -> ``("medium", {"events": 8, "lag": 0})``. Raises ``ValueError`` naming an
     unknown level, a knob ``probe`` does not have, or a value that is not a whole number >= 0."""
-    name, _, overrides = level.partition(":")
+    name, _, overrides = level.replace(" ", "").partition(":")  # "Easy: distractors=7" reads as typed
+    name = name.lower()
     if name not in LEVELS:
         raise ValueError(f"unknown level {level!r}; known: {LEVELS}, optionally with knobs (e.g. 'medium:lag=0')")
     knobs = {}

@@ -109,8 +109,8 @@ def probe_cells(probe: str, level: str, policies: Sequence[str], budgets: Sequen
             cells.append((policy, float(policy == "all")))
         elif policy in ("oracle", "event"):
             cells.append((policy, FIXED_BUDGET))
-        else:
-            cells += [(policy, b) for b in budgets]
+        else:  # a scoring policy at 0 or 1 is the pure-GDN or full-attention control (probe_config builds it so)
+            cells += [("none" if b == 0 else "all" if b == 1 else policy, float(b)) for b in budgets]
     return _unique(cells)
 
 
@@ -346,7 +346,15 @@ def run_probe(probe: str, level: str = "easy", policies: Sequence[str] = ("surpr
             raise ValueError(f"{name} must be >= {least}; got {value}")
     if 0 < utility < 8:
         raise ValueError(f"utility (state-utility sequences) must be 0 (off) or >= 8; got {utility}")
+    if any(int(s) != s or s < 0 for s in seeds):
+        raise ValueError(f"seeds must be whole numbers >= 0; got {list(seeds)}")
+    seeds = list(dict.fromkeys(int(s) for s in seeds))  # a repeated seed would count its rows twice
     config_kwargs.setdefault("context_length", probe_context_length(probe, level))
+    horizon = PROBES[probe](1, level, seed=0).target.shape[1]
+    longest = (model.config if model is not None else probe_config("none", 0.0, **config_kwargs)).max_horizon
+    if horizon > longest:  # e.g. C's lag knob: the target runs lag + 8 steps
+        raise ValueError(f"{probe} at level {level!r} asks for a {horizon}-step forecast; the model forecasts at most "
+                         f"{longest} steps: lower the level's knobs")
     skipped = [p for p in policies if p in ("event", "composite")]
     if model is None and skipped and not PROBES[probe](1, level, seed=0).flags.shape[2]:
         warnings.warn(f"{probe} has no event flags: the policies {skipped} would be pure GDN or surprise, and are "
@@ -410,7 +418,9 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
 
 def frontier_plot(rows: pd.DataFrame, path) -> None:
     """Recall skill against the realised KV fraction and against KV bytes, one line per policy (the controls
-    are single points), with the std over seeds as error bars."""
+    are single points), with the std over seeds as error bars. Raises ValueError on a table without rows."""
+    if rows.empty:
+        raise ValueError("frontier_plot: no rows to plot")
     import matplotlib
 
     matplotlib.use("Agg")

@@ -108,6 +108,29 @@ def test_a_run_folder_is_never_overwritten_unasked(trained, capsys):
     assert (trained / "run/model/model.safetensors").read_bytes() == before
 
 
+def test_training_takes_freq_and_every_command_names_a_missing_output_folder(trained, capsys):
+    """The error for gaps says --freq; train and finetune have it (checked, not filled). Stream names a missing
+    output folder and input as forecast does."""
+    from tsham.cli import main
+
+    rows = pd.read_csv(trained / "mine.csv")
+    rows.drop(index=[10, 11, 12]).to_csv(trained / "gaps.csv", index=False)
+    common = ["--input", "gaps.csv", "--synthetic", "0", "--steps", "1", "--batch-size", "2", "--horizon", "8",
+              "--model", "run/model", "--out", "gapped"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(trained)
+        assert main(["finetune", *common]) == 2
+        assert "pass freq= (--freq" in capsys.readouterr().err
+        assert main(["finetune", *common, "--freq", "h"]) == 2  # the flag exists and the gap is named at it
+        err = capsys.readouterr().err
+        assert "not regular at freq 'h'" in err and "fill missing steps with empty rows" in err
+        assert main(["stream", "--model", "run/model", "--input", "mine.csv", "--horizon", "3", "--output",
+                     "nowhere/out.csv"]) == 2
+        assert "the folder of nowhere/out.csv does not exist" in capsys.readouterr().err
+        assert main(["stream", "--model", "run/model", "--input", "absent.csv", "--horizon", "3"]) == 2
+        assert "--input absent.csv not found" in capsys.readouterr().err
+
+
 def test_finetune_with_frozen_encoder(trained):
     out = tsham("finetune", "--model", "run/model", "--input", "mine.csv", "--out", "ft", "--steps", "2",
                 "--batch-size", "2", "--horizon", "8", "--freeze", "encoder", "--validation-steps", "24",
@@ -234,7 +257,7 @@ def test_train_names_the_series_too_short_for_its_horizon(trained, capsys):
                pd.DataFrame({"id": "short", "timestamp": stamps[:5], "target": np.arange(5.0)})]).to_csv(
         trained / "short.csv", index=False)
     args = argparse.Namespace(synthetic=0, series_length=64, seed=0, input=str(trained / "short.csv"), id_column="id",
-                              timestamp_column="timestamp", target="target", horizon=8, horizons=None)
+                              timestamp_column="timestamp", target="target", horizon=8, horizons=None, freq=None)
     assert len(_pool_from_args(args)) == 1
     assert "1 of the 2 series" in capsys.readouterr().err
     args.horizon = 100

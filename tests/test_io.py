@@ -50,3 +50,26 @@ def test_a_frequency_is_read_quietly_or_named_when_unknown():
             frequency("bogus")
     assert raised.value.__cause__ is None and "KeyError" not in str(raised.value)
     assert frequency(pd.offsets.Day()) == pd.offsets.Day()
+
+
+def test_an_empty_or_unreadable_csv_is_named(tmp_path):
+    from tsham.io import read_table
+
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(ValueError, match=r"empty\.csv is empty: expected a CSV with a header row"):
+        read_table(tmp_path / "empty.csv")
+    (tmp_path / "code.py").write_text("a,b\n1,2\nx = f(1, 2, 3, 4)\n1,2,3,4\n")
+    with pytest.raises(ValueError, match=r"code\.py is not a readable CSV table"):
+        read_table(tmp_path / "code.py")
+
+
+def test_outputs_are_checked_before_the_work(tmp_path):
+    from tsham.io import check_outputs
+
+    check_outputs(str(tmp_path / "a.csv"), "-", None, plot=str(tmp_path / "a.png"))  # stdout and absent: skipped
+    with pytest.raises(FileNotFoundError, match="the folder of .*missing/a.csv does not exist"):
+        check_outputs(str(tmp_path / "missing" / "a.csv"))
+    with pytest.raises(ValueError, match="is a folder"):
+        check_outputs(str(tmp_path))
+    with pytest.raises(ValueError, match="two outputs have the same path"):
+        check_outputs(str(tmp_path / "a.csv"), plot=str(tmp_path / "a.csv"))

@@ -85,35 +85,14 @@ def _read_long(args: argparse.Namespace):
     return long_frame(table, id_column, args.timestamp_column, args.target), id_column
 
 
-def _check_outputs(*paths: str | None, plot: str | None = None) -> None:
-    """Before the work runs, not after: every output's folder exists, none is a folder or another output's path,
-    and the plot's suffix is a format matplotlib writes."""
-    given = [Path(p) for p in (*paths, plot) if p]
-    for path in given:
-        if not path.resolve().parent.is_dir():
-            raise FileNotFoundError(f"the folder of {path} does not exist")
-        if path.is_dir():
-            raise ValueError(f"{path} is a folder; give a file name")
-    if len({p.resolve() for p in given}) < len(given):
-        raise ValueError(f"two outputs have the same path ({', '.join(map(str, given))}): one would replace the other")
-    if plot:
-        from matplotlib.figure import Figure
-
-        formats = Figure().canvas.get_supported_filetypes()
-        suffix = Path(plot).suffix
-        if suffix.lower().lstrip(".") not in formats:
-            raise ValueError(f"--plot {plot}: matplotlib cannot write {suffix or 'a file without a suffix'}; use one "
-                             f"of {', '.join('.' + f for f in sorted(formats))}")
-
-
 def cmd_forecast(args: argparse.Namespace) -> int:
     import numpy as np
 
     from tsham.forecasting import TshamPipeline
     from tsham.forecasting.plot import plot_forecasts
-    from tsham.io import long_series
+    from tsham.io import check_outputs, long_series
 
-    _check_outputs(args.output, plot=args.plot)
+    check_outputs(args.output, plot=args.plot)
     pipe = TshamPipeline.load(args.model)
     df, id_column = _read_long(args)
     out = pipe.predict_df(df, args.horizon, id_column, args.timestamp_column, args.target, freq=args.freq)
@@ -133,8 +112,9 @@ def cmd_forecast(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from tsham.evaluation import CONFIGS, scoreboard
     from tsham.forecasting import TshamPipeline, TshamPredictor
+    from tsham.io import check_outputs
 
-    _check_outputs(args.output)
+    check_outputs(args.output)
     pipe = TshamPipeline.load(args.model)
     configs = [c for c in CONFIGS if args.dataset in ("all", c[0]) and args.term in ("all", c[1])]
     if not configs:
@@ -160,7 +140,7 @@ def _pool_from_args(args: argparse.Namespace):
         groups = long_series(df, id_column, args.timestamp_column, args.target)
         for item, g in groups:  # what forecast refuses, training must not take in silently (long_series refuses inf)
             if len(g) >= 3:  # gaps would join the steps around them: missing steps must be empty rows
-                future_stamps(g[args.timestamp_column], 1, None, item)
+                future_stamps(g[args.timestamp_column], 1, args.freq, item)
         series = [g[args.target].to_numpy(np.float32) for _, g in groups]
         need = max(args.horizons or (args.horizon,)) + 1  # a training window: one context step and the horizon
         # observed values, not rows: a series of empty cells has rows but nothing to learn from
@@ -350,6 +330,8 @@ def _training_args(p: argparse.ArgumentParser, steps: int, lr: float, synthetic:
     p.add_argument("--overwrite", action="store_true", help="replace the run an --out folder already holds")
     p.add_argument("--input", help="CSV/parquet of the user's series (long format)")
     _series_args(p)
+    p.add_argument("--freq", help="pandas frequency of the timestamps, where it cannot be inferred (checked, not "
+                   "filled: missing steps must be rows with an empty target)")
     p.add_argument("--synthetic", type=int, default=synthetic, help="synthetic series in the training pool")
     p.add_argument("--series-length", type=int, default=2048, help="length of each synthetic series")
     p.add_argument("--steps", type=whole_number, default=steps)
@@ -395,9 +377,11 @@ def build_parser() -> argparse.ArgumentParser:
     fc.add_argument("--horizon", type=int, required=True)
     _series_args(fc)
     fc.add_argument("--freq", help="pandas frequency of the timestamps (inferred if absent)")
-    fc.add_argument("--output", default="forecast.csv", help="CSV of quantiles")
+    fc.add_argument("--output", default="forecast.csv", help="CSV of quantiles (default: forecast.csv, replaced if "
+                    "it exists)")
     fc.add_argument("--plot", help="PNG: context, forecast band and the steps the scratchpad kept")
-    fc.add_argument("--plot-series", type=whole_number, default=4, help="series shown in the plot")
+    fc.add_argument("--plot-series", type=whole_number, default=4, help="how many series the plot shows (the "
+                    "first N of the input)")
     fc.set_defaults(func=cmd_forecast)
 
     ev = sub.add_parser("evaluate", help="GIFT-Eval protocol (MASE, CRPS, ratios to seasonal naive) on a dataset")

@@ -41,9 +41,38 @@ def read_table(path: str | Path, id_column: str | None = None) -> pd.DataFrame:
         try:
             return pd.read_parquet(path)
         except ImportError as err:
-            raise ValueError(f"reading {path} needs a parquet engine (pip install pyarrow): {err}") from None
-    header = pd.read_csv(path, nrows=0).columns
-    return pd.read_csv(path, dtype={id_column: str} if id_column in header else None)
+            raise ValueError(f"reading {path} needs a parquet engine (pip install 'tsham[parquet]', or pyarrow): "
+                             f"{err}") from None
+    try:  # pandas' own words name neither the file nor what it expected
+        header = pd.read_csv(path, nrows=0).columns
+        return pd.read_csv(path, dtype={id_column: str} if id_column in header else None)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path} is empty: expected a CSV with a header row (e.g. id,timestamp,target)") from None
+    except pd.errors.ParserError as err:
+        raise ValueError(f"{path} is not a readable CSV table ({err}); expected comma-separated columns with a "
+                         "header row, or a .parquet file") from None
+
+
+def check_outputs(*paths: str | None, plot: str | None = None) -> None:
+    """Before the work runs, not after: every output file's folder exists, none is a folder or another output's
+    path, and the ``plot``'s suffix is a format matplotlib writes. ``None`` paths (and ``-``, stdout) are skipped.
+    Raises FileNotFoundError or ValueError naming the path."""
+    given = [Path(p) for p in (*paths, plot) if p and p != "-"]
+    for path in given:
+        if not path.resolve().parent.is_dir():
+            raise FileNotFoundError(f"the folder of {path} does not exist")
+        if path.is_dir():
+            raise ValueError(f"{path} is a folder; give a file name")
+    if len({p.resolve() for p in given}) < len(given):
+        raise ValueError(f"two outputs have the same path ({', '.join(map(str, given))}): one would replace the other")
+    if plot:
+        from matplotlib.figure import Figure
+
+        formats = Figure().canvas.get_supported_filetypes()
+        suffix = Path(plot).suffix
+        if suffix.lower().lstrip(".") not in formats:
+            raise ValueError(f"--plot {plot}: matplotlib cannot write {suffix or 'a file without a suffix'}; use one "
+                             f"of {', '.join('.' + f for f in sorted(formats))}")
 
 
 def long_frame(df: pd.DataFrame, id_column: str, timestamp_column: str, target: str) -> pd.DataFrame:

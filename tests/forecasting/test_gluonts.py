@@ -74,6 +74,14 @@ def test_multivariate_entries_are_refused_with_a_hint(predictor):
         list(predictor.predict(data))
 
 
+def test_a_predictor_names_a_bad_prediction_length(predictor):
+    from tsham.forecasting import TshamPredictor
+
+    for bad in (0, -3, 10_000):
+        with pytest.raises(ValueError, match="horizon must lie in 1.."):
+            TshamPredictor(predictor.pipeline, prediction_length=bad)
+
+
 def test_estimator_keeps_the_callers_config_and_refuses_what_it_does_not_use(tmp_path):
     mine = TrainConfig(steps=1, horizons=(4, 8))
     est = TshamEstimator(24, tmp_path, TshamConfig.small(d_model=16, patch_length=8, n_layers=1, num_heads=2,

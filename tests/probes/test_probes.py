@@ -1,6 +1,7 @@
 """Probe generators: deterministic per seed, the needle really absent from the twin; metrics on hand-made cases."""
 
 import numpy as np
+import pandas as pd
 import pytest
 from tsham.probes import LEVELS, PROBES, nearest_value_accuracy, recall_skill, tolerance_accuracy
 
@@ -231,10 +232,35 @@ def test_runner_refuses_an_unknown_level_policy_or_budget_before_training(monkey
                             ({"budgets": [float("nan")]}, r"\[0, 1\]")):
         with pytest.raises(ValueError, match=message):
             runner.run_probe("mqar", **kwargs)
+    with pytest.raises(ValueError, match="seeds must be whole numbers >= 0"):
+        runner.run_probe("mqar", seeds=[-1])
+    with pytest.raises(ValueError, match="asks for a 10008-step forecast.*lower the level's knobs"):
+        runner.run_probe("cross_channel_binding", "easy:lag=10000")
     from tsham.cli import main
 
     with pytest.raises(SystemExit):  # argparse: "a KV budget is a fraction in [0, 1]"
         main(["probe", "mqar", "--budget", "-0.5"])
+
+
+def test_repeated_seeds_and_control_budgets_train_each_cell_once(monkeypatch):
+    """A seed given twice, or a scoring policy at budget 0 or 1 (the pure-GDN and full-attention controls), would
+    train and count the same cell twice."""
+    import tsham.probes.runner as runner
+
+    trained = []
+    monkeypatch.setattr(runner, "train_probe_model", _record(trained))
+    monkeypatch.setattr(runner, "evaluate_probe", lambda *a, **k: pd.DataFrame({"RS": [0.0]}))
+    runner.run_probe("mqar", policies=["surprise"], budgets=[0.0, 0.1, 1.0], seeds=[0, 0], n_test=2, train_steps=1,
+                     d_model=16)
+    assert sorted(trained) == [("all", 0), ("none", 0), ("surprise", 0)]
+    assert runner.probe_cells("mqar", "easy", ["surprise"], [0.0, 1.0]) == [("none", 0.0), ("all", 1.0)]
+
+
+def _record(trained):
+    def fake(probe, level, config, *args, seed=0, **kwargs):
+        trained.append((config.ham.router, seed))
+        return None
+    return fake
 
 
 def test_probe_command_writes_rows_and_plot(tmp_path):
@@ -426,3 +452,15 @@ def test_cross_channel_binding_spacing_moves_the_events_apart_and_changes_nothin
         assert far.needles[i].sum() == 16 and far.needles[i].argmax() in on_key_channel  # key + value of the query
         assert (far.context[i] != far.twin_context[i]).any(-1).sum() == 16  # the twin drops that event alone
     assert far.target.shape == base.target.shape and far.answers.shape == (3,)
+
+
+def test_probe_command_refuses_a_folder_or_an_unwritable_plot_before_training(tmp_path, monkeypatch, capsys):
+    import tsham.probes.runner as runner
+
+    from tsham.cli import main
+
+    monkeypatch.setattr(runner, "train_probe_model", lambda *a, **k: pytest.fail("trained before checking"))
+    assert main(["probe", "mqar", "--output", str(tmp_path), "--steps", "1"]) == 2
+    assert "is a folder; give a file name" in capsys.readouterr().err
+    assert main(["probe", "mqar", "--output", str(tmp_path / "r.csv"), "--plot", str(tmp_path / "f.xyz")]) == 2
+    assert "matplotlib cannot write .xyz" in capsys.readouterr().err

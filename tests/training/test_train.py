@@ -1,6 +1,7 @@
 """A few Lightning steps on synthetic data: export, load, forecast, resume."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -222,6 +223,21 @@ def test_validation_shares_windows_among_horizons_and_scores_the_medians_mse(tmp
     assert summary["metric"] == "mse"
     assert validation_loss(tuned, batches, metric="mse") == pytest.approx(summary["best_val_loss"], rel=1e-5)
     assert validation_loss(tuned, batches) != pytest.approx(summary["best_val_loss"], rel=1e-3)  # not the pinball
+
+
+def test_validation_draws_no_more_windows_than_the_tails_hold():
+    """Short tails hold few distinct windows: validation scores about that many, not --val-windows' 512 (which
+    made a tiny CPU fine-tune take minutes per validation); long tails still get the windows asked for."""
+    from tsham.training.validation import split_tails
+
+    short = [PoolSeries.from_array(np.sin(np.arange(300) / 4 + k)) for k in range(3)]
+    _, batches = split_tails(short, 24, 48, 12, windows=512, batch_size=4, seed=0)
+    assert len(batches) == math.ceil(3 * (24 - 12 + 1) / 4)  # 13 cut points in each of 3 tails, whole batches
+    _, both = split_tails(short, 24, 48, (4, 12), windows=512, batch_size=4, seed=0)
+    assert [b["future_target"].shape[1] for b in both].count(4) == math.ceil(3 * (24 - 4 + 1) / 4)
+    long = [PoolSeries.from_array(np.sin(np.arange(3000) / 4))]
+    _, asked = split_tails(long, 1000, 48, 12, windows=64, batch_size=4, seed=0)
+    assert len(asked) == 64 // 4
 
 
 def test_a_resume_must_validate_as_the_run_did(tmp_path):

@@ -38,6 +38,7 @@ class TshamPredictor(Predictor):
     """
 
     def __init__(self, pipeline: TshamPipeline, prediction_length: int, batch_size: int = 64):
+        pipeline._check_horizon(prediction_length)  # tsham's message, not gluonts' bare assertion
         super().__init__(prediction_length=prediction_length)
         self.pipeline, self.batch_size = pipeline, batch_size
 

@@ -30,7 +30,7 @@ import pandas as pd
 from tsham.checkpoint import read_json
 from tsham.forecasting.pipeline import TshamPipeline
 from tsham.forecasting.streaming import StreamingForecaster, resume_folder
-from tsham.io import frequency
+from tsham.io import check_outputs, frequency
 
 
 def _number(text: str, column: str, line: int) -> float:
@@ -90,6 +90,9 @@ def run_stream(args) -> int:
     if dated_freq:  # a bad frequency fails before any row is read
         frequency(args.freq)
     columns = {"target": [args.target], "past_covariates": list(args.past_covariates), "flags": list(args.flags)}
+    check_outputs(args.output)  # the folder named, not the OS's errno
+    if args.input != "-" and not Path(args.input).is_file():
+        raise FileNotFoundError(f"--input {args.input} not found")
     source = sys.stdin if args.input == "-" else open(args.input, newline="")  # noqa: SIM115 - closed below
     sink = sys.stdout if args.output == "-" else open(args.output, "w", newline="")  # noqa: SIM115
     series: dict[str, _Series] = {}

@@ -21,7 +21,8 @@ def split_tails(pool: list[PoolSeries], holdout: int, context_length: int, horiz
     Returns:
         the training pool (each series without its tail; series left shorter than the longest ``horizon`` + 1
         steps are dropped) and fixed validation batches (:class:`WindowStream` dicts: ``past_target [B, L, Ct]``,
-        ``future_target [B, H, Ct]``, ...) of about ``windows`` windows whose future lies inside a tail (their past
+        ``future_target [B, H, Ct]``, ...) of about ``windows`` windows (at most, rounded up to whole batches, as
+        many as the tails hold distinct ones) whose future lies inside a tail (their past
         may reach back into the training part, as in the LTSF protocol's validation split), drawn once from
         ``seed`` so every validation scores the same windows. Several horizons (a run that trains on several)
         share the windows out, at least one whole batch each so each counts alike, the longest first (budget-
@@ -40,9 +41,12 @@ def split_tails(pool: list[PoolSeries], holdout: int, context_length: int, horiz
     if not train_pool:
         raise ValueError(f"validation_steps={holdout} leaves no series long enough to train on (longest series: "
                          f"{max(len(s.target) for s in pool)} steps, horizon {longest})")
-    per_horizon = max(1, math.ceil(windows / len(horizons) / batch_size))
     batches = []
     for h in horizons:  # one stream per horizon, seeded apart (one horizon: the seed itself, as before horizons)
+        # no more windows than the tails hold distinct ones: a few short series would otherwise score the same
+        # windows over and over (3 series with 24-step tails and 512 windows took minutes per validation on a CPU)
+        distinct = sum(max(0, min(holdout, len(s.target) - 1) - h + 1) for s in pool)
+        per_horizon = max(1, math.ceil(min(windows / len(horizons), distinct) / batch_size))
         stream_seed = seed if len(horizons) == 1 else seed + h
         stream = iter(WindowStream(pool, context_length, h, batch_size, seed=stream_seed, tail=holdout))
         batches += [next(stream) for _ in range(per_horizon)]
