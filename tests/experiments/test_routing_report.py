@@ -100,3 +100,16 @@ def test_training_modes_say_which_tasks_mixed_eager_and_graphed_cells():
                           "cuda_graph": [np.nan, True, True, True, np.nan, np.nan]})
     assert training_modes(cells) == "a 1 of 2 graphed; b all graphed; c all eager"
     assert training_modes(cells.drop(columns="cuda_graph")) == "a all eager; b all eager; c all eager"
+
+
+def test_the_best_policy_at_a_budget_never_rests_on_memory_the_others_did_not_have():
+    """A policy that realised far more than the nominal budget is listed apart, not ranked first."""
+    from tsham.experiments.routing_report import winners
+
+    table = pd.DataFrame({"task": "t", "budget_label": "0.1", "higher_is_better": False,
+                          "policy": ["surprise", "recency", "random", "none"], "test": [0.50, 0.40, 0.55, 0.1],
+                          "kv_realised": [0.11, 0.22, 0.10, 0.0]})
+    row = winners(table).splitlines()[2]
+    assert row.startswith("| t | 0.1 | surprise (0.110) | 0.5000 | random (0.100, 0.5500) | recency (0.220, 0.4000)")
+    fixed = winners(table.assign(budget_label="fixed")).splitlines()[2]  # no nominal budget: every policy ranks
+    assert "| recency (0.220) | 0.4000 |" in fixed and fixed.endswith("|  |")
