@@ -180,6 +180,8 @@ def run(args) -> None:
         return preset["tasks"].index(cell["task"]), cell["seed"] != preset["sweep_seed"], priority(cell)
 
     queue.sort(key=order)
+    print(f"the main cells of each policy join the queue once its learning-rate sweep ends (cells now: "
+          f"{len(queue)})", flush=True)  # so "N cells to run" below is not read as the whole run
     run_pool(queue, partial(run_cell, out=args.out, device=args.device, cuda_graph=args.cuda_graph), cell_name,
              args.workers, deadline,
              args.device, past_durations(folder, "task"), follow_up=follow_up, order=order,
