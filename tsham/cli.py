@@ -363,7 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tsham", description="Time-series models on Hybrid Associative Memory.")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="versions, usable kernel backends and the device").set_defaults(func=cmd_info)
-    demo = sub.add_parser("demo", help="route a synthetic stream with every router at a 10%% KV target")
+    demo = sub.add_parser("demo", help="route a synthetic stream with every router but the oracle at a 10%% KV "
+                          "target")
     demo.add_argument("--batch", type=whole_number, default=8, help="streams per batch")
     demo.add_argument("--length", type=whole_number, default=256, help="tokens per stream")
     demo.add_argument("--warmup", type=int, default=40, help="controller warm-up batches")
