@@ -131,8 +131,8 @@ def winners(table: pd.DataFrame) -> str:
              f"| over {OVER_BUDGET:g}x the budget, not ranked (realised KV, score) |", "|---|---|---|---|---|---|"]
     for (task, budget), group in table[~table["policy"].isin(["none", "all", "oracle"])].groupby(
             ["task", "budget_label"], sort=False):
-        nominal = pd.to_numeric(budget, errors="coerce")  # "fixed" (event): nothing to exceed
-        over = group["kv_realised"] > OVER_BUDGET * nominal if pd.notna(nominal) else group["kv_realised"] < 0
+        nominal = pd.to_numeric(budget, errors="coerce")  # "fixed" (event): NaN, which no realised KV exceeds
+        over = group["kv_realised"] > OVER_BUDGET * nominal
         ranked = group[~over].sort_values("test", ascending=not group["higher_is_better"].iloc[0])
         cell = lambda r: f"{r['policy']} ({r['kv_realised']:.3f}, {r['test']:.4f})"  # noqa: E731
         best = (f"{ranked.iloc[0]['policy']} ({ranked.iloc[0]['kv_realised']:.3f}) | {ranked.iloc[0]['test']:.4f}"

@@ -350,13 +350,14 @@ def run_probe(probe: str, level: str = "easy", policies: Sequence[str] = ("surpr
         raise ValueError(f"seeds must be whole numbers >= 0; got {list(seeds)}")
     seeds = list(dict.fromkeys(int(s) for s in seeds))  # a repeated seed would count its rows twice
     config_kwargs.setdefault("context_length", probe_context_length(probe, level))
-    horizon = PROBES[probe](1, level, seed=0).target.shape[1]
+    example = PROBES[probe](1, level, seed=0)
+    horizon = example.target.shape[1]
     longest = (model.config if model is not None else probe_config("none", 0.0, **config_kwargs)).max_horizon
     if horizon > longest:  # e.g. C's lag knob: the target runs lag + 8 steps
         raise ValueError(f"{probe} at level {level!r} asks for a {horizon}-step forecast; the model forecasts at most "
                          f"{longest} steps: lower the level's knobs")
     skipped = [p for p in policies if p in ("event", "composite")]
-    if model is None and skipped and not PROBES[probe](1, level, seed=0).flags.shape[2]:
+    if model is None and skipped and not example.flags.shape[2]:
         warnings.warn(f"{probe} has no event flags: the policies {skipped} would be pure GDN or surprise, and are "
                       "not run", stacklevel=2)
     frames = []
