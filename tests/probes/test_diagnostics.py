@@ -240,3 +240,26 @@ def test_the_crowded_a_preset_draws_eight_motifs_in_easy_contexts():
     assert len(tenth) == 7 * 3 and {c["level"] for c in tenth} == {"medium:distractors=7"}
     assert all(c["steps"] == 8000 and c["patch_length"] == 16 for c in tenth)
     assert rare_motif(1, "medium:distractors=7", seed=0).context.shape[1] == 4096
+
+
+def test_the_a_curriculum_preset_trains_on_the_crowded_easy_contexts_first(monkeypatch, tmp_path):
+    """a8_curriculum's cells carry the curriculum to the training call, and their names keep them apart from
+    a8_tenth's cells of the same level."""
+    from tsham.experiments import probe_sweep
+    from tsham.experiments.probe_sweep import PRESETS, cell_name, cells
+
+    staged = cells(PRESETS["a8_curriculum"])
+    assert len(staged) == 7 * 3 and {c["level"] for c in staged} == {"medium:distractors=7"}
+    assert all(c["curriculum"] == "easy:distractors=7" and c["curriculum_steps"] == 6000 for c in staged)
+    assert not {cell_name(c) for c in staged} & {cell_name(c) for c in cells(PRESETS["a8_tenth"])}
+    assert cell_name(staged[0]).endswith("-from-easy-distractors7x6000")
+    seen = {}
+
+    def stop(*args, **kwargs):  # what run_cell hands the training: enough to check, no training
+        seen.update(kwargs)
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr("tsham.probes.runner.train_probe_model", stop)
+    with pytest.raises(RuntimeError, match="stop"):
+        probe_sweep.run_cell(staged[0], str(tmp_path), "cpu")
+    assert seen["curriculum"] == "easy:distractors=7" and seen["curriculum_steps"] == 6000

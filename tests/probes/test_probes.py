@@ -303,21 +303,33 @@ def test_state_utility_separates_the_memories():
     assert reads == [] and "merge" not in vars(model.stack.blocks[0].mixer)  # the recording is undone
 
 
-def test_training_curriculum_draws_the_easier_level_early_and_the_target_level_late(monkeypatch):
+def test_training_curriculum_draws_the_easier_level_first_then_the_target_level(monkeypatch):
     from tsham.probes import runner
 
     drawn = []
-    original = PROBES["mqar"]
-    monkeypatch.setitem(runner.PROBES, "mqar", lambda n, level, seed: drawn.append(level) or original(n, level, seed))
-    config = runner.probe_config("none", 0.0, patch_length=1, d_model=16, n_layers=1)
-    runner.train_probe_model("mqar", "medium", config, steps=20, batch_size=2, curriculum="easy")
-    assert len(drawn) == 20 and drawn[0] == "easy" and set(drawn[14:]) == {"medium"}  # 70% of the steps
-    assert drawn.count("easy") > 5 and drawn.count("medium") > 5
+    original = PROBES["rare_motif"]
+    monkeypatch.setitem(runner.PROBES, "rare_motif",
+                        lambda n, level, seed: drawn.append((level, seed)) or original(n, level, seed))
+    config = runner.probe_config("none", 0.0, patch_length=16, d_model=16, n_layers=1)
+    runner.train_probe_model("rare_motif", "easy:length=2048,distractors=3", config, steps=6, batch_size=2,
+                             curriculum="easy:distractors=3", curriculum_steps=4)
+    levels = [level for level, _ in drawn]
+    assert levels == ["easy:distractors=3"] * 4 + ["easy:length=2048,distractors=3"] * 2
+    assert len({seed for _, seed in drawn}) == 6  # every step a fresh batch, across the stages too
     drawn.clear()
-    runner.train_probe_model("mqar", "medium", config, steps=4, batch_size=2)
-    assert drawn == ["medium"] * 4
-    with pytest.raises(ValueError, match="curriculum"):
-        runner.train_probe_model("mqar", "medium", config, steps=1, curriculum="trivial")
+    runner.train_probe_model("rare_motif", "easy", config, steps=4, batch_size=2, curriculum="easy:distractors=3")
+    assert [level for level, _ in drawn] == ["easy:distractors=3"] * 2 + ["easy"] * 2  # half the steps by default
+    drawn.clear()
+    runner.train_probe_model("rare_motif", "easy", config, steps=3, batch_size=2)
+    assert [level for level, _ in drawn] == ["easy"] * 3
+    with pytest.raises(ValueError, match="unknown level 'trivial'"):
+        runner.train_probe_model("rare_motif", "easy", config, steps=1, curriculum="trivial")
+    with pytest.raises(ValueError, match="no knob 'events'"):
+        runner.train_probe_model("rare_motif", "easy", config, steps=1, curriculum="easy:events=2")
+    with pytest.raises(ValueError, match=r"curriculum_steps must lie in \[0, steps=4\]; got 5"):
+        runner.train_probe_model("rare_motif", "easy", config, steps=4, curriculum="easy", curriculum_steps=5)
+    with pytest.raises(ValueError, match="needs a curriculum level"):
+        runner.train_probe_model("rare_motif", "easy", config, steps=4, curriculum_steps=2)
 
 
 def test_probe_command_passes_rotary_positions_to_every_model(tmp_path, monkeypatch):

@@ -19,9 +19,9 @@ def test_graphed_step_needs_cuda_and_a_warmup():
         GraphedStep(lambda batch: torch.zeros(()), torch.device("cuda"), warmup=0)
 
 
-def test_curriculum_and_cuda_graph_refused():
+def test_varied_length_probe_and_cuda_graph_refused():
     with pytest.raises(ValueError, match="fixed shapes"):
-        train_probe_model("mqar", "medium", _tiny_config(), steps=2, batch_size=2, curriculum="easy", cuda_graph=True,
+        train_probe_model("action_sequence", "easy", _tiny_config(), steps=2, batch_size=2, cuda_graph=True,
                           device="cuda")
 
 
@@ -86,6 +86,21 @@ def test_graphed_probe_model_matches_eager():
         _no_failed_capture(caught)
         states.append({k: v.cpu() for k, v in model.state_dict().items()})
     assert any(k.endswith("router.tau") for k in states[0])
+    torch.testing.assert_close(states[0], states[1], rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.gpu
+def test_graphed_curriculum_recaptures_at_the_next_stage_and_matches_eager():
+    """A staged curriculum changes the context length once: the loop captures a second graph for the new shapes and
+    trains what the eager loop trains."""
+    states = []
+    for graph in (False, True):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model = train_probe_model("mqar", "medium", _tiny_config(), steps=14, batch_size=8, device="cuda",
+                                      curriculum="easy", curriculum_steps=6, cuda_graph=graph)
+        _no_failed_capture(caught)
+        states.append({k: v.cpu() for k, v in model.state_dict().items()})
     torch.testing.assert_close(states[0], states[1], rtol=1e-3, atol=1e-4)
 
 
