@@ -263,7 +263,7 @@ def train_probe_model(probe: str, level: str, config: TshamConfig, steps: int, b
     ``curriculum_steps`` steps (default: half of them) draw their batches from it, the rest from ``level``. On long
     contexts a diffuse attention gives the key-query match almost no gradient (Zoology trains MQAR on a mix of sizes
     for the same reason); a read learned on short contexts without positions carries over (probe A: full attention
-    trained on 1024-step contexts kept 87-94% of its recall skill on 4096-step ones, experiments/README.md). The
+    trained on 1024-step contexts kept 70-93% of its recall skill on 4096-step ones, experiments/README.md). The
     stages change the context length once, so a CUDA graph is captured once per stage."""
     if curriculum is not None:
         parse_level(probe, curriculum)  # names the problem in an unknown level or knob

@@ -1,0 +1,85 @@
+"""Scores probe cells' saved training states on other levels of their probe: does what a cell learned on one
+context length or crowding carry over to another?
+
+    python -m tsham.experiments.probe_transfer runs/a8easy/cells/<cell>.ckpt ... \\
+        --levels easy:distractors=7 medium:distractors=7 --n 256 --name probe_transfer_a8_cpu
+
+Each state is a probe-sweep cell's loop state (``experiments/probe_sweep.py``: a cell cut with its device call keeps
+one under ``<run>/cells/<cell>.ckpt``; a finished cell deletes its own). The cell's recipe (policy, budget, patch
+length, model size) comes from the preset that names the file, so only states of known presets load. Each level is
+scored on ``--n`` test sequences of the sweep's test seed (10000 + the cell's seed) with the same metrics as the
+sweep (``tsham.probes.runner.evaluate_probe``); the model is rebuilt for each level's context length (a
+budgeted router sizes nothing by it; recency windows would), its routers' calibrated thresholds kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+from tsham.experiments.common import header, write_results
+from tsham.experiments.probe_sweep import PRESETS, cell_name, cells
+from tsham.probes.resume import read_loop_state
+from tsham.probes.runner import evaluate_probe, probe_config, probe_context_length
+
+from tsham.model import TshamModel
+
+
+def known_cell(path: Path) -> dict:
+    """The sweep cell whose loop state ``path`` is (``<cell name>.ckpt``); ``ValueError`` when no preset names it."""
+    every = {cell_name(c): c for preset in PRESETS.values() for c in cells(preset)}
+    if path.suffix != ".ckpt" or path.stem not in every:
+        raise ValueError(f"{path}: not the loop state of a cell of a known preset (<cell name>.ckpt, see "
+                         "experiments/probe_sweep.py PRESETS)")
+    return every[path.stem]
+
+
+def load_cell_model(path: Path, level: str) -> tuple[TshamModel, dict, int]:
+    """The model of the loop state ``path``, built for ``level``'s context length, in eval mode; its cell; and the
+    step the state was saved before."""
+    cell, state = known_cell(path), read_loop_state(path)
+    config = probe_config(cell["policy"], cell["budget"], patch_length=cell["patch_length"], d_model=cell["d_model"],
+                          n_layers=cell["n_layers"], context_length=probe_context_length(cell["probe"], level),
+                          bind_channels=cell["bind_channels"], kv_rope_base=cell.get("kv_rope_base", 0.0),
+                          kv_own_qk=cell.get("kv_own_qk", False))
+    model = TshamModel(config)
+    model.load_state_dict(state["model"])
+    for name, module in model.named_modules():  # calibrated routers move their threshold; fresh ones set it
+        if name in state["calibrated"]:
+            module.calibrated = True
+    return model.eval(), cell, int(state["next_step"])
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("states", nargs="+", type=Path, help="cells' loop states (<run>/cells/<cell>.ckpt)")
+    parser.add_argument("--levels", nargs="+", required=True, help="levels of the cells' probe, knobs allowed")
+    parser.add_argument("--n", type=int, default=256, help="test sequences per state and level")
+    parser.add_argument("--name", help="write experiments/results/<name>.md and .json")
+    parser.add_argument("--note", help="where the states come from (machine, run, revision), for the results' header")
+    args = parser.parse_args(argv)
+    rows = []
+    for path in args.states:
+        for level in args.levels:
+            model, cell, step = load_cell_model(path, level)
+            scored = evaluate_probe(model, cell["probe"], level, args.n, 10_000 + cell["seed"], {})
+            rows.append({"cell": path.stem, "policy": cell["policy"], "seed": cell["seed"], "trained_at": cell["level"],
+                         "step": step, "level": level, "RS": float(scored.RS.mean()),
+                         "needle_attention": float(scored.needle_attention.mean()),
+                         "kv_fraction": float(scored.kv_fraction.mean())})
+            print(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in rows[-1].items()
+                           if k != "cell"), flush=True)
+    table = ("| policy | seed | trained at (step) | scored at | RS | attention mass on the needle | KV fraction |\n"
+             "|---|---|---|---|---|---|---|\n"
+             + "\n".join(f"| {r['policy']} | {r['seed']} | {r['trained_at']} ({r['step']}) | {r['level']} | "
+                         f"{r['RS']:.3f} | {r['needle_attention']:.3f} | {r['kv_fraction']:.3f} |" for r in rows))
+    print(table)
+    if args.name:
+        meta = {**header(), **({"states": args.note} if args.note else {}), "torch threads": torch.get_num_threads(),
+                "test sequences": args.n}
+        print(write_results(args.name, meta, rows, table))
+
+
+if __name__ == "__main__":
+    main()
