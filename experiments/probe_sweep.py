@@ -184,7 +184,7 @@ PRESETS["a8_tenth"] = {"probes": {"rare_motif@medium8": {"probe": "rare_motif", 
                        "policies": ("oracle", "surprise", "uncertainty", "learned", "random"), "budgets": (0.1,),
                        "seeds": (0, 1, 2), **RECIPE}
 # a8_tenth (H200, 2026-12-02): at 256 tokens full attention learned nothing in 8000 steps (RS 0.003, its loss with
-# pure GDN's to 0.001 throughout; oracle 0.422). But a8_easy's full attention, trained on 64 tokens, kept 70-93% of
+# pure GDN's throughout, 0.003 apart on the mean; oracle 0.422). But a8_easy's full attention, trained on 64 tokens, kept 70-93% of
 # its recall skill on a8_tenth's 256-token contexts (results/probe_transfer_a8_cpu.md, loop states at ~step 6400;
 # 0.253 on the mean of 3 seeds): the read carries over. So the
 # same level with a staged curriculum: 6000 steps of a8_easy's contexts, then 3000 of the 4096-step ones, where
