@@ -37,7 +37,7 @@ def run_command(args) -> int:
         sizes["context_length"] = args.context_length
     rows = run_probe(args.name, args.level, args.policy, args.budget, args.seeds, args.n, args.steps, model=model,
                      device=args.device, train_batch=args.batch_size, lr=args.lr, utility=args.state_utility,
-                     **sizes)
+                     curriculum=args.curriculum, curriculum_steps=args.curriculum_steps, **sizes)
     if out.suffix.lower() in (".parquet", ".pq"):
         rows.to_parquet(out, index=False)
     else:
@@ -79,6 +79,12 @@ def add_probe_parser(sub) -> None:
     p.add_argument("--steps", type=int, default=300, help="training steps per probe model")
     p.add_argument("--batch-size", type=int, default=16, help="training sequences per step")
     p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--curriculum", metavar="LEVEL",
+                   help="train each probe model on this easier level of the probe first, knobs allowed (e.g. "
+                        "'easy:distractors=7' before --level 'medium:distractors=7': a read learned on short "
+                        "contexts carries over to long ones where it is not learned from scratch)")
+    p.add_argument("--curriculum-steps", type=int, metavar="N",
+                   help="training steps on the --curriculum level, before the --level ones (default: half of --steps)")
     p.add_argument("--patch-length", type=int, default=8)
     p.add_argument("--d-model", type=int, default=32)
     p.add_argument("--kv-rope-base", type=float, default=0.0,

@@ -265,13 +265,9 @@ def train_probe_model(probe: str, level: str, config: TshamConfig, steps: int, b
     for the same reason); a read learned on short contexts without positions carries over (probe A: full attention
     trained on 1024-step contexts kept 70-93% of its recall skill on 4096-step ones, experiments/README.md). The
     stages change the context length once, so a CUDA graph is captured once per stage."""
-    if curriculum is not None:
-        parse_level(probe, curriculum)  # names the problem in an unknown level or knob
-        curriculum_steps = steps // 2 if curriculum_steps is None else curriculum_steps
-        if not 0 <= curriculum_steps <= steps:
-            raise ValueError(f"curriculum_steps must lie in [0, steps={steps}]; got {curriculum_steps}")
-    elif curriculum_steps is not None:
-        raise ValueError("curriculum_steps needs a curriculum level")
+    _check_curriculum(probe, curriculum, curriculum_steps, steps)
+    if curriculum is not None and curriculum_steps is None:
+        curriculum_steps = steps // 2
     if probe in VARIED_LENGTH and cuda_graph and torch.device(device).type == "cuda":
         raise ValueError(f"{probe!r} changes the context length between steps; a CUDA graph replays fixed shapes")
     torch.manual_seed(seed)
@@ -283,6 +279,17 @@ def train_probe_model(probe: str, level: str, config: TshamConfig, steps: int, b
 
     return train_loop(model, lambda step: training_batch(model, make(step)), training_loss, steps, lr, warmup, history,
                       cuda_graph=cuda_graph, checkpoint=checkpoint)
+
+
+def _check_curriculum(probe: str, curriculum: str | None, curriculum_steps: int | None, steps: int) -> None:
+    """Raises ``ValueError`` naming what is wrong with a curriculum of ``steps``-step training."""
+    if curriculum is None:
+        if curriculum_steps is not None:
+            raise ValueError("curriculum_steps needs a curriculum level")
+        return
+    parse_level(probe, curriculum)  # names an unknown level or knob
+    if curriculum_steps is not None and not 0 <= curriculum_steps <= steps:
+        raise ValueError(f"curriculum_steps must lie in [0, steps={steps}]; got {curriculum_steps}")
 
 
 @torch.no_grad()
@@ -326,8 +333,12 @@ def evaluate_probe(model: TshamModel, probe: str, level: str, n: int, seed: int,
 def run_probe(probe: str, level: str = "easy", policies: Sequence[str] = ("surprise", "random", "oracle"),
               budgets: Sequence[float] = (0.05, 0.1), seeds: Sequence[int] = (0,), n_test: int = 256,
               train_steps: int = 300, model: TshamModel | None = None, device: str = "cpu", train_batch: int = 16,
-              lr: float = 2e-3, controls: bool = True, utility: int = 0, **config_kwargs) -> pd.DataFrame:
+              lr: float = 2e-3, controls: bool = True, utility: int = 0, curriculum: str | None = None,
+              curriculum_steps: int | None = None, **config_kwargs) -> pd.DataFrame:
     """The sweep: per seed, (policy, budget) pairs plus (``controls``) the pure-GDN and full-attention cells.
+
+    ``curriculum`` / ``curriculum_steps``: train every probe model on that easier level of the probe first
+    (:func:`train_probe_model`).
 
     ``utility`` > 0 adds the state-utility probe of each cell's model (:func:`with_state_utility`: held-out R^2 of
     ridge readouts of the target from the recurrent state, the scratchpad and both, on ``utility`` sequences).
@@ -354,6 +365,9 @@ def run_probe(probe: str, level: str = "easy", policies: Sequence[str] = ("surpr
             raise ValueError(f"{name} must be >= {least}; got {value}")
     if 0 < utility < 8:
         raise ValueError(f"utility (state-utility sequences) must be 0 (off) or >= 8; got {utility}")
+    if model is not None and (curriculum is not None or curriculum_steps is not None):
+        raise ValueError("a curriculum trains probe models; a given model is scored, not trained")
+    _check_curriculum(probe, curriculum, curriculum_steps, train_steps)
     if any(int(s) != s or s < 0 for s in seeds):
         raise ValueError(f"seeds must be whole numbers >= 0; got {list(seeds)}")
     seeds = list(dict.fromkeys(int(s) for s in seeds))  # a repeated seed would count its rows twice
@@ -387,7 +401,8 @@ def run_probe(probe: str, level: str = "easy", policies: Sequence[str] = ("surpr
             continue
         for policy, budget in probe_cells(probe, level, policies, budgets, controls):
             config = probe_config(policy, budget, **config_kwargs)
-            trained = train_probe_model(probe, level, config, train_steps, train_batch, lr, seed=seed, device=device)
+            trained = train_probe_model(probe, level, config, train_steps, train_batch, lr, seed=seed, device=device,
+                                        curriculum=curriculum, curriculum_steps=curriculum_steps)
             labels = {"probe": probe, "level": level, "policy": policy, "budget": budget, "seed": seed}
             rows = evaluate_probe(trained, probe, level, n_test, test_seed, labels, device)
             frames.append(with_state_utility(rows, trained, probe, level, utility, test_seed, device))

@@ -351,6 +351,30 @@ def test_probe_command_passes_rotary_positions_to_every_model(tmp_path, monkeypa
     assert built and all(base == 10000.0 for base in built)  # the controls and the event model alike
 
 
+def test_probe_command_trains_every_model_on_the_curriculum_first(tmp_path, monkeypatch, capsys):
+    import tsham.probes.runner as runner
+
+    from tsham.cli import main
+
+    drawn = []
+    original = PROBES["rare_motif"]
+    monkeypatch.setitem(runner.PROBES, "rare_motif",
+                        lambda n, level, seed: drawn.append(level) or original(n, level, seed))
+    out = str(tmp_path / "rows.csv")
+    assert main(["probe", "rare_motif", "--level", "easy:length=2048", "--curriculum", "easy", "--curriculum-steps",
+                 "2", "--steps", "3", "--batch-size", "2", "--policy", "oracle", "--n", "2", "--d-model", "16",
+                 "--patch-length", "16", "--output", out]) == 0
+    # per model (pure GDN, full attention, oracle): 2 curriculum steps, then 1 at the level; scored at the level
+    assert drawn.count("easy") == 3 * 2 and set(drawn) == {"easy", "easy:length=2048"}
+    assert pd.read_csv(out)["level"].eq("easy:length=2048").all()
+    monkeypatch.setattr(runner, "train_probe_model", lambda *a, **k: pytest.fail("trained before checking"))
+    for bad, message in ((["--curriculum", "easy:events=2"], "no knob 'events'"),
+                         (["--curriculum", "easy", "--curriculum-steps", "9"], "[0, steps=3]; got 9"),
+                         (["--curriculum-steps", "1"], "needs a curriculum level")):
+        assert main(["probe", "rare_motif", "--steps", "3", "--output", out, *bad]) == 2
+        assert message in capsys.readouterr().err
+
+
 def test_runner_adds_the_state_utility_of_every_cell():
     from tsham.probes.runner import run_probe
 
