@@ -184,14 +184,15 @@ PRESETS["a8_tenth"] = {"probes": {"rare_motif@medium8": {"probe": "rare_motif", 
                        "policies": ("oracle", "surprise", "uncertainty", "learned", "random"), "budgets": (0.1,),
                        "seeds": (0, 1, 2), **RECIPE}
 # a8_tenth (H200, 2026-12-02): at 256 tokens full attention learned nothing in 8000 steps (RS 0.003, its loss with
-# pure GDN's throughout, 0.003 apart on the mean; oracle 0.422). But a8_easy's full attention, trained on 64 tokens, kept 70-93% of
-# its recall skill on a8_tenth's 256-token contexts (results/probe_transfer_a8_cpu.md, loop states at ~step 6400;
-# 0.253 on the mean of 3 seeds): the read carries over. So the
-# same level with a staged curriculum: 6000 steps of a8_easy's contexts, then 3000 of the 4096-step ones, where
-# the routers calibrate to the sparse motifs and the read meets the long contexts. Controls, oracle and the four
-# routers at 10%. By a8_easy's and a8_tenth's rates (about 13 and 7.3 steps/s a cell at 21-24 workers) about 900 s
-# a cell: two calls at WORKERS=21, the first cutting all 21 cells (their 42 MB of loop states travel beside the tree
-# only without its 11-MB rows file: move it out of the tree for that call)
+# pure GDN's throughout, 0.003 apart on the mean; oracle 0.422). But a8_easy's full attention, trained on 64
+# tokens, kept 70-93% of its recall skill on a8_tenth's 256-token contexts (results/probe_transfer_a8_cpu.md, loop
+# states at ~step 6400; 0.253 on the mean of 3 seeds): the read carries over. So the same level with a staged
+# curriculum: 6000 steps of a8_easy's contexts, then 3000 of the 4096-step ones, where the routers' thresholds
+# adapt to the sparse motifs and the read meets the long contexts. One cosine schedule spans both stages: the
+# second runs at 35% of the peak learning rate falling to 10%, a fine-tune of what the first learned. Controls,
+# oracle and the four routers at 10%. By a8_easy's and a8_tenth's rates (about 13 and 7.3 steps/s a cell at 21-24
+# workers) about 900 s a cell: two calls at WORKERS=21, the first cutting all 21 cells (their 42 MB of loop states
+# travel beside the tree only without its 11-MB rows file: move it out of the tree for that call)
 PRESETS["a8_curriculum"] = {"probes": {"rare_motif@medium8": {"probe": "rare_motif", "level": "medium:distractors=7",
                                                              "patch_length": 16, "steps": 9000,
                                                              "curriculum": "easy:distractors=7",
@@ -205,12 +206,15 @@ ORDER = ("all", "none", "oracle", "event")  # controls first: a sweep cut short 
 def cells(preset: dict, seeds=None) -> list[dict]:
     """Every cell of a preset (``seeds`` overrides its seeds): probe, level, patch length, policy, nominal budget
     (NaN for oracle / event), seed and the training recipe, controls first, then budgets nearest 10% first."""
-    from tsham.probes.runner import probe_cells
+    from tsham.probes.runner import check_curriculum, probe_cells
 
     out = []
     for name, setting in preset["probes"].items():
         probe = setting.get("probe", name)
         recipe = {k: setting.get(k, preset.get(k, RECIPE[k])) for k in RECIPE}
+        if recipe["curriculum"] is not None and recipe["curriculum_steps"] is None:  # the cell's name counts them
+            raise ValueError(f"{name}: a curriculum needs its curriculum_steps in the preset")
+        check_curriculum(probe, recipe["curriculum"], recipe["curriculum_steps"], recipe["steps"], preset["policies"])
         pairs = probe_cells(probe, setting["level"], preset["policies"], preset["budgets"],
                             preset.get("controls", True))
         for seed in preset["seeds"] if seeds is None else seeds:
@@ -255,21 +259,11 @@ def run_cell(cell: dict, out: str, device: str, cuda_graph: bool = False) -> str
     import torch
     from tsham.experiments.common import warnings_seen
     from tsham.probes.generators import VARIED_LENGTH
-    from tsham.probes.runner import (
-        evaluate_probe,
-        probe_config,
-        probe_context_length,
-        train_probe_model,
-        with_state_utility,
-    )
+    from tsham.probes.runner import TEST_SEED_OFFSET, evaluate_probe, train_probe_model, with_state_utility
 
     torch.set_num_threads(1)  # many workers share the machine's cores
     started = time.monotonic()
-    context_length = probe_context_length(cell["probe"], cell["level"])
-    config = probe_config(cell["policy"], cell["budget"], patch_length=cell["patch_length"],
-                          d_model=cell["d_model"], n_layers=cell["n_layers"], context_length=context_length,
-                          bind_channels=cell["bind_channels"], kv_rope_base=cell.get("kv_rope_base", 0.0),
-                          kv_own_qk=cell.get("kv_own_qk", False))
+    config = cell_config(cell)
     history: list = []
     cuda_graph = cuda_graph and cell["probe"] not in VARIED_LENGTH  # its batches change shape: trains eagerly
     name = cell_name(cell)
@@ -283,11 +277,11 @@ def run_cell(cell: dict, out: str, device: str, cuda_graph: bool = False) -> str
                                   cuda_graph=cuda_graph, checkpoint=checkpoint)
     trained = time.monotonic()
     labels = {k: cell[k] for k in ("probe", "level", "policy", "budget", "seed")}
-    rows = evaluate_probe(model, cell["probe"], cell["level"], cell["n_test"], 10_000 + cell["seed"], labels,
+    rows = evaluate_probe(model, cell["probe"], cell["level"], cell["n_test"], TEST_SEED_OFFSET + cell["seed"], labels,
                           device)
     # the state-utility probe on the first test sequences (up to 512: the ridge readouts need no more)
     rows = with_state_utility(rows, model, cell["probe"], cell["level"], max(8, min(512, cell["n_test"])),
-                              10_000 + cell["seed"], device)
+                              TEST_SEED_OFFSET + cell["seed"], device)
     rows["patch_length"], rows["recipe"] = cell["patch_length"], recipe_tag(cell)
     rows.to_csv(folder / f"{name}.csv.tmp", index=False)
     os.replace(folder / f"{name}.csv.tmp", folder / f"{name}.csv")  # a stopped sweep leaves no partial cell
@@ -300,6 +294,18 @@ def run_cell(cell: dict, out: str, device: str, cuda_graph: bool = False) -> str
     checkpoint.unlink(missing_ok=True)
     checkpoint.with_name(checkpoint.name + ".tmp").unlink(missing_ok=True)  # a save cut mid-write
     return name
+
+
+def cell_config(cell: dict, level: str | None = None):
+    """A cell's probe model (:func:`tsham.probes.runner.probe_config`), its context sized for ``level`` (default:
+    the cell's own level; a recency window is sized by it)."""
+    from tsham.probes.runner import probe_config, probe_context_length
+
+    return probe_config(cell["policy"], cell["budget"], patch_length=cell["patch_length"], d_model=cell["d_model"],
+                        n_layers=cell["n_layers"],
+                        context_length=probe_context_length(cell["probe"], level or cell["level"]),
+                        bind_channels=cell["bind_channels"], kv_rope_base=cell.get("kv_rope_base", 0.0),
+                        kv_own_qk=cell.get("kv_own_qk", False))
 
 
 def _saved_step(checkpoint: Path) -> int:

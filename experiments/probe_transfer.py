@@ -6,9 +6,9 @@ context length or crowding carry over to another?
 
 Each state is a probe-sweep cell's loop state (``experiments/probe_sweep.py``: a cell cut with its device call keeps
 one under ``<run>/cells/<cell>.ckpt``; a finished cell deletes its own). The cell's recipe (policy, budget, patch
-length, model size) comes from the preset that names the file, so only states of known presets load. Each level is
-scored on ``--n`` test sequences of the sweep's test seed (10000 + the cell's seed) with the same metrics as the
-sweep (``tsham.probes.runner.evaluate_probe``); the model is rebuilt for each level's context length (a
+length, model size) comes from the preset that names the file, so only states of known presets load. Each level
+is scored on ``--n`` test sequences of the sweep's test seed (``TEST_SEED_OFFSET`` + the cell's seed) with the
+sweep's metrics (``tsham.probes.runner.evaluate_probe``); the model is rebuilt for each level's context length (a
 budgeted router sizes nothing by it; recency windows would), its routers' calibrated thresholds kept.
 """
 
@@ -19,36 +19,42 @@ from pathlib import Path
 
 import torch
 from tsham.experiments.common import header, write_results
-from tsham.experiments.probe_sweep import PRESETS, cell_name, cells
+from tsham.experiments.probe_sweep import PRESETS, cell_config, cell_name, cells
 from tsham.probes.resume import read_loop_state
-from tsham.probes.runner import evaluate_probe, probe_config, probe_context_length
+from tsham.probes.runner import TEST_SEED_OFFSET, evaluate_probe
 
 from tsham.model import TshamModel
 
 
-def known_cell(path: Path) -> dict:
-    """The sweep cell whose loop state ``path`` is (``<cell name>.ckpt``); ``ValueError`` when no preset names it."""
-    every = {cell_name(c): c for preset in PRESETS.values() for c in cells(preset)}
-    if path.suffix != ".ckpt" or path.stem not in every:
+def sweep_cells() -> dict[str, dict]:
+    """Every cell of every preset of the sweep, by file name (:func:`cell_name`)."""
+    return {cell_name(c): c for preset in PRESETS.values() for c in cells(preset)}
+
+
+def load_cell_model(path: Path, level: str, known: dict[str, dict] | None = None) -> tuple[TshamModel, dict, int]:
+    """The model of the loop state ``path`` (``<cell name>.ckpt``), built for ``level``'s context length, in eval
+    mode; its cell (from ``known``, default :func:`sweep_cells`); and the step the state was saved before. Raises
+    ``ValueError`` when no preset names the file."""
+    known = sweep_cells() if known is None else known
+    if path.suffix != ".ckpt" or path.stem not in known:
         raise ValueError(f"{path}: not the loop state of a cell of a known preset (<cell name>.ckpt, see "
                          "experiments/probe_sweep.py PRESETS)")
-    return every[path.stem]
-
-
-def load_cell_model(path: Path, level: str) -> tuple[TshamModel, dict, int]:
-    """The model of the loop state ``path``, built for ``level``'s context length, in eval mode; its cell; and the
-    step the state was saved before."""
-    cell, state = known_cell(path), read_loop_state(path)
-    config = probe_config(cell["policy"], cell["budget"], patch_length=cell["patch_length"], d_model=cell["d_model"],
-                          n_layers=cell["n_layers"], context_length=probe_context_length(cell["probe"], level),
-                          bind_channels=cell["bind_channels"], kv_rope_base=cell.get("kv_rope_base", 0.0),
-                          kv_own_qk=cell.get("kv_own_qk", False))
-    model = TshamModel(config)
+    cell, state = known[path.stem], read_loop_state(path)
+    model = TshamModel(cell_config(cell, level))
     model.load_state_dict(state["model"])
     for name, module in model.named_modules():  # calibrated routers move their threshold; fresh ones set it
         if name in state["calibrated"]:
             module.calibrated = True
     return model.eval(), cell, int(state["next_step"])
+
+
+def trained_at(cell: dict, step: int) -> str:
+    """The level(s) a cell's state saved before ``step`` was trained on: a curriculum's first stage comes first."""
+    if cell.get("curriculum") is None:
+        return cell["level"]
+    if step <= cell["curriculum_steps"]:
+        return cell["curriculum"]
+    return f"{cell['curriculum']}, then {cell['level']}"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -59,12 +65,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--name", help="write experiments/results/<name>.md and .json")
     parser.add_argument("--note", help="where the states come from (machine, run, revision), for the results' header")
     args = parser.parse_args(argv)
-    rows = []
+    if args.n < 1:
+        parser.error(f"--n must be at least 1; got {args.n}")
+    rows, known = [], sweep_cells()
     for path in args.states:
         for level in args.levels:
-            model, cell, step = load_cell_model(path, level)
-            scored = evaluate_probe(model, cell["probe"], level, args.n, 10_000 + cell["seed"], {})
-            rows.append({"cell": path.stem, "policy": cell["policy"], "seed": cell["seed"], "trained_at": cell["level"],
+            model, cell, step = load_cell_model(path, level, known)
+            scored = evaluate_probe(model, cell["probe"], level, args.n, TEST_SEED_OFFSET + cell["seed"], {})
+            rows.append({"cell": path.stem, "policy": cell["policy"], "seed": cell["seed"],
+                         "trained_at": trained_at(cell, step),
                          "step": step, "level": level, "RS": float(scored.RS.mean()),
                          "needle_attention": float(scored.needle_attention.mean()),
                          "kv_fraction": float(scored.kv_fraction.mean())})

@@ -43,6 +43,7 @@ from tsham.model import TshamModel
 
 POLICIES = ("surprise", "uncertainty", "learned", "composite", "random", "event", "recency", "oracle")
 TRAIN_SEED_OFFSET = 1_000_003  # training batches never reuse a test seed
+TEST_SEED_OFFSET = 10_000  # a cell of seed s is scored on the sequences of seed TEST_SEED_OFFSET + s
 FIXED_BUDGET = float("nan")  # the budget column of policies that route what the needles or flags say
 
 
@@ -243,6 +244,9 @@ def train_loop(model: TshamModel, draw, batch_loss, steps: int, lr: float, warmu
             if graphed:
                 signature = {k: (v.shape, v.dtype) for k, v in batch.items()}
                 if signature != shapes:  # the first batch, or a curriculum's next stage: new fixed inputs
+                    if shapes is not None:
+                        del run_step  # the last stage's graph and its memory pool, before the next capture
+                        torch.cuda.empty_cache()
                     run_step, shapes = GraphedStep(eager_step, device), signature
             loss = run_step(batch)
             if step % 50 == 0 or step == steps - 1:
@@ -265,7 +269,7 @@ def train_probe_model(probe: str, level: str, config: TshamConfig, steps: int, b
     for the same reason); a read learned on short contexts without positions carries over (probe A: full attention
     trained on 1024-step contexts kept 70-93% of its recall skill on 4096-step ones, experiments/README.md). The
     stages change the context length once, so a CUDA graph is captured once per stage."""
-    _check_curriculum(probe, curriculum, curriculum_steps, steps)
+    check_curriculum(probe, curriculum, curriculum_steps, steps, [config.ham.router])
     if curriculum is not None and curriculum_steps is None:
         curriculum_steps = steps // 2
     if probe in VARIED_LENGTH and cuda_graph and torch.device(device).type == "cuda":
@@ -281,15 +285,19 @@ def train_probe_model(probe: str, level: str, config: TshamConfig, steps: int, b
                       cuda_graph=cuda_graph, checkpoint=checkpoint)
 
 
-def _check_curriculum(probe: str, curriculum: str | None, curriculum_steps: int | None, steps: int) -> None:
-    """Raises ``ValueError`` naming what is wrong with a curriculum of ``steps``-step training."""
+def check_curriculum(probe: str, curriculum: str | None, curriculum_steps: int | None, steps: int,
+                      policies: Sequence[str] = ()) -> None:
+    """Raises ``ValueError`` naming what is wrong with a curriculum of ``steps``-step training of ``policies``."""
     if curriculum is None:
         if curriculum_steps is not None:
             raise ValueError("curriculum_steps needs a curriculum level")
         return
     parse_level(probe, curriculum)  # names an unknown level or knob
-    if curriculum_steps is not None and not 0 <= curriculum_steps <= steps:
-        raise ValueError(f"curriculum_steps must lie in [0, steps={steps}]; got {curriculum_steps}")
+    if curriculum_steps is not None and not (isinstance(curriculum_steps, int) and 0 <= curriculum_steps <= steps):
+        raise ValueError(f"curriculum_steps must be a whole number in [0, steps={steps}]; got {curriculum_steps!r}")
+    if "recency" in policies:  # its window is sized in the target level's tokens: another budget on the easier level
+        raise ValueError("recency routing keeps a window sized for the target level's context; it cannot train on a "
+                         "curriculum of another length")
 
 
 @torch.no_grad()
@@ -367,7 +375,7 @@ def run_probe(probe: str, level: str = "easy", policies: Sequence[str] = ("surpr
         raise ValueError(f"utility (state-utility sequences) must be 0 (off) or >= 8; got {utility}")
     if model is not None and (curriculum is not None or curriculum_steps is not None):
         raise ValueError("a curriculum trains probe models; a given model is scored, not trained")
-    _check_curriculum(probe, curriculum, curriculum_steps, train_steps)
+    check_curriculum(probe, curriculum, curriculum_steps, train_steps, policies)
     if any(int(s) != s or s < 0 for s in seeds):
         raise ValueError(f"seeds must be whole numbers >= 0; got {list(seeds)}")
     seeds = list(dict.fromkeys(int(s) for s in seeds))  # a repeated seed would count its rows twice
@@ -384,7 +392,7 @@ def run_probe(probe: str, level: str = "easy", policies: Sequence[str] = ("surpr
                       "not run", stacklevel=2)
     frames = []
     for seed in seeds:
-        test_seed = 10_000 + seed
+        test_seed = TEST_SEED_OFFSET + seed
         if model is not None:
             # thresholds calibrated on sequences of their own seed, not on the test sequences they are scored on
             sample = PROBES[probe](min(n_test, 64), level, seed=test_seed + 500_000)

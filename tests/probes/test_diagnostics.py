@@ -263,3 +263,10 @@ def test_the_a_curriculum_preset_trains_on_the_crowded_easy_contexts_first(monke
     with pytest.raises(RuntimeError, match="stop"):
         probe_sweep.run_cell(staged[0], str(tmp_path), "cpu")
     assert seen["curriculum"] == "easy:distractors=7" and seen["curriculum_steps"] == 6000
+    # a preset's curriculum is checked when its cells are listed, before any worker trains
+    setting = PRESETS["a8_curriculum"]["probes"]["rare_motif@medium8"]
+    for bad, message in (({"curriculum_steps": None}, "needs its curriculum_steps"),
+                         ({"curriculum": "easy:events=2"}, "no knob 'events'"),
+                         ({"curriculum_steps": 9001}, r"\[0, steps=9000\]")):
+        with pytest.raises(ValueError, match=message):
+            cells({**PRESETS["a8_curriculum"], "probes": {"x": {**setting, **bad}}})

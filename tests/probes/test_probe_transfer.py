@@ -3,40 +3,56 @@ import json
 import pytest
 import torch
 from tsham.experiments import probe_transfer
-from tsham.experiments.probe_sweep import PRESETS, cell_name, cells
+from tsham.experiments.probe_sweep import PRESETS, cell_config, cell_name, cells
+from tsham.probes import PROBES
 from tsham.probes.resume import save_loop_state
-from tsham.probes.runner import probe_config, probe_context_length
+from tsham.probes.runner import training_batch, training_loss
 
 from tsham.model import TshamModel
 
 
-def _tiny_state(folder, policy="random"):
-    """A loop state of the tiny preset's cell, as a cut cell leaves it (untrained weights: the tool only loads)."""
-    cell = next(c for c in cells(PRESETS["tiny"]) if c["policy"] == policy)
-    config = probe_config(cell["policy"], cell["budget"], patch_length=cell["patch_length"], d_model=cell["d_model"],
-                          n_layers=cell["n_layers"], context_length=probe_context_length(cell["probe"], cell["level"]))
-    model = TshamModel(config)
+def _cut_state(folder, preset="c_mid", policy="surprise"):
+    """A loop state of a preset's cell as a cut cell leaves it, after one training forward (which calibrates a
+    budgeted router's threshold: the state records it)."""
+    cell = next(c for c in cells(PRESETS[preset]) if c["policy"] == policy)
+    model = TshamModel(cell_config(cell)).train()
+    training_loss(model, training_batch(model, PROBES[cell["probe"]](2, cell["level"], seed=1)))
     path = folder / f"{cell_name(cell)}.ckpt"
     save_loop_state(path, model, torch.optim.AdamW(model.parameters()), 1, cell["steps"], [], 0.0)
     return path, model
 
 
-def test_transfer_scores_a_cut_cell_at_other_levels(tmp_path, monkeypatch):
-    path, model = _tiny_state(tmp_path)
-    loaded, cell, step = probe_transfer.load_cell_model(path, "medium")
-    assert cell["probe"] == "mqar" and cell["policy"] == "random" and step == 1
+def test_transfer_loads_a_cut_cell_with_its_calibrated_routers(tmp_path):
+    path, model = _cut_state(tmp_path)
+    loaded, cell, step = probe_transfer.load_cell_model(path, "medium:events=4,lag=0")
+    assert cell["policy"] == "surprise" and step == 1 and not loaded.training
     for key, value in model.state_dict().items():
         torch.testing.assert_close(loaded.state_dict()[key], value, rtol=0, atol=0)
+    calibrated = [name for name, m in model.named_modules() if getattr(m, "calibrated", False)]
+    assert calibrated and all(dict(loaded.named_modules())[name].calibrated for name in calibrated)
+
+
+def test_transfer_scores_every_state_at_every_level(tmp_path, monkeypatch):
+    path, _ = _cut_state(tmp_path, "tiny", "random")
     seen = []
     monkeypatch.setattr(probe_transfer, "write_results", lambda name, meta, rows, table: seen.append(rows))
     probe_transfer.main([str(path), "--levels", "easy", "medium", "--n", "4", "--name", "x"])
     rows = seen[0]
     assert [r["level"] for r in rows] == ["easy", "medium"] and all(0 <= r["kv_fraction"] <= 1 for r in rows)
+    assert {r["trained_at"] for r in rows} == {"easy"}
     json.dumps(rows)  # plain numbers: the results file takes them
+    with pytest.raises(SystemExit):
+        probe_transfer.main([str(path), "--levels", "easy", "--n", "0"])
+
+
+def test_transfer_says_which_stage_of_a_curriculum_a_state_was_trained_on():
+    cell = cells(PRESETS["a8_curriculum"])[0]
+    assert probe_transfer.trained_at(cell, 3000) == "easy:distractors=7"
+    assert probe_transfer.trained_at(cell, 7000) == "easy:distractors=7, then medium:distractors=7"
 
 
 def test_transfer_refuses_a_state_no_preset_names(tmp_path):
-    path, _ = _tiny_state(tmp_path)
+    path, _ = _cut_state(tmp_path, "tiny", "random")
     other = path.with_name("mqar-easy-p4-random-0.25-s9-unknown.ckpt")
     path.rename(other)
     with pytest.raises(ValueError, match="not the loop state of a cell of a known preset"):

@@ -322,14 +322,23 @@ def test_training_curriculum_draws_the_easier_level_first_then_the_target_level(
     drawn.clear()
     runner.train_probe_model("rare_motif", "easy", config, steps=3, batch_size=2)
     assert [level for level, _ in drawn] == ["easy"] * 3
+    drawn.clear()
     with pytest.raises(ValueError, match="unknown level 'trivial'"):
         runner.train_probe_model("rare_motif", "easy", config, steps=1, curriculum="trivial")
     with pytest.raises(ValueError, match="no knob 'events'"):
         runner.train_probe_model("rare_motif", "easy", config, steps=1, curriculum="easy:events=2")
-    with pytest.raises(ValueError, match=r"curriculum_steps must lie in \[0, steps=4\]; got 5"):
+    with pytest.raises(ValueError, match=r"curriculum_steps must be a whole number in \[0, steps=4\]; got 5"):
         runner.train_probe_model("rare_motif", "easy", config, steps=4, curriculum="easy", curriculum_steps=5)
     with pytest.raises(ValueError, match="needs a curriculum level"):
         runner.train_probe_model("rare_motif", "easy", config, steps=4, curriculum_steps=2)
+    with pytest.raises(ValueError, match="whole number"):
+        runner.train_probe_model("rare_motif", "easy", config, steps=4, curriculum="easy", curriculum_steps=2.0)
+    recency = runner.probe_config("recency", 0.1, patch_length=16, d_model=16, n_layers=1)
+    with pytest.raises(ValueError, match="recency routing keeps a window sized for the target level"):
+        runner.train_probe_model("rare_motif", "easy", recency, steps=4, curriculum="easy:distractors=3")
+    with pytest.raises(ValueError, match="recency routing"):  # run_probe says so before the first model trains
+        runner.run_probe("rare_motif", "easy", ["recency"], [0.1], train_steps=4, curriculum="easy:distractors=3")
+    assert drawn == []
 
 
 def test_probe_command_passes_rotary_positions_to_every_model(tmp_path, monkeypatch):

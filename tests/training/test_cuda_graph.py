@@ -90,9 +90,19 @@ def test_graphed_probe_model_matches_eager():
 
 
 @pytest.mark.gpu
-def test_graphed_curriculum_recaptures_at_the_next_stage_and_matches_eager():
-    """A staged curriculum changes the context length once: the loop captures a second graph for the new shapes and
-    trains what the eager loop trains."""
+def test_graphed_curriculum_recaptures_at_the_next_stage_and_matches_eager(monkeypatch):
+    """A staged curriculum changes the context length once: the loop captures a second graph for the new shapes
+    (two graphs, both replayed) and trains what the eager loop trains."""
+    import tsham.training.cuda_graph as cuda_graph
+
+    steps = []
+
+    class Counted(cuda_graph.GraphedStep):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            steps.append(self)
+
+    monkeypatch.setattr(cuda_graph, "GraphedStep", Counted)
     states = []
     for graph in (False, True):
         with warnings.catch_warnings(record=True) as caught:
@@ -102,6 +112,7 @@ def test_graphed_curriculum_recaptures_at_the_next_stage_and_matches_eager():
         _no_failed_capture(caught)
         states.append({k: v.cpu() for k, v in model.state_dict().items()})
     torch.testing.assert_close(states[0], states[1], rtol=1e-3, atol=1e-4)
+    assert len(steps) == 2 and all(step.captured for step in steps)  # 6 + 8 steps: each stage past its warm-up
 
 
 @pytest.mark.gpu
