@@ -15,6 +15,7 @@ import torch
 from tsham.experiments.routing_policies import task_spec
 from tsham.probes.generators import PROBES
 from tsham.probes.runner import (
+    TEST_SEED_OFFSET,
     evaluate_probe,
     probe_config,
     probe_context_length,
@@ -135,9 +136,9 @@ def evaluate_cell(model: TshamModel, cell: dict, device: str) -> dict:
     if spec["kind"] == "probe":
         labels = {"task": cell["task"]}
         val = evaluate_probe(model, spec["probe"], spec["level"], cell["n_val"], 20_000 + cell["seed"], labels, device)
-        test = evaluate_probe(model, spec["probe"], spec["level"], cell["n_test"], 10_000 + cell["seed"], labels,
-                              device)
-        batch = PROBES[spec["probe"]](32, spec["level"], seed=10_000 + cell["seed"])
+        test = evaluate_probe(model, spec["probe"], spec["level"], cell["n_test"], TEST_SEED_OFFSET + cell["seed"],
+                              labels, device)
+        batch = PROBES[spec["probe"]](32, spec["level"], seed=TEST_SEED_OFFSET + cell["seed"])
         from tsham.probes.runner import probe_forward
 
         layers = realised_per_layer(model, probe_forward(model, batch, device))

@@ -69,7 +69,7 @@ def echo_of(marked: torch.Tensor) -> torch.Tensor:
 def main(argv=None) -> None:
     import pandas as pd
     from tsham.probes.generators import PROBES
-    from tsham.probes.runner import probe_config, probe_context_length, train_probe_model
+    from tsham.probes.runner import TEST_SEED_OFFSET, probe_config, probe_context_length, train_probe_model
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("probe", choices=sorted(PROBES))
@@ -91,7 +91,7 @@ def main(argv=None) -> None:
                           context_length=probe_context_length(args.probe, args.level),
                           kv_rope_base=setting.get("kv_rope_base", 0.0))
     model = train_probe_model(args.probe, args.level, config, args.steps, args.batch_size, args.lr, seed=args.seed)
-    batch = PROBES[args.probe](args.n_test, args.level, seed=10_000 + args.seed)
+    batch = PROBES[args.probe](args.n_test, args.level, seed=TEST_SEED_OFFSET + args.seed)
     n_ctx = -(-batch.context.shape[1] // patch)
     slots = max(1, round(args.budget * n_ctx))
     what = (f"{args.probe} {args.level}, surprise at {args.budget:g} ({slots} of {n_ctx} context tokens), "

@@ -27,7 +27,14 @@ def run_cell(probe: str, level: str, budget: float, warmup: int, seed: int, step
     from tsham.experiments.probe_sweep import PROBE_SETTINGS
     from tsham.experiments.routing_positions import routed_shares
     from tsham.probes.generators import PROBES
-    from tsham.probes.runner import evaluate_probe, probe_config, probe_context_length, probe_forward, train_probe_model
+    from tsham.probes.runner import (
+        TEST_SEED_OFFSET,
+        evaluate_probe,
+        probe_config,
+        probe_context_length,
+        probe_forward,
+        train_probe_model,
+    )
 
     torch.set_num_threads(1)
     setting = PROBE_SETTINGS[probe]
@@ -36,9 +43,9 @@ def run_cell(probe: str, level: str, budget: float, warmup: int, seed: int, step
                           kv_rope_base=setting.get("kv_rope_base", 0.0))
     config.ham.router_kwargs["warmup"] = warmup
     model = train_probe_model(probe, level, config, steps, batch_size, lr, seed=seed)
-    rows = evaluate_probe(model, probe, level, n_test, 10_000 + seed, {})
+    rows = evaluate_probe(model, probe, level, n_test, TEST_SEED_OFFSET + seed, {})
     with torch.no_grad():
-        out = probe_forward(model, PROBES[probe](min(256, n_test), level, seed=10_000 + seed), "cpu")
+        out = probe_forward(model, PROBES[probe](min(256, n_test), level, seed=TEST_SEED_OFFSET + seed), "cpu")
     return {"warmup": warmup, "seed": seed, "RS": float(rows["RS"].mean()),
             "capture": float(rows["capture_rate"].mean()), "kv": float(rows["kv_fraction"].mean()),
             "first_tenth": float(routed_shares(model, out)[:, 0].mean())}  # mean over layers
