@@ -75,14 +75,16 @@ def main(argv: list[str] | None = None) -> None:
             rows.append({"cell": path.stem, "policy": cell["policy"], "seed": cell["seed"],
                          "trained_at": trained_at(cell, step),
                          "step": step, "level": level, "RS": float(scored.RS.mean()),
+                         "capture": float(scored.capture_rate.mean()),
                          "needle_attention": float(scored.needle_attention.mean()),
                          "kv_fraction": float(scored.kv_fraction.mean())})
             print(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in rows[-1].items()
                            if k != "cell"), flush=True)
-    table = ("| policy | seed | trained at (step) | scored at | RS | attention mass on the needle | KV fraction |\n"
-             "|---|---|---|---|---|---|---|\n"
+    table = ("| policy | seed | trained at (step) | scored at | RS | capture | attention mass on the needle "
+             "| KV fraction |\n|---|---|---|---|---|---|---|---|\n"
              + "\n".join(f"| {r['policy']} | {r['seed']} | {r['trained_at']} ({r['step']}) | {r['level']} | "
-                         f"{r['RS']:.3f} | {r['needle_attention']:.3f} | {r['kv_fraction']:.3f} |" for r in rows))
+                         f"{r['RS']:.3f} | {r['capture']:.2f} | {r['needle_attention']:.3f} | {r['kv_fraction']:.3f} |"
+                         for r in rows))
     print(table)
     if args.name:
         meta = {**header(), **({"states": args.note} if args.note else {}), "torch threads": torch.get_num_threads(),
