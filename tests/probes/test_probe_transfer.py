@@ -6,7 +6,7 @@ from tsham.experiments import probe_transfer
 from tsham.experiments.probe_sweep import PRESETS, cell_config, cell_name, cells
 from tsham.probes import PROBES
 from tsham.probes.resume import save_loop_state
-from tsham.probes.runner import training_batch, training_loss
+from tsham.probes.runner import TRAIN_SEED_OFFSET, training_batch, training_loss
 
 from tsham.model import TshamModel
 
@@ -57,3 +57,20 @@ def test_transfer_refuses_a_state_no_preset_names(tmp_path):
     path.rename(other)
     with pytest.raises(ValueError, match="not the loop state of a cell of a known preset"):
         probe_transfer.load_cell_model(other, "easy")
+
+
+def test_stage2_trains_a_cut_state_to_its_end_on_another_level(tmp_path, monkeypatch):
+    from tsham.experiments import probe_stage2
+    from tsham.probes.resume import read_loop_state
+
+    path, model = _cut_state(tmp_path, "tiny", "random")  # the tiny cell: 2 steps, cut before its second
+    drawn = []
+    original = PROBES["mqar"]
+    monkeypatch.setitem(PROBES, "mqar", lambda n, level, seed: drawn.append((level, seed)) or original(n, level, seed))
+    probe_stage2.main([str(path), "--level", "medium"])
+    state = read_loop_state(path)
+    training = [level for level, seed in drawn if seed >= TRAIN_SEED_OFFSET]
+    assert state["next_step"] == state["steps"] == 2 and training == ["medium"]  # step 1 only, on the new level
+    assert any((state["model"][k] != v).any() for k, v in model.state_dict().items())  # it trained
+    with pytest.raises(SystemExit):
+        probe_stage2.main([str(tmp_path / "unknown.ckpt"), "--level", "medium"])
