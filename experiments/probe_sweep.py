@@ -190,11 +190,11 @@ PRESETS["a8_tenth"] = {"probes": {"rare_motif@medium8": {"probe": "rare_motif", 
 # curriculum: 6000 steps of a8_easy's contexts, then 3000 of the 4096-step ones, where the routers' thresholds
 # adapt to the sparse motifs and the read meets the long contexts. One cosine schedule spans both stages: the
 # second runs at 35% of the peak learning rate falling to 10%, a fine-tune of what the first learned (a CPU pilot
-# of such a second stage from a8_easy's cut states, results/probe_stage2_a8_cpu.md: full attention 0.335 -> 0.366,
-# surprise at 10% 0.069 -> 0.245, one seed each). Controls, oracle and the four routers at 10%. By a8_easy's and
-# a8_tenth's rates (about 13 and 7.3 steps/s a cell at 21-24 workers) about 900 s a cell: two calls at WORKERS=21,
-# the first cutting all 21 cells (their 42 MB of loop states travel beside the tree only without its 11-MB rows
-# file: move it out of the tree for that call)
+# of such a second stage from a8_easy's cut states, results/probe_stage2_a8_cpu.md: full attention 0.335 -> 0.366
+# on seed 0; surprise at 10% 0.016 / 0.001 / 0.069 -> 0.058 / 0.002 / 0.245 on seeds 0-2). Controls, oracle and
+# the four routers at 10%. By a8_easy's and a8_tenth's rates (about 13 and 7.3 steps/s a cell at 21-24 workers)
+# about 900 s a cell: two calls at WORKERS=21, the first cutting all 21 cells (their 42 MB of loop states travel
+# beside the tree only without its 11-MB rows file: move it out of the tree for that call)
 PRESETS["a8_curriculum"] = {"probes": {"rare_motif@medium8": {"probe": "rare_motif", "level": "medium:distractors=7",
                                                              "patch_length": 16, "steps": 9000,
                                                              "curriculum": "easy:distractors=7",
