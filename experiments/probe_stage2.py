@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 from tsham.experiments.probe_sweep import cell_config
-from tsham.experiments.probe_transfer import sweep_cells
+from tsham.experiments.probe_transfer import cell_of
 from tsham.probes.resume import read_loop_state, save_loop_state
 from tsham.probes.runner import train_probe_model
 
@@ -27,10 +27,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("state", type=Path, help="a cut cell's loop state (<run>/cells/<cell>.ckpt)")
     parser.add_argument("--level", required=True, help="the level to train on from the state's step to the end")
     args = parser.parse_args(argv)
-    known = sweep_cells()
-    if args.state.stem not in known:
-        parser.error(f"{args.state}: not the loop state of a cell of a known preset")
-    cell = known[args.state.stem]
+    try:
+        cell = cell_of(args.state)
+    except ValueError as error:
+        parser.error(str(error))
     start = read_loop_state(args.state)["next_step"]
     torch.set_num_threads(1)  # as a sweep worker: two pilots share the 2 cores
     history: list = []

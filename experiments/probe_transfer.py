@@ -31,15 +31,20 @@ def sweep_cells() -> dict[str, dict]:
     return {cell_name(c): c for preset in PRESETS.values() for c in cells(preset)}
 
 
-def load_cell_model(path: Path, level: str, known: dict[str, dict] | None = None) -> tuple[TshamModel, dict, int]:
-    """The model of the loop state ``path`` (``<cell name>.ckpt``), built for ``level``'s context length, in eval
-    mode; its cell (from ``known``, default :func:`sweep_cells`); and the step the state was saved before. Raises
-    ``ValueError`` when no preset names the file."""
+def cell_of(path: Path, known: dict[str, dict] | None = None) -> dict:
+    """The sweep cell whose loop state ``path`` (``<cell name>.ckpt``) is, from ``known`` (default
+    :func:`sweep_cells`). Raises ``ValueError`` when no preset names the file."""
     known = sweep_cells() if known is None else known
     if path.suffix != ".ckpt" or path.stem not in known:
         raise ValueError(f"{path}: not the loop state of a cell of a known preset (<cell name>.ckpt, see "
                          "experiments/probe_sweep.py PRESETS)")
-    cell, state = known[path.stem], read_loop_state(path)
+    return known[path.stem]
+
+
+def load_cell_model(path: Path, level: str, known: dict[str, dict] | None = None) -> tuple[TshamModel, dict, int]:
+    """The model of the loop state ``path`` (``<cell name>.ckpt``), built for ``level``'s context length, in eval
+    mode; its cell (:func:`cell_of`); and the step the state was saved before."""
+    cell, state = cell_of(path, known), read_loop_state(path)
     model = TshamModel(cell_config(cell, level))
     model.load_state_dict(state["model"])
     for name, module in model.named_modules():  # calibrated routers move their threshold; fresh ones set it
