@@ -8,9 +8,11 @@
 #   PROBE_RUN=runs/slim bash experiments/probe_gpu.sh 8 full                    # on the device (carry runs/slim)
 #   cat probes.tgz* | tar xz -C /tmp/back && python -m tsham.experiments.probe_sweep merge /tmp/back/runs/slim runs/probes
 # A cell saves its training state every minute (probe_sweep run_cell), so one cut with the call resumes in the next.
-# On a cold machine keep MINUTES at or below 8.0: pip, the pool's start and the exit pack took more than 84 s beside
-# 8.6 minutes on 2026-12-02, and more than 108 s beside 8.2 with 21 cut cells to pack; both calls ran into their
-# 600-s limit (the minute pack still came back whole).
+# On a cold machine keep MINUTES at or below the call's limit less 150 s (7.5 for 600 s): pip, the pool's start and
+# the exit pack took 84-150 s beside the minutes on 2026-12-02 (8.6, 8.2 and 8.0 overran 600 s, 5.5 overran 460 s,
+# the more so with cut cells to pack; the minute pack came back whole every time). A cell's speed does not fall
+# with WORKERS up to 21 (A at 64 tokens, CUDA graphs: 15.7 steps/s at 9 and at 21), so run as many cells at once
+# as their loop states let travel.
 # WORKERS cells train at once, spread over the GPUs (gpu_pool.sh: 28 per GPU under MPS). Not under `timeout`:
 # it signals the whole process group, so every worker dies with its cell half-trained.
 set -uo pipefail
