@@ -3,7 +3,8 @@
 # MINUTES (no cell starts in the last 3; finished cells are skipped and cut ones resume, so calls add up), then
 # packs the run folder into $OUT (also when the run fails), since the device tool returns files, not folders. The device's working tree is limited (64 MiB), so carry .gpu-lite and a slim
 # copy of the run (logs and empty placeholders of the finished cells, loop states of the cut ones) and merge what
-# comes back (probes.tgz, or probes.tgz.part00, .part01, ... when cut cells make it larger than 16 MB):
+# comes back (probes.tgz, or probes.tgz.part00, .part01, ... when cut cells' loop states, ~2 MB each, and finished
+# cells' weights, ~0.7 MB each at d64x2, make it larger than 16 MB):
 #   python -m tsham.experiments.probe_sweep slim runs/probes runs/slim          # here, before the call
 #   PROBE_RUN=runs/slim bash experiments/probe_gpu.sh 8 full                    # on the device (carry runs/slim)
 #   cat probes.tgz* | tar xz -C /tmp/back && python -m tsham.experiments.probe_sweep merge /tmp/back/runs/slim runs/probes

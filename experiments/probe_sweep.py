@@ -12,9 +12,10 @@ Every cell of a probe and seed trains on the same batches (the probe's training 
 only in their routing.
 ``run`` trains one small forecaster per cell in a pool of worker processes (on one GPU the cells are
 launch-bound, so several processes share it well), writes ``cells/<cell>.csv`` (one row per test sequence,
-:func:`tsham.probes.runner.evaluate_probe`) and ``cells/<cell>.json`` (loss curve, seconds), and skips cells
-already written, so a stopped sweep resumes. ``report`` writes ``results/<name>.md`` (grouped tables and the
-targets of #6) and one frontier PNG per probe.
+:func:`tsham.probes.runner.evaluate_probe`), ``cells/<cell>.json`` (loss curve, seconds) and
+``cells/<cell>.final.pt`` (the trained weights, ~0.7 MB at d64x2, for ``experiments/probe_transfer.py`` to score
+again at other levels or at a calibrated budget), and skips cells already written, so a stopped sweep resumes.
+``report`` writes ``results/<name>.md`` (grouped tables and the targets of #6) and one frontier PNG per probe.
 """
 
 from __future__ import annotations
@@ -206,6 +207,7 @@ PRESETS["a8_curriculum"] = {"probes": {"rare_motif@medium8": {"probe": "rare_mot
 # of uncertainty routing, the best router there: cut at about step 5700 by the session's last device time (loop
 # states in runs/a8seeds, not committed), about 6 more minutes to the end
 PRESETS["a8_curriculum_seeds"] = {**PRESETS["a8_curriculum"], "policies": ("uncertainty",), "seeds": (3, 4, 5)}
+FINAL_SUFFIX = ".final.pt"  # a finished cell's trained weights beside its rows (a loop state without the optimizer)
 RESUMABLE_START = 180.0  # seconds before the deadline under which no cell starts (its first state comes after 60)
 ORDER = ("all", "none", "oracle", "event")  # controls first: a sweep cut short still says the most
 
@@ -266,6 +268,7 @@ def run_cell(cell: dict, out: str, device: str, cuda_graph: bool = False) -> str
     import torch
     from tsham.experiments.common import warnings_seen
     from tsham.probes.generators import VARIED_LENGTH
+    from tsham.probes.resume import save_loop_state
     from tsham.probes.runner import TEST_SEED_OFFSET, evaluate_probe, train_probe_model, with_state_utility
 
     torch.set_num_threads(1)  # many workers share the machine's cores
@@ -298,6 +301,9 @@ def run_cell(cell: dict, out: str, device: str, cuda_graph: bool = False) -> str
            "cuda_graph": cuda_graph and device.startswith("cuda"), "warnings": seen, "loss": history,
            "parameters": sum(p.numel() for p in model.parameters())}
     (folder / f"{name}.json").write_text(json.dumps(log))
+    # the trained weights, for scoring later at other levels or calibrated budgets (experiments/probe_transfer.py)
+    save_loop_state(folder / f"{name}{FINAL_SUFFIX}", model, None, cell["steps"], cell["steps"], history,
+                    log["train_seconds"])
     checkpoint.unlink(missing_ok=True)
     checkpoint.with_name(checkpoint.name + ".tmp").unlink(missing_ok=True)  # a save cut mid-write
     return name
@@ -407,14 +413,14 @@ def slim(args) -> None:
 
 
 def merge(args) -> None:
-    """Copies the cells a device call finished (non-empty rows and their logs) from ``args.back`` into the run
+    """Copies the cells a device call finished (non-empty rows, their logs and weights) from ``args.back`` into the run
     ``args.run``, and the loop states of the cells it cut (the next call resumes them); placeholders are skipped,
     a finished cell already in the run is never overwritten, and a finished cell's loop state is dropped."""
     source, target = Path(args.back) / "cells", Path(args.run) / "cells"
     target.mkdir(parents=True, exist_ok=True)
     new = [f for f in sorted(source.glob("*.csv")) if f.stat().st_size and not (target / f.name).is_file()]
     for rows in new:
-        for path in (rows, rows.with_suffix(".json")):
+        for path in (rows, rows.with_suffix(".json"), rows.with_name(rows.stem + FINAL_SUFFIX)):
             if path.is_file():
                 (target / path.name).write_bytes(path.read_bytes())
         (target / rows.with_suffix(".ckpt").name).unlink(missing_ok=True)

@@ -1,15 +1,18 @@
-"""Scores probe cells' saved training states on other levels of their probe: does what a cell learned on one
-context length or crowding carry over to another?
+"""Scores probe cells' saved models on other levels of their probe, or at their nominal KV budget exactly: does what
+a cell learned on one context length or crowding carry over to another, and what does its router recall when it
+spends no more and no less than its budget?
 
     python -m tsham.experiments.probe_transfer runs/a8easy/cells/<cell>.ckpt ... \\
         --levels easy:distractors=7 medium:distractors=7 --n 256 --name probe_transfer_a8_cpu
 
-Each state is a probe-sweep cell's loop state (``experiments/probe_sweep.py``: a cell cut with its device call keeps
-one under ``<run>/cells/<cell>.ckpt``; a finished cell deletes its own). The cell's recipe (policy, budget, patch
-length, model size) comes from the preset that names the file, so only states of known presets load. Each level
-is scored on ``--n`` test sequences of the sweep's test seed (``TEST_SEED_OFFSET`` + the cell's seed) with the
-sweep's metrics (``tsham.probes.runner.evaluate_probe``); the model is rebuilt for each level's context length (a
-budgeted router sizes nothing by it; recency windows would), its routers' calibrated thresholds kept.
+Each state is a probe-sweep cell's loop state (``experiments/probe_sweep.py``): a cell cut with its device call
+keeps one under ``<run>/cells/<cell>.ckpt``, and a finished cell keeps its trained weights as ``<cell>.final.pt``.
+The cell's recipe (policy, budget, patch length, model size) comes from the preset that names the file, so only
+states of known presets load. Each level is scored on ``--n`` test sequences of the sweep's test seed
+(``TEST_SEED_OFFSET`` + the cell's seed) with the sweep's metrics (``tsham.probes.runner.evaluate_probe``); the
+model is rebuilt for each level's context length (a budgeted router sizes nothing by it; recency windows would). Its
+routers keep their trained thresholds, or with ``--calibrate`` route exactly the cell's budget of 64 other
+sequences of the level (``tsham.probes.runner.calibrate_probe_budget``).
 """
 
 from __future__ import annotations
@@ -19,9 +22,9 @@ from pathlib import Path
 
 import torch
 from tsham.experiments.common import header, write_results
-from tsham.experiments.probe_sweep import PRESETS, cell_config, cell_name, cells
+from tsham.experiments.probe_sweep import FINAL_SUFFIX, PRESETS, cell_config, cell_name, cells
 from tsham.probes.resume import read_loop_state
-from tsham.probes.runner import TEST_SEED_OFFSET, evaluate_probe
+from tsham.probes.runner import TEST_SEED_OFFSET, calibrate_probe_budget, evaluate_probe
 
 from tsham.model import TshamModel
 
@@ -32,13 +35,15 @@ def sweep_cells() -> dict[str, dict]:
 
 
 def cell_of(path: Path, known: dict[str, dict] | None = None) -> dict:
-    """The sweep cell whose loop state ``path`` (``<cell name>.ckpt``) is, from ``known`` (default
-    :func:`sweep_cells`). Raises ``ValueError`` when no preset names the file."""
+    """The sweep cell whose loop state ``path`` (a cut cell's ``<cell name>.ckpt`` or a finished one's
+    ``<cell name>.final.pt``) is, from ``known`` (default :func:`sweep_cells`). Raises ``ValueError`` when no preset
+    names the file."""
     known = sweep_cells() if known is None else known
-    if path.suffix != ".ckpt" or path.stem not in known:
-        raise ValueError(f"{path}: not the loop state of a cell of a known preset (<cell name>.ckpt, see "
-                         "experiments/probe_sweep.py PRESETS)")
-    return known[path.stem]
+    stem = next((path.name[:-len(s)] for s in (".ckpt", FINAL_SUFFIX) if path.name.endswith(s)), None)
+    if stem not in known:
+        raise ValueError(f"{path}: not the loop state of a cell of a known preset (<cell name>.ckpt or "
+                         f"<cell name>{FINAL_SUFFIX}, see experiments/probe_sweep.py PRESETS)")
+    return known[stem]
 
 
 def load_cell_model(path: Path, level: str, known: dict[str, dict] | None = None) -> tuple[TshamModel, dict, int]:
@@ -64,9 +69,13 @@ def trained_at(cell: dict, step: int) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("states", nargs="+", type=Path, help="cells' loop states (<run>/cells/<cell>.ckpt)")
+    parser.add_argument("states", nargs="+", type=Path,
+                        help=f"cells' loop states (<run>/cells/<cell>.ckpt, or <cell>{FINAL_SUFFIX} of a finished one)")
     parser.add_argument("--levels", nargs="+", required=True, help="levels of the cells' probe, knobs allowed")
     parser.add_argument("--n", type=int, default=256, help="test sequences per state and level")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="before scoring, set each budgeted router's threshold to route the cell's budget on 64 "
+                        "other sequences of the level (runner.calibrate_probe_budget); default: the trained threshold")
     parser.add_argument("--name", help="write experiments/results/<name>.md and .json")
     parser.add_argument("--note", help="where the states come from (machine, run, revision), for the results' header")
     args = parser.parse_args(argv)
@@ -76,20 +85,24 @@ def main(argv: list[str] | None = None) -> None:
     for path in args.states:
         for level in args.levels:
             model, cell, step = load_cell_model(path, level, known)
-            scored = evaluate_probe(model, cell["probe"], level, args.n, TEST_SEED_OFFSET + cell["seed"], {})
-            rows.append({"cell": path.stem, "policy": cell["policy"], "seed": cell["seed"],
-                         "trained_at": trained_at(cell, step),
+            test_seed = TEST_SEED_OFFSET + cell["seed"]
+            budgeted = args.calibrate and 0 < cell["budget"] < 1  # NaN (oracle, event) is neither
+            if budgeted:
+                calibrate_probe_budget(model, cell["probe"], level, cell["budget"], test_seed)
+            scored = evaluate_probe(model, cell["probe"], level, args.n, test_seed, {})
+            rows.append({"cell": path.name, "policy": cell["policy"], "seed": cell["seed"],
+                         "threshold": "calibrated" if budgeted else "trained", "trained_at": trained_at(cell, step),
                          "step": step, "level": level, "RS": float(scored.RS.mean()),
                          "capture": float(scored.capture_rate.mean()),
                          "needle_attention": float(scored.needle_attention.mean()),
                          "kv_fraction": float(scored.kv_fraction.mean())})
             print(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in rows[-1].items()
                            if k != "cell"), flush=True)
-    table = ("| policy | seed | trained at (step) | scored at | RS | capture | attention mass on the needle "
-             "| KV fraction |\n|---|---|---|---|---|---|---|---|\n"
-             + "\n".join(f"| {r['policy']} | {r['seed']} | {r['trained_at']} ({r['step']}) | {r['level']} | "
-                         f"{r['RS']:.3f} | {r['capture']:.2f} | {r['needle_attention']:.3f} | {r['kv_fraction']:.3f} |"
-                         for r in rows))
+    table = ("| policy | seed | threshold | trained at (step) | scored at | RS | capture "
+             "| attention mass on the needle | KV fraction |\n|---|---|---|---|---|---|---|---|---|\n"
+             + "\n".join(f"| {r['policy']} | {r['seed']} | {r['threshold']} | {r['trained_at']} ({r['step']}) | "
+                         f"{r['level']} | {r['RS']:.3f} | {r['capture']:.2f} | {r['needle_attention']:.3f} | "
+                         f"{r['kv_fraction']:.3f} |" for r in rows))
     print(table)
     if args.name:
         meta = {**header(), **({"states": args.note} if args.note else {}), "torch threads": torch.get_num_threads(),

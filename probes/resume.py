@@ -18,15 +18,18 @@ import torch
 FORMAT = 1  # bump when the saved keys change: an older file is then refused, not misread
 
 
-def save_loop_state(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, next_step: int,
-                    steps: int, history: list, seconds: float) -> None:
+def save_loop_state(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
+                    next_step: int, steps: int, history: list, seconds: float) -> None:
     """Writes the loop state atomically (a cut mid-write leaves the previous file whole).
 
     ``next_step``: the first step a resumed loop runs; ``steps``: the run's total (a resume with another total is
-    refused); ``history``: ``(step, loss, seconds)`` tuples so far; ``seconds``: training time so far."""
+    refused); ``history``: ``(step, loss, seconds)`` tuples so far; ``seconds``: training time so far.
+    ``optimizer`` None keeps a finished run's weights for scoring later (a third of the file without the moments);
+    :func:`load_loop_state` refuses to resume from it."""
     path = Path(path)
     state = {"format": FORMAT, "next_step": next_step, "steps": steps, "history": [list(h) for h in history],
-             "seconds": seconds, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+             "seconds": seconds, "model": model.state_dict(),
+             "optimizer": None if optimizer is None else optimizer.state_dict(),
              "calibrated": [name for name, m in model.named_modules() if getattr(m, "calibrated", False)]}
     if next(model.parameters()).is_cuda:
         torch.cuda.synchronize()  # a replayed graph may still be writing the weights
@@ -56,6 +59,8 @@ def load_loop_state(path: str | Path, model: torch.nn.Module, optimizer: torch.o
     returns ``(next_step, history, seconds)``. Raises ``ValueError`` naming the file when it is not a loop state,
     was written by a run of another length or by another model."""
     state = read_loop_state(path)
+    if state["optimizer"] is None:
+        raise ValueError(f"cannot resume from {path}: it keeps a finished run's weights without the optimizer's state")
     if state["steps"] != steps:
         raise ValueError(f"cannot resume from {path}: it was written by a run of {state['steps']} steps, this one "
                          f"has {steps}")

@@ -44,6 +44,7 @@ from tsham.model import TshamModel
 POLICIES = ("surprise", "uncertainty", "learned", "composite", "random", "event", "recency", "oracle")
 TRAIN_SEED_OFFSET = 1_000_003  # training batches never reuse a test seed
 TEST_SEED_OFFSET = 10_000  # a cell of seed s is scored on the sequences of seed TEST_SEED_OFFSET + s
+CALIBRATION_SEED_OFFSET = 500_000  # thresholds are calibrated on test seed + this, never on the test sequences
 FIXED_BUDGET = float("nan")  # the budget column of policies that route what the needles or flags say
 
 
@@ -394,13 +395,11 @@ def run_probe(probe: str, level: str = "easy", policies: Sequence[str] = ("surpr
     for seed in seeds:
         test_seed = TEST_SEED_OFFSET + seed
         if model is not None:
-            # thresholds calibrated on sequences of their own seed, not on the test sequences they are scored on
-            sample = PROBES[probe](min(n_test, 64), level, seed=test_seed + 500_000)
             # a router that takes no budget (oracle, event, all, ...) routes as it does: one cell, budget NaN
             fixed = not budgetable_routers(model)
             for budget in [math.nan] if fixed else sorted({0.0, *budgets, 1.0}):
                 if not fixed:
-                    calibrate_kv_budget(model, budget, lambda b=sample: probe_forward(model, b, device))
+                    calibrate_probe_budget(model, probe, level, budget, test_seed, device, min(n_test, 64))
                 # budgets 0 and 1 make the model pure GDN and full attention: the report reads them as controls
                 policy = {0.0: "none", 1.0: "all"}.get(budget, model.config.ham.router)
                 labels = {"probe": probe, "level": level, "policy": policy, "budget": budget, "seed": seed}
@@ -415,6 +414,19 @@ def run_probe(probe: str, level: str = "easy", policies: Sequence[str] = ("surpr
             rows = evaluate_probe(trained, probe, level, n_test, test_seed, labels, device)
             frames.append(with_state_utility(rows, trained, probe, level, utility, test_seed, device))
     return pd.concat(frames, ignore_index=True)
+
+
+def calibrate_probe_budget(model: TshamModel, probe: str, level: str, budget: float, test_seed: int, device="cpu",
+                           n: int = 64) -> list[float]:
+    """Sets every budgetable router's threshold so that ``budget`` of the tokens of ``n`` sequences of ``probe`` at
+    ``level`` are routed (:func:`tsham.ham.calibrate_kv_budget`, layer after layer); returns the thresholds.
+
+    The sequences are drawn with ``test_seed + CALIBRATION_SEED_OFFSET``: never the test sequences of ``test_seed``
+    that the model is then scored on. A trained router's own threshold is a running average of its training
+    batches' quantiles, which can lag a model still learning (experiments/README.md, thirteenth session: a tau that
+    routed 2% where its batch's quantile routed 10%); calibrating pins the realised budget."""
+    sample = PROBES[probe](n, level, seed=test_seed + CALIBRATION_SEED_OFFSET)
+    return calibrate_kv_budget(model, budget, lambda: probe_forward(model, sample, device))
 
 
 def with_state_utility(rows: pd.DataFrame, model: TshamModel, probe: str, level: str, n: int, seed: int,

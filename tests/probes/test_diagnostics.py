@@ -2,6 +2,7 @@
 the probe sweep end to end (tiny preset)."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -128,6 +129,14 @@ def test_probe_sweep_runs_collects_and_reports(tmp_path):
                                        cuda_graph=False, out=str(out), probes=["mqar"]))
     cells = list((out / "cells").glob("*.csv"))
     assert len(cells) == 4  # none, all, oracle, random at 25%
+    # each finished cell keeps its trained weights, and they score as the cell did
+    from tsham.experiments.probe_transfer import load_cell_model
+
+    for rows_file in cells:
+        model, cell, step = load_cell_model(rows_file.with_name(rows_file.stem + probe_sweep.FINAL_SUFFIX), "easy")
+        again = evaluate_probe(model, "mqar", "easy", cell["n_test"], 10_000 + cell["seed"], {})
+        assert step == cell["steps"]
+        np.testing.assert_allclose(again["RS"], pd.read_csv(rows_file)["RS"], rtol=1e-5, atol=1e-6)
     probe_sweep.collect(argparse.Namespace(run=str(out), output=str(tmp_path / "rows.csv.gz"), append=False))
     rows = pd.read_csv(tmp_path / "rows.csv.gz")
     assert set(rows["policy"]) == {"none", "all", "oracle", "random"} and len(rows) == 4 * 8
@@ -180,6 +189,10 @@ def test_probe_sweep_slim_copy_resumes_and_merges_back(tmp_path):
     after = {f.name: f.read_bytes() for f in (run / "cells").glob("*.csv")}
     assert sorted(after) == done and all(after[k] == v for k, v in before.items())  # placeholders never land
     assert after[done[0]] and (run / "cells" / done[0]).with_suffix(".json").is_file()
+    weights = run / "cells" / (Path(done[0]).stem + probe_sweep.FINAL_SUFFIX)  # the merge brought the new weights
+    assert weights.is_file() and weights.read_bytes() == (slim / "cells" / weights.name).read_bytes()
+    # the slim copy carried no finished cell's weights: it holds only those of the cell it trained
+    assert [f.name for f in (slim / "cells").glob(f"*{probe_sweep.FINAL_SUFFIX}")] == [weights.name]
 
 
 def test_targets_flag_ratios_within_the_seed_noise():

@@ -74,3 +74,38 @@ def test_stage2_trains_a_cut_state_to_its_end_on_another_level(tmp_path, monkeyp
     assert any((state["model"][k] != v).any() for k, v in model.state_dict().items())  # it trained
     with pytest.raises(SystemExit):
         probe_stage2.main([str(tmp_path / "unknown.ckpt"), "--level", "medium"])
+
+
+def test_calibrating_a_probe_model_routes_its_budget_of_other_sequences_than_the_test():
+    """A trained threshold that routes nothing is set back to the budget, layer after layer, on sequences of the
+    calibration seed (test seed + CALIBRATION_SEED_OFFSET)."""
+    from tsham.probes.runner import (
+        CALIBRATION_SEED_OFFSET,
+        calibrate_probe_budget,
+        probe_config,
+        probe_context_length,
+        probe_forward,
+    )
+
+    config = probe_config("surprise", 0.1, patch_length=4, d_model=16, n_layers=2,
+                          context_length=probe_context_length("mqar", "easy"))
+    model = TshamModel(config).eval()
+    routers = [b.mixer.router for b in model.stack.blocks]
+    for r in routers:
+        r.tau.fill_(1e9)
+    taus = calibrate_probe_budget(model, "mqar", "easy", 0.1, test_seed=10_003, n=4)
+    assert taus == [float(r.tau) for r in routers] and all(t < 1e9 for t in taus) and not model.training
+    out = probe_forward(model, PROBES["mqar"](4, "easy", seed=10_003 + CALIBRATION_SEED_OFFSET), "cpu")
+    for layer in out.layers:
+        assert abs(layer.mask.float().mean().item() - 0.1) <= 1.0 / layer.mask.numel()
+
+
+def test_transfer_scores_at_the_calibrated_budget_on_request(tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(probe_transfer, "write_results", lambda name, meta, rows, table: seen.append(rows))
+    routed, _ = _cut_state(tmp_path, "tiny", "random")
+    fixed, _ = _cut_state(tmp_path, "tiny", "oracle")
+    probe_transfer.main([str(routed), str(fixed), "--levels", "easy", "--n", "4", "--calibrate", "--name", "x"])
+    probe_transfer.main([str(routed), "--levels", "easy", "--n", "4", "--name", "x"])
+    assert [r["threshold"] for r in seen[0]] == ["calibrated", "trained"]  # the oracle takes no budget
+    assert [r["threshold"] for r in seen[1]] == ["trained"]

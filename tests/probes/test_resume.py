@@ -175,3 +175,16 @@ def test_a_resumed_optimizer_keeps_this_runs_settings_and_the_files_moments(tmp_
     load_loop_state(tmp_path / "s.ckpt", model, fresh, 10)
     assert fresh.param_groups[0]["lr"] == 1e-3 and fresh.param_groups[0]["weight_decay"] == 0.0
     torch.testing.assert_close(fresh.state[model.weight]["exp_avg"], saved.state[model.weight]["exp_avg"])
+
+
+def test_a_finished_runs_weights_load_for_scoring_but_never_resume(tmp_path):
+    """Without the optimizer a state keeps a finished run's weights (a third of the file): readable, not resumable."""
+    from tsham.probes.resume import load_loop_state, read_loop_state, save_loop_state
+
+    model = torch.nn.Linear(3, 1)
+    save_loop_state(tmp_path / "done.final.pt", model, None, 10, 10, [(9, 0.5, 1.0)], 1.0)
+    state = read_loop_state(tmp_path / "done.final.pt")
+    assert state["optimizer"] is None and state["next_step"] == state["steps"] == 10
+    torch.testing.assert_close(state["model"]["weight"], model.weight.detach())
+    with pytest.raises(ValueError, match="finished run's weights without the optimizer"):
+        load_loop_state(tmp_path / "done.final.pt", model, torch.optim.AdamW(model.parameters()), 10)
