@@ -26,6 +26,7 @@ from tsham.experiments.probe_sweep import FINAL_SUFFIX, PRESETS, cell_config, ce
 from tsham.probes.resume import read_loop_state
 from tsham.probes.runner import TEST_SEED_OFFSET, calibrate_probe_budget, evaluate_probe
 
+from tsham.ham import budgetable_routers
 from tsham.model import TshamModel
 
 
@@ -86,7 +87,8 @@ def main(argv: list[str] | None = None) -> None:
         for level in args.levels:
             model, cell, step = load_cell_model(path, level, known)
             test_seed = TEST_SEED_OFFSET + cell["seed"]
-            budgeted = args.calibrate and 0 < cell["budget"] < 1  # NaN (oracle, event) is neither
+            # oracle and event cells (budget NaN) and recency windows take no threshold; none and all keep 0 and 1
+            budgeted = args.calibrate and 0 < cell["budget"] < 1 and bool(budgetable_routers(model))
             if budgeted:
                 calibrate_probe_budget(model, cell["probe"], level, cell["budget"], test_seed)
             scored = evaluate_probe(model, cell["probe"], level, args.n, test_seed, {})
