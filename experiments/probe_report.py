@@ -83,6 +83,13 @@ def targets(table: pd.DataFrame) -> list[str]:
                 if abs(distance) < 2 * error:  # a mean over few seeds that one lucky run can move across the bar
                     out.append(f"seed noise: {what}: {distance:+.3f} from the bar, within two standard errors "
                                f"({error:.3f} over {int(row['seeds'])} seeds): more seeds would settle it")
+    if not np.isnan(full) and full >= MIN_FULL_ATTENTION_RS:  # a policy aimed at <= 10% that spent more
+        bar = small["RS"].max() if not small.empty else -np.inf
+        over = table[(table["kv_fraction"] > KV_10PCT_TOLERANCE) & (table["budget"] <= 0.1)
+                     & ~table["policy"].isin(CONTROLS) & (table["RS"] > bar)]
+        for _, row in over.iterrows():
+            out.append(f"over budget, not counted: {row['policy']} at {row['budget']:g} RS {row['RS']:.3f} = "
+                       f"{row['RS'] / full:.0%} of full attention's, at a realised KV of {row['kv_fraction']:.1%}")
     if "oracle" in by.index and not np.isnan(full) and full >= MIN_FULL_ATTENTION_RS:
         out.append(f"oracle (control): RS {by.loc['oracle', 'RS']:.3f} = {by.loc['oracle', 'RS'] / full:.0%} of full "
                    "attention's")

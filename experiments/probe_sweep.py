@@ -203,7 +203,7 @@ PRESETS["a8_curriculum"] = {"probes": {"rare_motif@medium8": {"probe": "rare_mot
                             "policies": ("oracle", "surprise", "uncertainty", "learned", "random"),
                             "budgets": (0.1,), "seeds": (0, 1, 2), **RECIPE}
 # a8_curriculum (H200, 2026-12-02, two calls): full attention 0.302, pure GDN 0.127 (42%), oracle 0.423,
-# uncertainty at 10% 0.225 (75%; seed 1 0.349 at a realised 15% KV), surprise 0.121. Seeds 3-5 of the controls and
+# uncertainty at 10% 0.225 (74%; seed 1 0.349 at a realised 15% KV), surprise 0.121. Seeds 3-5 of the controls and
 # of uncertainty routing, the best router there: cut at about step 5700 by the session's last device time (loop
 # states in runs/a8seeds, not committed), about 6 more minutes to the end
 PRESETS["a8_curriculum_seeds"] = {**PRESETS["a8_curriculum"], "policies": ("uncertainty",), "seeds": (3, 4, 5)}

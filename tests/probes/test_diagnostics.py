@@ -206,6 +206,17 @@ def test_targets_flag_ratios_within_the_seed_noise():
 
     steady = targets(summary((0.40, 0.02), (0.39, 0.01), (0.10, 0.02)))
     assert steady[0].startswith("ratio targets: MET") and not any(s.startswith("seed noise") for s in steady)
+    assert not any(s.startswith("over budget") for s in steady)
+    spender = pd.DataFrame([{"probe": "mqar", "policy": "uncertainty", "budget": 0.1, "RS": 0.30,
+                             "RS_std_over_seeds": 0.01, "kv_fraction": 0.115, "seeds": 3}])
+    weak = summary((0.40, 0.02), (0.20, 0.01), (0.10, 0.02))
+    said = targets(pd.concat([weak, spender], ignore_index=True))
+    assert said[0].startswith("ratio targets: MISSED: best at <= 10% KV surprise at 0.1 RS 0.200")
+    assert "over budget, not counted: uncertainty at 0.1 RS 0.300 = 75% of full attention's, at a realised KV of " \
+        "11.5%" in said
+    # one that spent more but recalls less than the best within budget is not worth a line
+    strong = summary((0.40, 0.02), (0.39, 0.01), (0.10, 0.02))
+    assert not any(s.startswith("over budget") for s in targets(pd.concat([strong, spender], ignore_index=True)))
     lucky = targets(summary((0.40, 0.20), (0.37, 0.20), (0.05, 0.01)))  # 92%, but the bar is 0.36
     assert lucky[0].startswith("ratio targets: MET")
     assert [s for s in lucky if s.startswith("seed noise")] == [
