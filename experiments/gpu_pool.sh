@@ -40,7 +40,7 @@ pool_start() {
 }
 
 # pool_pack FOLDER ARCHIVE: FOLDER as $OUT/ARCHIVE, or as ARCHIVE.part00, .part01, ... where it exceeds the 16 MB
-# a returned file may have (cut cells' loop states are ~1.6 MB each; the device returns 8 files, so 7 parts);
+# a returned file may have (cut cells' loop states are ~2 MB each; the device returns 8 files, so 7 parts);
 # `cat ARCHIVE*` joins either. Packed and split under temporary names first, the old archive replaced only once
 # the new one is whole: the TERM of a call's time limit once cut a pack mid-write and left a truncated archive.
 # tar's status 1 only says a file changed while it read.

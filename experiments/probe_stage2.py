@@ -16,7 +16,7 @@ import argparse
 from pathlib import Path
 
 import torch
-from tsham.experiments.probe_sweep import cell_config
+from tsham.experiments.probe_sweep import FINAL_SUFFIX, cell_config
 from tsham.experiments.probe_transfer import cell_of
 from tsham.probes.resume import read_loop_state, save_loop_state
 from tsham.probes.runner import train_probe_model
@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("state", type=Path, help="a cut cell's loop state (<run>/cells/<cell>.ckpt)")
     parser.add_argument("--level", required=True, help="the level to train on from the state's step to the end")
     args = parser.parse_args(argv)
+    if args.state.name.endswith(FINAL_SUFFIX):
+        parser.error(f"{args.state}: a finished cell's weights, without the optimizer's state: nothing to train on")
     try:
         cell = cell_of(args.state)
     except ValueError as error:

@@ -293,6 +293,10 @@ def run_cell(cell: dict, out: str, device: str, cuda_graph: bool = False) -> str
     rows = with_state_utility(rows, model, cell["probe"], cell["level"], max(8, min(512, cell["n_test"])),
                               TEST_SEED_OFFSET + cell["seed"], device)
     rows["patch_length"], rows["recipe"] = cell["patch_length"], recipe_tag(cell)
+    # the trained weights, for scoring later at other levels or calibrated budgets (experiments/probe_transfer.py);
+    # before the rows, which mark the cell done: a call cut between the two retrains it from its loop state
+    save_loop_state(folder / f"{name}{FINAL_SUFFIX}", model, None, cell["steps"], cell["steps"], history,
+                    history[-1][2] if history else trained - started)
     rows.to_csv(folder / f"{name}.csv.tmp", index=False)
     os.replace(folder / f"{name}.csv.tmp", folder / f"{name}.csv")  # a stopped sweep leaves no partial cell
     # training seconds over every call the cell took (the history's clock resumes with it)
@@ -301,9 +305,6 @@ def run_cell(cell: dict, out: str, device: str, cuda_graph: bool = False) -> str
            "cuda_graph": cuda_graph and device.startswith("cuda"), "warnings": seen, "loss": history,
            "parameters": sum(p.numel() for p in model.parameters())}
     (folder / f"{name}.json").write_text(json.dumps(log))
-    # the trained weights, for scoring later at other levels or calibrated budgets (experiments/probe_transfer.py)
-    save_loop_state(folder / f"{name}{FINAL_SUFFIX}", model, None, cell["steps"], cell["steps"], history,
-                    log["train_seconds"])
     checkpoint.unlink(missing_ok=True)
     checkpoint.with_name(checkpoint.name + ".tmp").unlink(missing_ok=True)  # a save cut mid-write
     return name
@@ -393,7 +394,7 @@ def collect(args) -> None:
 def slim(args) -> None:
     """Copies a run's cell logs and an empty placeholder of each cell's rows into ``args.to``, plus the loop state
     of each unfinished cell: all a resumed run needs to skip finished cells and continue cut ones, in kilobytes and
-    ~1.6 MB per cut cell (the device's working tree is small)."""
+    ~2 MB per cut cell (the device's working tree is small). Finished cells' weights stay behind."""
     source, target = Path(args.run) / "cells", Path(args.to) / "cells"
     target.mkdir(parents=True, exist_ok=True)
     finished = sorted(source.glob("*.csv"))
@@ -405,7 +406,9 @@ def slim(args) -> None:
     cut = [f for f in sorted(source.glob("*.ckpt")) if not f.with_suffix(".csv").is_file()]
     for state in cut:
         (target / state.name).write_bytes(state.read_bytes())
-    for stale in [*target.glob("*.ckpt"), *target.glob("*.ckpt.tmp")]:  # a slim copy reused from an earlier call
+    # a slim copy reused from an earlier call: its old loop states and any weights trained into it stay behind
+    for stale in [*target.glob("*.ckpt"), *target.glob("*.ckpt.tmp"), *target.glob(f"*{FINAL_SUFFIX}"),
+                  *target.glob(f"*{FINAL_SUFFIX}.tmp")]:
         if stale.name not in {f.name for f in cut}:
             stale.unlink()
     print(f"{len(finished)} finished cells -> {target} (placeholders), {len(cut)} cut cells' loop states "
@@ -424,6 +427,9 @@ def merge(args) -> None:
             if path.is_file():
                 (target / path.name).write_bytes(path.read_bytes())
         (target / rows.with_suffix(".ckpt").name).unlink(missing_ok=True)
+    for weights in source.glob(f"*{FINAL_SUFFIX}"):  # the weights of a cell whose rows came back before them
+        if not (target / weights.name).is_file():
+            (target / weights.name).write_bytes(weights.read_bytes())
     cut = [f for f in sorted(source.glob("*.ckpt")) if not (target / f.with_suffix(".csv").name).is_file()
            and _saved_step(f) >= _saved_step(target / f.name)]  # never an older state over a newer one
     for state in cut:

@@ -48,7 +48,7 @@ def cell_of(path: Path, known: dict[str, dict] | None = None) -> dict:
 
 
 def load_cell_model(path: Path, level: str, known: dict[str, dict] | None = None) -> tuple[TshamModel, dict, int]:
-    """The model of the loop state ``path`` (``<cell name>.ckpt``), built for ``level``'s context length, in eval
+    """The model of the loop state ``path`` (:func:`cell_of`), built for ``level``'s context length, in eval
     mode; its cell (:func:`cell_of`); and the step the state was saved before."""
     cell, state = cell_of(path, known), read_loop_state(path)
     model = TshamModel(cell_config(cell, level))
@@ -93,7 +93,8 @@ def main(argv: list[str] | None = None) -> None:
                 calibrate_probe_budget(model, cell["probe"], level, cell["budget"], test_seed)
             scored = evaluate_probe(model, cell["probe"], level, args.n, test_seed, {})
             rows.append({"cell": path.name, "policy": cell["policy"], "seed": cell["seed"],
-                         "threshold": "calibrated" if budgeted else "trained", "trained_at": trained_at(cell, step),
+                         "threshold": "calibrated" if budgeted else "trained" if budgetable_routers(model) else "fixed",
+                         "trained_at": trained_at(cell, step),
                          "step": step, "level": level, "RS": float(scored.RS.mean()),
                          "capture": float(scored.capture_rate.mean()),
                          "needle_attention": float(scored.needle_attention.mean()),

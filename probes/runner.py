@@ -355,7 +355,7 @@ def run_probe(probe: str, level: str = "easy", policies: Sequence[str] = ("surpr
     ``config_kwargs`` go to :func:`probe_config`; its ``context_length`` (which sizes a recency window) defaults
     to the probe's context length at this level. With ``model`` (a trained checkpoint) nothing is trained and
     ``policies`` and the training options do not apply: each budget is calibrated on 64 sequences of another seed
-    than the test's (:func:`calibrate_kv_budget`), and the policy column is the model's own router (``none`` and
+    than the test's (:func:`calibrate_probe_budget`), and the policy column is the model's own router (``none`` and
     ``all`` at budgets 0 and 1, the controls the report reads); a model whose router takes no budget (oracle,
     event, all, ...) is scored once at its own routing (budget NaN). Event and composite routing are skipped, with
     a warning, on a probe without flags.

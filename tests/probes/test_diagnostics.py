@@ -193,6 +193,11 @@ def test_probe_sweep_slim_copy_resumes_and_merges_back(tmp_path):
     assert weights.is_file() and weights.read_bytes() == (slim / "cells" / weights.name).read_bytes()
     # the slim copy carried no finished cell's weights: it holds only those of the cell it trained
     assert [f.name for f in (slim / "cells").glob(f"*{probe_sweep.FINAL_SUFFIX}")] == [weights.name]
+    weights.unlink()  # weights missing beside rows already merged: the next merge adds them
+    probe_sweep.merge(argparse.Namespace(back=str(slim), run=str(run)))
+    assert weights.is_file()
+    probe_sweep.slim(argparse.Namespace(run=str(run), to=str(slim)))  # reused, it sheds the weights trained into it
+    assert not list((slim / "cells").glob(f"*{probe_sweep.FINAL_SUFFIX}"))
 
 
 def test_targets_flag_ratios_within_the_seed_noise():

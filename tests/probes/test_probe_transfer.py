@@ -74,6 +74,8 @@ def test_stage2_trains_a_cut_state_to_its_end_on_another_level(tmp_path, monkeyp
     assert any((state["model"][k] != v).any() for k, v in model.state_dict().items())  # it trained
     with pytest.raises(SystemExit):
         probe_stage2.main([str(tmp_path / "unknown.ckpt"), "--level", "medium"])
+    with pytest.raises(SystemExit):  # a finished cell's weights have no optimizer state to train on with
+        probe_stage2.main([str(path.with_name(path.name.removesuffix(".ckpt") + ".final.pt")), "--level", "medium"])
 
 
 def test_calibrating_a_probe_model_routes_its_budget_of_other_sequences_than_the_test():
@@ -94,18 +96,29 @@ def test_calibrating_a_probe_model_routes_its_budget_of_other_sequences_than_the
     for r in routers:
         r.tau.fill_(1e9)
     taus = calibrate_probe_budget(model, "mqar", "easy", 0.1, test_seed=10_003, n=4)
-    assert taus == [float(r.tau) for r in routers] and all(t < 1e9 for t in taus) and not model.training
+    assert taus == [float(r.tau) for r in routers] and all(t < 1e9 for t in taus)
+    assert not any(m.training for m in model.modules())  # the routers go back to eval mode
     out = probe_forward(model, PROBES["mqar"](4, "easy", seed=10_003 + CALIBRATION_SEED_OFFSET), "cpu")
     for layer in out.layers:
         assert abs(layer.mask.float().mean().item() - 0.1) <= 1.0 / layer.mask.numel()
 
 
-def test_transfer_scores_at_the_calibrated_budget_on_request(tmp_path, monkeypatch):
+def test_transfer_scores_a_finished_cell_at_its_calibrated_budget_on_request(tmp_path, monkeypatch):
+    """A finished cell's weights whose trained thresholds route nothing: scored as trained they keep no token, with
+    --calibrate about the cell's 25%."""
+    from tsham.experiments.probe_sweep import FINAL_SUFFIX
+    from tsham.probes.resume import save_loop_state
+
     seen = []
     monkeypatch.setattr(probe_transfer, "write_results", lambda name, meta, rows, table: seen.append(rows))
-    routed, _ = _cut_state(tmp_path, "tiny", "random")
+    cut, model = _cut_state(tmp_path, "tiny", "random")
+    for block in model.stack.blocks:
+        block.mixer.router.tau.fill_(1e9)
+    routed = cut.with_name(cut.name.removesuffix(".ckpt") + FINAL_SUFFIX)
+    save_loop_state(routed, model, None, 2, 2, [], 0.0)
     fixed, _ = _cut_state(tmp_path, "tiny", "oracle")
-    probe_transfer.main([str(routed), str(fixed), "--levels", "easy", "--n", "4", "--calibrate", "--name", "x"])
-    probe_transfer.main([str(routed), "--levels", "easy", "--n", "4", "--name", "x"])
-    assert [r["threshold"] for r in seen[0]] == ["calibrated", "trained"]  # the oracle takes no budget
+    probe_transfer.main([str(routed), str(fixed), "--levels", "easy", "--n", "8", "--calibrate", "--name", "x"])
+    probe_transfer.main([str(routed), "--levels", "easy", "--n", "8", "--name", "x"])
+    assert [r["threshold"] for r in seen[0]] == ["calibrated", "fixed"]  # the oracle takes no budget
     assert [r["threshold"] for r in seen[1]] == ["trained"]
+    assert seen[1][0]["kv_fraction"] == 0 and abs(seen[0][0]["kv_fraction"] - 0.25) < 0.1

@@ -94,7 +94,7 @@ def test_the_sweep_carries_cut_cells_to_the_device_and_back(tmp_path):
     args = dict(seeds=None, workers=1, device="cpu", minutes=None, cuda_graph=False)
     probe_sweep.run(argparse.Namespace(preset=["tiny"], out=str(run), **args))
     cells = run / "cells"
-    assert not list(cells.glob("*.ckpt*"))  # finished cells leave no loop state
+    assert not list(cells.glob("*.ckpt*"))  # finished cells leave no loop state (their weights: <cell>.final.pt)
     cut = sorted(cells.glob("*.csv"))[0]
     cut.unlink()
     state = cut.with_suffix(".ckpt")
