@@ -49,7 +49,7 @@ PROBE_SETTINGS = {  # the level and patch length of each probe in the reported s
 
 RECIPE = {"steps": 1500, "batch_size": 64, "lr": 3e-3, "d_model": 64, "n_layers": 2, "n_test": 1000,
           "bind_channels": True, "kv_rope_base": 0.0, "kv_own_qk": False,
-          "curriculum": None, "curriculum_steps": None}  # a probe's setting may override these
+          "curriculum": None, "curriculum_steps": None, "curriculum_budget": None}  # a probe's setting may override
 PRESETS = {
     "full": {"probes": PROBE_SETTINGS, "policies": ("surprise", "random", "oracle", "event"),
              "budgets": (0.02, 0.05, 0.1, 0.25), "seeds": (0, 1, 2), **RECIPE},
@@ -207,6 +207,16 @@ PRESETS["a8_curriculum"] = {"probes": {"rare_motif@medium8": {"probe": "rare_mot
 # of uncertainty routing, the best router there: cut at about step 5700 by the session's last device time (loop
 # states in runs/a8seeds, not committed), about 6 more minutes to the end
 PRESETS["a8_curriculum_seeds"] = {**PRESETS["a8_curriculum"], "policies": ("uncertainty",), "seeds": (3, 4, 5)}
+# a8_curriculum's routers at 40% in the first stage, 10% in the second: in 64 tokens the 8 motifs fill 37.5%, so a
+# 10% router holds the queried one by chance only and its model barely learns the read (seeds 3-5 at the end of that
+# stage: uncertainty RS 0.00-0.06 at 64 tokens where full attention has 0.33-0.37, results/probe_transfer_a8seeds_
+# cpu.md); at 40% it can hold every motif while the read is learned, and 10% holds them in 256 tokens (9.4%). The
+# controls train as in a8_curriculum (no budget to change) under names of their own, so the report's table for this
+# recipe has them. 15 cells, about 900 s each: two device calls
+PRESETS["a8_kv_curriculum"] = {**PRESETS["a8_curriculum"], "policies": ("uncertainty", "surprise", "random"),
+                               "probes": {"rare_motif@medium8": {
+                                   **PRESETS["a8_curriculum"]["probes"]["rare_motif@medium8"],
+                                   "curriculum_budget": 0.4}}}
 FINAL_SUFFIX = ".final.pt"  # a finished cell's trained weights beside its rows (a loop state without the optimizer)
 RESUMABLE_START = 180.0  # seconds before the deadline under which no cell starts (its first state comes after 60)
 ORDER = ("all", "none", "oracle", "event")  # controls first: a sweep cut short still says the most
@@ -223,7 +233,8 @@ def cells(preset: dict, seeds=None) -> list[dict]:
         recipe = {k: setting.get(k, preset.get(k, RECIPE[k])) for k in RECIPE}
         if recipe["curriculum"] is not None and recipe["curriculum_steps"] is None:  # the cell's name counts them
             raise ValueError(f"{name}: a curriculum needs its curriculum_steps in the preset")
-        check_curriculum(probe, recipe["curriculum"], recipe["curriculum_steps"], recipe["steps"], preset["policies"])
+        check_curriculum(probe, recipe["curriculum"], recipe["curriculum_steps"], recipe["steps"], preset["policies"],
+                         recipe["curriculum_budget"])
         pairs = probe_cells(probe, setting["level"], preset["policies"], preset["budgets"],
                             preset.get("controls", True))
         for seed in preset["seeds"] if seeds is None else seeds:
@@ -249,7 +260,8 @@ def recipe_tag(cell: dict) -> str:
             f"-n{cell['n_test']}" + ("-bind" if cell.get("bind_channels") else "")
             + (f"-rope{cell['kv_rope_base']:g}" if cell.get("kv_rope_base") else "")
             + ("-ownqk" if cell.get("kv_own_qk") else "")
-            + (f"-from-{level_slug(cell['curriculum'])}x{cell['curriculum_steps']}" if cell.get("curriculum") else ""))
+            + (f"-from-{level_slug(cell['curriculum'])}x{cell['curriculum_steps']}" if cell.get("curriculum") else "")
+            + (f"-kv{cell['curriculum_budget']:g}" if cell.get("curriculum_budget") is not None else ""))
 
 
 def cell_name(cell: dict) -> str:
@@ -284,6 +296,7 @@ def run_cell(cell: dict, out: str, device: str, cuda_graph: bool = False) -> str
         model = train_probe_model(cell["probe"], cell["level"], config, cell["steps"], cell["batch_size"],
                                   cell["lr"], seed=cell["seed"], device=device, history=history,
                                   curriculum=cell.get("curriculum"), curriculum_steps=cell.get("curriculum_steps"),
+                                  curriculum_budget=cell.get("curriculum_budget"),
                                   cuda_graph=cuda_graph, checkpoint=checkpoint)
     trained = time.monotonic()
     labels = {k: cell[k] for k in ("probe", "level", "policy", "budget", "seed")}

@@ -37,7 +37,8 @@ def run_command(args) -> int:
         sizes["context_length"] = args.context_length
     rows = run_probe(args.name, args.level, args.policy, args.budget, args.seeds, args.n, args.steps, model=model,
                      device=args.device, train_batch=args.batch_size, lr=args.lr, utility=args.state_utility,
-                     curriculum=args.curriculum, curriculum_steps=args.curriculum_steps, **sizes)
+                     curriculum=args.curriculum, curriculum_steps=args.curriculum_steps,
+                     curriculum_budget=args.curriculum_budget, **sizes)
     if out.suffix.lower() in (".parquet", ".pq"):
         rows.to_parquet(out, index=False)
     else:
@@ -85,6 +86,9 @@ def add_probe_parser(sub) -> None:
                         "contexts carries over to long ones where it is not learned from scratch)")
     p.add_argument("--curriculum-steps", type=int, metavar="N",
                    help="training steps on the --curriculum level, before the --level ones (default: half of --steps)")
+    p.add_argument("--curriculum-budget", type=_fraction, metavar="FRACTION",
+                   help="the routers' KV budget on the --curriculum level (each --budget from the --level steps on): "
+                        "a level crowded with needles needs more to hold the queried one while the read is learned")
     p.add_argument("--patch-length", type=int, default=8)
     p.add_argument("--d-model", type=int, default=32)
     p.add_argument("--kv-rope-base", type=float, default=0.0,

@@ -181,7 +181,7 @@ def training_loss(model: TshamModel, batch: dict[str, torch.Tensor]) -> torch.Te
 
 def train_loop(model: TshamModel, draw, batch_loss, steps: int, lr: float, warmup: float = 0.05,
                history: list | None = None, cuda_graph: bool = False, checkpoint: str | Path | None = None,
-               checkpoint_every: float = 60.0) -> TshamModel:
+               checkpoint_every: float = 60.0, before_step=None) -> TshamModel:
     """The small-model training loop of the probes and the routing benchmark.
 
     ``draw(step)`` returns training step ``step``'s batch, a dict of tensors (CPU or device), and runs one step
@@ -195,7 +195,9 @@ def train_loop(model: TshamModel, draw, batch_loss, steps: int, lr: float, warmu
     batches whose shapes change often should train eagerly). ``checkpoint``: a file the loop resumes
     from if it exists and saves its state to every ``checkpoint_every`` seconds (:mod:`tsham.probes.resume`: the
     resumed loop runs the same steps, so a cell may span several device calls); the caller deletes it once the
-    model is kept. Returns the model in eval mode."""
+    model is kept. ``before_step(step)``, if given, runs before each step (also the first one a resumed loop
+    runs) and returns True when it changed what a captured graph holds fixed (a router's target fraction): the
+    step then starts a new graph. Returns the model in eval mode."""
     model.train()
     device = next(model.parameters()).device
     graphed = cuda_graph and device.type == "cuda"
@@ -242,9 +244,10 @@ def train_loop(model: TshamModel, draw, batch_loss, steps: int, lr: float, warmu
                     group["lr"].fill_(lr * lr_factor(step))
                 else:
                     group["lr"] = lr * lr_factor(step)
+            changed = before_step is not None and before_step(step)
             if graphed:
                 signature = {k: (v.shape, v.dtype) for k, v in batch.items()}
-                if signature != shapes:  # the first batch, or a curriculum's next stage: new fixed inputs
+                if signature != shapes or changed:  # the first batch, or a curriculum's next stage
                     if shapes is not None:
                         del run_step  # the last stage's graph and its memory pool, before the next capture
                         torch.cuda.empty_cache()
@@ -258,8 +261,8 @@ def train_loop(model: TshamModel, draw, batch_loss, steps: int, lr: float, warmu
 def train_probe_model(probe: str, level: str, config: TshamConfig, steps: int, batch_size: int = 16,
                       lr: float = 2e-3, seed: int = 0, device: str = "cpu", warmup: float = 0.05,
                       history: list | None = None, curriculum: str | None = None,
-                      curriculum_steps: int | None = None, cuda_graph: bool = False,
-                      checkpoint: str | Path | None = None) -> TshamModel:
+                      curriculum_steps: int | None = None, curriculum_budget: float | None = None,
+                      cuda_graph: bool = False, checkpoint: str | Path | None = None) -> TshamModel:
     """Trains ``config`` on fresh batches of the probe (seeds disjoint from the test seeds) with
     :func:`train_loop` (``cuda_graph``: replay the step as a CUDA graph on CUDA; ``checkpoint``: resume from and
     save to this file); returns it in eval mode.
@@ -269,8 +272,14 @@ def train_probe_model(probe: str, level: str, config: TshamConfig, steps: int, b
     contexts a diffuse attention gives the key-query match almost no gradient (Zoology trains MQAR on a mix of sizes
     for the same reason); a read learned on short contexts without positions carries over (probe A: full attention
     trained on 1024-step contexts kept 70-93% of its recall skill on 4096-step ones, experiments/README.md). The
-    stages change the context length once, so a CUDA graph is captured once per stage."""
-    check_curriculum(probe, curriculum, curriculum_steps, steps, [config.ham.router])
+    stages change the context length once, so a CUDA graph is captured once per stage.
+
+    ``curriculum_budget``: the routers that take a budget aim at this fraction in the first stage and at their own
+    from the first step of the second (their threshold then starts at that batch's quantile). A level crowded
+    with needles needs more than the target level's budget to hold the queried one, and a model whose memory
+    rarely holds it does not learn to read it (probe A: 8 motifs fill 37.5% of 64 tokens and 9.4% of 256;
+    experiments/README.md, thirteenth session). Models without such a router train as without it."""
+    check_curriculum(probe, curriculum, curriculum_steps, steps, [config.ham.router], curriculum_budget)
     if curriculum is not None and curriculum_steps is None:
         curriculum_steps = steps // 2
     if probe in VARIED_LENGTH and cuda_graph and torch.device(device).type == "cuda":
@@ -282,17 +291,36 @@ def train_probe_model(probe: str, level: str, config: TshamConfig, steps: int, b
         easier = curriculum is not None and step < curriculum_steps
         return PROBES[probe](batch_size, curriculum if easier else level, seed=TRAIN_SEED_OFFSET + seed * steps + step)
 
+    routers = budgetable_routers(model) if curriculum_budget is not None else []
+    own = [r.target for r in routers]
+
+    def stage_budget(step: int) -> bool:  # each step's target: one check, and a change only between the stages
+        targets = [curriculum_budget] * len(routers) if step < curriculum_steps else own
+        changed = [(r, t) for r, t in zip(routers, targets, strict=True) if r.target != t]
+        for router, target in changed:
+            if step == curriculum_steps:
+                router.retarget(target)  # the second stage's first batch sets tau to its own quantile
+            else:  # a fresh start or a resumed stage: tau as the loop state left it
+                router.target = target
+        return bool(changed)
+
     return train_loop(model, lambda step: training_batch(model, make(step)), training_loss, steps, lr, warmup, history,
-                      cuda_graph=cuda_graph, checkpoint=checkpoint)
+                      cuda_graph=cuda_graph, checkpoint=checkpoint, before_step=stage_budget if routers else None)
 
 
 def check_curriculum(probe: str, curriculum: str | None, curriculum_steps: int | None, steps: int,
-                      policies: Sequence[str] = ()) -> None:
+                      policies: Sequence[str] = (), curriculum_budget: float | None = None) -> None:
     """Raises ``ValueError`` naming what is wrong with a curriculum of ``steps``-step training of ``policies``."""
     if curriculum is None:
-        if curriculum_steps is not None:
-            raise ValueError("curriculum_steps needs a curriculum level")
+        if curriculum_steps is not None or curriculum_budget is not None:
+            raise ValueError("curriculum_steps and curriculum_budget need a curriculum level")
         return
+    if curriculum_budget is not None:
+        if not (isinstance(curriculum_budget, int | float) and 0.0 < curriculum_budget <= 1.0):
+            raise ValueError(f"curriculum_budget must be a KV fraction in (0, 1]; got {curriculum_budget!r}")
+        if curriculum_steps is not None and curriculum_steps >= steps:  # the routers would be scored at its budget
+            raise ValueError(f"curriculum_budget needs a second stage: curriculum_steps={curriculum_steps} leaves "
+                             f"none of the {steps} steps")
     parse_level(probe, curriculum)  # names an unknown level or knob
     if curriculum_steps is not None and not (isinstance(curriculum_steps, int) and 0 <= curriculum_steps <= steps):
         raise ValueError(f"curriculum_steps must be a whole number in [0, steps={steps}]; got {curriculum_steps!r}")
@@ -343,11 +371,12 @@ def run_probe(probe: str, level: str = "easy", policies: Sequence[str] = ("surpr
               budgets: Sequence[float] = (0.05, 0.1), seeds: Sequence[int] = (0,), n_test: int = 256,
               train_steps: int = 300, model: TshamModel | None = None, device: str = "cpu", train_batch: int = 16,
               lr: float = 2e-3, controls: bool = True, utility: int = 0, curriculum: str | None = None,
-              curriculum_steps: int | None = None, **config_kwargs) -> pd.DataFrame:
+              curriculum_steps: int | None = None, curriculum_budget: float | None = None,
+              **config_kwargs) -> pd.DataFrame:
     """The sweep: per seed, (policy, budget) pairs plus (``controls``) the pure-GDN and full-attention cells.
 
-    ``curriculum`` / ``curriculum_steps``: train every probe model on that easier level of the probe first
-    (:func:`train_probe_model`).
+    ``curriculum`` / ``curriculum_steps`` / ``curriculum_budget``: train every probe model on that easier level of
+    the probe first, its routers at that budget there (:func:`train_probe_model`).
 
     ``utility`` > 0 adds the state-utility probe of each cell's model (:func:`with_state_utility`: held-out R^2 of
     ridge readouts of the target from the recurrent state, the scratchpad and both, on ``utility`` sequences).
@@ -374,9 +403,9 @@ def run_probe(probe: str, level: str = "easy", policies: Sequence[str] = ("surpr
             raise ValueError(f"{name} must be >= {least}; got {value}")
     if 0 < utility < 8:
         raise ValueError(f"utility (state-utility sequences) must be 0 (off) or >= 8; got {utility}")
-    if model is not None and (curriculum is not None or curriculum_steps is not None):
+    if model is not None and (curriculum, curriculum_steps, curriculum_budget) != (None, None, None):
         raise ValueError("a curriculum trains probe models; a given model is scored, not trained")
-    check_curriculum(probe, curriculum, curriculum_steps, train_steps, policies)
+    check_curriculum(probe, curriculum, curriculum_steps, train_steps, policies, curriculum_budget)
     if any(int(s) != s or s < 0 for s in seeds):
         raise ValueError(f"seeds must be whole numbers >= 0; got {list(seeds)}")
     seeds = list(dict.fromkeys(int(s) for s in seeds))  # a repeated seed would count its rows twice
@@ -409,7 +438,8 @@ def run_probe(probe: str, level: str = "easy", policies: Sequence[str] = ("surpr
         for policy, budget in probe_cells(probe, level, policies, budgets, controls):
             config = probe_config(policy, budget, **config_kwargs)
             trained = train_probe_model(probe, level, config, train_steps, train_batch, lr, seed=seed, device=device,
-                                        curriculum=curriculum, curriculum_steps=curriculum_steps)
+                                        curriculum=curriculum, curriculum_steps=curriculum_steps,
+                                        curriculum_budget=curriculum_budget)
             labels = {"probe": probe, "level": level, "policy": policy, "budget": budget, "seed": seed}
             rows = evaluate_probe(trained, probe, level, n_test, test_seed, labels, device)
             frames.append(with_state_utility(rows, trained, probe, level, utility, test_seed, device))

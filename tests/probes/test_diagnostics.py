@@ -292,6 +292,14 @@ def test_the_a_curriculum_preset_trains_on_the_crowded_easy_contexts_first(monke
     with pytest.raises(RuntimeError, match="stop"):
         probe_sweep.run_cell(staged[0], str(tmp_path), "cpu")
     assert seen["curriculum"] == "easy:distractors=7" and seen["curriculum_steps"] == 6000
+    assert seen["curriculum_budget"] is None
+    budget_first = cells(PRESETS["a8_kv_curriculum"])  # the routers at 40% in the first stage
+    assert {c["policy"] for c in budget_first} == {"all", "none", "uncertainty", "surprise", "random"}
+    assert all(c["curriculum_budget"] == 0.4 and cell_name(c).endswith("x6000-kv0.4") for c in budget_first)
+    seen.clear()
+    with pytest.raises(RuntimeError, match="stop"):
+        probe_sweep.run_cell(budget_first[-1], str(tmp_path), "cpu")
+    assert seen["curriculum_budget"] == 0.4
     # a preset's curriculum is checked when its cells are listed, before any worker trains
     setting = PRESETS["a8_curriculum"]["probes"]["rare_motif@medium8"]
     for bad, message in (({"curriculum_steps": None}, "needs its curriculum_steps"),

@@ -329,7 +329,7 @@ def test_training_curriculum_draws_the_easier_level_first_then_the_target_level(
         runner.train_probe_model("rare_motif", "easy", config, steps=1, curriculum="easy:events=2")
     with pytest.raises(ValueError, match=r"curriculum_steps must be a whole number in \[0, steps=4\]; got 5"):
         runner.train_probe_model("rare_motif", "easy", config, steps=4, curriculum="easy", curriculum_steps=5)
-    with pytest.raises(ValueError, match="needs a curriculum level"):
+    with pytest.raises(ValueError, match="need a curriculum level"):
         runner.train_probe_model("rare_motif", "easy", config, steps=4, curriculum_steps=2)
     with pytest.raises(ValueError, match="whole number"):
         runner.train_probe_model("rare_motif", "easy", config, steps=4, curriculum="easy", curriculum_steps=2.0)
@@ -339,6 +339,43 @@ def test_training_curriculum_draws_the_easier_level_first_then_the_target_level(
     with pytest.raises(ValueError, match="recency routing"):  # run_probe says so before the first model trains
         runner.run_probe("rare_motif", "easy", ["recency"], [0.1], train_steps=4, curriculum="easy:distractors=3")
     assert drawn == []
+
+
+def test_a_curriculum_budget_routes_its_fraction_in_the_first_stage_and_the_cells_own_after(monkeypatch):
+    """Every training forward's routed fraction: the curriculum budget through the first stage, the router's own from
+    the first step of the second (its threshold reset to that batch's quantile, not drifting down over many)."""
+    from tsham.probes import runner
+
+    config = runner.probe_config("surprise", 0.1, patch_length=4, d_model=16, n_layers=1,
+                                 context_length=runner.probe_context_length("mqar", "easy"))
+    routed = []
+    real = runner.training_loss
+
+    def recording(model, batch):
+        router = model.stack.blocks[0].mixer.router
+        hook = router.register_forward_hook(lambda m, a, out: routed.append((m.target, out.mask.float().mean().item())))
+        try:
+            return real(model, batch)
+        finally:
+            hook.remove()
+
+    monkeypatch.setattr(runner, "training_loss", recording)
+    model = runner.train_probe_model("mqar", "easy", config, steps=5, batch_size=4, curriculum="easy",
+                                     curriculum_steps=3, curriculum_budget=0.5)
+    assert [t for t, _ in routed] == [0.5, 0.5, 0.5, 0.1, 0.1]
+    assert abs(routed[0][1] - 0.5) < 0.02 and abs(routed[3][1] - 0.1) < 0.02  # each stage's first batch: its quantile
+    assert model.stack.blocks[0].mixer.router.target == 0.1  # scored at its own budget
+    routed.clear()
+    runner.train_probe_model("mqar", "easy", runner.probe_config("all", 1.0, patch_length=4, d_model=16, n_layers=1),
+                             steps=2, batch_size=4, curriculum="easy", curriculum_budget=0.5)  # no budget to change
+    for kwargs, message in (({"curriculum_budget": 0.5}, "need a curriculum level"),
+                            ({"curriculum": "easy", "curriculum_budget": 0.0}, r"KV fraction in \(0, 1\]; got 0.0"),
+                            ({"curriculum": "easy", "curriculum_budget": 0.5, "curriculum_steps": 5},
+                             "needs a second stage")):
+        with pytest.raises(ValueError, match=message):
+            runner.train_probe_model("mqar", "easy", config, steps=5, batch_size=4, **kwargs)
+    with pytest.raises(ValueError, match="scored, not trained"):
+        runner.run_probe("mqar", "easy", model=model, curriculum_budget=0.5)
 
 
 def test_probe_command_passes_rotary_positions_to_every_model(tmp_path, monkeypatch):
@@ -379,7 +416,9 @@ def test_probe_command_trains_every_model_on_the_curriculum_first(tmp_path, monk
     monkeypatch.setattr(runner, "train_probe_model", lambda *a, **k: pytest.fail("trained before checking"))
     for bad, message in ((["--curriculum", "easy:events=2"], "no knob 'events'"),
                          (["--curriculum", "easy", "--curriculum-steps", "9"], "[0, steps=3]; got 9"),
-                         (["--curriculum-steps", "1"], "needs a curriculum level")):
+                         (["--curriculum-steps", "1"], "need a curriculum level"),
+                         (["--curriculum", "easy", "--curriculum-budget", "0.5", "--curriculum-steps", "3"],
+                          "needs a second stage")):
         assert main(["probe", "rare_motif", "--steps", "3", "--output", out, *bad]) == 2
         assert message in capsys.readouterr().err
 

@@ -22,12 +22,18 @@ class Cut(Exception):
     pass
 
 
-@pytest.mark.parametrize("policy", ["random", "surprise", "learned"])  # the controllers' state must resume too
-def test_a_cut_loop_resumes_to_the_uncut_weights(tmp_path, monkeypatch, policy):
+BUDGET_FIRST = {"curriculum": "easy", "curriculum_budget": 0.5}  # the routers at 50% in a curriculum's first stage
+
+
+@pytest.mark.parametrize("policy, stages", [("random", {}), ("surprise", {}), ("learned", {}),  # the controllers'
+                                            # state must resume too, and a stage's budget, cut in either stage
+                                            ("surprise", {**BUDGET_FIRST, "curriculum_steps": 3}),
+                                            ("surprise", {**BUDGET_FIRST, "curriculum_steps": 6})])
+def test_a_cut_loop_resumes_to_the_uncut_weights(tmp_path, monkeypatch, policy, stages):
     import tsham.probes.runner as runner
 
     steps, history_uncut, history_cut = 7, [], []
-    uncut = train_probe_model("mqar", "easy", _config(policy), steps, batch_size=4, history=history_uncut)
+    uncut = train_probe_model("mqar", "easy", _config(policy), steps, batch_size=4, history=history_uncut, **stages)
     checkpoint = tmp_path / "cell.ckpt"
     # cut at step 5: the draw of step 5 fails, as a call's time limit kills the worker; a state is saved before
     # every step (checkpoint_every=0), the last one before step 5 with 5 steps done
@@ -44,15 +50,17 @@ def test_a_cut_loop_resumes_to_the_uncut_weights(tmp_path, monkeypatch, policy):
     monkeypatch.setattr(runner, "train_loop", lambda *a, **k: real_loop(*a, **{**k, "checkpoint_every": 0.0}))
     with pytest.raises(Cut):
         train_probe_model("mqar", "easy", _config(policy), steps, batch_size=4, history=history_cut,
-                          checkpoint=checkpoint)
+                          checkpoint=checkpoint, **stages)
     assert read_loop_state(checkpoint)["next_step"] == 5
     drawn = []
     monkeypatch.setattr(runner, "training_batch", lambda model, batch: drawn.append(1) or real_batch(model, batch))
     history_resumed: list = []
     resumed = train_probe_model("mqar", "easy", _config(policy), steps, batch_size=4, history=history_resumed,
-                                checkpoint=checkpoint)
-    for p, q in zip(uncut.parameters(), resumed.parameters(), strict=True):
-        torch.testing.assert_close(p, q, rtol=0, atol=0)
+                                checkpoint=checkpoint, **stages)
+    for (name, p), q in zip(uncut.state_dict().items(), resumed.state_dict().values(), strict=True):
+        torch.testing.assert_close(p, q, rtol=0, atol=0, msg=name)  # weights and the routers' thresholds
+    targets = [[m.target for m in model.modules() if hasattr(m, "target")] for model in (uncut, resumed)]
+    assert targets[0] == targets[1] and (not stages or targets[0] == [0.25])  # scored at their own budget
     assert [h[:2] for h in history_resumed] == [h[:2] for h in history_uncut]  # steps 0, 50..., and the last
     assert len(drawn) == 2  # steps 5 and 6 only: it resumed, it did not train again from the start
 

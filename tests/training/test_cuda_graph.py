@@ -116,6 +116,33 @@ def test_graphed_curriculum_recaptures_at_the_next_stage_and_matches_eager(monke
 
 
 @pytest.mark.gpu
+def test_graphed_curriculum_budget_recaptures_at_the_new_target_and_matches_eager(monkeypatch):
+    """A curriculum budget changes the routers' target between stages of one shape: a captured graph holds the old
+    target's quantile rank fixed, so the loop captures a second graph at the switch and trains what eager trains."""
+    import tsham.training.cuda_graph as cuda_graph
+
+    steps = []
+
+    class Counted(cuda_graph.GraphedStep):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            steps.append(self)
+
+    monkeypatch.setattr(cuda_graph, "GraphedStep", Counted)
+    config = _tiny_config()  # surprise at 25%, 50% in the first stage
+    states = []
+    for graph in (False, True):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model = train_probe_model("mqar", "easy", config, steps=14, batch_size=8, device="cuda", curriculum="easy",
+                                      curriculum_steps=6, curriculum_budget=0.5, cuda_graph=graph)
+        _no_failed_capture(caught)
+        states.append({k: v.cpu() for k, v in model.state_dict().items()})
+    torch.testing.assert_close(states[0], states[1], rtol=1e-3, atol=1e-4)  # the routers' tau among them
+    assert len(steps) == 2 and all(step.captured for step in steps)
+
+
+@pytest.mark.gpu
 def test_failed_capture_trains_on_eagerly():
     model, draw, loss = _regression(1, "cuda")
 
