@@ -353,14 +353,17 @@ def run(args) -> None:
     folder = Path(args.out) / "cells"
     folder.mkdir(parents=True, exist_ok=True)
     every = {cell_name(c): c for name in args.preset for c in cells(PRESETS[name], args.seeds)}  # no repeats
-    probes = getattr(args, "probes", None)
-    known = {c["probe"] for c in every.values()}
-    if probes and not set(probes) <= known:
-        raise SystemExit(f"--probes {sorted(set(probes) - known)} not in the presets {args.preset}; they have "
-                         f"{sorted(known)}")
-    every = sorted((c for c in every.values() if not probes or c["probe"] in probes), key=priority)
+    chosen = {"probe": getattr(args, "probes", None), "policy": getattr(args, "policies", None)}
+    for (key, names), flag in zip(chosen.items(), ("--probes", "--policies"), strict=True):
+        known = {c[key] for c in every.values()}
+        if names and not set(names) <= known:
+            raise SystemExit(f"{flag} {sorted(set(names) - known)} not in the presets {args.preset}; they have "
+                             f"{sorted(known)}")
+    every = sorted((c for c in every.values() if all(not names or c[key] in names for key, names in chosen.items())),
+                   key=priority)
     (Path(args.out) / "sweep.json").write_text(json.dumps({**header(), "presets": args.preset, "seeds": args.seeds,
-                                                           "probes": probes, "cells": len(every)}, indent=1))
+                                                           "probes": chosen["probe"], "policies": chosen["policy"],
+                                                           "cells": len(every)}, indent=1))
     todo = [c for c in every if not (folder / f"{cell_name(c)}.csv").is_file()]
     print(f"{len(every) - len(todo)} cells already done", flush=True)
     deadline = time.monotonic() + 60 * args.minutes if args.minutes else math.inf
@@ -457,6 +460,7 @@ def main() -> None:
     r.add_argument("--preset", nargs="+", choices=sorted(PRESETS), default=["full"])
     r.add_argument("--seeds", type=int, nargs="+", help="run these seeds of the presets only")
     r.add_argument("--probes", nargs="+", help="run these probes of the presets only")
+    r.add_argument("--policies", nargs="+", help="run these policies of the presets only (controls: none, all)")
     r.add_argument("--workers", type=int, default=4)
     r.add_argument("--device", default="cuda")
     r.add_argument("--cuda-graph", action="store_true", help="replay each training step as a CUDA graph")

@@ -125,6 +125,12 @@ def test_probe_sweep_runs_collects_and_reports(tmp_path):
     with pytest.raises(SystemExit, match="rare_motif"):  # --probes: the tiny preset has mqar only
         probe_sweep.run(argparse.Namespace(preset=["tiny"], seeds=None, workers=1, device="cpu", minutes=None,
                                            cuda_graph=False, out=str(out), probes=["rare_motif"]))
+    with pytest.raises(SystemExit, match="surprise"):  # --policies: the tiny preset routes randomly
+        probe_sweep.run(argparse.Namespace(preset=["tiny"], seeds=None, workers=1, device="cpu", minutes=None,
+                                           cuda_graph=False, out=str(out), policies=["surprise"]))
+    probe_sweep.run(argparse.Namespace(preset=["tiny"], seeds=None, workers=1, device="cpu", minutes=None,
+                                       cuda_graph=False, out=str(out), probes=["mqar"], policies=["none", "random"]))
+    assert sorted(f.name.split("-")[3] for f in (out / "cells").glob("*.csv")) == ["none", "random"]
     probe_sweep.run(argparse.Namespace(preset=["tiny"], seeds=None, workers=1, device="cpu", minutes=None,
                                        cuda_graph=False, out=str(out), probes=["mqar"]))
     cells = list((out / "cells").glob("*.csv"))
