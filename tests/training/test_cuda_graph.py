@@ -90,9 +90,12 @@ def test_graphed_probe_model_matches_eager():
 
 
 @pytest.mark.gpu
-def test_graphed_curriculum_recaptures_at_the_next_stage_and_matches_eager(monkeypatch):
-    """A staged curriculum changes the context length once: the loop captures a second graph for the new shapes
-    (two graphs, both replayed) and trains what the eager loop trains."""
+@pytest.mark.parametrize("level, budget", [("medium", None), ("easy", 0.5)])
+def test_graphed_curriculum_recaptures_at_the_next_stage_and_matches_eager(monkeypatch, level, budget):
+    """A staged curriculum changes the context length once (medium after easy), or only the routers' target (a
+    curriculum budget: surprise at 50% then 25%, on one shape; a captured graph holds the target's quantile rank
+    fixed): either way the loop captures a second graph at the switch (two graphs, both replayed) and trains what
+    the eager loop trains."""
     import tsham.training.cuda_graph as cuda_graph
 
     steps = []
@@ -107,39 +110,13 @@ def test_graphed_curriculum_recaptures_at_the_next_stage_and_matches_eager(monke
     for graph in (False, True):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            model = train_probe_model("mqar", "medium", _tiny_config(), steps=14, batch_size=8, device="cuda",
-                                      curriculum="easy", curriculum_steps=6, cuda_graph=graph)
+            model = train_probe_model("mqar", level, _tiny_config(), steps=14, batch_size=8, device="cuda",
+                                      curriculum="easy", curriculum_steps=6, curriculum_budget=budget,
+                                      cuda_graph=graph)
         _no_failed_capture(caught)
         states.append({k: v.cpu() for k, v in model.state_dict().items()})
-    torch.testing.assert_close(states[0], states[1], rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(states[0], states[1], rtol=1e-3, atol=1e-4)  # the routers' thresholds among them
     assert len(steps) == 2 and all(step.captured for step in steps)  # 6 + 8 steps: each stage past its warm-up
-
-
-@pytest.mark.gpu
-def test_graphed_curriculum_budget_recaptures_at_the_new_target_and_matches_eager(monkeypatch):
-    """A curriculum budget changes the routers' target between stages of one shape: a captured graph holds the old
-    target's quantile rank fixed, so the loop captures a second graph at the switch and trains what eager trains."""
-    import tsham.training.cuda_graph as cuda_graph
-
-    steps = []
-
-    class Counted(cuda_graph.GraphedStep):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            steps.append(self)
-
-    monkeypatch.setattr(cuda_graph, "GraphedStep", Counted)
-    config = _tiny_config()  # surprise at 25%, 50% in the first stage
-    states = []
-    for graph in (False, True):
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            model = train_probe_model("mqar", "easy", config, steps=14, batch_size=8, device="cuda", curriculum="easy",
-                                      curriculum_steps=6, curriculum_budget=0.5, cuda_graph=graph)
-        _no_failed_capture(caught)
-        states.append({k: v.cpu() for k, v in model.state_dict().items()})
-    torch.testing.assert_close(states[0], states[1], rtol=1e-3, atol=1e-4)  # the routers' tau among them
-    assert len(steps) == 2 and all(step.captured for step in steps)
 
 
 @pytest.mark.gpu
