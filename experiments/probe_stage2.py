@@ -39,8 +39,8 @@ def main(argv: list[str] | None = None) -> None:
     model = train_probe_model(cell["probe"], args.level, cell_config(cell, args.level), cell["steps"],
                               cell["batch_size"], cell["lr"], seed=cell["seed"], history=history,
                               checkpoint=args.state)
-    save_loop_state(args.state, model, torch.optim.AdamW(model.parameters()), cell["steps"], cell["steps"], history,
-                    history[-1][2] if history else 0.0)
+    # the finished weights, without the optimizer (as a sweep's <cell>.final.pt): nothing resumes from them
+    save_loop_state(args.state, model, None, cell["steps"], cell["steps"], history, history[-1][2] if history else 0.0)
     print(f"{args.state.name}: steps {start}-{cell['steps']} on {args.level}; last loss {history[-1][1]:.3f}")
 
 

@@ -306,14 +306,14 @@ def run_cell(cell: dict, out: str, device: str, cuda_graph: bool = False) -> str
     rows = with_state_utility(rows, model, cell["probe"], cell["level"], max(8, min(512, cell["n_test"])),
                               TEST_SEED_OFFSET + cell["seed"], device)
     rows["patch_length"], rows["recipe"] = cell["patch_length"], recipe_tag(cell)
+    # training seconds over every call the cell took (the history's clock resumes with it)
+    seconds = history[-1][2] if history else trained - started
     # the trained weights, for scoring later at other levels or calibrated budgets (experiments/probe_transfer.py);
     # before the rows, which mark the cell done: a call cut between the two retrains it from its loop state
-    save_loop_state(folder / f"{name}{FINAL_SUFFIX}", model, None, cell["steps"], cell["steps"], history,
-                    history[-1][2] if history else trained - started)
+    save_loop_state(folder / f"{name}{FINAL_SUFFIX}", model, None, cell["steps"], cell["steps"], history, seconds)
     rows.to_csv(folder / f"{name}.csv.tmp", index=False)
     os.replace(folder / f"{name}.csv.tmp", folder / f"{name}.csv")  # a stopped sweep leaves no partial cell
-    # training seconds over every call the cell took (the history's clock resumes with it)
-    log = {**cell, "train_seconds": history[-1][2] if history else trained - started, "resumed_at_step": resumed,
+    log = {**cell, "train_seconds": seconds, "resumed_at_step": resumed,
            "eval_seconds": time.monotonic() - trained,
            "cuda_graph": cuda_graph and device.startswith("cuda"), "warnings": seen, "loss": history,
            "parameters": sum(p.numel() for p in model.parameters())}
