@@ -10,6 +10,7 @@ routes what the flags say). Oracle and random are controls, never "some policy".
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -103,13 +104,34 @@ def targets(table: pd.DataFrame) -> list[str]:
     return out
 
 
+def lend_controls(rows: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Rows of a probe sweep (one per test sequence; columns probe, level, policy, seed, recipe, ...) with the
+    controls (pure GDN, full attention) copied into every recipe that ends in a curriculum budget (``-kvF``) and has
+    none: a curriculum budget only changes routers, so those recipes' controls ran once, under the recipe without it
+    (``probe_sweep.cells``). Only the seeds the borrowing recipe has are lent, so its ratios stay paired by seed.
+    Returns the rows and, per borrowing recipe, the recipe it borrowed from."""
+    if "recipe" not in rows:
+        return rows, {}
+    lent, source = [], {}
+    for (probe, level, recipe), group in rows.groupby(["probe", "level", "recipe"], sort=False):
+        base, found = re.subn(r"-kv[0-9.e+-]+$", "", recipe)
+        if not found or group["policy"].isin(["all", "none"]).any():
+            continue
+        mine = ((rows["probe"] == probe) & (rows["level"] == level) & (rows["recipe"] == base)
+                & rows["policy"].isin(["all", "none"]) & rows["seed"].isin(group["seed"].unique()))
+        if mine.any():
+            lent.append(rows[mine].assign(recipe=recipe))
+            source[recipe] = base
+    return (pd.concat([rows, *lent], ignore_index=True) if lent else rows), source
+
+
 def report(args) -> Path:
     """Writes ``results/<name>.md`` (+ ``results/<name>.csv``, the summarised cells) and the frontier PNGs."""
     from tsham.experiments.common import RESULTS, header
     from tsham.probes.runner import frontier_plot, summarise
 
     results = Path(args.results) if getattr(args, "results", None) else RESULTS
-    rows = pd.read_csv(args.rows)
+    rows, lent = lend_controls(pd.read_csv(args.rows))
     table = summarise(rows)
     plots = Path(args.plots) if args.plots else results / "probes"
     plots.mkdir(parents=True, exist_ok=True)
@@ -122,7 +144,10 @@ def report(args) -> Path:
         png = plots / f"{args.name}_{tag}.png"
         selected = (rows["probe"] == probe) & (rows["level"] == level)
         frontier_plot(rows[selected & (rows["recipe"] == recipe)] if recipe else rows[selected], png)
-        parts += [f"## {probe} ({level}{', ' + recipe if recipe else ''})", "", *(f"- {t}" for t in targets(group)),
+        borrowed = [f"controls (none, all) lent by {lent[recipe]}: a curriculum budget does not touch them"
+                    ] if recipe in lent else []
+        parts += [f"## {probe} ({level}{', ' + recipe if recipe else ''})", "",
+                  *(f"- {t}" for t in borrowed + targets(group)),
                   f"- frontier: {png.relative_to(results) if png.is_relative_to(results) else png}", "",
                   probe_table(group), ""]
     results.mkdir(parents=True, exist_ok=True)

@@ -211,8 +211,8 @@ PRESETS["a8_curriculum_seeds"] = {**PRESETS["a8_curriculum"], "policies": ("unce
 # 10% router holds the queried one by chance only and its model barely learns the read (seeds 3-5 at the end of that
 # stage: uncertainty RS 0.00-0.06 at 64 tokens where full attention has 0.33-0.37, results/probe_transfer_a8seeds_
 # cpu.md); at 40% it can hold every motif while the read is learned, and 10% holds them in 256 tokens (9.4%). The
-# controls train as in a8_curriculum (no budget to change) under names of their own, so the report's table for this
-# recipe has them. 15 cells, about 900 s each: two device calls
+# controls have no budget to change: their cells are a8_curriculum's (finished, skipped), and the report lends them
+# to this recipe's table. 9 new cells, about 900 s each: two device calls
 PRESETS["a8_kv_curriculum"] = {**PRESETS["a8_curriculum"], "policies": ("uncertainty", "surprise", "random"),
                                "probes": {"rare_motif@medium8": {
                                    **PRESETS["a8_curriculum"]["probes"]["rare_motif@medium8"],
@@ -239,8 +239,15 @@ def cells(preset: dict, seeds=None) -> list[dict]:
                             preset.get("controls", True))
         for seed in preset["seeds"] if seeds is None else seeds:
             out += [{"probe": probe, "level": setting["level"], "patch_length": setting["patch_length"],
-                     "policy": p, "budget": b, "seed": seed, **recipe} for p, b in pairs]
+                     "policy": p, "budget": b, "seed": seed, **recipe, **_untouched(b)} for p, b in pairs]
     return sorted(out, key=priority)
+
+
+def _untouched(budget: float) -> dict:
+    """What a cell's recipe loses where its policy has no budget to set (controls, oracle, event): the curriculum
+    budget changes nothing in their training, so their cells are those of the recipe without it (one run, one name;
+    the report lends them to the routers' table, :func:`tsham.experiments.probe_report.lend_controls`)."""
+    return {} if 0.0 < budget < 1.0 else {"curriculum_budget": None}
 
 
 def priority(cell: dict) -> tuple:
