@@ -275,7 +275,8 @@ def train_probe_model(probe: str, level: str, config: TshamConfig, steps: int, b
     stages change the context length once, so a CUDA graph is captured once per stage.
 
     ``curriculum_budget``: the routers that take a budget aim at this fraction in the first stage and at their own
-    from the first step of the second (their threshold then starts at that batch's quantile). A level crowded
+    from the first step of the second (their threshold then starts at that batch's quantile; a router with a fixed
+    threshold and no target, random routing, gets its threshold back). A level crowded
     with needles needs more than the target level's budget to hold the queried one, and a model whose memory
     rarely holds it does not learn to read it (probe A: 8 motifs fill 37.5% of 64 tokens and 9.4% of 256;
     experiments/README.md, thirteenth session). Models without such a router train as without it."""
@@ -293,13 +294,17 @@ def train_probe_model(probe: str, level: str, config: TshamConfig, steps: int, b
 
     routers = budgetable_routers(model) if curriculum_budget is not None else []
     own = [r.target for r in routers]
+    fixed_tau = [r.tau.detach().clone() for r in routers]  # a router without a target keeps its threshold
 
     def stage_budget(step: int) -> bool:  # each step's target: one check, and a change only between the stages
         targets = [curriculum_budget] * len(routers) if step < curriculum_steps else own
-        changed = [(r, t) for r, t in zip(routers, targets, strict=True) if r.target != t]
-        for router, target in changed:
+        changed = [(i, t) for i, (r, t) in enumerate(zip(routers, targets, strict=True)) if r.target != t]
+        for i, target in changed:
+            router = routers[i]
             if step == curriculum_steps:
                 router.retarget(target)  # the second stage's first batch sets tau to its own quantile
+                if target is None:  # random routing: its fixed threshold is its budget (the first stage moved it)
+                    router.tau.copy_(fixed_tau[i])
             else:  # a fresh start or a resumed stage: tau as the loop state left it
                 router.target = target
         return bool(changed)

@@ -366,6 +366,13 @@ def test_a_curriculum_budget_routes_its_fraction_in_the_first_stage_and_the_cell
     assert abs(routed[0][1] - 0.5) < 0.02 and abs(routed[3][1] - 0.1) < 0.02  # each stage's first batch: its quantile
     assert model.stack.blocks[0].mixer.router.target == 0.1  # scored at its own budget
     routed.clear()
+    random = runner.probe_config("random", 0.1, patch_length=4, d_model=16, n_layers=1,
+                                 context_length=runner.probe_context_length("mqar", "easy"))
+    model = runner.train_probe_model("mqar", "easy", random, steps=5, batch_size=4, curriculum="easy",
+                                     curriculum_steps=3, curriculum_budget=0.5)
+    assert [t for t, _ in routed] == [0.5, 0.5, 0.5, None, None]  # its fixed threshold, not a target, after
+    assert float(model.stack.blocks[0].mixer.router.tau) == pytest.approx(0.9)  # scored at its own 10%
+    routed.clear()
     runner.train_probe_model("mqar", "easy", runner.probe_config("all", 1.0, patch_length=4, d_model=16, n_layers=1),
                              steps=2, batch_size=4, curriculum="easy", curriculum_budget=0.5)  # no budget to change
     for kwargs, message in (({"curriculum_budget": 0.5}, "need a curriculum level"),
