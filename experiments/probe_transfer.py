@@ -18,6 +18,7 @@ sequences of the level (``tsham.probes.runner.calibrate_probe_budget``).
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 import torch
@@ -29,22 +30,27 @@ from tsham.probes.runner import TEST_SEED_OFFSET, calibrate_probe_budget, evalua
 from tsham.ham import budgetable_routers
 from tsham.model import TshamModel
 
+ANY_SEED = "*"  # the seed in :func:`sweep_cells`' keys: a sweep's --seeds runs any seed of a preset's cells
+
 
 def sweep_cells() -> dict[str, dict]:
-    """Every cell of every preset of the sweep, by file name (:func:`cell_name`)."""
-    return {cell_name(c): c for preset in PRESETS.values() for c in cells(preset)}
+    """Every cell of every preset of the sweep, by file name (:func:`cell_name`) with :data:`ANY_SEED` for its
+    seed."""
+    return {cell_name({**c, "seed": ANY_SEED}): c for preset in PRESETS.values() for c in cells(preset)}
 
 
 def cell_of(path: Path, known: dict[str, dict] | None = None) -> dict:
     """The sweep cell whose loop state ``path`` (a cut cell's ``<cell name>.ckpt`` or a finished one's
-    ``<cell name>.final.pt``) is, from ``known`` (default :func:`sweep_cells`). Raises ``ValueError`` when no preset
-    names the file."""
+    ``<cell name>.final.pt``) is, at the seed its name says, from ``known`` (default :func:`sweep_cells`). Raises
+    ``ValueError`` when no preset names the file."""
     known = sweep_cells() if known is None else known
     stem = next((path.name[:-len(s)] for s in (".ckpt", FINAL_SUFFIX) if path.name.endswith(s)), None)
-    if stem not in known:
+    named = re.fullmatch(r"(.+)-s(\d+)-(d\d+x\d+-lr.+)", stem or "")  # <probe ... budget>-s<seed>-<recipe>
+    key = f"{named[1]}-s{ANY_SEED}-{named[3]}" if named else None
+    if key not in known:
         raise ValueError(f"{path}: not the loop state of a cell of a known preset (<cell name>.ckpt or "
                          f"<cell name>{FINAL_SUFFIX}, see experiments/probe_sweep.py PRESETS)")
-    return known[stem]
+    return {**known[key], "seed": int(named[2])}
 
 
 def load_cell_model(path: Path, level: str, known: dict[str, dict] | None = None) -> tuple[TshamModel, dict, int]:

@@ -51,6 +51,12 @@ def test_transfer_says_which_stage_of_a_curriculum_a_state_was_trained_on():
     assert probe_transfer.trained_at(cell, 7000) == "easy:distractors=7, then medium:distractors=7"
 
 
+def test_transfer_takes_a_presets_cell_at_a_seed_the_preset_does_not_list(tmp_path):
+    cell = {**next(c for c in cells(PRESETS["a8_kv_curriculum"]) if c["policy"] == "surprise"), "seed": 7}
+    found = probe_transfer.cell_of(tmp_path / f"{cell_name(cell)}.final.pt")
+    assert found == cell and cell_name(found) == cell_name(cell)
+
+
 def test_transfer_refuses_a_state_no_preset_names(tmp_path):
     path, _ = _cut_state(tmp_path, "tiny", "random")
     other = path.with_name("mqar-easy-p4-random-0.25-s9-unknown.ckpt")
