@@ -204,8 +204,8 @@ PRESETS["a8_curriculum"] = {"probes": {"rare_motif@medium8": {"probe": "rare_mot
                             "budgets": (0.1,), "seeds": (0, 1, 2), **RECIPE}
 # a8_curriculum (H200, 2026-12-02, two calls): full attention 0.302, pure GDN 0.127 (42%), oracle 0.423,
 # uncertainty at 10% 0.225 (74%; seed 1 0.349 at a realised 15% KV), surprise 0.121. Seeds 3-5 of the controls and
-# of uncertainty routing, the best router there: cut at about step 5700 by the session's last device time (loop
-# states in runs/a8seeds, not committed), about 6 more minutes to the end
+# of uncertainty routing, the best router there (H200, 2026-12-02): on six seeds full attention 0.335, pure GDN
+# 0.072 (22%), uncertainty 0.180 (54%, at 11.0% KV)
 PRESETS["a8_curriculum_seeds"] = {**PRESETS["a8_curriculum"], "policies": ("uncertainty",), "seeds": (3, 4, 5)}
 # a8_curriculum's routers at 40% in the first stage, 10% in the second: in 64 tokens the 8 motifs fill 37.5%, so a
 # 10% router holds the queried one by chance only and its model barely learns the read (seeds 3-5 at the end of that
@@ -213,6 +213,8 @@ PRESETS["a8_curriculum_seeds"] = {**PRESETS["a8_curriculum"], "policies": ("unce
 # cpu.md); at 40% it can hold every motif while the read is learned, and 10% holds them in 256 tokens (9.4%). The
 # controls have no budget to change: their cells are a8_curriculum's (finished, skipped), and the report lends them
 # to this recipe's table. 9 new cells, about 900 s each: two device calls
+# a8_kv_curriculum (H200, 2026-12-02, seeds 0-5 via --seeds): surprise at 10% 0.205 = 61% of full attention's 0.335
+# (0-99% on the same seed), uncertainty 0.145, random 0.114 (0.2 on three seeds): the seed still decides
 PRESETS["a8_kv_curriculum"] = {**PRESETS["a8_curriculum"], "policies": ("uncertainty", "surprise", "random"),
                                "probes": {"rare_motif@medium8": {
                                    **PRESETS["a8_curriculum"]["probes"]["rare_motif@medium8"],
