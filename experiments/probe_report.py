@@ -29,7 +29,8 @@ def _fmt(x, spec=".3f") -> str:
 def probe_table(table: pd.DataFrame) -> str:
     """Markdown rows of one probe's cells as :func:`tsham.probes.runner.summarise` gives them (policy, budget, RS
     and its std, MSEs, KV mean / p95 / max and bytes, diagnostics, the probe's own metrics), controls first."""
-    metrics = ("tolerance_accuracy", "nearest_value_accuracy", "cosine", "sign_accuracy", "magnitude_error",
+    metrics = ("wake_capture", "wake_attention",
+               "tolerance_accuracy", "nearest_value_accuracy", "cosine", "sign_accuracy", "magnitude_error",
                "onset_error", "codebook_accuracy", "control_RS", "utility_recurrent", "utility_scratchpad",
                "utility_both", "utility_both_twin")
     extra = [c for c in metrics if c in table and table[c].notna().any()]

@@ -104,14 +104,18 @@ def main(argv: list[str] | None = None) -> None:
                          "step": step, "level": level, "RS": float(scored.RS.mean()),
                          "capture": float(scored.capture_rate.mean()),
                          "needle_attention": float(scored.needle_attention.mean()),
+                         "wake_capture": float(scored.wake_capture.mean()),
+                         "wake_attention": float(scored.wake_attention.mean()),
                          "kv_fraction": float(scored.kv_fraction.mean())})
             print(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in rows[-1].items()
                            if k != "cell"), flush=True)
     table = ("| policy | seed | threshold | trained at (step) | scored at | RS | capture "
-             "| attention mass on the needle | KV fraction |\n|---|---|---|---|---|---|---|---|---|\n"
+             "| attention mass on the needle | wake capture | attention mass on the wake | KV fraction |\n"
+             + "|---" * 11 + "|\n"
              + "\n".join(f"| {r['policy']} | {r['seed']} | {r['threshold']} | {r['trained_at']} ({r['step']}) | "
                          f"{r['level']} | {r['RS']:.3f} | {r['capture']:.2f} | {r['needle_attention']:.3f} | "
-                         f"{r['kv_fraction']:.3f} |" for r in rows))
+                         f"{r['wake_capture']:.2f} | {r['wake_attention']:.3f} | {r['kv_fraction']:.3f} |"
+                         for r in rows))
     print(table)
     if args.name:
         meta = {**header(), **({"states": args.note} if args.note else {}), "torch threads": torch.get_num_threads(),

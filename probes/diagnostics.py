@@ -7,6 +7,11 @@ Per example, averaged over layers and heads:
 - ``slot_precision``: share of the resident context tokens that are needle tokens (NaN where none is resident);
 - ``needle_attention``: scratchpad attention mass that the forecast tokens put on needle tokens (0 where a
   query's scratchpad is empty);
+- ``wake_capture`` / ``wake_attention``: the same two for the needle's wake, the :data:`WAKE_TOKENS` context tokens
+  right after each needle run (not needles themselves; NaN / 0 where a needle has none). A layer's input at those
+  tokens carries the needle through the layer below's recurrent state, so a model can read the needle there: on
+  probe A at 256 tokens full attention's second layer put 55% of a head's mass on the two tokens after the motif
+  and 1% on the motif itself (experiments/README.md, fourteenth session);
 - ``kv_fraction``: share of the tokens a stream could route (all but a short series' left padding) held in the
   scratchpad at the end (the routed tokens; under a cap or a recency window at most ``cap + sinks`` of them, as a
   stream state keeps): the realised budget, whose p95 and
@@ -29,6 +34,7 @@ from tsham.model import TshamModel, TshamOutput
 from tsham.ops.scratchpad.naive import masked_probs, routed_visibility
 
 CACHE_BYTES_PER_VALUE = 4  # a stream state keeps routed keys and values in fp32
+WAKE_TOKENS = 2  # the tokens after a needle that count as its wake (probe A's reads sat on these two)
 
 
 @dataclass
@@ -70,6 +76,17 @@ def needle_tokens(needles: np.ndarray, patch_length: int, n_tokens: int, align: 
     return steps.reshape(N, n_tokens, patch_length).any(2)
 
 
+def wake_tokens(needle: torch.Tensor, n_ctx: int, width: int = WAKE_TOKENS) -> torch.Tensor:
+    """Needle tokens ``[N, T]`` (bool) -> the ``width`` context tokens right after each needle run (the run's wake),
+    needles and forecast tokens excluded ``[N, T]``."""
+    wake = torch.zeros_like(needle)
+    for shift in range(1, width + 1):
+        wake[:, shift:] |= needle[:, :-shift]
+    wake &= ~needle
+    wake[:, n_ctx:] = False
+    return wake
+
+
 def resident_slots(model: TshamModel, out: TshamOutput) -> list[torch.Tensor]:
     """Per layer, the scratchpad slots a stream holds at the end ``[N, H]``: its routed tokens, at most
     ``cap + sinks`` of them under a cap or recency window (as a stream state keeps). Divided by the tokens it could
@@ -102,8 +119,11 @@ def router_diagnostics(model: TshamModel, out: TshamOutput, reads: list[LayerRea
     needle = torch.as_tensor(needle_tokens(needles, model.config.patch.patch_length, T,
                                            align or model.config.align), device=first.device)
     ctx_needle = needle[:, :n_ctx, None].float()  # (N, n_ctx, 1)
+    wake = wake_tokens(needle, n_ctx)
+    ctx_wake = wake[:, :n_ctx, None].float()
     ham = model.config.ham
-    per_layer = {k: [] for k in ("capture_rate", "slot_precision", "needle_attention", "kv_fraction", "kv_bytes")}
+    per_layer = {k: [] for k in ("capture_rate", "slot_precision", "needle_attention", "wake_capture",
+                                 "wake_attention", "kv_fraction", "kv_bytes")}
     for block, diag, read, slots in zip(model.stack.blocks, out.layers, reads, resident_slots(model, out),
                                         strict=True):
         layer, kept = block.mixer, diag.mask
@@ -114,6 +134,9 @@ def router_diagnostics(model: TshamModel, out: TshamOutput, reads: list[LayerRea
         per_layer["capture_rate"].append(torch.where(needle_count > 0, hits / needle_count.clamp_min(1),
                                                      torch.nan).mean(1))
         seen = resident.sum(1)
+        wake_count, wake_hits = ctx_wake.sum(1), (resident * ctx_wake).sum(1)
+        per_layer["wake_capture"].append(torch.where(wake_count > 0, wake_hits / wake_count.clamp_min(1),
+                                                     torch.nan).mean(1))
         per_layer["slot_precision"].append(torch.where(seen > 0, hits / seen.clamp_min(1), torch.nan).nanmean(1))
         per_layer["kv_fraction"].append(slots.float().mean(1) / diag.routable().clamp_min(1))
         per_layer["kv_bytes"].append(slots.sum(1).double() * (ham.head_dim + ham.head_dim_v) * CACHE_BYTES_PER_VALUE)
@@ -121,6 +144,7 @@ def router_diagnostics(model: TshamModel, out: TshamOutput, reads: list[LayerRea
         q, k = layer.kv_read_inputs(q, k, x=read.x)
         probs = masked_probs(q[:, n_ctx:], k, vis, 1.0)  # (N, H, F, T)
         per_layer["needle_attention"].append((probs * needle[:, None, None, :].float()).sum(-1).mean((1, 2)))
+        per_layer["wake_attention"].append((probs * wake[:, None, None, :].float()).sum(-1).mean((1, 2)))
     # bytes add up over layers; shares are averaged (precision over the layers that kept something)
     agg = {"kv_bytes": lambda t: t.sum(0), "slot_precision": lambda t: t.nanmean(0)}
     return {name: agg.get(name, lambda t: t.mean(0))(torch.stack(v)).cpu().numpy() for name, v in per_layer.items()}

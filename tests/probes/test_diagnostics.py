@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 import torch
 from tsham.probes import PROBES
-from tsham.probes.diagnostics import CACHE_BYTES_PER_VALUE, needle_tokens, recorded_reads, router_diagnostics
+from tsham.probes.diagnostics import (
+    CACHE_BYTES_PER_VALUE,
+    needle_tokens,
+    recorded_reads,
+    router_diagnostics,
+    wake_tokens,
+)
 from tsham.probes.runner import evaluate_probe, model_inputs, probe_config, probe_forward, train_probe_model
 
 from tsham.model import TshamModel
@@ -20,6 +26,13 @@ def test_needle_tokens_follow_the_models_patch_cut():
     # align "end": 2 missing steps pad the front, so step 3 falls in token (3 + 2) // 4 = 1
     assert needle_tokens(needles, 4, 4, "end")[0].tolist() == [False, True, False, False]
     assert needle_tokens(needles, 4, 4, "start")[0].tolist() == [True, False, False, False]
+
+
+def test_a_needles_wake_is_the_context_tokens_right_after_each_run():
+    needle = torch.tensor([[0, 1, 1, 0, 0, 0, 1, 0, 1, 0]], dtype=torch.bool)
+    # runs at 1-2, 6 and 8: wakes 3-4, 7 (8 is a needle) and 9, which is past the 9-token context
+    assert wake_tokens(needle, n_ctx=9).int().tolist() == [[0, 0, 0, 1, 1, 0, 0, 1, 0, 0]]
+    assert wake_tokens(needle, n_ctx=10, width=1).int().tolist() == [[0, 0, 0, 1, 0, 0, 0, 1, 0, 1]]
 
 
 def diagnose(policy, budget=0.1, probe="mqar", n=6, seed=0, **kwargs):
@@ -37,6 +50,8 @@ def test_oracle_none_and_all_bound_the_diagnostics():
     model, batch, out, _, oracle = diagnose("oracle")
     assert np.allclose(oracle["capture_rate"], 1) and np.allclose(oracle["slot_precision"], 1)
     np.testing.assert_allclose(oracle["needle_attention"], 1, atol=1e-5)  # only needle tokens are in the cache
+    woken = ~np.isnan(oracle["wake_capture"])
+    assert woken.any() and np.all(oracle["wake_capture"][woken] == 0) and np.all(oracle["wake_attention"] < 1e-5)
     _, _, _, _, none = diagnose("none")
     assert np.all(none["capture_rate"] == 0) and np.all(none["needle_attention"] == 0)
     assert np.all(none["kv_bytes"] == 0) and np.isnan(none["slot_precision"]).all()
@@ -49,6 +64,7 @@ def test_oracle_none_and_all_bound_the_diagnostics():
     share = needle_tokens(batch.needles, 4, T, "start")[:, :out.num_context_patches].mean(1)
     np.testing.assert_allclose(full["slot_precision"], share, rtol=1e-6)
     assert np.all((full["needle_attention"] > 0) & (full["needle_attention"] < 1))
+    assert np.allclose(full["wake_capture"][woken], 1) and np.all(full["wake_attention"][woken] > 0)
 
 
 def test_needle_attention_matches_a_plain_softmax():
@@ -58,18 +74,24 @@ def test_needle_attention_matches_a_plain_softmax():
         q, k, v = layer.project(reads[0].x)[:3]
         q = layer.kv_query(q)
     T, n_ctx = q.shape[1], out.num_context_patches
-    needle = torch.as_tensor(needle_tokens(batch.needles, 4, T, "start")).float()
-    masses = []
+    needle = torch.as_tensor(needle_tokens(batch.needles, 4, T, "start"))
+    wake = wake_tokens(needle, n_ctx).float()
+    needle = needle.float()
+    masses, wake_masses = [], []
     for b in range(q.shape[0]):
-        per_query = []
+        per_query, per_query_wake = [], []
         for t in range(n_ctx, T):  # forecast tokens attend causally to every token (full attention)
             w = torch.softmax(torch.einsum("hk,jhk->hj", q[b, t], k[b, :t + 1]), -1)  # (H, t + 1)
             per_query.append((w * needle[b, :t + 1]).sum(-1).mean())
+            per_query_wake.append((w * wake[b, :t + 1]).sum(-1).mean())
             # the rebuilt weights are the layer's own: they reproduce its recorded scratchpad read
             torch.testing.assert_close(torch.einsum("hj,jhv->hv", w, v[b, :t + 1].float()), reads[0].o_kv[b, t],
                                        rtol=1e-4, atol=1e-5)
         masses.append(torch.stack(per_query).mean())
+        wake_masses.append(torch.stack(per_query_wake).mean())
     np.testing.assert_allclose(diag["needle_attention"], torch.stack(masses).numpy(), rtol=1e-4)
+    assert wake.sum() > 0
+    np.testing.assert_allclose(diag["wake_attention"], torch.stack(wake_masses).numpy(), rtol=1e-4)
 
 
 def test_recency_window_keeps_only_the_sink_and_the_window():
@@ -301,7 +323,8 @@ def test_the_a_curriculum_preset_trains_on_the_crowded_easy_contexts_first(monke
     assert seen["curriculum_budget"] is None
     budget_first = cells(PRESETS["a8_kv_curriculum"])  # the routers at 40% in the first stage
     assert {c["policy"] for c in budget_first} == {"all", "none", "uncertainty", "surprise", "random"}
-    assert all(c["curriculum_budget"] == 0.4 and cell_name(c).endswith("x6000-kv0.4") for c in budget_first)
+    routers = [c for c in budget_first if c["policy"] not in ("all", "none")]  # the controls: tests/experiments
+    assert all(c["curriculum_budget"] == 0.4 and cell_name(c).endswith("x6000-kv0.4") for c in routers)
     seen.clear()
     with pytest.raises(RuntimeError, match="stop"):
         probe_sweep.run_cell(budget_first[-1], str(tmp_path), "cpu")
