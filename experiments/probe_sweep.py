@@ -212,7 +212,8 @@ PRESETS["a8_curriculum_seeds"] = {**PRESETS["a8_curriculum"], "policies": ("unce
 # stage: uncertainty RS 0.00-0.06 at 64 tokens where full attention has 0.33-0.37, results/probe_transfer_a8seeds_
 # cpu.md); at 40% it can hold every motif while the read is learned, and 10% holds them in 256 tokens (9.4%). The
 # controls have no budget to change: their cells are a8_curriculum's (finished, skipped), and the report lends them
-# to this recipe's table. 9 new cells, about 900 s each: two device calls
+# to this recipe's table. 9 new cells (measured 2026-12-02: 12 such cells at WORKERS=12 ran 9000 steps in one
+# 570-s call, about 18 steps/s a cell over both stages)
 # a8_kv_curriculum (H200, 2026-12-02, seeds 0-5 via --seeds): surprise at 10% 0.205 = 61% of full attention's 0.335
 # (0-99% on the same seed), uncertainty 0.145, random 0.114 (0.2 on three seeds): the seed still decides
 PRESETS["a8_kv_curriculum"] = {**PRESETS["a8_curriculum"], "policies": ("uncertainty", "surprise", "random"),
