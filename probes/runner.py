@@ -298,13 +298,12 @@ def train_probe_model(probe: str, level: str, config: TshamConfig, steps: int, b
 
     def stage_budget(step: int) -> bool:  # each step's target: one check, and a change only between the stages
         targets = [curriculum_budget] * len(routers) if step < curriculum_steps else own
-        changed = [(i, t) for i, (r, t) in enumerate(zip(routers, targets, strict=True)) if r.target != t]
-        for i, target in changed:
-            router = routers[i]
+        changed = [(r, tau, t) for r, tau, t in zip(routers, fixed_tau, targets, strict=True) if r.target != t]
+        for router, tau, target in changed:
             if step == curriculum_steps:
                 router.retarget(target)  # the second stage's first batch sets tau to its own quantile
                 if target is None:  # random routing: its fixed threshold is its budget (the first stage moved it)
-                    router.tau.copy_(fixed_tau[i])
+                    router.tau.copy_(tau)
             else:  # a fresh start or a resumed stage: tau as the loop state left it
                 router.target = target
         return bool(changed)
