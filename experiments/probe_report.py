@@ -107,15 +107,16 @@ def targets(table: pd.DataFrame) -> list[str]:
 
 def lend_controls(rows: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
     """Rows of a probe sweep (one per test sequence; columns probe, level, policy, seed, recipe, ...) with the
-    controls (pure GDN, full attention) copied into every recipe that ends in a curriculum budget (``-kvF``) and has
-    none: a curriculum budget only changes routers, so those recipes' controls ran once, under the recipe without it
+    controls (pure GDN, full attention) copied into every recipe that ends in a curriculum budget or guide (``-kvF``,
+    ``-guided``) and has none: those only change routers, so such recipes' controls ran once, under the recipe
+    without them
     (``probe_sweep.cells``). Only the seeds the borrowing recipe has are lent, so its ratios stay paired by seed.
     Returns the rows and, per borrowing recipe, the recipe it borrowed from."""
     if "recipe" not in rows:
         return rows, {}
     lent, source = [], {}
     for (probe, level, recipe), group in rows.groupby(["probe", "level", "recipe"], sort=False):
-        base, found = re.subn(r"-kv[0-9.e+-]+$", "", recipe)
+        base, found = re.subn(r"(-kv[0-9.e+-]+|-guided)+$", "", recipe)
         if not found or group["policy"].isin(["all", "none"]).any():
             continue
         mine = ((rows["probe"] == probe) & (rows["level"] == level) & (rows["recipe"] == base)
@@ -145,7 +146,7 @@ def report(args) -> Path:
         png = plots / f"{args.name}_{tag}.png"
         selected = (rows["probe"] == probe) & (rows["level"] == level)
         frontier_plot(rows[selected & (rows["recipe"] == recipe)] if recipe else rows[selected], png)
-        borrowed = [f"controls (none, all) lent by {lent[recipe]}: a curriculum budget does not touch them"
+        borrowed = [f"controls (none, all) lent by {lent[recipe]}: a curriculum budget or guide does not touch them"
                     ] if recipe in lent else []
         parts += [f"## {probe} ({level}{', ' + recipe if recipe else ''})", "",
                   *(f"- {t}" for t in borrowed + targets(group)),

@@ -49,7 +49,8 @@ PROBE_SETTINGS = {  # the level and patch length of each probe in the reported s
 
 RECIPE = {"steps": 1500, "batch_size": 64, "lr": 3e-3, "d_model": 64, "n_layers": 2, "n_test": 1000,
           "bind_channels": True, "kv_rope_base": 0.0, "kv_own_qk": False,
-          "curriculum": None, "curriculum_steps": None, "curriculum_budget": None}  # a probe's setting may override
+          "curriculum": None, "curriculum_steps": None, "curriculum_budget": None,
+          "curriculum_guide": False}  # a probe's setting may override
 PRESETS = {
     "full": {"probes": PROBE_SETTINGS, "policies": ("surprise", "random", "oracle", "event"),
              "budgets": (0.02, 0.05, 0.1, 0.25), "seeds": (0, 1, 2), **RECIPE},
@@ -220,6 +221,15 @@ PRESETS["a8_kv_curriculum"] = {**PRESETS["a8_curriculum"], "policies": ("uncerta
                                "probes": {"rare_motif@medium8": {
                                    **PRESETS["a8_curriculum"]["probes"]["rare_motif@medium8"],
                                    "curriculum_budget": 0.4}}}
+# a8_curriculum's routers guided in the first stage: the queried motif enters the scratchpad on top of the router's
+# own 10% (curriculum_guide). a8_kv_curriculum's routers kept the motif and its wake on every seed, yet only some
+# seeds' models learned to read it (the wake diagnostics, results/probe_wake_a8_cpu.md); with the motif always in
+# memory the first stage teaches the read, the second has the router alone keep it. Random routing guided is the
+# control: what the read is worth when the router keeps the motif by chance. Controls as for a8_kv_curriculum.
+PRESETS["a8_guided_curriculum"] = {**PRESETS["a8_curriculum"], "policies": ("surprise", "uncertainty", "random"),
+                                   "probes": {"rare_motif@medium8": {
+                                       **PRESETS["a8_curriculum"]["probes"]["rare_motif@medium8"],
+                                       "curriculum_guide": True}}}
 FINAL_SUFFIX = ".final.pt"  # a finished cell's trained weights beside its rows (a loop state without the optimizer)
 RESUMABLE_START = 180.0  # seconds before the deadline under which no cell starts (its first state comes after 60)
 ORDER = ("all", "none", "oracle", "event")  # controls first: a sweep cut short still says the most
@@ -237,7 +247,7 @@ def cells(preset: dict, seeds=None) -> list[dict]:
         if recipe["curriculum"] is not None and recipe["curriculum_steps"] is None:  # the cell's name counts them
             raise ValueError(f"{name}: a curriculum needs its curriculum_steps in the preset")
         check_curriculum(probe, recipe["curriculum"], recipe["curriculum_steps"], recipe["steps"], preset["policies"],
-                         recipe["curriculum_budget"])
+                         recipe["curriculum_budget"], recipe["curriculum_guide"])
         pairs = probe_cells(probe, setting["level"], preset["policies"], preset["budgets"],
                             preset.get("controls", True))
         for seed in preset["seeds"] if seeds is None else seeds:
@@ -248,9 +258,10 @@ def cells(preset: dict, seeds=None) -> list[dict]:
 
 def _untouched(budget: float) -> dict:
     """What a cell's recipe loses where its policy has no budget to set (controls, oracle, event): the curriculum
-    budget changes nothing in their training, so their cells are those of the recipe without it (one run, one name;
-    the report lends them to the routers' table, :func:`tsham.experiments.probe_report.lend_controls`)."""
-    return {} if 0.0 < budget < 1.0 else {"curriculum_budget": None}
+    budget and guide change nothing in their training, so their cells are those of the recipe without them (one
+    run, one name; the report lends them to the routers' table,
+    :func:`tsham.experiments.probe_report.lend_controls`)."""
+    return {} if 0.0 < budget < 1.0 else {"curriculum_budget": None, "curriculum_guide": False}
 
 
 def priority(cell: dict) -> tuple:
@@ -271,7 +282,8 @@ def recipe_tag(cell: dict) -> str:
             + (f"-rope{cell['kv_rope_base']:g}" if cell.get("kv_rope_base") else "")
             + ("-ownqk" if cell.get("kv_own_qk") else "")
             + (f"-from-{level_slug(cell['curriculum'])}x{cell['curriculum_steps']}" if cell.get("curriculum") else "")
-            + (f"-kv{cell['curriculum_budget']:g}" if cell.get("curriculum_budget") is not None else ""))
+            + (f"-kv{cell['curriculum_budget']:g}" if cell.get("curriculum_budget") is not None else "")
+            + ("-guided" if cell.get("curriculum_guide") else ""))
 
 
 def cell_name(cell: dict) -> str:
@@ -307,6 +319,7 @@ def run_cell(cell: dict, out: str, device: str, cuda_graph: bool = False) -> str
                                   cell["lr"], seed=cell["seed"], device=device, history=history,
                                   curriculum=cell.get("curriculum"), curriculum_steps=cell.get("curriculum_steps"),
                                   curriculum_budget=cell.get("curriculum_budget"),
+                                  curriculum_guide=bool(cell.get("curriculum_guide")),
                                   cuda_graph=cuda_graph, checkpoint=checkpoint)
     trained = time.monotonic()
     labels = {k: cell[k] for k in ("probe", "level", "policy", "budget", "seed")}

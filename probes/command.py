@@ -38,7 +38,7 @@ def run_command(args) -> int:
     rows = run_probe(args.name, args.level, args.policy, args.budget, args.seeds, args.n, args.steps, model=model,
                      device=args.device, train_batch=args.batch_size, lr=args.lr, utility=args.state_utility,
                      curriculum=args.curriculum, curriculum_steps=args.curriculum_steps,
-                     curriculum_budget=args.curriculum_budget, **sizes)
+                     curriculum_budget=args.curriculum_budget, curriculum_guide=args.curriculum_guide, **sizes)
     if out.suffix.lower() in (".parquet", ".pq"):
         rows.to_parquet(out, index=False)
     else:
@@ -89,6 +89,9 @@ def add_probe_parser(sub) -> None:
     p.add_argument("--curriculum-budget", type=_fraction, metavar="FRACTION",
                    help="the routers' KV budget on the --curriculum level (each --budget from the --level steps on): "
                         "a level crowded with needles needs more to hold the queried one while the read is learned")
+    p.add_argument("--curriculum-guide", action="store_true",
+                   help="on the --curriculum level the probe's needles enter the scratchpad on top of what the "
+                        "router keeps (the model learns to read them); the --level steps route by the router alone")
     p.add_argument("--patch-length", type=int, default=8)
     p.add_argument("--d-model", type=int, default=32)
     p.add_argument("--kv-rope-base", type=float, default=0.0,

@@ -149,11 +149,12 @@ def model_inputs(batch: ProbeBatch, view: str, device) -> dict:
     }
 
 
-def forward_inputs(model: TshamModel, batch: ProbeBatch, view: str, device) -> dict:
+def forward_inputs(model: TshamModel, batch: ProbeBatch, view: str, device, needles: bool = False) -> dict:
     """:func:`model_inputs` without the absent ones: the needle steps reach the routers only when the model routes
-    with the oracle, and a probe without covariates or flags passes none."""
+    with the oracle or ``needles`` asks for them (a guided curriculum stage), and a probe without covariates or
+    flags passes none."""
     kwargs = model_inputs(batch, view, device)
-    if model.config.ham.router != "oracle":
+    if model.config.ham.router != "oracle" and not needles:
         kwargs.pop("oracle_steps")
     return {k: v for k, v in kwargs.items() if v is not None}
 
@@ -164,10 +165,10 @@ def probe_forward(model: TshamModel, batch: ProbeBatch, device, view: str = "exa
     return model(horizon=batch.target.shape[1], **forward_inputs(model, batch, view, device))
 
 
-def training_batch(model: TshamModel, batch: ProbeBatch) -> dict[str, torch.Tensor]:
-    """A probe batch as :func:`train_loop` draws it: the example view's :func:`forward_inputs` on the CPU plus
-    ``future_target`` ``[N, H, Ct]``; :func:`training_loss` reads it."""
-    return {**forward_inputs(model, batch, "example", "cpu"), "future_target": torch.as_tensor(batch.target)}
+def training_batch(model: TshamModel, batch: ProbeBatch, needles: bool = False) -> dict[str, torch.Tensor]:
+    """A probe batch as :func:`train_loop` draws it: the example view's :func:`forward_inputs` (``needles``: with
+    the needle steps) on the CPU plus ``future_target`` ``[N, H, Ct]``; :func:`training_loss` reads it."""
+    return {**forward_inputs(model, batch, "example", "cpu", needles), "future_target": torch.as_tensor(batch.target)}
 
 
 def training_loss(model: TshamModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -262,7 +263,8 @@ def train_probe_model(probe: str, level: str, config: TshamConfig, steps: int, b
                       lr: float = 2e-3, seed: int = 0, device: str = "cpu", warmup: float = 0.05,
                       history: list | None = None, curriculum: str | None = None,
                       curriculum_steps: int | None = None, curriculum_budget: float | None = None,
-                      cuda_graph: bool = False, checkpoint: str | Path | None = None) -> TshamModel:
+                      curriculum_guide: bool = False, cuda_graph: bool = False,
+                      checkpoint: str | Path | None = None) -> TshamModel:
     """Trains ``config`` on fresh batches of the probe (seeds disjoint from the test seeds) with
     :func:`train_loop` (``cuda_graph``: replay the step as a CUDA graph on CUDA; ``checkpoint``: resume from and
     save to this file); returns it in eval mode.
@@ -279,8 +281,15 @@ def train_probe_model(probe: str, level: str, config: TshamConfig, steps: int, b
     threshold and no target, random routing, gets its threshold back). A level crowded
     with needles needs more than the target level's budget to hold the queried one, and a model whose memory
     rarely holds it does not learn to read it (probe A: 8 motifs fill 37.5% of 64 tokens and 9.4% of 256;
-    experiments/README.md, thirteenth session). Models without such a router train as without it."""
-    check_curriculum(probe, curriculum, curriculum_steps, steps, [config.ham.router], curriculum_budget)
+    experiments/README.md, thirteenth session).
+
+    ``curriculum_guide``: in the first stage those routers are guided (``Router.guided``): the probe's needles
+    (what an oracle keeps) enter the scratchpad on top of the router's own tokens, so the model learns to read
+    them from memory whatever its router keeps; the second stage routes by the router alone. (Probe A: routers kept
+    the motif on every seed, but only the models of some seeds learned to read it, experiments/README.md,
+    fourteenth session.) Models without such a router (the controls, oracle, event) train as without either."""
+    check_curriculum(probe, curriculum, curriculum_steps, steps, [config.ham.router], curriculum_budget,
+                     curriculum_guide)
     if curriculum is not None and curriculum_steps is None:
         curriculum_steps = steps // 2
     if probe in VARIED_LENGTH and cuda_graph and torch.device(device).type == "cuda":
@@ -288,16 +297,22 @@ def train_probe_model(probe: str, level: str, config: TshamConfig, steps: int, b
     torch.manual_seed(seed)
     model = TshamModel(config).to(device)
 
-    def make(step: int) -> ProbeBatch:
-        easier = curriculum is not None and step < curriculum_steps
-        return PROBES[probe](batch_size, curriculum if easier else level, seed=TRAIN_SEED_OFFSET + seed * steps + step)
+    routers = budgetable_routers(model) if curriculum_budget is not None or curriculum_guide else []
+    guided = bool(routers) and curriculum_guide
 
-    routers = budgetable_routers(model) if curriculum_budget is not None else []
+    def first_stage(step: int) -> bool:
+        return curriculum is not None and step < curriculum_steps
+
+    def make(step: int) -> dict[str, torch.Tensor]:
+        batch = PROBES[probe](batch_size, curriculum if first_stage(step) else level,
+                              seed=TRAIN_SEED_OFFSET + seed * steps + step)
+        return training_batch(model, batch, needles=guided and first_stage(step))
+
     own = [r.target for r in routers]
     fixed_tau = [r.tau.detach().clone() for r in routers]  # a router without a target keeps its threshold
 
-    def stage_budget(step: int) -> bool:  # each step's target: one check, and a change only between the stages
-        targets = [curriculum_budget] * len(routers) if step < curriculum_steps else own
+    def stage(step: int) -> bool:  # each step's target and guide: one check, a change only between the stages
+        targets = [curriculum_budget] * len(routers) if first_stage(step) and curriculum_budget is not None else own
         changed = [(r, tau, t) for r, tau, t in zip(routers, fixed_tau, targets, strict=True) if r.target != t]
         for router, tau, target in changed:
             if step == curriculum_steps:
@@ -306,19 +321,26 @@ def train_probe_model(probe: str, level: str, config: TshamConfig, steps: int, b
                     router.tau.copy_(tau)
             else:  # a fresh start or a resumed stage: tau as the loop state left it
                 router.target = target
-        return bool(changed)
+        steered = [r for r in routers if r.guided != (guided and first_stage(step))]
+        for router in steered:
+            router.guided = not router.guided
+        return bool(changed or steered)
 
-    return train_loop(model, lambda step: training_batch(model, make(step)), training_loss, steps, lr, warmup, history,
-                      cuda_graph=cuda_graph, checkpoint=checkpoint, before_step=stage_budget if routers else None)
+    return train_loop(model, make, training_loss, steps, lr, warmup, history, cuda_graph=cuda_graph,
+                      checkpoint=checkpoint, before_step=stage if routers else None)
 
 
 def check_curriculum(probe: str, curriculum: str | None, curriculum_steps: int | None, steps: int,
-                      policies: Sequence[str] = (), curriculum_budget: float | None = None) -> None:
+                     policies: Sequence[str] = (), curriculum_budget: float | None = None,
+                     curriculum_guide: bool = False) -> None:
     """Raises ``ValueError`` naming what is wrong with a curriculum of ``steps``-step training of ``policies``."""
     if curriculum is None:
-        if curriculum_steps is not None or curriculum_budget is not None:
-            raise ValueError("curriculum_steps and curriculum_budget need a curriculum level")
+        if curriculum_steps is not None or curriculum_budget is not None or curriculum_guide:
+            raise ValueError("curriculum_steps, curriculum_budget and curriculum_guide need a curriculum level")
         return
+    if curriculum_guide and curriculum_steps is not None and curriculum_steps >= steps:
+        raise ValueError(f"curriculum_guide needs a second stage, routed by the router alone: curriculum_steps="
+                         f"{curriculum_steps} leaves none of the {steps} steps")
     if curriculum_budget is not None:
         if not (isinstance(curriculum_budget, int | float) and 0.0 < curriculum_budget <= 1.0):
             raise ValueError(f"curriculum_budget must be a KV fraction in (0, 1]; got {curriculum_budget!r}")
@@ -376,11 +398,12 @@ def run_probe(probe: str, level: str = "easy", policies: Sequence[str] = ("surpr
               train_steps: int = 300, model: TshamModel | None = None, device: str = "cpu", train_batch: int = 16,
               lr: float = 2e-3, controls: bool = True, utility: int = 0, curriculum: str | None = None,
               curriculum_steps: int | None = None, curriculum_budget: float | None = None,
-              **config_kwargs) -> pd.DataFrame:
+              curriculum_guide: bool = False, **config_kwargs) -> pd.DataFrame:
     """The sweep: per seed, (policy, budget) pairs plus (``controls``) the pure-GDN and full-attention cells.
 
-    ``curriculum`` / ``curriculum_steps`` / ``curriculum_budget``: train every probe model on that easier level of
-    the probe first, its routers at that budget there (:func:`train_probe_model`).
+    ``curriculum`` / ``curriculum_steps`` / ``curriculum_budget`` / ``curriculum_guide``: train every probe model on
+    that easier level of the probe first, its routers at that budget there and guided to the needles
+    (:func:`train_probe_model`).
 
     ``utility`` > 0 adds the state-utility probe of each cell's model (:func:`with_state_utility`: held-out R^2 of
     ridge readouts of the target from the recurrent state, the scratchpad and both, on ``utility`` sequences).
@@ -407,9 +430,10 @@ def run_probe(probe: str, level: str = "easy", policies: Sequence[str] = ("surpr
             raise ValueError(f"{name} must be >= {least}; got {value}")
     if 0 < utility < 8:
         raise ValueError(f"utility (state-utility sequences) must be 0 (off) or >= 8; got {utility}")
-    if model is not None and (curriculum, curriculum_steps, curriculum_budget) != (None, None, None):
+    if model is not None and (curriculum, curriculum_steps, curriculum_budget, curriculum_guide) != (
+            None, None, None, False):
         raise ValueError("a curriculum trains probe models; a given model is scored, not trained")
-    check_curriculum(probe, curriculum, curriculum_steps, train_steps, policies, curriculum_budget)
+    check_curriculum(probe, curriculum, curriculum_steps, train_steps, policies, curriculum_budget, curriculum_guide)
     if any(int(s) != s or s < 0 for s in seeds):
         raise ValueError(f"seeds must be whole numbers >= 0; got {list(seeds)}")
     seeds = list(dict.fromkeys(int(s) for s in seeds))  # a repeated seed would count its rows twice
@@ -443,7 +467,7 @@ def run_probe(probe: str, level: str = "easy", policies: Sequence[str] = ("surpr
             config = probe_config(policy, budget, **config_kwargs)
             trained = train_probe_model(probe, level, config, train_steps, train_batch, lr, seed=seed, device=device,
                                         curriculum=curriculum, curriculum_steps=curriculum_steps,
-                                        curriculum_budget=curriculum_budget)
+                                        curriculum_budget=curriculum_budget, curriculum_guide=curriculum_guide)
             labels = {"probe": probe, "level": level, "policy": policy, "budget": budget, "seed": seed}
             rows = evaluate_probe(trained, probe, level, n_test, test_seed, labels, device)
             frames.append(with_state_utility(rows, trained, probe, level, utility, test_seed, device))

@@ -119,8 +119,9 @@ class TshamModel(nn.Module):
                 began at step 0 computes (:class:`tsham.forecasting.StreamingForecaster`).
             scale_steps: compute the instance scaling on the first ``scale_steps`` steps only (a stream
                 freezes its scaling after a warm-up); default: the whole context.
-            oracle_steps: ``[B, T]`` bool, the context steps an oracle router must keep (probes); a patch
-                token is routed when any of its steps is set.
+            oracle_steps: ``[B, T]`` bool, the context steps an oracle router must keep (probes), and a guided
+                router keeps on top of its own (``Router.guided``); a patch token is routed when any of its
+                steps is set.
         """
         B, T = past_target.shape[:2]
         if not 0 < horizon <= self.config.max_horizon:

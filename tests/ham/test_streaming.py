@@ -159,3 +159,21 @@ def test_own_scratchpad_queries_and_keys_stream_exactly(router):
     with pytest.raises(ValueError, match="pass x"):
         q = torch.nn.functional.normalize(torch.randn(B, T, 2, 8), dim=-1)
         layer.kv_read_inputs(q, q)
+
+
+@pytest.mark.parametrize("router", ["surprise", "random", "none"])
+def test_a_guided_router_routes_the_needles_on_top_of_its_own_and_streams_exactly(router):
+    """``Router.guided`` (a guided curriculum's first stage): the layer routes the router's tokens and the given
+    needles, in the forward and in step(); without needles it says what is missing."""
+    torch.manual_seed(0)
+    model = build(HamLayer, router, **({"threshold": 1.5} if router == "surprise" else {}))  # leaves needles out
+    x, flags, oracle = inputs()
+    _, own = model(x, flags, oracle)
+    assert own.realised < 0.7
+    model.router.guided = True
+    _, guided = model(x, flags, oracle)
+    assert torch.equal(guided.mask, own.mask | oracle[..., None])
+    assert not torch.equal(guided.mask, own.mask)  # the needles were not all routed already
+    assert_streams_exactly(model, x, flags, oracle)
+    with pytest.raises(ValueError, match="guided router routes the needles.*oracle_mask"):
+        model(x, flags)

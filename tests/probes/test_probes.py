@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from tsham.probes import LEVELS, PROBES, nearest_value_accuracy, recall_skill, tolerance_accuracy
 
 
@@ -383,6 +384,48 @@ def test_a_curriculum_budget_routes_its_fraction_in_the_first_stage_and_the_cell
             runner.train_probe_model("mqar", "easy", config, steps=5, batch_size=4, **kwargs)
     with pytest.raises(ValueError, match="scored, not trained"):
         runner.run_probe("mqar", "easy", model=model, curriculum_budget=0.5)
+
+
+def test_a_guided_curriculum_routes_the_needles_in_the_first_stage_only(monkeypatch):
+    """Every training forward's layer mask: the router's tokens and every needle in the first stage, the router's
+    alone in the second; the controls get no needles; the recipe's errors name what is wrong."""
+    from tsham.probes import runner
+
+    seen = []
+
+    def recording(model, batch):
+        mixer = model.stack.blocks[0].mixer
+        mine = []
+        hooks = [mixer.router.register_forward_hook(lambda m, a, out: mine.append(out.mask)),
+                 mixer.register_forward_hook(lambda m, args, out: seen.append((args[2], mine[-1], out[1].mask)))]
+        try:
+            return real(model, batch)
+        finally:
+            for hook in hooks:
+                hook.remove()
+
+    real = runner.training_loss
+    monkeypatch.setattr(runner, "training_loss", recording)
+    context = runner.probe_context_length("mqar", "easy")
+    config = runner.probe_config("surprise", 0.1, patch_length=4, d_model=16, n_layers=1, context_length=context)
+    model = runner.train_probe_model("mqar", "easy", config, steps=5, batch_size=4, curriculum="easy",
+                                     curriculum_steps=3, curriculum_guide=True)
+    needles = [n for n, _, _ in seen]
+    assert all(n is not None and n.any() for n in needles[:3]) and needles[3:] == [None, None]
+    for needle, own, layer in seen[:3]:
+        assert torch.equal(layer, own | needle[..., None])
+    assert any(not torch.equal(layer, own) for _, own, layer in seen[:3])  # the guide added needles
+    assert all(torch.equal(layer, own) for _, own, layer in seen[3:])
+    assert not model.stack.blocks[0].mixer.router.guided  # scored by its router alone
+    seen.clear()
+    none = runner.probe_config("none", 0.0, patch_length=4, d_model=16, n_layers=1, context_length=context)
+    runner.train_probe_model("mqar", "easy", none, steps=2, batch_size=4, curriculum="easy", curriculum_guide=True)
+    assert all(n is None and not layer.any() for n, _, layer in seen)  # pure GDN stays pure GDN
+    for kwargs, message in (({"curriculum_guide": True}, "need a curriculum level"),
+                            ({"curriculum": "easy", "curriculum_guide": True, "curriculum_steps": 5},
+                             "curriculum_guide needs a second stage")):
+        with pytest.raises(ValueError, match=message):
+            runner.train_probe_model("mqar", "easy", config, steps=5, batch_size=4, **kwargs)
 
 
 def test_probe_command_passes_rotary_positions_to_every_model(tmp_path, monkeypatch):

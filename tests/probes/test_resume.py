@@ -23,12 +23,16 @@ class Cut(Exception):
 
 
 BUDGET_FIRST = {"curriculum": "easy", "curriculum_budget": 0.5}  # the routers at 50% in a curriculum's first stage
+GUIDED_FIRST = {"curriculum": "easy", "curriculum_guide": True}  # the needles routed on top in the first stage
 
 
 @pytest.mark.parametrize("policy, stages", [("random", {}), ("surprise", {}), ("learned", {}),  # the controllers'
                                             # state must resume too, and a stage's budget, cut in either stage
                                             ("surprise", {**BUDGET_FIRST, "curriculum_steps": 3}),
-                                            ("surprise", {**BUDGET_FIRST, "curriculum_steps": 6})])
+                                            ("surprise", {**BUDGET_FIRST, "curriculum_steps": 6}),
+                                            # a guided first stage: the needles reach the resumed stage's routers
+                                            ("surprise", {**GUIDED_FIRST, "curriculum_steps": 3}),
+                                            ("random", {**GUIDED_FIRST, "curriculum_steps": 6})])
 def test_a_cut_loop_resumes_to_the_uncut_weights(tmp_path, monkeypatch, policy, stages):
     import tsham.probes.runner as runner
 
@@ -39,11 +43,11 @@ def test_a_cut_loop_resumes_to_the_uncut_weights(tmp_path, monkeypatch, policy, 
     # every step (checkpoint_every=0), the last one before step 5 with 5 steps done
     real_loop, real_batch = runner.train_loop, runner.training_batch
 
-    def cutting_batch(model, batch):
+    def cutting_batch(model, batch, **kwargs):
         if cutting_batch.calls == 5:
             raise Cut
         cutting_batch.calls += 1
-        return real_batch(model, batch)
+        return real_batch(model, batch, **kwargs)
 
     cutting_batch.calls = 0
     monkeypatch.setattr(runner, "training_batch", cutting_batch)
@@ -53,14 +57,16 @@ def test_a_cut_loop_resumes_to_the_uncut_weights(tmp_path, monkeypatch, policy, 
                           checkpoint=checkpoint, **stages)
     assert read_loop_state(checkpoint)["next_step"] == 5
     drawn = []
-    monkeypatch.setattr(runner, "training_batch", lambda model, batch: drawn.append(1) or real_batch(model, batch))
+    monkeypatch.setattr(runner, "training_batch",
+                        lambda model, batch, **kw: drawn.append(1) or real_batch(model, batch, **kw))
     history_resumed: list = []
     resumed = train_probe_model("mqar", "easy", _config(policy), steps, batch_size=4, history=history_resumed,
                                 checkpoint=checkpoint, **stages)
     for (name, p), q in zip(uncut.state_dict().items(), resumed.state_dict().values(), strict=True):
         torch.testing.assert_close(p, q, rtol=0, atol=0, msg=name)  # weights and the routers' thresholds
     targets = [[m.target for m in model.modules() if hasattr(m, "target")] for model in (uncut, resumed)]
-    assert targets[0] == targets[1] and (not stages or targets[0] == [0.25])  # scored at their own budget
+    own = [None] if policy == "random" else [0.25]  # random routing: a fixed threshold, no target
+    assert targets[0] == targets[1] and (not stages or targets[0] == own)  # scored at their own budget
     assert [h[:2] for h in history_resumed] == [h[:2] for h in history_uncut]  # steps 0, 50..., and the last
     assert len(drawn) == 2  # steps 5 and 6 only: it resumed, it did not train again from the start
 

@@ -90,12 +90,13 @@ def test_graphed_probe_model_matches_eager():
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("level, budget", [("medium", None), ("easy", 0.5)])
-def test_graphed_curriculum_recaptures_at_the_next_stage_and_matches_eager(monkeypatch, level, budget):
+@pytest.mark.parametrize("level, stage", [("medium", {}), ("easy", {"curriculum_budget": 0.5}),
+                                          ("easy", {"curriculum_guide": True})])
+def test_graphed_curriculum_recaptures_at_the_next_stage_and_matches_eager(monkeypatch, level, stage):
     """A staged curriculum changes the context length once (medium after easy), or only the routers' target (a
     curriculum budget: surprise at 50% then 25%, on one shape; a captured graph holds the target's quantile rank
-    fixed): either way the loop captures a second graph at the switch (two graphs, both replayed) and trains what
-    the eager loop trains."""
+    fixed), or the guide (the needles routed on top in the first stage only): either way the loop captures a second
+    graph at the switch (two graphs, both replayed) and trains what the eager loop trains."""
     import tsham.training.cuda_graph as cuda_graph
 
     steps = []
@@ -111,7 +112,7 @@ def test_graphed_curriculum_recaptures_at_the_next_stage_and_matches_eager(monke
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             model = train_probe_model("mqar", level, _tiny_config(), steps=14, batch_size=8, device="cuda",
-                                      curriculum="easy", curriculum_steps=6, curriculum_budget=budget,
+                                      curriculum="easy", curriculum_steps=6, **stage,
                                       cuda_graph=graph)
         _no_failed_capture(caught)
         states.append({k: v.cpu() for k, v in model.state_dict().items()})

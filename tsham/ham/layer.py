@@ -11,7 +11,8 @@ from einops import rearrange
 from torch import nn
 
 from tsham.ham.config import HamConfig
-from tsham.ham.routers import RouterInput, build_router
+from tsham.ham.routers import RouterInput, RouterOutput, build_router
+from tsham.ham.routers.base import per_head
 from tsham.ham.state import HamLayerState
 from tsham.ops import compact_routed, gated_delta, naive_gated_delta, scratchpad_attn, scratchpad_decode
 from tsham.ops.backend import capturing
@@ -205,7 +206,7 @@ class HamLayer(nn.Module):
         o_gdn, final, e = gated_delta(q, k, v, g, beta, output_final_state=return_state)
         x_prev = F.pad(x, (0, 0, 1, -1))
         route = self.router(RouterInput(x, x_prev, e.detach(), v.detach().float(), flags, oracle_mask, valid=valid))
-        mask = route.mask if valid is None else route.mask & valid[..., None]
+        mask = self.routed_mask(route, oracle_mask, valid)
         v_kv = v if route.value_scale is None else v * route.value_scale[..., None].to(v.dtype)
         # On CUDA the index tensor keeps all T slots: no host sync; the kernels read the counts.
         indices, counts = compact_routed(mask, slots=x.shape[1] if x.is_cuda else None)
@@ -220,6 +221,19 @@ class HamLayer(nn.Module):
         state.window, state.sinks = route.window, route.sinks
         state.append(k_kv, v.float(), mask)
         return y, diag, state
+
+    def routed_mask(self, route: RouterOutput, oracle_mask: torch.Tensor | None,
+                    valid: torch.Tensor | None) -> torch.Tensor:
+        """The tokens that enter the scratchpad, ``[B, T, H]`` bool: the router's; while the router is guided (a
+        training curriculum's first stage, ``Router.guided``) also the needles given as ``oracle_mask`` ``[B, T]``
+        / ``[B, T, H]``; never a token outside ``valid`` ``[B, T]``."""
+        mask = route.mask
+        if self.router.guided:
+            if oracle_mask is None:
+                raise ValueError("HamLayer: a guided router routes the needles on top of its own tokens; give them "
+                                 "as oracle_mask [B, T] (TshamModel: oracle_steps)")
+            mask = mask | per_head(oracle_mask.bool(), mask.shape[-1])
+        return mask if valid is None else mask & valid[..., None]
 
     # -- streaming ---------------------------------------------------------------------------------------------
     def init_state(self, batch_size: int, device=None, offset: int = 0) -> HamLayerState:
@@ -257,7 +271,7 @@ class HamLayer(nn.Module):
         route = self.router(
             RouterInput(x, state.x_prev[:, None], e, v.float(), flags, oracle_mask, offset=state.offset, valid=valid)
         )
-        mask = route.mask if valid is None else route.mask & valid[..., None]
+        mask = self.routed_mask(route, oracle_mask, valid)
         q_kv, k_kv = self.kv_read_inputs(q, k, state.offset, x)
         state.append(k_kv, v.float(), mask)
         k_cache, v_cache, live = state.cache()

@@ -147,6 +147,9 @@ class Router(nn.Module):
         self.register_buffer("tau", torch.tensor(float(threshold)))
         self.budgetable = True  # False where the policy, not a threshold, decides how much is routed
         self.calibrated = False  # set by the first training forward with a target (a resumed run restores it)
+        # a training guide (train_probe_model's curriculum_guide): while True the layer routes the needles it is
+        # given as oracle_mask on top of this router's own tokens; not saved, the training loop sets it per stage
+        self.guided = False
 
     def retarget(self, target: float | None) -> None:
         """Sets a new target fraction; the next training forward calibrates tau to its own batch quantile."""
