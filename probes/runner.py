@@ -338,15 +338,20 @@ def check_curriculum(probe: str, curriculum: str | None, curriculum_steps: int |
         if curriculum_steps is not None or curriculum_budget is not None or curriculum_guide:
             raise ValueError("curriculum_steps, curriculum_budget and curriculum_guide need a curriculum level")
         return
-    if curriculum_guide and curriculum_steps is not None and curriculum_steps >= steps:
-        raise ValueError(f"curriculum_guide needs a second stage, routed by the router alone: curriculum_steps="
-                         f"{curriculum_steps} leaves none of the {steps} steps")
-    if curriculum_budget is not None:
-        if not (isinstance(curriculum_budget, int | float) and 0.0 < curriculum_budget <= 1.0):
-            raise ValueError(f"curriculum_budget must be a KV fraction in (0, 1]; got {curriculum_budget!r}")
-        if curriculum_steps is not None and curriculum_steps >= steps:  # the routers would be scored at its budget
-            raise ValueError(f"curriculum_budget needs a second stage: curriculum_steps={curriculum_steps} leaves "
-                             f"none of the {steps} steps")
+    if curriculum_budget is not None and not (isinstance(curriculum_budget, int | float)
+                                              and 0.0 < curriculum_budget <= 1.0):
+        raise ValueError(f"curriculum_budget must be a KV fraction in (0, 1]; got {curriculum_budget!r}")
+    first = steps // 2 if curriculum_steps is None else curriculum_steps
+    for name, used in (("curriculum_budget", curriculum_budget is not None), ("curriculum_guide", curriculum_guide)):
+        if not used:
+            continue
+        if isinstance(first, int) and first < 1:
+            raise ValueError(f"{name} needs a first stage: curriculum_steps={first} of {steps} steps leaves none")
+        if isinstance(first, int) and first >= steps:  # the routers would be scored as the first stage trains them
+            raise ValueError(f"{name} needs a second stage: curriculum_steps={first} leaves none of the {steps} steps")
+        if "composite" in policies:  # "or" mode: each child keeps its own threshold, none is budgetable
+            raise ValueError(f"{name} changes the routers that take a budget; composite routing has none of its own, "
+                             "so its cells would train as without it")
     parse_level(probe, curriculum)  # names an unknown level or knob
     if curriculum_steps is not None and not (isinstance(curriculum_steps, int) and 0 <= curriculum_steps <= steps):
         raise ValueError(f"curriculum_steps must be a whole number in [0, steps={steps}]; got {curriculum_steps!r}")
@@ -402,8 +407,8 @@ def run_probe(probe: str, level: str = "easy", policies: Sequence[str] = ("surpr
     """The sweep: per seed, (policy, budget) pairs plus (``controls``) the pure-GDN and full-attention cells.
 
     ``curriculum`` / ``curriculum_steps`` / ``curriculum_budget`` / ``curriculum_guide``: train every probe model on
-    that easier level of the probe first, its routers at that budget there and guided to the needles
-    (:func:`train_probe_model`).
+    that easier level of the probe first, its routers at that budget there (if given) and guided to the needles (if
+    ``curriculum_guide``) (:func:`train_probe_model`).
 
     ``utility`` > 0 adds the state-utility probe of each cell's model (:func:`with_state_utility`: held-out R^2 of
     ridge readouts of the target from the recurrent state, the scratchpad and both, on ``utility`` sequences).

@@ -141,6 +141,20 @@ def test_learned_router_trained_by_task_loss_alone():
     assert sum(g.abs().sum() for g in grads) > 0
 
 
+def test_a_guided_learned_router_is_trained_by_its_own_tokens_only():
+    """While guided, the needles the guide adds teach the read, not the router's score: a router that routes nothing
+    gets no gradient from them (the straight-through value scale is detached there), one that routes gets some."""
+    x, needles = torch.randn(2, 50, 32), torch.rand(2, 50) < 0.3
+    for threshold, learns in ((2.0, False), (0.5, True)):  # sigmoid scores lie below 2: nothing of its own
+        layer = make_layer("learned", threshold=threshold)
+        layer.router.guided = True
+        y, diag = layer(x, oracle_mask=needles)
+        assert diag.mask[..., 0].equal(needles | diag.mask[..., 0]) and diag.mask.any()
+        y.pow(2).mean().backward()
+        grad = sum(p.grad.abs().sum() for p in layer.router.parameters() if p.grad is not None)
+        assert (grad > 0) == learns
+
+
 def test_learned_router_does_not_change_the_forward():
     """The straight-through value scale is exactly 1: same output as routing that mask through the oracle."""
     layer = make_layer("learned", threshold=0.5)

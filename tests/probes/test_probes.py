@@ -423,9 +423,13 @@ def test_a_guided_curriculum_routes_the_needles_in_the_first_stage_only(monkeypa
     assert all(n is None and not layer.any() for n, _, layer in seen)  # pure GDN stays pure GDN
     for kwargs, message in (({"curriculum_guide": True}, "need a curriculum level"),
                             ({"curriculum": "easy", "curriculum_guide": True, "curriculum_steps": 5},
-                             "curriculum_guide needs a second stage")):
+                             "curriculum_guide needs a second stage"),
+                            ({"curriculum": "easy", "curriculum_guide": True, "curriculum_steps": 0},
+                             "curriculum_guide needs a first stage")):
         with pytest.raises(ValueError, match=message):
             runner.train_probe_model("mqar", "easy", config, steps=5, batch_size=4, **kwargs)
+    with pytest.raises(ValueError, match="composite routing has none of its own"):  # its cells would be misnamed
+        runner.run_probe("mqar", "easy", ["composite"], [0.1], train_steps=4, curriculum="easy", curriculum_guide=True)
 
 
 def test_probe_command_passes_rotary_positions_to_every_model(tmp_path, monkeypatch):

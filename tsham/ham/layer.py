@@ -194,7 +194,8 @@ class HamLayer(nn.Module):
         """``x: [B, T, D] -> y [B, T, D]``, :class:`LayerDiagnostics` (and the stream state if asked).
 
         Args:
-            flags: event flags ``[B, T, F]`` for the event router. oracle_mask: ``[B, T]`` for the oracle router.
+            flags: event flags ``[B, T, F]`` for the event router. oracle_mask: ``[B, T]`` for the oracle router
+                and a guided one (:meth:`routed_mask`).
             return_state: also return a :class:`HamLayerState` from which :meth:`step` continues the stream.
             validate: check the inputs (HamStack checks once for all its layers and passes False).
             valid: ``[B, T]`` bool, the tokens that may enter the scratchpad (None: all); the rest (a short
@@ -207,7 +208,10 @@ class HamLayer(nn.Module):
         x_prev = F.pad(x, (0, 0, 1, -1))
         route = self.router(RouterInput(x, x_prev, e.detach(), v.detach().float(), flags, oracle_mask, valid=valid))
         mask = self.routed_mask(route, oracle_mask, valid)
-        v_kv = v if route.value_scale is None else v * route.value_scale[..., None].to(v.dtype)
+        scale = route.value_scale
+        if scale is not None and self.router.guided:  # the guide's own tokens teach the read, not the router's score
+            scale = torch.where(route.mask, scale, scale.detach())
+        v_kv = v if scale is None else v * scale[..., None].to(v.dtype)
         # On CUDA the index tensor keeps all T slots: no host sync; the kernels read the counts.
         indices, counts = compact_routed(mask, slots=x.shape[1] if x.is_cuda else None)
         q_kv, k_kv = self.kv_read_inputs(q, k, x=x)
