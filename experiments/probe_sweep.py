@@ -158,6 +158,12 @@ PRESETS["c12"] = {"probes": {"cross_channel_binding@12": {"probe": "cross_channe
                                                          "level": "medium:events=12,lag=0", "patch_length": 4,
                                                          "steps": 16000}},
                   "policies": ("oracle", "uncertainty", "random"), "budgets": (0.1,), "seeds": (0, 1, 2), **RECIPE}
+# C easy (4 binding events at lag 0, 192 steps = 48 tokens of 4), controls only, one seed: a CPU pilot of a C
+# curriculum after A's (a read learned on few events carrying over to 16, where full attention learns nothing in
+# 16000 steps): `run --preset c_easy --device cpu --workers 2`, then probe_transfer.py at 8 and 16 events
+PRESETS["c_easy"] = {"probes": {"cross_channel_binding@easy": {"probe": "cross_channel_binding", "level": "easy",
+                                                               "patch_length": 4, "steps": 4000}},
+                     "policies": (), "budgets": (0.1,), "seeds": (0,), **RECIPE}
 # C at c_mid_long's 8 events, each slot 16 background steps wider (the `spacing` knob: 144 patch tokens instead of
 # 80): at 8 events pure GDN held 63% of full attention because its state carries 8 bindings over a short context;
 # the same bindings farther apart should cost the state, not attention's key match, more. Not run yet (about 800 s
