@@ -166,6 +166,9 @@ PRESETS["c12"] = {"probes": {"cross_channel_binding@12": {"probe": "cross_channe
 PRESETS["c_easy"] = {"probes": {"cross_channel_binding@easy": {"probe": "cross_channel_binding", "level": "easy",
                                                                "patch_length": 4, "steps": 4000}},
                      "policies": (), "budgets": (0.1,), "seeds": (0,), **RECIPE}
+# c_easy for 12000 steps (CPU, about 45 minutes a cell at 2 workers): whether more steps at 4 events teach the read
+PRESETS["c_easy_long"] = {**PRESETS["c_easy"], "probes": {"cross_channel_binding@easy": {
+    **PRESETS["c_easy"]["probes"]["cross_channel_binding@easy"], "steps": 12000}}}
 # C at c_mid_long's 8 events, each slot 16 background steps wider (the `spacing` knob: 144 patch tokens instead of
 # 80): at 8 events pure GDN held 63% of full attention because its state carries 8 bindings over a short context;
 # the same bindings farther apart should cost the state, not attention's key match, more. Not run yet (about 800 s
