@@ -166,9 +166,18 @@ PRESETS["c12"] = {"probes": {"cross_channel_binding@12": {"probe": "cross_channe
 PRESETS["c_easy"] = {"probes": {"cross_channel_binding@easy": {"probe": "cross_channel_binding", "level": "easy",
                                                                "patch_length": 4, "steps": 4000}},
                      "policies": (), "budgets": (0.1,), "seeds": (0,), **RECIPE}
-# c_easy for 12000 steps (CPU, about 45 minutes a cell at 2 workers): whether more steps at 4 events teach the read
+# c_easy for 12000 steps (CPU, about 45 minutes a cell at 2 workers): whether more steps at 4 events teach the read.
+# (CPU, 2026-12-02: full attention's loss fell from 0.70 to 0.40 at steps 3500-4500 and it learned the binding,
+# RS 0.474, channel-swap control 0.001; zero-shot at 16 events 0.465, pure GDN 0.173 = 37%)
 PRESETS["c_easy_long"] = {**PRESETS["c_easy"], "probes": {"cross_channel_binding@easy": {
     **PRESETS["c_easy"]["probes"]["cross_channel_binding@easy"], "steps": 12000}}}
+# C at the issue's 16 binding events with c_easy_long's read learned first: 12000 steps at 4 events, then 4000 at
+# 16 (where the thresholds adapt and the read meets 16 events); controls, oracle and the routers at 10%, unguided.
+# Not run yet: by c16's rate (~19 steps/s a cell) about 800 s a cell, two device calls
+PRESETS["c16_curriculum"] = {"probes": {"cross_channel_binding@16": {
+    "probe": "cross_channel_binding", "level": "medium:events=16,lag=0", "patch_length": 4, "steps": 16000,
+    "curriculum": "easy", "curriculum_steps": 12000}},
+    "policies": ("oracle", "uncertainty", "surprise", "random"), "budgets": (0.1,), "seeds": (0, 1, 2), **RECIPE}
 # C at c_mid_long's 8 events, each slot 16 background steps wider (the `spacing` knob: 144 patch tokens instead of
 # 80): at 8 events pure GDN held 63% of full attention because its state carries 8 bindings over a short context;
 # the same bindings farther apart should cost the state, not attention's key match, more. Not run yet (about 800 s
