@@ -109,8 +109,8 @@ def lend_controls(rows: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
     """Rows of a probe sweep (one per test sequence; columns probe, level, policy, seed, recipe, ...) with the
     controls (pure GDN, full attention) copied into every recipe that ends in a curriculum budget or guide (``-kvF``,
     ``-guided``) and has none: those only change routers, so such recipes' controls ran once, under the recipe
-    without them
-    (``probe_sweep.cells``). Only the seeds the borrowing recipe has are lent, so its ratios stay paired by seed.
+    without them (``probe_sweep.cells``). Only the seeds the borrowing recipe has are lent, so its ratios stay
+    paired by seed.
     Returns the rows and, per borrowing recipe, the recipe it borrowed from."""
     if "recipe" not in rows:
         return rows, {}

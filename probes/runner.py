@@ -321,9 +321,10 @@ def train_probe_model(probe: str, level: str, config: TshamConfig, steps: int, b
                     router.tau.copy_(tau)
             else:  # a fresh start or a resumed stage: tau as the loop state left it
                 router.target = target
-        steered = [r for r in routers if r.guided != (guided and first_stage(step))]
+        guide = guided and first_stage(step)
+        steered = [r for r in routers if r.guided != guide]
         for router in steered:
-            router.guided = not router.guided
+            router.guided = guide
         return bool(changed or steered)
 
     return train_loop(model, make, training_loss, steps, lr, warmup, history, cuda_graph=cuda_graph,
