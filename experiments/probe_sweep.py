@@ -50,7 +50,7 @@ PROBE_SETTINGS = {  # the level and patch length of each probe in the reported s
 RECIPE = {"steps": 1500, "batch_size": 64, "lr": 3e-3, "d_model": 64, "n_layers": 2, "n_test": 1000,
           "bind_channels": True, "kv_rope_base": 0.0, "kv_own_qk": False,
           "curriculum": None, "curriculum_steps": None, "curriculum_budget": None,
-          "curriculum_guide": False}  # a probe's setting may override
+          "curriculum_guide": False, "init_from": None}  # a probe's setting may override
 PRESETS = {
     "full": {"probes": PROBE_SETTINGS, "policies": ("surprise", "random", "oracle", "event"),
              "budgets": (0.02, 0.05, 0.1, 0.25), "seeds": (0, 1, 2), **RECIPE},
@@ -173,7 +173,9 @@ PRESETS["c_easy_long"] = {**PRESETS["c_easy"], "probes": {"cross_channel_binding
     **PRESETS["c_easy"]["probes"]["cross_channel_binding@easy"], "steps": 12000}}}
 # C at the issue's 16 binding events with c_easy_long's read learned first: 12000 steps at 4 events, then 4000 at
 # 16 (where the thresholds adapt and the read meets 16 events); controls, oracle and the routers at 10%, unguided.
-# Not run yet: by c16's rate (~19 steps/s a cell) about 800 s a cell, two device calls
+# (H200, 2026-12-03, 18 cells in two calls, ~28 steps/s a cell at 4 events and ~12 at 16: full attention learns the
+# binding on every seed, 0.490, but so does pure GDN, 0.376 = 77%; uncertainty at 10% 0.399 = 81%. The slots touch,
+# so binding events fill half the tokens and decoys the other half: a router at 10% keeps 13-15% of them)
 PRESETS["c16_curriculum"] = {"probes": {"cross_channel_binding@16": {
     "probe": "cross_channel_binding", "level": "medium:events=16,lag=0", "patch_length": 4, "steps": 16000,
     "curriculum": "easy", "curriculum_steps": 12000}},
@@ -252,6 +254,16 @@ PRESETS["a8_guided_curriculum"] = {**PRESETS["a8_curriculum"], "policies": ("sur
                                    "probes": {"rare_motif@medium8": {
                                        **PRESETS["a8_curriculum"]["probes"]["rare_motif@medium8"],
                                        "curriculum_guide": True}}}
+# c16_curriculum's cells trained on where the bindings are sparse enough for a 10% scratchpad and far apart for the
+# recurrent state: each slot 112 background steps wider (`spacing`, 1040 tokens of 4 steps), so the 16 bindings' 64
+# tokens are 6% of them (with their 16 decoys 12%). Zero-shot there (CPU, n=256) full attention kept its read and pure
+# GDN fell (see experiments/README.md, seventeenth session); 800 steps there, from each cell's finished weights
+# (`init_from`: same policy, budget and seed), at a third of the sweep's learning rate, since they start trained.
+# Run into a folder holding c16_curriculum's <cell>.final.pt files (slim carries them: weights without rows travel)
+PRESETS["c16_spaced"] = {"probes": {"cross_channel_binding@16spaced": {
+    "probe": "cross_channel_binding", "level": "medium:events=16,lag=0,spacing=112", "patch_length": 4,
+    "steps": 800, "lr": 1e-3, "init_from": "c16_curriculum"}},
+    "policies": PRESETS["c16_curriculum"]["policies"], "budgets": (0.1,), "seeds": (0, 1, 2), **RECIPE}
 FINAL_SUFFIX = ".final.pt"  # a finished cell's trained weights beside its rows (a loop state without the optimizer)
 RESUMABLE_START = 180.0  # seconds before the deadline under which no cell starts (its first state comes after 60)
 ORDER = ("all", "none", "oracle", "event")  # controls first: a sweep cut short still says the most
@@ -275,7 +287,26 @@ def cells(preset: dict, seeds=None) -> list[dict]:
         for seed in preset["seeds"] if seeds is None else seeds:
             out += [{"probe": probe, "level": setting["level"], "patch_length": setting["patch_length"],
                      "policy": p, "budget": b, "seed": seed, **recipe, **_untouched(b)} for p, b in pairs]
+    for cell in out:
+        if cell["init_from"] is not None:
+            initial_cell(cell)  # names a missing preset or cell now, not in a worker
     return sorted(out, key=priority)
+
+
+def initial_cell(cell: dict) -> dict:
+    """The cell of preset ``cell["init_from"]`` whose finished weights ``cell`` starts from: the same probe, policy,
+    budget and seed, trained by that preset's recipe (a further stage on another level: the sweep's way to train a
+    cell in more than two stages). Raises ``ValueError`` when no preset or cell matches."""
+    name = cell["init_from"]
+    if name not in PRESETS:
+        raise ValueError(f"init_from {name!r}: no such preset; known: {sorted(PRESETS)}")
+    key = ("probe", "policy", "seed")
+    found = [c for c in cells(PRESETS[name], [cell["seed"]]) if all(c[k] == cell[k] for k in key)
+             and (c["budget"] == cell["budget"] or math.isnan(c["budget"]) and math.isnan(cell["budget"]))]
+    if len(found) != 1:
+        raise ValueError(f"init_from {name!r}: {len(found)} cells of {cell['probe']}, policy {cell['policy']}, budget "
+                         f"{cell['budget']:g}, seed {cell['seed']} (one needed to start from)")
+    return found[0]
 
 
 def _untouched(budget: float) -> dict:
@@ -305,7 +336,8 @@ def recipe_tag(cell: dict) -> str:
             + ("-ownqk" if cell.get("kv_own_qk") else "")
             + (f"-from-{level_slug(cell['curriculum'])}x{cell['curriculum_steps']}" if cell.get("curriculum") else "")
             + (f"-kv{cell['curriculum_budget']:g}" if cell.get("curriculum_budget") is not None else "")
-            + ("-guided" if cell.get("curriculum_guide") else ""))
+            + ("-guided" if cell.get("curriculum_guide") else "")
+            + (f"-after-{cell['init_from']}" if cell.get("init_from") else ""))
 
 
 def cell_name(cell: dict) -> str:
@@ -336,13 +368,19 @@ def run_cell(cell: dict, out: str, device: str, cuda_graph: bool = False) -> str
     folder = Path(out) / "cells"
     checkpoint = folder / f"{name}.ckpt"  # a cell cut with its device call resumes from here in the next one
     resumed = _saved_step(checkpoint)
+    init = None
+    if cell.get("init_from") is not None:
+        init = folder / f"{cell_name(initial_cell(cell))}{FINAL_SUFFIX}"
+        if not init.is_file():
+            raise FileNotFoundError(f"{name} starts from {init.name}, not in {folder}: run preset "
+                                    f"{cell['init_from']!r} into this run first (or copy its cells' weights here)")
     with warnings_seen() as seen:
         model = train_probe_model(cell["probe"], cell["level"], config, cell["steps"], cell["batch_size"],
                                   cell["lr"], seed=cell["seed"], device=device, history=history,
                                   curriculum=cell.get("curriculum"), curriculum_steps=cell.get("curriculum_steps"),
                                   curriculum_budget=cell.get("curriculum_budget"),
                                   curriculum_guide=bool(cell.get("curriculum_guide")),
-                                  cuda_graph=cuda_graph, checkpoint=checkpoint)
+                                  cuda_graph=cuda_graph, checkpoint=checkpoint, init=init)
     trained = time.monotonic()
     labels = {k: cell[k] for k in ("probe", "level", "policy", "budget", "seed")}
     rows = evaluate_probe(model, cell["probe"], cell["level"], cell["n_test"], TEST_SEED_OFFSET + cell["seed"], labels,
@@ -455,7 +493,8 @@ def collect(args) -> None:
 def slim(args) -> None:
     """Copies a run's cell logs and an empty placeholder of each cell's rows into ``args.to``, plus the loop state
     of each unfinished cell: all a resumed run needs to skip finished cells and continue cut ones, in kilobytes and
-    ~2 MB per cut cell (the device's working tree is small). Finished cells' weights stay behind."""
+    ~2 MB per cut cell (the device's working tree is small). Finished cells' weights stay behind, but weights
+    without their cell's rows in the run (another preset's, which this run's ``init_from`` cells start from) travel."""
     source, target = Path(args.run) / "cells", Path(args.to) / "cells"
     target.mkdir(parents=True, exist_ok=True)
     finished = sorted(source.glob("*.csv"))
@@ -465,15 +504,18 @@ def slim(args) -> None:
         if log.is_file():
             (target / log.name).write_bytes(log.read_bytes())
     cut = [f for f in sorted(source.glob("*.ckpt")) if not f.with_suffix(".csv").is_file()]
-    for state in cut:
+    starts = [f for f in sorted(source.glob(f"*{FINAL_SUFFIX}"))
+              if not f.with_name(f.name[:-len(FINAL_SUFFIX)] + ".csv").is_file()]
+    for state in cut + starts:
         (target / state.name).write_bytes(state.read_bytes())
     # a slim copy reused from an earlier call: its old loop states and any weights trained into it stay behind
     for stale in [*target.glob("*.ckpt"), *target.glob("*.ckpt.tmp"), *target.glob(f"*{FINAL_SUFFIX}"),
                   *target.glob(f"*{FINAL_SUFFIX}.tmp")]:
-        if stale.name not in {f.name for f in cut}:
+        if stale.name not in {f.name for f in cut + starts}:
             stale.unlink()
-    print(f"{len(finished)} finished cells -> {target} (placeholders), {len(cut)} cut cells' loop states "
-          f"({sum(f.stat().st_size for f in cut) / 2**20:.1f} MiB)")
+    size = sum(f.stat().st_size for f in cut + starts) / 2**20
+    print(f"{len(finished)} finished cells -> {target} (placeholders), {len(cut)} cut cells' loop states and "
+          f"{len(starts)} other cells' weights to start from ({size:.1f} MiB)")
 
 
 def merge(args) -> None:

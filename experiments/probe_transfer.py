@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from tsham.experiments.common import header, write_results
 from tsham.experiments.probe_sweep import FINAL_SUFFIX, PRESETS, cell_config, cell_name, cells
-from tsham.probes.resume import read_loop_state
+from tsham.probes.resume import load_weights, read_loop_state
 from tsham.probes.runner import TEST_SEED_OFFSET, calibrate_probe_budget, evaluate_probe
 
 from tsham.ham import budgetable_routers
@@ -58,20 +58,20 @@ def load_cell_model(path: Path, level: str, known: dict[str, dict] | None = None
     mode; its cell (:func:`cell_of`); and the step the state was saved before."""
     cell, state = cell_of(path, known), read_loop_state(path)
     model = TshamModel(cell_config(cell, level))
-    model.load_state_dict(state["model"])
-    for name, module in model.named_modules():  # calibrated routers move their threshold; fresh ones set it
-        if name in state["calibrated"]:
-            module.calibrated = True
+    load_weights(path, model, state)
     return model.eval(), cell, int(state["next_step"])
 
 
 def trained_at(cell: dict, step: int) -> str:
-    """The level(s) a cell's state saved before ``step`` was trained on: a curriculum's first stage comes first."""
+    """The level(s) a cell's state saved before ``step`` was trained on: a curriculum's first stage comes first, and
+    the preset a cell started from (``init_from``) before both."""
     if cell.get("curriculum") is None:
-        return cell["level"]
-    if step <= cell["curriculum_steps"]:
-        return cell["curriculum"]
-    return f"{cell['curriculum']}, then {cell['level']}"
+        levels = cell["level"]
+    elif step <= cell["curriculum_steps"]:
+        levels = cell["curriculum"]
+    else:
+        levels = f"{cell['curriculum']}, then {cell['level']}"
+    return f"{cell['init_from']}'s cell, then {levels}" if cell.get("init_from") else levels
 
 
 def main(argv: list[str] | None = None) -> None:

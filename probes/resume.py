@@ -64,10 +64,7 @@ def load_loop_state(path: str | Path, model: torch.nn.Module, optimizer: torch.o
     if state["steps"] != steps:
         raise ValueError(f"cannot resume from {path}: it was written by a run of {state['steps']} steps, this one "
                          f"has {steps}")
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as error:
-        raise ValueError(f"cannot resume from {path}: it was written by another model ({error})") from error
+    load_weights(path, model, state, doing="resume from")
     # this run's settings (learning rate, capturable for CUDA graphs or not); the file gives moments and steps
     settings = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
     saved = state["optimizer"]
@@ -79,7 +76,22 @@ def load_loop_state(path: str | Path, model: torch.nn.Module, optimizer: torch.o
         raise ValueError(f"cannot resume from {path}: its optimizer state does not fit this run's ({error})") from error
     for group, own in zip(optimizer.param_groups, settings, strict=True):
         group.update(own)  # after: loading copied them, and a captured step reads the very learning-rate tensor
+    return state["next_step"], [tuple(h) for h in state["history"]], state["seconds"]
+
+
+def load_weights(path: str | Path, model: torch.nn.Module, state: dict | None = None,
+                 doing: str = "load the weights of") -> dict:
+    """Loads the weights of the loop state ``path`` (a cut run's or a finished one's; ``state``: the file already
+    read by :func:`read_loop_state`) into ``model``, and marks the routers it had calibrated (a calibrated router
+    moves its threshold, a fresh one sets it outright from its first training batch); returns the state. Raises
+    ``ValueError`` naming the file when it is not a loop state or was written by another model (``doing`` names
+    what the caller was doing, for the message)."""
+    state = read_loop_state(path) if state is None else state
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as error:
+        raise ValueError(f"cannot {doing} {path}: it was written by another model ({error})") from error
     for name, module in model.named_modules():
         if name in state["calibrated"]:
             module.calibrated = True
-    return state["next_step"], [tuple(h) for h in state["history"]], state["seconds"]
+    return state

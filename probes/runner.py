@@ -35,7 +35,7 @@ from tsham.probes.metrics import (
     tolerance_accuracy,
     window_mse,
 )
-from tsham.probes.resume import load_loop_state, save_loop_state
+from tsham.probes.resume import load_loop_state, load_weights, save_loop_state
 
 from tsham.config import TshamConfig
 from tsham.ham import budgetable_routers, calibrate_kv_budget
@@ -264,7 +264,7 @@ def train_probe_model(probe: str, level: str, config: TshamConfig, steps: int, b
                       history: list | None = None, curriculum: str | None = None,
                       curriculum_steps: int | None = None, curriculum_budget: float | None = None,
                       curriculum_guide: bool = False, cuda_graph: bool = False,
-                      checkpoint: str | Path | None = None) -> TshamModel:
+                      checkpoint: str | Path | None = None, init: str | Path | None = None) -> TshamModel:
     """Trains ``config`` on fresh batches of the probe (seeds disjoint from the test seeds) with
     :func:`train_loop` (``cuda_graph``: replay the step as a CUDA graph on CUDA; ``checkpoint``: resume from and
     save to this file); returns it in eval mode.
@@ -287,7 +287,12 @@ def train_probe_model(probe: str, level: str, config: TshamConfig, steps: int, b
     (what an oracle keeps) enter the scratchpad on top of the router's own tokens, so the model learns to read
     them from memory whatever its router keeps; the second stage routes by the router alone. (Probe A: routers kept
     the motif on every seed, but only the models of some seeds learned to read it, experiments/README.md,
-    fourteenth session.) Models without such a router (the controls, oracle, event) train as without either."""
+    fourteenth session.) Models without such a router (the controls, oracle, event) train as without either.
+
+    ``init``: a loop state (:mod:`tsham.probes.resume`: a finished run's weights or a cut run's) the model starts
+    from instead of its random initialisation, with its routers' calibrated thresholds: a further stage after a
+    finished run, on another level (probe C: a read learned at 16 binding events, then 64). The optimizer and the
+    learning-rate schedule start afresh; a ``checkpoint`` to resume from replaces these weights with its own."""
     check_curriculum(probe, curriculum, curriculum_steps, steps, [config.ham.router], curriculum_budget,
                      curriculum_guide)
     if curriculum is not None and curriculum_steps is None:
@@ -295,7 +300,10 @@ def train_probe_model(probe: str, level: str, config: TshamConfig, steps: int, b
     if probe in VARIED_LENGTH and cuda_graph and torch.device(device).type == "cuda":
         raise ValueError(f"{probe!r} changes the context length between steps; a CUDA graph replays fixed shapes")
     torch.manual_seed(seed)
-    model = TshamModel(config).to(device)
+    model = TshamModel(config)
+    if init is not None:
+        load_weights(init, model, doing="start from")
+    model = model.to(device)
 
     routers = budgetable_routers(model) if curriculum_budget is not None or curriculum_guide else []
     guided = bool(routers) and curriculum_guide

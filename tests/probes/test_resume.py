@@ -202,3 +202,59 @@ def test_a_finished_runs_weights_load_for_scoring_but_never_resume(tmp_path):
     torch.testing.assert_close(state["model"]["weight"], model.weight.detach())
     with pytest.raises(ValueError, match="finished run's weights without the optimizer"):
         load_loop_state(tmp_path / "done.final.pt", model, torch.optim.AdamW(model.parameters()), 10)
+
+
+def test_a_model_starts_from_a_finished_runs_weights_and_calibration(tmp_path):
+    """``init``: the weights and the calibrated thresholds of another run; at learning rate 0 nothing moves the
+    weights (a calibrated threshold moves on: the router tracks its budget on the new batches)."""
+    from tsham.probes.resume import save_loop_state
+
+    first = train_probe_model("mqar", "easy", _config("surprise"), 3, batch_size=2, seed=1)
+    save_loop_state(tmp_path / "first.final.pt", first, None, 3, 3, [], 0.0)
+    later = train_probe_model("mqar", "medium", _config("surprise"), 2, batch_size=2, lr=0.0, seed=2,
+                              init=tmp_path / "first.final.pt")
+    for key, value in first.named_parameters():
+        torch.testing.assert_close(dict(later.named_parameters())[key], value, rtol=0, atol=0)
+    fresh = train_probe_model("mqar", "medium", _config("surprise"), 2, batch_size=2, lr=0.0, seed=2)
+    assert any(not torch.equal(dict(fresh.named_parameters())[k], v) for k, v in first.named_parameters())
+    calibrated = [n for n, m in first.named_modules() if getattr(m, "calibrated", False)]
+    assert calibrated and all(dict(later.named_modules())[n].calibrated for n in calibrated)
+    with pytest.raises(ValueError, match="cannot start from .*first.final.pt: it was written by another model"):
+        train_probe_model("mqar", "easy", _config(d_model=32), 2, batch_size=2, init=tmp_path / "first.final.pt")
+    with pytest.raises(ValueError, match="missing.pt: not a readable loop state"):
+        train_probe_model("mqar", "easy", _config(), 2, batch_size=2, init=tmp_path / "missing.pt")
+
+
+def test_a_sweep_cell_starts_from_another_presets_finished_cell(tmp_path, monkeypatch):
+    """``init_from``: a preset whose cells start from another preset's finished cells of the same policy, budget and
+    seed; without those weights it says which file it needs; its slim copy carries them to the device."""
+    from tsham.experiments import probe_sweep
+
+    tiny = probe_sweep.PRESETS["tiny"]
+    later = {**tiny, "probes": {"mqar": {**tiny["probes"]["mqar"], "init_from": "tiny"}}, "lr": 0.0}
+    monkeypatch.setitem(probe_sweep.PRESETS, "tiny_after", later)
+    run = tmp_path / "run"
+    args = dict(seeds=None, workers=1, device="cpu", minutes=None, cuda_graph=False, out=str(run))
+    cell = probe_sweep.cells(later)[0]
+    assert probe_sweep.cell_name(cell).endswith("-after-tiny")
+    with pytest.raises(FileNotFoundError, match="run preset 'tiny' into this run first"):
+        probe_sweep.run_cell(cell, str(run), "cpu")
+    probe_sweep.run(argparse.Namespace(preset=["tiny"], **args))
+    slim = tmp_path / "slim"
+    probe_sweep.slim(argparse.Namespace(run=str(run), to=str(slim)))
+    assert not list((slim / "cells").glob("*.final.pt"))  # finished cells' weights stay behind
+    for weights in (run / "cells").glob("*.final.pt"):  # a run of its own, with the weights it starts from
+        (slim / "cells" / weights.name).write_bytes(weights.read_bytes())
+        (run / "cells" / weights.with_suffix("").with_suffix(".csv").name).unlink()
+    probe_sweep.slim(argparse.Namespace(run=str(run), to=str(tmp_path / "slim2")))
+    assert len(list((tmp_path / "slim2" / "cells").glob("*.final.pt"))) == 4  # without their rows: they travel
+    probe_sweep.run(argparse.Namespace(preset=["tiny_after"], **args))
+    for c in probe_sweep.cells(later):
+        start = read_loop_state(run / "cells" / f"{probe_sweep.cell_name(probe_sweep.initial_cell(c))}.final.pt")
+        done = read_loop_state(run / "cells" / f"{probe_sweep.cell_name(c)}.final.pt")
+        for key, value in start["model"].items():  # learning rate 0: the weights it started from
+            torch.testing.assert_close(done["model"][key], value, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="init_from 'nowhere': no such preset"):
+        probe_sweep.cells({**later, "probes": {"mqar": {**tiny["probes"]["mqar"], "init_from": "nowhere"}}})
+    with pytest.raises(ValueError, match="init_from 'tiny': 0 cells of mqar, policy random, budget 0.5"):
+        probe_sweep.cells({**later, "budgets": (0.5,)})
