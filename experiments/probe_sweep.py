@@ -257,12 +257,12 @@ PRESETS["a8_guided_curriculum"] = {**PRESETS["a8_curriculum"], "policies": ("sur
 # c16_curriculum's cells trained on where the bindings are sparse enough for a 10% scratchpad and far apart for the
 # recurrent state: each slot 112 background steps wider (`spacing`, 1040 tokens of 4 steps), so the 16 bindings' 64
 # tokens are 6% of them (with their 16 decoys 12%). Zero-shot there (CPU, n=256) full attention kept its read and pure
-# GDN fell (see experiments/README.md, seventeenth session); 800 steps there, from each cell's finished weights
+# GDN fell (see experiments/README.md, seventeenth session); 600 steps there, from each cell's finished weights
 # (`init_from`: same policy, budget and seed), at a third of the sweep's learning rate, since they start trained.
 # Run into a folder holding c16_curriculum's <cell>.final.pt files (slim carries them: weights without rows travel)
 PRESETS["c16_spaced"] = {"probes": {"cross_channel_binding@16spaced": {
     "probe": "cross_channel_binding", "level": "medium:events=16,lag=0,spacing=112", "patch_length": 4,
-    "steps": 800, "lr": 1e-3, "init_from": "c16_curriculum"}},
+    "steps": 600, "lr": 1e-3, "init_from": "c16_curriculum"}},
     "policies": PRESETS["c16_curriculum"]["policies"], "budgets": (0.1,), "seeds": (0, 1, 2), **RECIPE}
 FINAL_SUFFIX = ".final.pt"  # a finished cell's trained weights beside its rows (a loop state without the optimizer)
 RESUMABLE_START = 180.0  # seconds before the deadline under which no cell starts (its first state comes after 60)
