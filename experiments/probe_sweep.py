@@ -259,7 +259,9 @@ PRESETS["a8_guided_curriculum"] = {**PRESETS["a8_curriculum"], "policies": ("sur
 # tokens are 6% of them (with their 16 decoys 12%). Zero-shot there (CPU, n=256) full attention kept its read and pure
 # GDN fell (see experiments/README.md, seventeenth session); 600 steps there, from each cell's finished weights
 # (`init_from`: same policy, budget and seed), at a third of the sweep's learning rate, since they start trained.
-# Run into a folder holding c16_curriculum's <cell>.final.pt files (slim carries them: weights without rows travel)
+# Run into a folder holding c16_curriculum's <cell>.final.pt files (slim carries them: weights without rows travel;
+# results/probes/c16_curriculum_weights.tgz holds them) with WORKERS=9: at 1040 tokens a cell holds 5-15 GB of the
+# H200's 140, and 18 ran out of memory (2026-12-03, after ~516 of the 600 steps, 1.7 steps/s a cell at 18 workers)
 PRESETS["c16_spaced"] = {"probes": {"cross_channel_binding@16spaced": {
     "probe": "cross_channel_binding", "level": "medium:events=16,lag=0,spacing=112", "patch_length": 4,
     "steps": 600, "lr": 1e-3, "init_from": "c16_curriculum"}},
@@ -382,6 +384,10 @@ def run_cell(cell: dict, out: str, device: str, cuda_graph: bool = False) -> str
                                   curriculum_guide=bool(cell.get("curriculum_guide")),
                                   cuda_graph=cuda_graph, checkpoint=checkpoint, init=init)
     trained = time.monotonic()
+    if device.startswith("cuda"):
+        # the training step's cached blocks and CUDA-graph pool back to the GPU before scoring: cells share it, and
+        # at 1040 tokens 18 cells of 5-15 GB each ran it out of memory (c16_spaced, 2026-12-03)
+        torch.cuda.empty_cache()
     labels = {k: cell[k] for k in ("probe", "level", "policy", "budget", "seed")}
     rows = evaluate_probe(model, cell["probe"], cell["level"], cell["n_test"], TEST_SEED_OFFSET + cell["seed"], labels,
                           device)
