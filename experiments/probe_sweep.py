@@ -16,6 +16,9 @@ launch-bound, so several processes share it well), writes ``cells/<cell>.csv`` (
 ``cells/<cell>.final.pt`` (the trained weights, ~0.7 MB at d64x2, for ``experiments/probe_transfer.py`` to score
 again at other levels or at a calibrated budget), and skips cells already written, so a stopped sweep resumes.
 ``report`` writes ``results/<name>.md`` (grouped tables and the targets of #6) and one frontier PNG per probe.
+A preset's ``init_from`` names another preset whose finished cells (same probe, policy, budget and seed; their
+``.final.pt`` in the same run folder) its cells start from: a further stage on another level (cell suffix
+``-after-<preset>``; ``slim`` carries weights whose rows are not in the run).
 """
 
 from __future__ import annotations
