@@ -49,6 +49,8 @@ def test_transfer_says_which_stage_of_a_curriculum_a_state_was_trained_on():
     cell = cells(PRESETS["a8_curriculum"])[0]
     assert probe_transfer.trained_at(cell, 3000) == "easy:distractors=7"
     assert probe_transfer.trained_at(cell, 7000) == "easy:distractors=7, then medium:distractors=7"
+    later = cells(PRESETS["c16_spaced"])[0]  # a stage that starts from another preset's finished cell
+    assert probe_transfer.trained_at(later, 600) == "c16_curriculum's cell, then medium:events=16,lag=0,spacing=112"
 
 
 def test_transfer_takes_a_presets_cell_at_a_seed_the_preset_does_not_list(tmp_path):
