@@ -291,8 +291,9 @@ def train_probe_model(probe: str, level: str, config: TshamConfig, steps: int, b
 
     ``init``: a loop state (:mod:`tsham.probes.resume`: a finished run's weights or a cut run's) the model starts
     from instead of its random initialisation, with its routers' calibrated thresholds: a further stage after a
-    finished run, on another level (probe C: a read learned at 16 binding events, then 64). The optimizer and the
-    learning-rate schedule start afresh; a ``checkpoint`` to resume from replaces these weights with its own."""
+    finished run, on another level (probe C: a read learned at 16 binding events, then the same 16 spaced apart).
+    The optimizer and the learning-rate schedule start afresh; a ``checkpoint`` to resume from replaces these
+    weights with its own."""
     check_curriculum(probe, curriculum, curriculum_steps, steps, [config.ham.router], curriculum_budget,
                      curriculum_guide)
     if curriculum is not None and curriculum_steps is None:
