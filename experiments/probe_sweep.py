@@ -269,6 +269,14 @@ PRESETS["c16_spaced"] = {"probes": {"cross_channel_binding@16spaced": {
     "probe": "cross_channel_binding", "level": "medium:events=16,lag=0,spacing=112", "patch_length": 4,
     "steps": 600, "lr": 1e-3, "init_from": "c16_curriculum"}},
     "policies": PRESETS["c16_curriculum"]["policies"], "budgets": (0.1,), "seeds": (0, 1, 2), **RECIPE}
+# C with a binding inside one patch token: at patch 16 an event's key shape (8 steps on channel 1) and value level (8
+# steps on channel 0, lag 0) share a token, so a binding is one scratchpad slot, and 16 bindings spaced 496 steps
+# apart (`medium:events=16,lag=0,spacing=496`, 1028 tokens) fill 1.6% of the tokens (3.1% with their decoys), under
+# what a 10% router can keep. A CPU pilot first: does full attention learn the read at easy (12 tokens), controls
+# only, seed 0 (`run --preset c_easy_p16 --device cpu --workers 2`), then probe_transfer.py at the spaced level
+PRESETS["c_easy_p16"] = {"probes": {"cross_channel_binding@easyp16": {
+    "probe": "cross_channel_binding", "level": "easy", "patch_length": 16, "steps": 8000}},
+    "policies": (), "budgets": (0.1,), "seeds": (0,), **RECIPE}
 FINAL_SUFFIX = ".final.pt"  # a finished cell's trained weights beside its rows (a loop state without the optimizer)
 RESUMABLE_START = 180.0  # seconds before the deadline under which no cell starts (its first state comes after 60)
 ORDER = ("all", "none", "oracle", "event")  # controls first: a sweep cut short still says the most
