@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None) -> None:
                         "other sequences of the level (runner.calibrate_probe_budget); default: the trained threshold")
     parser.add_argument("--name", help="write experiments/results/<name>.md and .json")
     parser.add_argument("--note", help="where the states come from (machine, run, revision), for the results' header")
+    parser.add_argument("--device", default="cpu", help="score on this torch device (cuda: contexts of thousands of "
+                        "tokens and 1000 sequences a level, which a CPU takes hours for)")
     args = parser.parse_args(argv)
     if args.n < 1:
         parser.error(f"--n must be at least 1; got {args.n}")
@@ -92,12 +94,13 @@ def main(argv: list[str] | None = None) -> None:
     for path in args.states:
         for level in args.levels:
             model, cell, step = load_cell_model(path, level, known)
+            model.to(args.device)
             test_seed = TEST_SEED_OFFSET + cell["seed"]
             # oracle and event cells (budget NaN) and recency windows take no threshold; none and all keep 0 and 1
             budgeted = args.calibrate and 0 < cell["budget"] < 1 and bool(budgetable_routers(model))
             if budgeted:
-                calibrate_probe_budget(model, cell["probe"], level, cell["budget"], test_seed)
-            scored = evaluate_probe(model, cell["probe"], level, args.n, test_seed, {})
+                calibrate_probe_budget(model, cell["probe"], level, cell["budget"], test_seed, args.device)
+            scored = evaluate_probe(model, cell["probe"], level, args.n, test_seed, {}, args.device)
             rows.append({"cell": path.name, "policy": cell["policy"], "seed": cell["seed"],
                          "threshold": "calibrated" if budgeted else "trained" if budgetable_routers(model) else "fixed",
                          "trained_at": trained_at(cell, step),
@@ -119,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     print(table)
     if args.name:
         meta = {**header(), **({"states": args.note} if args.note else {}), "torch threads": torch.get_num_threads(),
-                "test sequences": args.n}
+                "device": args.device, "test sequences": args.n}
         print(write_results(args.name, meta, rows, table))
 
 
