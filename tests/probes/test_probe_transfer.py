@@ -45,6 +45,24 @@ def test_transfer_scores_every_state_at_every_level(tmp_path, monkeypatch):
         probe_transfer.main([str(path), "--levels", "easy", "--n", "0"])
 
 
+def test_transfer_scores_on_the_device_it_is_given(tmp_path, monkeypatch):
+    path, _ = _cut_state(tmp_path, "tiny", "random")
+    devices, metas = [], []
+
+    def spy(real):
+        def call(*args, **kwargs):
+            devices.append((real.__name__, args[-1]))
+            return real(*args, **kwargs)
+        return call
+
+    monkeypatch.setattr(probe_transfer, "calibrate_probe_budget", spy(probe_transfer.calibrate_probe_budget))
+    monkeypatch.setattr(probe_transfer, "evaluate_probe", spy(probe_transfer.evaluate_probe))
+    monkeypatch.setattr(probe_transfer, "write_results", lambda name, meta, rows, table: metas.append(meta))
+    probe_transfer.main([str(path), "--levels", "easy", "--n", "4", "--calibrate", "--device", "cpu", "--name", "x"])
+    assert devices == [("calibrate_probe_budget", "cpu"), ("evaluate_probe", "cpu")]
+    assert metas[0]["device"] == "cpu"
+
+
 def test_transfer_says_which_stage_of_a_curriculum_a_state_was_trained_on():
     cell = cells(PRESETS["a8_curriculum"])[0]
     assert probe_transfer.trained_at(cell, 3000) == "easy:distractors=7"
