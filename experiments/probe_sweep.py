@@ -253,7 +253,8 @@ PRESETS["a8_kv_curriculum"] = {**PRESETS["a8_curriculum"], "policies": ("uncerta
 # control: what the read is worth when the router keeps the motif by chance. Controls as for a8_kv_curriculum.
 # (H200, 2026-12-02, seeds 0-5 via --seeds: uncertainty at 10% 0.296 = 88% of full attention, every seed 0.18-0.36;
 # surprise 0.194, random 0.117; 12 cells in one 530-s call at WORKERS=12. Seeds 6-11 of uncertainty and the controls,
-# 2026-12-03: on 12 seeds 0.282 = 91% of full attention's 0.310, pure GDN 15%; 9 cells at WORKERS=9 ran ~10.5 min)
+# 2026-12-03: on 12 seeds 0.282 = 91% of full attention's 0.310, pure GDN 15%; seeds 9-11, 9 cells at WORKERS=9, in
+# two calls of 601 s and 97 s)
 PRESETS["a8_guided_curriculum"] = {**PRESETS["a8_curriculum"], "policies": ("surprise", "uncertainty", "random"),
                                    "probes": {"rare_motif@medium8": {
                                        **PRESETS["a8_curriculum"]["probes"]["rare_motif@medium8"],
