@@ -18,7 +18,9 @@ again at other levels or at a calibrated budget), and skips cells already writte
 ``report`` writes ``results/<name>.md`` (grouped tables and the targets of #6) and one frontier PNG per probe.
 A preset's ``init_from`` names another preset whose finished cells (same probe, policy, budget and seed; their
 ``.final.pt`` in the same run folder) its cells start from: a further stage on another level (cell suffix
-``-after-<preset>``; ``slim`` carries weights whose rows are not in the run).
+``-after-<preset>``; ``slim`` carries weights whose rows are not in the run); with ``init_policy`` they start from
+that policy's cell instead (full attention's weights, for a router that learns what its attention reads; suffix
+``-after-<preset>-<policy>``).
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ PROBE_SETTINGS = {  # the level and patch length of each probe in the reported s
 RECIPE = {"steps": 1500, "batch_size": 64, "lr": 3e-3, "d_model": 64, "n_layers": 2, "n_test": 1000,
           "bind_channels": True, "kv_rope_base": 0.0, "kv_own_qk": False,
           "curriculum": None, "curriculum_steps": None, "curriculum_budget": None,
-          "curriculum_guide": False, "init_from": None}  # a probe's setting may override
+          "curriculum_guide": False, "init_from": None, "init_policy": None}  # a probe's setting may override
 PRESETS = {
     "full": {"probes": PROBE_SETTINGS, "policies": ("surprise", "random", "oracle", "event"),
              "budgets": (0.02, 0.05, 0.1, 0.25), "seeds": (0, 1, 2), **RECIPE},
@@ -315,16 +317,20 @@ def cells(preset: dict, seeds=None) -> list[dict]:
 def initial_cell(cell: dict) -> dict:
     """The cell of preset ``cell["init_from"]`` whose finished weights ``cell`` starts from: the same probe, policy,
     budget and seed, trained by that preset's recipe (a further stage on another level: the sweep's way to train a
-    cell in more than two stages). Raises ``ValueError`` when no preset or cell matches."""
-    name = cell["init_from"]
+    cell in more than two stages); with ``cell["init_policy"]``, that policy's cell of the same probe and seed at
+    whatever budget it has (full attention's). Raises ``ValueError`` when no preset or cell matches."""
+    name, policy = cell["init_from"], cell.get("init_policy") or cell["policy"]
     if name not in PRESETS:
         raise ValueError(f"init_from {name!r}: no such preset; known: {sorted(PRESETS)}")
-    key = ("probe", "policy", "seed")
-    found = [c for c in cells(PRESETS[name], [cell["seed"]]) if all(c[k] == cell[k] for k in key)
-             and (c["budget"] == cell["budget"] or math.isnan(c["budget"]) and math.isnan(cell["budget"]))]
+    same_budget = policy == cell["policy"]
+    found = [c for c in cells(PRESETS[name], [cell["seed"]])
+             if c["probe"] == cell["probe"] and c["policy"] == policy and c["seed"] == cell["seed"]
+             and (not same_budget or c["budget"] == cell["budget"]
+                  or math.isnan(c["budget"]) and math.isnan(cell["budget"]))]
     if len(found) != 1:
-        raise ValueError(f"init_from {name!r}: {len(found)} cells of {cell['probe']}, policy {cell['policy']}, budget "
-                         f"{cell['budget']:g}, seed {cell['seed']} (one needed to start from)")
+        raise ValueError(f"init_from {name!r}: {len(found)} cells of {cell['probe']}, policy {policy}"
+                         + (f", budget {cell['budget']:g}" if same_budget else "")
+                         + f", seed {cell['seed']} (one needed to start from)")
     return found[0]
 
 
@@ -356,7 +362,8 @@ def recipe_tag(cell: dict) -> str:
             + (f"-from-{level_slug(cell['curriculum'])}x{cell['curriculum_steps']}" if cell.get("curriculum") else "")
             + (f"-kv{cell['curriculum_budget']:g}" if cell.get("curriculum_budget") is not None else "")
             + ("-guided" if cell.get("curriculum_guide") else "")
-            + (f"-after-{cell['init_from']}" if cell.get("init_from") else ""))
+            + (f"-after-{cell['init_from']}" if cell.get("init_from") else "")
+            + (f"-{cell['init_policy']}" if cell.get("init_from") and cell.get("init_policy") else ""))
 
 
 def cell_name(cell: dict) -> str:
@@ -399,7 +406,8 @@ def run_cell(cell: dict, out: str, device: str, cuda_graph: bool = False) -> str
                                   curriculum=cell.get("curriculum"), curriculum_steps=cell.get("curriculum_steps"),
                                   curriculum_budget=cell.get("curriculum_budget"),
                                   curriculum_guide=bool(cell.get("curriculum_guide")),
-                                  cuda_graph=cuda_graph, checkpoint=checkpoint, init=init)
+                                  cuda_graph=cuda_graph, checkpoint=checkpoint, init=init,
+                                  fresh_routers=cell.get("init_policy") not in (None, cell["policy"]))
     trained = time.monotonic()
     if device.startswith("cuda"):
         # the training step's cached blocks and CUDA-graph pool back to the GPU before scoring: cells share it, and

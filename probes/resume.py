@@ -80,17 +80,25 @@ def load_loop_state(path: str | Path, model: torch.nn.Module, optimizer: torch.o
 
 
 def load_weights(path: str | Path, model: torch.nn.Module, state: dict | None = None,
-                 doing: str = "load the weights of") -> dict:
+                 doing: str = "load the weights of", fresh_routers: bool = False) -> dict:
     """Loads the weights of the loop state ``path`` (a cut run's or a finished one's; ``state``: the file already
     read by :func:`read_loop_state`) into ``model``, and marks the routers it had calibrated (a calibrated router
     moves its threshold, a fresh one sets it outright from its first training batch); returns the state. Raises
     ``ValueError`` naming the file when it is not a loop state or was written by another model (``doing`` names
-    what the caller was doing, for the message)."""
+    what the caller was doing, for the message).
+
+    ``fresh_routers``: the state may come from the same model with another routing policy (full attention's weights
+    for a router to learn on): the routers' own parameters it lacks keep their initialisation; every other weight
+    must match, and the state may hold no router parameters the model lacks."""
     state = read_loop_state(path) if state is None else state
     try:
-        model.load_state_dict(state["model"])
+        missing, unexpected = model.load_state_dict(state["model"], strict=not fresh_routers)
     except RuntimeError as error:
         raise ValueError(f"cannot {doing} {path}: it was written by another model ({error})") from error
+    stray = [k for k in missing if ".router." not in k] + list(unexpected)
+    if stray:
+        raise ValueError(f"cannot {doing} {path}: it was written by another model (missing or unexpected weights "
+                         f"beyond the routers': {stray[:5]})")
     for name, module in model.named_modules():
         if name in state["calibrated"]:
             module.calibrated = True

@@ -41,7 +41,7 @@ from tsham.config import TshamConfig
 from tsham.ham import budgetable_routers, calibrate_kv_budget
 from tsham.model import TshamModel
 
-POLICIES = ("surprise", "uncertainty", "learned", "composite", "random", "event", "recency", "oracle")
+POLICIES = ("surprise", "uncertainty", "learned", "distilled", "composite", "random", "event", "recency", "oracle")
 TRAIN_SEED_OFFSET = 1_000_003  # training batches never reuse a test seed
 TEST_SEED_OFFSET = 10_000  # a cell of seed s is scored on the sequences of seed TEST_SEED_OFFSET + s
 CALIBRATION_SEED_OFFSET = 500_000  # thresholds are calibrated on test seed + this, never on the test sequences
@@ -76,6 +76,8 @@ def probe_config(policy: str, budget: float, patch_length: int = 8, d_model: int
         kwargs = {"target": budget}
     elif policy == "learned":  # a scorer of d_model / 16 hidden units keeps the router under 1% of the parameters
         kwargs = {"target": budget, "hidden": max(2, d_model // 16)}
+    elif policy == "distilled":  # fitted to the attention of the query key's two tokens and the forecast's two
+        kwargs = {"target": budget, "hidden": 16, "queries": 4}
     elif policy == "composite":  # surprise at the budget, plus every flagged token (the union)
         kwargs = {"routers": [{"name": "surprise", "target": budget}, {"name": "event"}], "mode": "or"}
     else:
@@ -264,7 +266,8 @@ def train_probe_model(probe: str, level: str, config: TshamConfig, steps: int, b
                       history: list | None = None, curriculum: str | None = None,
                       curriculum_steps: int | None = None, curriculum_budget: float | None = None,
                       curriculum_guide: bool = False, cuda_graph: bool = False,
-                      checkpoint: str | Path | None = None, init: str | Path | None = None) -> TshamModel:
+                      checkpoint: str | Path | None = None, init: str | Path | None = None,
+                      fresh_routers: bool = False) -> TshamModel:
     """Trains ``config`` on fresh batches of the probe (seeds disjoint from the test seeds) with
     :func:`train_loop` (``cuda_graph``: replay the step as a CUDA graph on CUDA; ``checkpoint``: resume from and
     save to this file); returns it in eval mode.
@@ -293,7 +296,9 @@ def train_probe_model(probe: str, level: str, config: TshamConfig, steps: int, b
     from instead of its random initialisation, with its routers' calibrated thresholds: a further stage after a
     finished run, on another level (probe C: a read learned at 16 binding events, then the same 16 spaced apart).
     The optimizer and the learning-rate schedule start afresh; a ``checkpoint`` to resume from replaces these
-    weights with its own."""
+    weights with its own. ``fresh_routers``: ``init`` comes from the same model under another policy (full
+    attention's weights, for a router that learns what that attention reads), so the routers' own parameters start
+    from their initialisation (:func:`tsham.probes.resume.load_weights`)."""
     check_curriculum(probe, curriculum, curriculum_steps, steps, [config.ham.router], curriculum_budget,
                      curriculum_guide)
     if curriculum is not None and curriculum_steps is None:
@@ -303,7 +308,7 @@ def train_probe_model(probe: str, level: str, config: TshamConfig, steps: int, b
     torch.manual_seed(seed)
     model = TshamModel(config)
     if init is not None:
-        load_weights(init, model, doing="start from")
+        load_weights(init, model, doing="start from", fresh_routers=fresh_routers)
     model = model.to(device)
 
     routers = budgetable_routers(model) if curriculum_budget is not None or curriculum_guide else []

@@ -10,6 +10,7 @@ ROUTER_KWARGS = {
     "uncertainty": {"threshold": 0.3},
     "event": {},
     "learned": {"threshold": 0.5},
+    "distilled": {"threshold": 0.5},
     "composite": {"routers": [{"name": "surprise", "threshold": 0.9}, {"name": "event"}]},
     "random": {"fraction": 0.3},
     "recency": {"window": 6, "sinks": 2},

@@ -257,3 +257,40 @@ def test_a_sweep_cell_starts_from_another_presets_finished_cell(tmp_path, monkey
         probe_sweep.cells({**later, "probes": {"mqar": {**tiny["probes"]["mqar"], "init_from": "nowhere"}}})
     with pytest.raises(ValueError, match="init_from 'tiny': 0 cells of mqar, policy random, budget 0.5"):
         probe_sweep.cells({**later, "budgets": (0.5,)})
+
+
+def test_a_router_starts_from_full_attentions_weights_with_its_own_parameters_fresh(tmp_path):
+    """``fresh_routers``: the same model under another policy; every weight but the router's comes from the file."""
+    from tsham.experiments import probe_sweep
+    from tsham.probes.resume import save_loop_state
+
+    from tsham.model import TshamModel
+
+    full = train_probe_model("mqar", "easy", _config("all"), 2, batch_size=2, seed=1)
+    save_loop_state(tmp_path / "all.final.pt", full, None, 2, 2, [], 0.0)
+    later = train_probe_model("mqar", "easy", _config("distilled"), 2, batch_size=2, lr=0.0, seed=2,
+                              init=tmp_path / "all.final.pt", fresh_routers=True)
+    own = dict(later.named_parameters())
+    for key, value in full.named_parameters():
+        torch.testing.assert_close(own[key], value, rtol=0, atol=0)
+    assert any(".router.mlp." in key for key in own)
+    with pytest.raises(ValueError, match="cannot start from .*all.final.pt: it was written by another model"):
+        train_probe_model("mqar", "easy", _config("distilled"), 2, batch_size=2, init=tmp_path / "all.final.pt")
+    with pytest.raises(ValueError, match="written by another model"):  # another width
+        train_probe_model("mqar", "easy", _config("distilled", d_model=32), 2, batch_size=2,
+                          init=tmp_path / "all.final.pt", fresh_routers=True)
+    own_qk = probe_config("all", 1.0, patch_length=4, d_model=16, n_layers=1, kv_own_qk=True,
+                          context_length=probe_context_length("mqar", "easy"))
+    save_loop_state(tmp_path / "own_qk.final.pt", TshamModel(own_qk), None, 0, 0, [], 0.0)
+    with pytest.raises(ValueError, match="beyond the routers'.*kv_qk_proj"):  # weights the model lacks
+        train_probe_model("mqar", "easy", _config("distilled"), 2, batch_size=2,
+                          init=tmp_path / "own_qk.final.pt", fresh_routers=True)
+    # the sweep: init_policy picks that policy's cell of the preset it starts from, whatever its budget
+    tiny = probe_sweep.PRESETS["tiny"]
+    setting = {**tiny["probes"]["mqar"], "init_from": "tiny", "init_policy": "all"}
+    later = {**tiny, "probes": {"mqar": setting}, "policies": ("distilled",), "controls": False}
+    (cell,) = probe_sweep.cells(later)
+    assert probe_sweep.cell_name(cell).endswith("-after-tiny-all")
+    assert probe_sweep.initial_cell(cell)["policy"] == "all"
+    with pytest.raises(ValueError, match="0 cells of mqar, policy event, seed 0"):
+        probe_sweep.cells({**later, "probes": {"mqar": {**setting, "init_policy": "event"}}})

@@ -13,6 +13,7 @@ from torch import nn
 from tsham.ham.config import HamConfig
 from tsham.ham.routers import RouterInput, RouterOutput, build_router
 from tsham.ham.routers.base import per_head
+from tsham.ham.routers.distilled import read_attention
 from tsham.ham.state import HamLayerState
 from tsham.ops import compact_routed, gated_delta, naive_gated_delta, scratchpad_attn, scratchpad_decode
 from tsham.ops.backend import capturing
@@ -206,7 +207,11 @@ class HamLayer(nn.Module):
         q, k, v, g, beta, tail = self.project(x)
         o_gdn, final, e = gated_delta(q, k, v, g, beta, output_final_state=return_state)
         x_prev = F.pad(x, (0, 0, 1, -1))
-        route = self.router(RouterInput(x, x_prev, e.detach(), v.detach().float(), flags, oracle_mask, valid=valid))
+        q_kv, k_kv = self.kv_read_inputs(q, k, x=x)
+        reads = self.router.attention_queries
+        attention = read_attention(q_kv, k_kv, reads, valid) if self.training and reads else None
+        route = self.router(RouterInput(x, x_prev, e.detach(), v.detach().float(), flags, oracle_mask, valid=valid,
+                                        attention=attention))
         mask = self.routed_mask(route, oracle_mask, valid)
         scale = route.value_scale
         if scale is not None and self.router.guided:  # the guide's own tokens teach the read, not the router's score
@@ -214,7 +219,6 @@ class HamLayer(nn.Module):
         v_kv = v if scale is None else v * scale[..., None].to(v.dtype)
         # On CUDA the index tensor keeps all T slots: no host sync; the kernels read the counts.
         indices, counts = compact_routed(mask, slots=x.shape[1] if x.is_cuda else None)
-        q_kv, k_kv = self.kv_read_inputs(q, k, x=x)
         o_kv = scratchpad_attn(q_kv, k_kv, v_kv, indices, counts, scale=1.0, window=route.window, sinks=route.sinks)
         y = self.merge(x, o_gdn, o_kv.float())
         diag = LayerDiagnostics(mask, route.scores, routed_fraction(mask, valid), counts, route.aux_loss, valid)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from tsham.ham.routers.base import Router, RouterInput, RouterOutput
 from tsham.ham.routers.composite import CompositeRouter
+from tsham.ham.routers.distilled import DistilledRouter
 from tsham.ham.routers.event import EventRouter
 from tsham.ham.routers.fixed import AllRouter, NoneRouter, OracleRouter, RecencyRouter
 from tsham.ham.routers.learned import LearnedRouter
@@ -19,6 +20,7 @@ ROUTERS: dict[str, type[Router]] = {
     "uncertainty": UncertaintyRouter,
     "event": EventRouter,
     "learned": LearnedRouter,
+    "distilled": DistilledRouter,
     "composite": CompositeRouter,
     "random": RandomRouter,
     "recency": RecencyRouter,

@@ -34,6 +34,9 @@ class RouterInput:
             before a series' first observation (a short series left-padded to the model's window): the layer
             never routes it, and a target fraction counts only valid tokens (all tokens in a step being captured
             into a CUDA graph: :meth:`Router.threshold`).
+        attention: ``[B, T]`` what the stream's last tokens' scratchpad attention reads (detached; given only while
+            training a router with ``attention_queries`` set, :func:`tsham.ham.routers.distilled.read_attention`),
+            or None.
     """
 
     x: torch.Tensor
@@ -44,6 +47,7 @@ class RouterInput:
     oracle_mask: torch.Tensor | None = None
     offset: int = 0
     valid: torch.Tensor | None = None
+    attention: torch.Tensor | None = None
 
 
 @dataclass
@@ -150,6 +154,8 @@ class Router(nn.Module):
         # a training guide (train_probe_model's curriculum_guide): while True the layer routes the needles it is
         # given as oracle_mask on top of this router's own tokens; not saved, the training loop sets it per stage
         self.guided = False
+        # > 0: while training, the layer gives this router RouterInput.attention, what its last this many tokens read
+        self.attention_queries = 0
 
     def retarget(self, target: float | None) -> None:
         """Sets a new target fraction; the next training forward calibrates tau to its own batch quantile."""
