@@ -273,6 +273,22 @@ PRESETS["c16_spaced"] = {"probes": {"cross_channel_binding@16spaced": {
     "probe": "cross_channel_binding", "level": "medium:events=16,lag=0,spacing=112", "patch_length": 4,
     "steps": 600, "lr": 1e-3, "init_from": "c16_curriculum"}},
     "policies": PRESETS["c16_curriculum"]["policies"], "budgets": (0.1,), "seeds": (0, 1, 2), **RECIPE}
+# C where its target is read: 16 bindings spaced 496 steps apart (4112 tokens of 4; bindings and decoys fill 3.1%).
+# Zero-shot there c16_curriculum's pure GDN held 25% of full attention, and surprise and uncertainty at 10% kept only
+# 0.29-0.51 of the queried binding: their scores do not tell a binding from the background (results/probe_transfer_
+# c16_far_calibrated_h200.md). 600 steps there from each c16_curriculum cell's finished weights, at a third of the
+# sweep's learning rate and a quarter of its batch (16 x 4112 tokens: the memory of 64 x 1040, c16_spaced's), so
+# every policy compared there was trained there. Controls and oracle here; the distilled router in c16_far_distilled.
+PRESETS["c16_far"] = {"probes": {"cross_channel_binding@16far": {
+    "probe": "cross_channel_binding", "level": "medium:events=16,lag=0,spacing=496", "patch_length": 4,
+    "steps": 600, "lr": 1e-3, "batch_size": 16, "init_from": "c16_curriculum"}},
+    "policies": ("oracle",), "budgets": (0.1,), "seeds": (0, 1, 2), **RECIPE}
+# c16_far's stage for a router that learns which tokens attention reads (DistilledRouter, fitted to the attention of
+# the query key's two tokens and the forecast's two, with every token kept): it starts from c16_curriculum's full
+# attention of its seed (`init_policy`), whose read is learned, its router fresh, and routes 10% from the first step
+PRESETS["c16_far_distilled"] = {"probes": {"cross_channel_binding@16far": {
+    **PRESETS["c16_far"]["probes"]["cross_channel_binding@16far"], "init_policy": "all"}},
+    "policies": ("distilled",), "budgets": (0.1,), "seeds": (0, 1, 2), "controls": False, **RECIPE}
 # C with a binding inside one patch token: at patch 16 an event's key shape (8 steps on channel 1) and value level (8
 # steps on channel 0, lag 0) share a token, so a binding is one scratchpad slot, and 16 bindings spaced 496 steps
 # apart (`medium:events=16,lag=0,spacing=496`, 1028 tokens) fill 1.6% of the tokens (3.1% with their decoys), under

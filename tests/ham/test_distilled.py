@@ -61,9 +61,10 @@ def test_the_layer_gives_the_teacher_only_while_training():
 
 
 def test_the_fit_ranks_what_attention_reads_first():
-    """Tokens carrying a marker get the teacher's attention; after fitting, the router's top scores are those."""
+    """Tokens whose key carries a marker get the teacher's attention; fitted, the router ranks them first."""
     torch.manual_seed(0)
     router = build_router("distilled", 16, 0, 2, hidden=8, queries=1)
+    router.bind_layer(4, 4)  # keys and values of 2 heads x 4: 16 features
     optimizer = torch.optim.Adam(router.parameters(), lr=1e-2)
 
     def draw():
@@ -71,8 +72,8 @@ def test_the_fit_ranks_what_attention_reads_first():
         marked = torch.rand(8, 40) < 0.1
         x[..., 0] += 6 * marked
         attention = marked.float() * torch.rand(8, 40)  # the reads land on marked tokens only
-        inp = RouterInput(x, torch.nn.functional.pad(x, (0, 0, 1, -1)), torch.zeros(8, 40, 2, 8),
-                          torch.ones(8, 40, 2, 8), attention=attention)
+        key, value = x.view(8, 40, 2, 2, 4).unbind(2)  # (B, T, H, 4) each
+        inp = RouterInput(x, x, torch.zeros_like(value), value, key=key, attention=attention)
         return inp, marked
 
     def top_precision():
@@ -92,6 +93,13 @@ def test_the_fit_ranks_what_attention_reads_first():
     assert top_precision() > max(0.9, before + 0.3), before
 
 
-def test_queries_must_be_positive():
+def test_bad_settings_and_inputs_are_named():
     with pytest.raises(ValueError, match="queries"):
         build_router("distilled", 16, 0, 2, queries=0)
+    router = build_router("distilled", 16, 0, 2)
+    x = torch.randn(1, 5, 16)
+    with pytest.raises(ValueError, match="bind_layer"):
+        router.score(RouterInput(x, x, torch.zeros(1, 5, 2, 8), torch.zeros(1, 5, 2, 8)))
+    router.bind_layer(8, 8)
+    with pytest.raises(ValueError, match="RouterInput.key is None"):
+        router.score(RouterInput(x, x, torch.zeros(1, 5, 2, 8), torch.zeros(1, 5, 2, 8)))

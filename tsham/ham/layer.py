@@ -116,6 +116,7 @@ class HamLayer(nn.Module):
         self.gate_proj = nn.Linear(D, H * V, bias=False, **factory_kwargs)
         self.o_proj = nn.Linear(H * V, D, bias=False, **factory_kwargs)
         self.router = build_router(c.router, D, layer_idx, H, **c.router_kwargs_for(layer_idx))
+        self.router.bind_layer(K, V)
         for p in (self.A_log, self.dt_bias, self.kv_log_scale, self.conv_weight):
             p._no_weight_decay = True  # rates, biases and temperatures: decay would pull them to meaningless values
         self.reset_parameters()
@@ -211,7 +212,7 @@ class HamLayer(nn.Module):
         reads = self.router.attention_queries
         attention = read_attention(q_kv, k_kv, reads, valid) if self.training and reads else None
         route = self.router(RouterInput(x, x_prev, e.detach(), v.detach().float(), flags, oracle_mask, valid=valid,
-                                        attention=attention))
+                                        key=k_kv.detach(), attention=attention))
         mask = self.routed_mask(route, oracle_mask, valid)
         scale = route.value_scale
         if scale is not None and self.router.guided:  # the guide's own tokens teach the read, not the router's score
@@ -276,11 +277,10 @@ class HamLayer(nn.Module):
         check_inputs(x, self.config, flags, "HamLayer.step")
         q, k, v, g, beta, state.conv = self.project(x, state.conv)
         o_gdn, state.gdn, e = naive_gated_delta(q, k, v, g, beta, initial_state=state.gdn, output_final_state=True)
-        route = self.router(
-            RouterInput(x, state.x_prev[:, None], e, v.float(), flags, oracle_mask, offset=state.offset, valid=valid)
-        )
-        mask = self.routed_mask(route, oracle_mask, valid)
         q_kv, k_kv = self.kv_read_inputs(q, k, state.offset, x)
+        route = self.router(RouterInput(x, state.x_prev[:, None], e, v.float(), flags, oracle_mask, offset=state.offset,
+                                        valid=valid, key=k_kv.detach()))
+        mask = self.routed_mask(route, oracle_mask, valid)
         state.append(k_kv, v.float(), mask)
         k_cache, v_cache, live = state.cache()
         o_kv = scratchpad_decode(q_kv[:, 0], k_cache, v_cache, live, scale=1.0)

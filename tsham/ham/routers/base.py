@@ -34,6 +34,7 @@ class RouterInput:
             before a series' first observation (a short series left-padded to the model's window): the layer
             never routes it, and a target fraction counts only valid tokens (all tokens in a step being captured
             into a CUDA graph: :meth:`Router.threshold`).
+        key: the scratchpad keys ``[B, T, H, K]`` (detached, as they would be cached), or None.
         attention: ``[B, T]`` what the stream's last tokens' scratchpad attention reads (detached; given only while
             training a router with ``attention_queries`` set, :func:`tsham.ham.routers.distilled.read_attention`),
             or None.
@@ -47,6 +48,7 @@ class RouterInput:
     oracle_mask: torch.Tensor | None = None
     offset: int = 0
     valid: torch.Tensor | None = None
+    key: torch.Tensor | None = None
     attention: torch.Tensor | None = None
 
 
@@ -156,6 +158,10 @@ class Router(nn.Module):
         self.guided = False
         # > 0: while training, the layer gives this router RouterInput.attention, what its last this many tokens read
         self.attention_queries = 0
+
+    def bind_layer(self, key_dim: int, value_dim: int) -> None:
+        """Called by the layer once, with its per-head key and value widths: a router that reads keys or values sizes
+        its parameters here (none by default)."""
 
     def retarget(self, target: float | None) -> None:
         """Sets a new target fraction; the next training forward calibrates tau to its own batch quantile."""

@@ -33,6 +33,12 @@ class CompositeRouter(Router):
             for c in routers
         )
 
+    def bind_layer(self, key_dim: int, value_dim: int) -> None:
+        for child in self.children_:
+            child.bind_layer(key_dim, value_dim)
+        # a child fitted to the layer's attention asks for it through the composite
+        self.attention_queries = max(child.attention_queries for child in self.children_)
+
     def forward(self, inp: RouterInput) -> RouterOutput:
         outs = [r(inp) for r in self.children_]
         if self.mode == "or":

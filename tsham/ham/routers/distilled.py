@@ -24,7 +24,8 @@ def read_attention(q: torch.Tensor, k: torch.Tensor, queries: int, valid: torch.
 
 
 class DistilledRouter(Router):
-    """``s_t = sigmoid(MLP([x_t, x_{t-1}]))``, routed when ``s_t >= tau``.
+    """``s_t = sigmoid(MLP([k_t, v_t]))`` on the token's scratchpad key and value (all heads), routed when
+    ``s_t >= tau``.
 
     While training, the score is fitted to what the layer's own attention reads: the attention weight the stream's
     last ``queries`` tokens would give token t if every token were kept (:func:`read_attention`, from the layer's
@@ -35,8 +36,10 @@ class DistilledRouter(Router):
     :class:`~tsham.ham.routers.learned.LearnedRouter` gets a gradient only on the tokens it already keeps, this one
     gets it on every token.
 
-    The MLP sees the previous token beside the current one: a layer's first input is one patch alone, and the token
-    a read lands on (a value) often follows the one that marks it (its key).
+    It reads the key and value a token would be cached with, not the layer input: the attention it learns from
+    matches keys, and a key's short convolution reaches back over tokens the input does not hold (probe C: the read
+    lands on an event's last value token, whose key still holds the event's key shape three tokens back). They are
+    detached, so the fit does not move the keys it learns from.
 
     Args:
         hidden: width of the MLP.
@@ -50,10 +53,20 @@ class DistilledRouter(Router):
         if queries < 1:
             raise ValueError(f"DistilledRouter: queries must be a number of tokens >= 1; got {queries}")
         self.attention_queries = queries  # the layer computes RouterInput.attention for them while training
-        self.mlp = nn.Sequential(nn.Linear(2 * d_model, hidden), nn.GELU(), nn.Linear(hidden, 1))
+        self.hidden = hidden
+        self.mlp: nn.Module | None = None  # sized by bind_layer, once the layer's head widths are known
+
+    def bind_layer(self, key_dim: int, value_dim: int) -> None:
+        self.mlp = nn.Sequential(nn.Linear(self.num_heads * (key_dim + value_dim), self.hidden), nn.GELU(),
+                                 nn.Linear(self.hidden, 1))
 
     def score(self, inp: RouterInput) -> torch.Tensor:
-        return torch.sigmoid(self.mlp(torch.cat([inp.x, inp.x_prev], -1)).float())[..., 0]  # (B, T)
+        if self.mlp is None:
+            raise ValueError("DistilledRouter: call bind_layer(key_dim, value_dim) first (HamLayer does)")
+        if inp.key is None:
+            raise ValueError("DistilledRouter scores a token by its scratchpad key; RouterInput.key is None")
+        features = torch.cat([inp.key.flatten(2).float(), inp.value.flatten(2).float()], -1)  # (B, T, H(K + V))
+        return torch.sigmoid(self.mlp(features).float())[..., 0]  # (B, T)
 
     def extras(self, inp: RouterInput, score: torch.Tensor) -> dict:
         if inp.attention is None:  # not training: nothing to fit
