@@ -89,6 +89,11 @@ class ProbeBatch:
     twin_needles: np.ndarray | None = None
     recalled: np.ndarray | None = None
 
+    def rows(self, start: int, stop: int) -> ProbeBatch:
+        """Examples ``start:stop`` (what is per probe, the target channels and the codebook, stays whole)."""
+        shared = ("target_channels", "codebook")
+        return ProbeBatch(*(v if v is None or k in shared else v[start:stop] for k, v in vars(self).items()))
+
 
 def background(length: int, channels: int, rng: np.random.Generator) -> np.ndarray:
     """The default background ``[T, C]`` (:func:`seasonal_ar_background`), normalised per channel, float32."""

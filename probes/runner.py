@@ -375,19 +375,29 @@ def check_curriculum(probe: str, curriculum: str | None, curriculum_steps: int |
                          "curriculum of another length")
 
 
+SCORING_CELLS = 2**27  # sequences x tokens^2 in a scoring forward: the torch scratchpad's (B, H, T, T) map ~1 GB
+
+
+def scoring_rows(model: TshamModel, context_steps: int, most: int = 64) -> int:
+    """How many sequences of ``context_steps`` steps one scoring forward takes (at most ``most``): the attention
+    map grows with the square of the patch tokens, and 64 sequences of 4112 tokens ran nine cells of an H200 out of
+    memory (2026-12-03). Up to 1448 tokens a forward keeps the 64 sequences it always took."""
+    tokens = -(-context_steps // model.config.patch.patch_length)
+    return max(1, min(most, SCORING_CELLS // tokens**2))
+
+
 @torch.no_grad()
 def evaluate_probe(model: TshamModel, probe: str, level: str, n: int, seed: int, labels: dict,
-                   device: str = "cpu", batch_size: int = 64) -> pd.DataFrame:
+                   device: str = "cpu", batch_size: int | None = None) -> pd.DataFrame:
     """One row per test example: recall skill against the twin, MSEs, the router diagnostics
     (:func:`router_diagnostics`), tolerance accuracy where the probe sets a tolerance (A, D), nearest-value
     accuracy and cosine similarity where it has candidate values (E), sign, magnitude and onset of the recalled
     effect (B), and for probe C codebook accuracy and the channel-swap control's recall skill."""
     batch = PROBES[probe](n, level, seed=seed)
+    batch_size = batch_size or scoring_rows(model, batch.context.shape[1])
     frames = []
     for start in range(0, n, batch_size):
-        shared = ("target_channels", "codebook")  # per probe, not per example
-        part = ProbeBatch(*(v if v is None or k in shared else v[start:start + batch_size]
-                            for k, v in vars(batch).items()))
+        part = batch.rows(start, start + batch_size)
         with recorded_reads(model) as reads:
             out = probe_forward(model, part, device)
         pred = out.median.permute(0, 2, 1).cpu().numpy()  # (n, H, Ct)

@@ -50,15 +50,20 @@ def state_utility(model: TshamModel, probe: str, level: str = "easy", n: int = 2
 
 def query_reads(model: TshamModel, batch, view: str, device) -> tuple[np.ndarray, np.ndarray]:
     """What the query token (the last context token) reads from the recurrent state and from the scratchpad, every
-    layer's heads flattened: two ``[N, layers * H * V]`` arrays, for one view of the batch ("example" or "twin")."""
-    from tsham.probes.runner import probe_forward
+    layer's heads flattened: two ``[N, layers * H * V]`` arrays, for one view of the batch ("example" or "twin"),
+    in forwards of as many sequences as fit (:func:`tsham.probes.runner.scoring_rows`)."""
+    from tsham.probes.runner import probe_forward, scoring_rows
 
-    with recorded_reads(model) as reads:
-        out = probe_forward(model, batch, device, view=view)
-    q = out.num_context_patches - 1
-    gdn = torch.cat([r.o_gdn[:, q].flatten(1) for r in reads], 1).cpu().numpy()
-    kv = torch.cat([r.o_kv[:, q].flatten(1) for r in reads], 1).cpu().numpy()
-    return gdn, kv
+    n = len(batch.context)
+    step = scoring_rows(model, batch.context.shape[1], most=n)
+    gdn, kv = [], []
+    for start in range(0, n, step):
+        with recorded_reads(model) as reads:
+            out = probe_forward(model, batch.rows(start, start + step), device, view=view)
+        q = out.num_context_patches - 1
+        gdn.append(torch.cat([r.o_gdn[:, q].flatten(1) for r in reads], 1).cpu().numpy())
+        kv.append(torch.cat([r.o_kv[:, q].flatten(1) for r in reads], 1).cpu().numpy())
+    return np.concatenate(gdn), np.concatenate(kv)
 
 
 def held_out_r2(features: np.ndarray, y: np.ndarray, alphas) -> float:

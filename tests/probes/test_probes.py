@@ -602,3 +602,28 @@ def test_probe_command_refuses_a_folder_or_an_unwritable_plot_before_training(tm
     assert "is a folder; give a file name" in capsys.readouterr().err
     assert main(["probe", "mqar", "--output", str(tmp_path / "r.csv"), "--plot", str(tmp_path / "f.xyz")]) == 2
     assert "matplotlib cannot write .xyz" in capsys.readouterr().err
+
+
+def test_long_contexts_are_scored_in_smaller_forwards_with_the_same_result(monkeypatch):
+    """Scoring splits sequences into forwards whose attention maps fit (64 of 4112 tokens did not); the rows and the
+    state-utility reads do not depend on the split."""
+    import tsham.probes.runner as runner
+    from tsham.probes.generators import cross_channel_binding
+    from tsham.probes.state_utility import query_reads
+
+    from tsham.model import TshamModel
+
+    model = TshamModel(runner.probe_config("surprise", 0.2, patch_length=4, d_model=16, n_layers=1,
+                                           context_length=runner.probe_context_length("mqar", "easy"))).eval()
+    assert runner.scoring_rows(model, 4 * 1448) == 64 and runner.scoring_rows(model, 4 * 4112) == 7
+    labels = {"policy": "surprise"}
+    whole = runner.evaluate_probe(model, "mqar", "easy", 12, 3, labels)
+    batch = cross_channel_binding(10, "easy", seed=2)
+    reads = query_reads(model, batch, "example", "cpu")
+    steps = runner.probe_context_length("mqar", "easy")
+    monkeypatch.setattr(runner, "SCORING_CELLS", 3 * (steps // 4) ** 2)
+    assert runner.scoring_rows(model, steps) == 3 and runner.scoring_rows(model, batch.context.shape[1]) < 10
+    pd.testing.assert_frame_equal(runner.evaluate_probe(model, "mqar", "easy", 12, 3, labels), whole, atol=1e-5,
+                                  rtol=1e-5)
+    for split, one in zip(query_reads(model, batch, "example", "cpu"), reads, strict=True):
+        np.testing.assert_allclose(split, one, atol=1e-5)
