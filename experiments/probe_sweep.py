@@ -20,7 +20,7 @@ A preset's ``init_from`` names another preset whose finished cells (same probe, 
 ``.final.pt`` in the same run folder) its cells start from: a further stage on another level (cell suffix
 ``-after-<preset>``; ``slim`` carries weights whose rows are not in the run); with ``init_policy`` they start from
 that policy's cell instead (full attention's weights, for a router that learns what its attention reads; suffix
-``-after-<preset>-<policy>``).
+``-after-<preset>-<policy>``); with ``routers_only`` only the routers train (suffix ``-routersonly``).
 """
 
 from __future__ import annotations
@@ -55,7 +55,8 @@ PROBE_SETTINGS = {  # the level and patch length of each probe in the reported s
 RECIPE = {"steps": 1500, "batch_size": 64, "lr": 3e-3, "d_model": 64, "n_layers": 2, "n_test": 1000,
           "bind_channels": True, "kv_rope_base": 0.0, "kv_own_qk": False,
           "curriculum": None, "curriculum_steps": None, "curriculum_budget": None,
-          "curriculum_guide": False, "init_from": None, "init_policy": None}  # a probe's setting may override
+          "curriculum_guide": False, "init_from": None, "init_policy": None,
+          "routers_only": False}  # a probe's setting may override
 PRESETS = {
     "full": {"probes": PROBE_SETTINGS, "policies": ("surprise", "random", "oracle", "event"),
              "budgets": (0.02, 0.05, 0.1, 0.25), "seeds": (0, 1, 2), **RECIPE},
@@ -289,6 +290,15 @@ PRESETS["c16_far"] = {"probes": {"cross_channel_binding@16far": {
 PRESETS["c16_far_distilled"] = {"probes": {"cross_channel_binding@16far": {
     **PRESETS["c16_far"]["probes"]["cross_channel_binding@16far"], "init_policy": "all"}},
     "policies": ("distilled",), "budgets": (0.1,), "seeds": (0, 1, 2), "controls": False, **RECIPE}
+# c16_far_distilled's router fitted to c16_curriculum's finished full attention with every other weight frozen
+# (`routers_only`), at the level that model was trained on: the model routed for is the one that learned the read,
+# and no policy is trained at the level it is scored at (probe_transfer.py scores all of them zero-shot at spacing
+# 112 and 496, where pure GDN falls to 50% and 25% of full attention). 1000 steps of 32 (a CPU pilot of seed 0:
+# 133 s; RS 0.374 at 496 against full attention's 0.339 on 32 sequences)
+PRESETS["c16_distilled_fit"] = {"probes": {"cross_channel_binding@16": {
+    "probe": "cross_channel_binding", "level": "medium:events=16,lag=0", "patch_length": 4, "steps": 1000,
+    "batch_size": 32, "init_from": "c16_curriculum", "init_policy": "all", "routers_only": True}},
+    "policies": ("distilled",), "budgets": (0.1,), "seeds": (0, 1, 2), "controls": False, **RECIPE}
 # C with a binding inside one patch token: at patch 16 an event's key shape (8 steps on channel 1) and value level (8
 # steps on channel 0, lag 0) share a token, so a binding is one scratchpad slot, and 16 bindings spaced 496 steps
 # apart (`medium:events=16,lag=0,spacing=496`, 1028 tokens) fill 1.6% of the tokens (3.1% with their decoys), under
@@ -379,7 +389,8 @@ def recipe_tag(cell: dict) -> str:
             + (f"-kv{cell['curriculum_budget']:g}" if cell.get("curriculum_budget") is not None else "")
             + ("-guided" if cell.get("curriculum_guide") else "")
             + (f"-after-{cell['init_from']}" if cell.get("init_from") else "")
-            + (f"-{cell['init_policy']}" if cell.get("init_from") and cell.get("init_policy") else ""))
+            + (f"-{cell['init_policy']}" if cell.get("init_from") and cell.get("init_policy") else "")
+            + ("-routersonly" if cell.get("routers_only") else ""))
 
 
 def cell_name(cell: dict) -> str:
@@ -423,7 +434,8 @@ def run_cell(cell: dict, out: str, device: str, cuda_graph: bool = False) -> str
                                   curriculum_budget=cell.get("curriculum_budget"),
                                   curriculum_guide=bool(cell.get("curriculum_guide")),
                                   cuda_graph=cuda_graph, checkpoint=checkpoint, init=init,
-                                  fresh_routers=cell.get("init_policy") not in (None, cell["policy"]))
+                                  fresh_routers=cell.get("init_policy") not in (None, cell["policy"]),
+                                  routers_only=bool(cell.get("routers_only")))
     trained = time.monotonic()
     if device.startswith("cuda"):
         # the training step's cached blocks and CUDA-graph pool back to the GPU before scoring: cells share it, and

@@ -205,7 +205,8 @@ def train_loop(model: TshamModel, draw, batch_loss, steps: int, lr: float, warmu
     device = next(model.parameters()).device
     graphed = cuda_graph and device.type == "cuda"
     # a captured optimizer step reads its learning rate from a device tensor, updated in place below
-    optimizer = torch.optim.AdamW(model.parameters(), lr=torch.tensor(lr, device=device) if graphed else lr,
+    trainable = [p for p in model.parameters() if p.requires_grad]  # all of them unless a caller froze some
+    optimizer = torch.optim.AdamW(trainable, lr=torch.tensor(lr, device=device) if graphed else lr,
                                   weight_decay=0.0, capturable=graphed)
     ramp = max(1, round(warmup * steps))
 
@@ -218,7 +219,7 @@ def train_loop(model: TshamModel, draw, batch_loss, steps: int, lr: float, warmu
         loss = batch_loss(model, batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
         # detached: a loss kept until the next step keeps its autograd graph alive, and with it the gradient
         # accumulators a captured backward would otherwise meet from the warm-up's side stream (torch warns)
@@ -267,7 +268,7 @@ def train_probe_model(probe: str, level: str, config: TshamConfig, steps: int, b
                       curriculum_steps: int | None = None, curriculum_budget: float | None = None,
                       curriculum_guide: bool = False, cuda_graph: bool = False,
                       checkpoint: str | Path | None = None, init: str | Path | None = None,
-                      fresh_routers: bool = False) -> TshamModel:
+                      fresh_routers: bool = False, routers_only: bool = False) -> TshamModel:
     """Trains ``config`` on fresh batches of the probe (seeds disjoint from the test seeds) with
     :func:`train_loop` (``cuda_graph``: replay the step as a CUDA graph on CUDA; ``checkpoint``: resume from and
     save to this file); returns it in eval mode.
@@ -298,7 +299,12 @@ def train_probe_model(probe: str, level: str, config: TshamConfig, steps: int, b
     The optimizer and the learning-rate schedule start afresh; a ``checkpoint`` to resume from replaces these
     weights with its own. ``fresh_routers``: ``init`` comes from the same model under another policy (full
     attention's weights, for a router that learns what that attention reads), so the routers' own parameters start
-    from their initialisation (:func:`tsham.probes.resume.load_weights`)."""
+    from their initialisation (:func:`tsham.probes.resume.load_weights`).
+
+    ``routers_only``: only the routers' own parameters train; every other weight stays as ``init`` left it (a
+    router fitted to a finished model, e.g. a :class:`~tsham.ham.routers.distilled.DistilledRouter` to full
+    attention's read: the model it routes for is the one that was trained, not one retrained around the router).
+    Needs ``init`` and a router with parameters."""
     check_curriculum(probe, curriculum, curriculum_steps, steps, [config.ham.router], curriculum_budget,
                      curriculum_guide)
     if curriculum is not None and curriculum_steps is None:
@@ -309,6 +315,8 @@ def train_probe_model(probe: str, level: str, config: TshamConfig, steps: int, b
     model = TshamModel(config)
     if init is not None:
         load_weights(init, model, doing="start from", fresh_routers=fresh_routers)
+    if routers_only:
+        freeze_all_but_routers(model, init)
     model = model.to(device)
 
     routers = budgetable_routers(model) if curriculum_budget is not None or curriculum_guide else []
@@ -343,6 +351,20 @@ def train_probe_model(probe: str, level: str, config: TshamConfig, steps: int, b
 
     return train_loop(model, make, training_loss, steps, lr, warmup, history, cuda_graph=cuda_graph,
                       checkpoint=checkpoint, before_step=stage if routers else None)
+
+
+def freeze_all_but_routers(model: TshamModel, init: str | Path | None) -> None:
+    """Leaves only the routers' parameters trainable (``requires_grad``); raises ``ValueError`` when there is no
+    ``init`` to keep the rest of (a frozen random model) or no router parameter to train."""
+    if init is None:
+        raise ValueError("routers_only trains the routers of a finished model: give init (its weights)")
+    trainable = 0
+    for name, parameter in model.named_parameters():
+        own = ".router." in name
+        parameter.requires_grad_(own)
+        trainable += parameter.numel() if own else 0
+    if not trainable:
+        raise ValueError(f"routers_only: policy {model.config.ham.router!r} has no router parameters to train")
 
 
 def check_curriculum(probe: str, curriculum: str | None, curriculum_steps: int | None, steps: int,

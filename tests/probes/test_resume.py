@@ -294,3 +294,32 @@ def test_a_router_starts_from_full_attentions_weights_with_its_own_parameters_fr
     assert probe_sweep.initial_cell(cell)["policy"] == "all"
     with pytest.raises(ValueError, match="0 cells of mqar, policy event, seed 0"):
         probe_sweep.cells({**later, "probes": {"mqar": {**setting, "init_policy": "event"}}})
+
+
+def test_routers_only_trains_the_router_and_leaves_every_other_weight(tmp_path):
+    """``routers_only``: a router fitted to a finished model; the model it routes for does not move."""
+    from tsham.experiments import probe_sweep
+    from tsham.probes.resume import save_loop_state
+
+    from tsham.model import TshamModel
+
+    full = train_probe_model("mqar", "easy", _config("all"), 2, batch_size=2, seed=1)
+    save_loop_state(tmp_path / "all.final.pt", full, None, 2, 2, [], 0.0)
+    torch.manual_seed(2)
+    fresh = {k: v.clone() for k, v in TshamModel(_config("distilled")).named_parameters() if ".router." in k}
+    fitted = train_probe_model("mqar", "easy", _config("distilled"), 3, batch_size=2, lr=1e-2, seed=2,
+                               init=tmp_path / "all.final.pt", fresh_routers=True, routers_only=True)
+    own = dict(fitted.named_parameters())
+    for key, value in full.named_parameters():
+        torch.testing.assert_close(own[key], value, rtol=0, atol=0)
+    moved = [k for k, v in fresh.items() if not torch.equal(own[k], v)]
+    assert moved, "the router's own parameters did not train"
+    with pytest.raises(ValueError, match="routers_only trains the routers of a finished model: give init"):
+        train_probe_model("mqar", "easy", _config("distilled"), 2, batch_size=2, routers_only=True)
+    with pytest.raises(ValueError, match="policy 'all' has no router parameters"):
+        train_probe_model("mqar", "easy", _config("all"), 2, batch_size=2, init=tmp_path / "all.final.pt",
+                          routers_only=True)
+    tiny = probe_sweep.PRESETS["tiny"]
+    setting = {**tiny["probes"]["mqar"], "init_from": "tiny", "init_policy": "all", "routers_only": True}
+    (cell,) = probe_sweep.cells({**tiny, "probes": {"mqar": setting}, "policies": ("distilled",), "controls": False})
+    assert probe_sweep.cell_name(cell).endswith("-after-tiny-all-routersonly")
