@@ -50,7 +50,7 @@ FIXED_BUDGET = float("nan")  # the budget column of policies that route what the
 
 def probe_config(policy: str, budget: float, patch_length: int = 8, d_model: int = 32, n_layers: int = 2,
                  context_length: int = 1024, bind_channels: bool = True, kv_rope_base: float = 0.0,
-                 kv_own_qk: bool = False) -> TshamConfig:
+                 kv_own_qk: bool = False, router_hidden: int | None = None) -> TshamConfig:
     """A small forecaster whose HAM layers route with ``policy`` at ``budget`` (0: pure GDN, 1: full attention).
 
     ``bind_channels`` (:class:`PatchConfig`) is on by default: without it the encoder mixes channels through one
@@ -58,6 +58,7 @@ def probe_config(policy: str, budget: float, patch_length: int = 8, d_model: int
     E in a few thousand steps. ``kv_rope_base`` (:class:`HamConfig`) gives the scratchpad rotary positions (probe
     D asks for the k-th most recent snapshot, which attention cannot find without them); ``kv_own_qk`` gives it
     query and key projections of its own instead of the GDN's (probe A's read stayed uniform without them).
+    ``router_hidden``: the MLP width of the learned and distilled routers (default: d_model / 16 and 16).
 
     ``oracle``, ``event``, ``none`` and ``all`` ignore the budget: the needles, the flags or the policy decide
     what is routed, and the realised fraction is what they give. ``composite`` routes surprise at the budget plus
@@ -75,9 +76,9 @@ def probe_config(policy: str, budget: float, patch_length: int = 8, d_model: int
     elif policy in ("surprise", "uncertainty"):
         kwargs = {"target": budget}
     elif policy == "learned":  # a scorer of d_model / 16 hidden units keeps the router under 1% of the parameters
-        kwargs = {"target": budget, "hidden": max(2, d_model // 16)}
+        kwargs = {"target": budget, "hidden": router_hidden or max(2, d_model // 16)}
     elif policy == "distilled":  # fitted to the attention of the query key's two tokens and the forecast's two
-        kwargs = {"target": budget, "hidden": 16, "queries": 4}
+        kwargs = {"target": budget, "hidden": router_hidden or 16, "queries": 4}
     elif policy == "composite":  # surprise at the budget, plus every flagged token (the union)
         kwargs = {"routers": [{"name": "surprise", "target": budget}, {"name": "event"}], "mode": "or"}
     else:

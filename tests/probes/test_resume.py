@@ -323,3 +323,20 @@ def test_routers_only_trains_the_router_and_leaves_every_other_weight(tmp_path):
     setting = {**tiny["probes"]["mqar"], "init_from": "tiny", "init_policy": "all", "routers_only": True}
     (cell,) = probe_sweep.cells({**tiny, "probes": {"mqar": setting}, "policies": ("distilled",), "controls": False})
     assert probe_sweep.cell_name(cell).endswith("-after-tiny-all-routersonly")
+
+
+def test_router_hidden_sizes_the_distilled_and_learned_routers():
+    """``router_hidden`` (probe_config, the sweep's recipe key) widens the routers' MLP; the cell name says so."""
+    from tsham.experiments import probe_sweep
+
+    from tsham.model import TshamModel
+
+    for policy in ("distilled", "learned"):
+        model = TshamModel(probe_config(policy, 0.1, patch_length=4, d_model=16, n_layers=1, router_hidden=7))
+        widths = {p.shape[0] for n, p in model.named_parameters() if n.endswith("router.mlp.0.weight")}
+        assert widths == {7}, (policy, widths)
+    tiny = probe_sweep.PRESETS["tiny"]
+    (cell,) = probe_sweep.cells({**tiny, "probes": {"mqar": {**tiny["probes"]["mqar"], "router_hidden": 7}},
+                                 "policies": ("distilled",), "controls": False})
+    assert "-h7" in probe_sweep.cell_name(cell)
+    assert probe_sweep.cell_config(cell).ham.router_kwargs["hidden"] == 7
