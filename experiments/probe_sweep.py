@@ -305,6 +305,12 @@ PRESETS["c16_distilled_fit"] = {"probes": {"cross_channel_binding@16": {
 PRESETS["c16_distilled_fit64"] = {"probes": {"cross_channel_binding@16": {
     **PRESETS["c16_distilled_fit"]["probes"]["cross_channel_binding@16"], "steps": 2000, "router_hidden": 64}},
     **{k: v for k, v in PRESETS["c16_distilled_fit"].items() if k != "probes"}}
+# c16_distilled_fit64's router fitted where it is scored, 496 steps apart (4112 tokens, batch 16 as c16_far): the
+# teacher is full attention's own read at that spacing, and the second layer's router sees the inputs it will route
+PRESETS["c16_distilled_fit64_far"] = {"probes": {"cross_channel_binding@16far": {
+    **PRESETS["c16_distilled_fit64"]["probes"]["cross_channel_binding@16"], "steps": 1000, "batch_size": 16,
+    "level": PRESETS["c16_far"]["probes"]["cross_channel_binding@16far"]["level"]}},
+    **{k: v for k, v in PRESETS["c16_distilled_fit"].items() if k != "probes"}}
 # C with a binding inside one patch token: at patch 16 an event's key shape (8 steps on channel 1) and value level (8
 # steps on channel 0, lag 0) share a token, so a binding is one scratchpad slot, and 16 bindings spaced 496 steps
 # apart (`medium:events=16,lag=0,spacing=496`, 1028 tokens) fill 1.6% of the tokens (3.1% with their decoys), under
