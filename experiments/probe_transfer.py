@@ -12,7 +12,8 @@ states of known presets load. Each level is scored on ``--n`` test sequences of 
 (``TEST_SEED_OFFSET`` + the cell's seed) with the sweep's metrics (``tsham.probes.runner.evaluate_probe``); the
 model is rebuilt for each level's context length (a budgeted router sizes nothing by it; recency windows would). Its
 routers keep their trained thresholds, or with ``--calibrate`` route exactly the cell's budget of 64 other
-sequences of the level (``tsham.probes.runner.calibrate_probe_budget``).
+sequences of the level (``tsham.probes.runner.calibrate_probe_budget``), or each of ``--budgets``: one router's
+frontier from one trained cell.
 """
 
 from __future__ import annotations
@@ -83,6 +84,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--calibrate", action="store_true",
                         help="before scoring, set each budgeted router's threshold to route the cell's budget on 64 "
                         "other sequences of the level (runner.calibrate_probe_budget); default: the trained threshold")
+    parser.add_argument("--budgets", nargs="+", type=float,
+                        help="with --calibrate: route each of these KV fractions (0 < b < 1) instead of the cell's own "
+                        "budget, one row each (cells without a budgetable router are scored once, as they are)")
     parser.add_argument("--name", help="write experiments/results/<name>.md and .json")
     parser.add_argument("--note", help="where the states come from (machine, run, revision), for the results' header")
     parser.add_argument("--device", default="cpu", help="score on this torch device (cuda: contexts of thousands of "
@@ -90,6 +94,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.n < 1:
         parser.error(f"--n must be at least 1; got {args.n}")
+    if args.budgets is not None and not args.calibrate:
+        parser.error("--budgets sets the calibrated fraction: give --calibrate too")
+    if args.budgets is not None and not all(0 < b < 1 for b in args.budgets):
+        parser.error(f"--budgets must be KV fractions strictly between 0 and 1; got {args.budgets}")
     rows, known = [], sweep_cells()
     for path in args.states:
         for level in args.levels:
@@ -98,32 +106,38 @@ def main(argv: list[str] | None = None) -> None:
             test_seed = TEST_SEED_OFFSET + cell["seed"]
             # oracle and event cells (budget NaN) and recency windows take no threshold; none and all keep 0 and 1
             budgeted = args.calibrate and 0 < cell["budget"] < 1 and bool(budgetable_routers(model))
-            if budgeted:
-                calibrate_probe_budget(model, cell["probe"], level, cell["budget"], test_seed, args.device)
-            scored = evaluate_probe(model, cell["probe"], level, args.n, test_seed, {}, args.device)
-            rows.append({"cell": path.name, "policy": cell["policy"], "seed": cell["seed"],
-                         "threshold": "calibrated" if budgeted else "trained" if budgetable_routers(model) else "fixed",
-                         "trained_at": trained_at(cell, step),
-                         "step": step, "level": level, "RS": float(scored.RS.mean()),
-                         "capture": float(scored.capture_rate.mean()),
-                         "needle_attention": float(scored.needle_attention.mean()),
-                         "wake_capture": float(scored.wake_capture.mean()),
-                         "wake_attention": float(scored.wake_attention.mean()),
-                         "kv_fraction": float(scored.kv_fraction.mean())})
-            print(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in rows[-1].items()
-                           if k != "cell"), flush=True)
-    table = ("| policy | seed | threshold | trained at (step) | scored at | RS | capture "
+            for budget in (args.budgets or [cell["budget"]]) if budgeted else [cell["budget"]]:
+                if budgeted:
+                    calibrate_probe_budget(model, cell["probe"], level, budget, test_seed, args.device)
+                rows.append(score_row(model, path, cell, step, level, budget, budgeted, args))
+    table = ("| policy | seed | budget | threshold | trained at (step) | scored at | RS | capture "
              "| attention mass on the needle | wake capture | attention mass on the wake | KV fraction |\n"
-             + "|---" * 11 + "|\n"
-             + "\n".join(f"| {r['policy']} | {r['seed']} | {r['threshold']} | {r['trained_at']} ({r['step']}) | "
-                         f"{r['level']} | {r['RS']:.3f} | {r['capture']:.2f} | {r['needle_attention']:.3f} | "
-                         f"{r['wake_capture']:.2f} | {r['wake_attention']:.3f} | {r['kv_fraction']:.3f} |"
-                         for r in rows))
+             + "|---" * 12 + "|\n"
+             + "\n".join(f"| {r['policy']} | {r['seed']} | {r['budget']:g} | {r['threshold']} | {r['trained_at']} "
+                         f"({r['step']}) | {r['level']} | {r['RS']:.3f} | {r['capture']:.2f} | "
+                         f"{r['needle_attention']:.3f} | {r['wake_capture']:.2f} | {r['wake_attention']:.3f} | "
+                         f"{r['kv_fraction']:.3f} |" for r in rows))
     print(table)
     if args.name:
         meta = {**header(), **({"states": args.note} if args.note else {}), "torch threads": torch.get_num_threads(),
                 "device": args.device, "test sequences": args.n}
         print(write_results(args.name, meta, rows, table))
+
+
+def score_row(model: TshamModel, path: Path, cell: dict, step: int, level: str, budget: float, budgeted: bool,
+              args: argparse.Namespace) -> dict:
+    """One row of the results: ``model`` (the cell at ``path``, trained ``step`` steps) scored on ``args.n`` test
+    sequences of ``level`` with its routers as they are set (calibrated to ``budget`` where ``budgeted``)."""
+    scored = evaluate_probe(model, cell["probe"], level, args.n, TEST_SEED_OFFSET + cell["seed"], {}, args.device)
+    row = {"cell": path.name, "policy": cell["policy"], "seed": cell["seed"], "budget": budget,
+           "threshold": "calibrated" if budgeted else "trained" if budgetable_routers(model) else "fixed",
+           "trained_at": trained_at(cell, step), "step": step, "level": level, "RS": float(scored.RS.mean()),
+           "capture": float(scored.capture_rate.mean()), "needle_attention": float(scored.needle_attention.mean()),
+           "wake_capture": float(scored.wake_capture.mean()), "wake_attention": float(scored.wake_attention.mean()),
+           "kv_fraction": float(scored.kv_fraction.mean())}
+    print(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items() if k != "cell"),
+          flush=True)
+    return row
 
 
 if __name__ == "__main__":

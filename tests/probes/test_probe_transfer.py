@@ -148,3 +148,21 @@ def test_transfer_scores_a_finished_cell_at_its_calibrated_budget_on_request(tmp
     assert [r["threshold"] for r in seen[0]] == ["calibrated", "fixed"]  # the oracle takes no budget
     assert [r["threshold"] for r in seen[1]] == ["trained"]
     assert seen[1][0]["kv_fraction"] == 0 and abs(seen[0][0]["kv_fraction"] - 0.25) < 0.1
+
+
+def test_transfer_scores_one_router_at_each_budget_it_is_asked_for(tmp_path, monkeypatch):
+    """--budgets: one row per KV fraction for a budgeted router, each routing about that fraction; a cell without
+    a budget (the oracle) is scored once; --budgets without --calibrate or outside (0, 1) is refused."""
+    seen = []
+    monkeypatch.setattr(probe_transfer, "write_results", lambda name, meta, rows, table: seen.append(rows))
+    routed, _ = _cut_state(tmp_path, "tiny", "random")
+    fixed, _ = _cut_state(tmp_path, "tiny", "oracle")
+    probe_transfer.main([str(routed), str(fixed), "--levels", "easy", "--n", "8", "--calibrate",
+                         "--budgets", "0.05", "0.5", "--name", "x"])
+    rows = seen[0]
+    assert [(r["policy"], r["threshold"]) for r in rows] == [("random", "calibrated")] * 2 + [("oracle", "fixed")]
+    assert [r["budget"] for r in rows[:2]] == [0.05, 0.5]
+    assert rows[0]["kv_fraction"] < 0.15 and abs(rows[1]["kv_fraction"] - 0.5) < 0.15
+    for bad in (["--budgets", "0.1"], ["--calibrate", "--budgets", "0"], ["--calibrate", "--budgets", "1.5"]):
+        with pytest.raises(SystemExit):
+            probe_transfer.main([str(routed), "--levels", "easy", "--n", "2", *bad])
