@@ -13,7 +13,8 @@ states of known presets load. Each level is scored on ``--n`` test sequences of 
 model is rebuilt for each level's context length (a budgeted router sizes nothing by it; recency windows would). Its
 routers keep their trained thresholds, or with ``--calibrate`` route exactly the cell's budget of 64 other
 sequences of the level (``tsham.probes.runner.calibrate_probe_budget``), or each of ``--budgets``: one router's
-frontier from one trained cell.
+frontier from one trained cell. ``--rows`` keeps every test sequence's row in the sweep's columns, so
+``probe_sweep report`` reads the targets and draws the frontier of policies scored side by side here.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ import argparse
 import re
 from pathlib import Path
 
+import pandas as pd
 import torch
 from tsham.experiments.common import header, write_results
-from tsham.experiments.probe_sweep import FINAL_SUFFIX, PRESETS, cell_config, cell_name, cells
+from tsham.experiments.probe_sweep import FINAL_SUFFIX, PRESETS, cell_config, cell_name, cells, recipe_tag
 from tsham.probes.resume import load_weights, read_loop_state
 from tsham.probes.runner import TEST_SEED_OFFSET, calibrate_probe_budget, evaluate_probe
 
@@ -87,6 +89,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--budgets", nargs="+", type=float,
                         help="with --calibrate: route each of these KV fractions (0 < b < 1) instead of the cell's own "
                         "budget, one row each (cells without a budgetable router are scored once, as they are)")
+    parser.add_argument("--rows", type=Path, help="also write one row per test sequence here (CSV, gzip by suffix), "
+                        "in the sweep's columns: `probe_sweep report` takes it")
+    parser.add_argument("--recipe", help="with --rows: label every row with this recipe, so the report compares "
+                        "cells trained by different recipes as one group (default: each cell's own recipe)")
     parser.add_argument("--name", help="write experiments/results/<name>.md and .json")
     parser.add_argument("--note", help="where the states come from (machine, run, revision), for the results' header")
     parser.add_argument("--device", default="cpu", help="score on this torch device (cuda: contexts of thousands of "
@@ -98,7 +104,9 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--budgets sets the calibrated fraction: give --calibrate too")
     if args.budgets is not None and not all(0 < b < 1 for b in args.budgets):
         parser.error(f"--budgets must be KV fractions strictly between 0 and 1; got {args.budgets}")
-    rows, known = [], sweep_cells()
+    if args.recipe is not None and args.rows is None:
+        parser.error("--recipe labels the rows of --rows: give --rows too")
+    rows, examples, known = [], [], sweep_cells()
     for path in args.states:
         for level in args.levels:
             model, cell, step = load_cell_model(path, level, known)
@@ -109,7 +117,15 @@ def main(argv: list[str] | None = None) -> None:
             for budget in (args.budgets or [cell["budget"]]) if budgeted else [cell["budget"]]:
                 if budgeted:
                     calibrate_probe_budget(model, cell["probe"], level, budget, test_seed, args.device)
-                rows.append(score_row(model, path, cell, step, level, budget, budgeted, args))
+                row, scored = score_row(model, path, cell, step, level, budget, budgeted, args)
+                rows.append(row)
+                examples.append(scored.assign(probe=cell["probe"], level=level, policy=cell["policy"], budget=budget,
+                                              seed=cell["seed"], patch_length=cell["patch_length"],
+                                              recipe=args.recipe or recipe_tag(cell)))
+    if args.rows is not None:
+        args.rows.parent.mkdir(parents=True, exist_ok=True)
+        pd.concat(examples, ignore_index=True).to_csv(args.rows, index=False)
+        print(f"{sum(map(len, examples))} rows -> {args.rows}")
     table = ("| policy | seed | budget | threshold | trained at (step) | scored at | RS | capture "
              "| attention mass on the needle | wake capture | attention mass on the wake | KV fraction |\n"
              + "|---" * 12 + "|\n"
@@ -125,9 +141,10 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def score_row(model: TshamModel, path: Path, cell: dict, step: int, level: str, budget: float, budgeted: bool,
-              args: argparse.Namespace) -> dict:
+              args: argparse.Namespace) -> tuple[dict, pd.DataFrame]:
     """One row of the results: ``model`` (the cell at ``path``, trained ``step`` steps) scored on ``args.n`` test
-    sequences of ``level`` with its routers as they are set (calibrated to ``budget`` where ``budgeted``)."""
+    sequences of ``level`` with its routers as they are set (calibrated to ``budget`` where ``budgeted``), and the
+    ``args.n`` rows it averages (:func:`tsham.probes.runner.evaluate_probe`)."""
     scored = evaluate_probe(model, cell["probe"], level, args.n, TEST_SEED_OFFSET + cell["seed"], {}, args.device)
     row = {"cell": path.name, "policy": cell["policy"], "seed": cell["seed"], "budget": budget,
            "threshold": "calibrated" if budgeted else "trained" if budgetable_routers(model) else "fixed",
@@ -137,7 +154,7 @@ def score_row(model: TshamModel, path: Path, cell: dict, step: int, level: str, 
            "kv_fraction": float(scored.kv_fraction.mean())}
     print(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items() if k != "cell"),
           flush=True)
-    return row
+    return row, scored
 
 
 if __name__ == "__main__":

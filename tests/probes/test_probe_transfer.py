@@ -166,3 +166,30 @@ def test_transfer_scores_one_router_at_each_budget_it_is_asked_for(tmp_path, mon
     for bad in (["--budgets", "0.1"], ["--calibrate", "--budgets", "0"], ["--calibrate", "--budgets", "1.5"]):
         with pytest.raises(SystemExit):
             probe_transfer.main([str(routed), "--levels", "easy", "--n", "2", *bad])
+
+
+def test_transfer_rows_are_the_sweeps_rows_and_the_report_reads_them(tmp_path, monkeypatch):
+    """--rows: one row per test sequence in the sweep's columns (averaging to the summary's RS), labelled with
+    --recipe, and `probe_sweep report` writes its table and frontier from them; --recipe without --rows is refused."""
+    import argparse
+
+    import pandas as pd
+    from tsham.experiments.probe_report import report
+
+    summaries = []
+    monkeypatch.setattr(probe_transfer, "write_results", lambda name, meta, rows, table: summaries.append(rows))
+    routed, _ = _cut_state(tmp_path, "tiny", "random")
+    full, _ = _cut_state(tmp_path, "tiny", "all")
+    out = tmp_path / "rows.csv.gz"
+    probe_transfer.main([str(routed), str(full), "--levels", "easy", "--n", "6", "--calibrate", "--budgets", "0.1",
+                         "0.5", "--rows", str(out), "--recipe", "zero-shot", "--name", "x"])
+    rows = pd.read_csv(out)
+    assert len(rows) == 3 * 6 and set(rows["recipe"]) == {"zero-shot"}
+    assert {"probe", "level", "policy", "budget", "seed", "example", "RS", "kv_fraction", "kv_bytes"} <= set(rows)
+    means = rows.groupby(["policy", "budget"])["RS"].mean()
+    for summary in summaries[0]:
+        assert means[(summary["policy"], summary["budget"])] == pytest.approx(summary["RS"])
+    report(argparse.Namespace(rows=str(out), name="t", results=str(tmp_path), plots=None, note=None))
+    assert "zero-shot" in (tmp_path / "t.md").read_text() and list((tmp_path / "probes").glob("t_*.png"))
+    with pytest.raises(SystemExit):
+        probe_transfer.main([str(routed), "--levels", "easy", "--n", "2", "--recipe", "zero-shot"])
