@@ -14,13 +14,18 @@ model is rebuilt for each level's context length (a budgeted router sizes nothin
 routers keep their trained thresholds, or with ``--calibrate`` route exactly the cell's budget of 64 other
 sequences of the level (``tsham.probes.runner.calibrate_probe_budget``), or each of ``--budgets``: one router's
 frontier from one trained cell. ``--rows`` keeps every test sequence's row in the sweep's columns, so
-``probe_sweep report`` reads the targets and draws the frontier of policies scored side by side here.
+``probe_sweep report`` reads the targets and draws the frontier of policies scored side by side here; ``plot``
+draws one from results files' cell means:
+
+    python -m tsham.experiments.probe_transfer plot frontier.png experiments/results/probe_transfer_<name>.json ...
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -28,7 +33,7 @@ import torch
 from tsham.experiments.common import header, write_results
 from tsham.experiments.probe_sweep import FINAL_SUFFIX, PRESETS, cell_config, cell_name, cells, recipe_tag
 from tsham.probes.resume import load_weights, read_loop_state
-from tsham.probes.runner import TEST_SEED_OFFSET, calibrate_probe_budget, evaluate_probe
+from tsham.probes.runner import TEST_SEED_OFFSET, calibrate_probe_budget, evaluate_probe, frontier_plot
 
 from tsham.ham import budgetable_routers
 from tsham.model import TshamModel
@@ -78,6 +83,9 @@ def trained_at(cell: dict, step: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["plot"]:
+        return plot_main(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("states", nargs="+", type=Path,
                         help=f"cells' loop states (<run>/cells/<cell>.ckpt, or <cell>{FINAL_SUFFIX} of a finished one)")
@@ -122,10 +130,9 @@ def main(argv: list[str] | None = None) -> None:
                 examples.append(scored.assign(probe=cell["probe"], level=level, policy=cell["policy"], budget=budget,
                                               seed=cell["seed"], patch_length=cell["patch_length"],
                                               recipe=args.recipe or recipe_tag(cell)))
-    if args.rows is not None:
-        args.rows.parent.mkdir(parents=True, exist_ok=True)
-        pd.concat(examples, ignore_index=True).to_csv(args.rows, index=False)
-        print(f"{sum(map(len, examples))} rows -> {args.rows}")
+                if args.rows is not None:  # after every score: a run cut by its device call keeps what it scored
+                    args.rows.parent.mkdir(parents=True, exist_ok=True)
+                    pd.concat(examples, ignore_index=True).to_csv(args.rows, index=False)
     table = ("| policy | seed | budget | threshold | trained at (step) | scored at | RS | capture "
              "| attention mass on the needle | wake capture | attention mass on the wake | KV fraction |\n"
              + "|---" * 12 + "|\n"
@@ -155,6 +162,43 @@ def score_row(model: TshamModel, path: Path, cell: dict, step: int, level: str, 
     print(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items() if k != "cell"),
           flush=True)
     return row, scored
+
+
+def results_frame(paths: list[Path], skip: tuple[str, ...] = (), known: dict[str, dict] | None = None
+                  ) -> pd.DataFrame:
+    """The rows of results files this module wrote (``experiments/results/<name>.json``), one per scored cell,
+    level and budget: probe, level, policy, budget (the calibrated one, else the cell's), seed, RS, kv_fraction,
+    threshold, cell. A cell scored alike in several files counts once (the scores are deterministic: the files
+    agree); cells whose file name holds any of ``skip`` are left out."""
+    found = []
+    for path in paths:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"no results file {path}")
+        for row in json.loads(Path(path).read_text())["rows"]:
+            if any(s in row["cell"] for s in skip):
+                continue
+            cell = cell_of(Path(row["cell"]), known)
+            found.append({"probe": cell["probe"], "level": row["level"], "policy": row["policy"],
+                          "budget": row.get("budget", cell["budget"]), "seed": row["seed"], "RS": row["RS"],
+                          "kv_fraction": row["kv_fraction"], "threshold": row["threshold"], "cell": row["cell"]})
+    if not found:
+        raise ValueError(f"no rows in {[str(p) for p in paths]} (skip {list(skip)})")
+    return pd.DataFrame(found).drop_duplicates(["cell", "level", "budget", "threshold"], ignore_index=True)
+
+
+def plot_main(argv: list[str]) -> None:
+    """``plot OUT.png RESULTS.json ... [--skip SUBSTRING ...]``: the frontier (:func:`frontier_plot`) of the cell
+    means in the results files, which must share one probe and level."""
+    parser = argparse.ArgumentParser(prog="probe_transfer plot", description=plot_main.__doc__.split(":")[0])
+    parser.add_argument("png", type=Path)
+    parser.add_argument("results", nargs="+", type=Path)
+    parser.add_argument("--skip", nargs="+", default=(), help="leave out cells whose file name holds any of these")
+    args = parser.parse_args(argv)
+    rows = results_frame(args.results, tuple(args.skip))
+    if rows[["probe", "level"]].drop_duplicates().shape[0] != 1:
+        parser.error(f"the rows span several probes or levels: {sorted(set(zip(rows.probe, rows.level, strict=True)))}")
+    frontier_plot(rows.drop(columns=["threshold", "cell"]), args.png)
+    print(args.png)
 
 
 if __name__ == "__main__":

@@ -572,18 +572,21 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def frontier_plot(rows: pd.DataFrame, path) -> None:
-    """Recall skill against the realised KV fraction and against KV bytes, one line per policy (the controls
-    are single points), with the std over seeds as error bars. Raises ValueError on a table without rows."""
+    """Recall skill against the realised KV fraction and against KV bytes (where ``rows`` has them: a table of
+    cells' means may not), one line per policy (the controls are single points), with the std over seeds as error
+    bars. Raises ValueError on a table without rows."""
     if rows.empty:
         raise ValueError("frontier_plot: no rows to plot")
+    xs = [(x, label) for x, label in (("kv_fraction", "realised KV fraction"), ("kv_bytes", "KV bytes")) if x in rows]
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     table = summarise(rows)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    for ax, x, label in ((axes[0], "kv_fraction", "realised KV fraction"), (axes[1], "kv_bytes", "KV bytes")):
+    fig, axes = plt.subplots(1, len(xs), figsize=(max(7, 5 * len(xs)), 4), sharey=True, squeeze=False)
+    axes = axes[0]
+    for ax, (x, label) in zip(axes, xs, strict=True):
         for policy, group in table.groupby("policy"):
             group = group.sort_values(x)
             ax.errorbar(group[x], group["RS"], yerr=group["RS_std_over_seeds"], marker="o", capsize=2,
@@ -593,7 +596,7 @@ def frontier_plot(rows: pd.DataFrame, path) -> None:
         ax.axhline(0.0, color="grey", lw=0.5)
     axes[0].set_ylabel("recall skill (RS)")
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"{rows['probe'].iloc[0]} ({rows['level'].iloc[0]})")
+    fig.suptitle(f"{rows['probe'].iloc[0]} ({rows['level'].iloc[0]})", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -193,3 +193,26 @@ def test_transfer_rows_are_the_sweeps_rows_and_the_report_reads_them(tmp_path, m
     assert "zero-shot" in (tmp_path / "t.md").read_text() and list((tmp_path / "probes").glob("t_*.png"))
     with pytest.raises(SystemExit):
         probe_transfer.main([str(routed), "--levels", "easy", "--n", "2", "--recipe", "zero-shot"])
+
+
+def test_transfer_plot_draws_the_frontier_of_results_files_once_per_cell(tmp_path, monkeypatch):
+    """plot: the cell means of results files, a cell scored in two files counted once, --skip leaving cells out;
+    a missing file and rows of two levels are refused."""
+    monkeypatch.setattr(probe_transfer, "write_results", lambda name, meta, rows, table: (
+        (tmp_path / f"{name}.json").write_text(json.dumps({"meta": meta, "rows": rows}))))
+    routed, _ = _cut_state(tmp_path, "tiny", "random")
+    full, _ = _cut_state(tmp_path, "tiny", "all")
+    args = ["--n", "4", "--calibrate", "--budgets", "0.1", "0.5"]
+    probe_transfer.main([str(routed), str(full), "--levels", "easy", *args, "--name", "a"])
+    probe_transfer.main([str(routed), "--levels", "easy", *args, "--name", "b"])
+    probe_transfer.main([str(full), "--levels", "medium", "--n", "4", "--name", "c"])
+    frame = probe_transfer.results_frame([tmp_path / "a.json", tmp_path / "b.json"])
+    assert sorted(zip(frame.policy, frame.budget, strict=True)) == [("all", 1.0), ("random", 0.1), ("random", 0.5)]
+    assert list(probe_transfer.results_frame([tmp_path / "a.json"], skip=("-all-",)).policy) == ["random"] * 2
+    png = tmp_path / "f.png"
+    probe_transfer.main(["plot", str(png), str(tmp_path / "a.json"), str(tmp_path / "b.json")])
+    assert png.stat().st_size > 0
+    with pytest.raises(FileNotFoundError):
+        probe_transfer.main(["plot", str(png), str(tmp_path / "missing.json")])
+    with pytest.raises(SystemExit):
+        probe_transfer.main(["plot", str(png), str(tmp_path / "a.json"), str(tmp_path / "c.json")])
