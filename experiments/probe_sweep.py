@@ -280,6 +280,8 @@ PRESETS["c16_spaced"] = {"probes": {"cross_channel_binding@16spaced": {
 # c16_far_calibrated_h200.md). 600 steps there from each c16_curriculum cell's finished weights, at a third of the
 # sweep's learning rate and a quarter of its batch (16 x 4112 tokens: the memory of 64 x 1040, c16_spaced's), so
 # every policy compared there was trained there. Controls and oracle here; the distilled router in c16_far_distilled.
+# (H200, 2026-12-03, rev 9e604f8, 260-290 s a cell: full attention 0.475, pure GDN 0.330 = 70%: trained there the state
+# holds the bindings, so C's target is read zero-shot at 496 instead; the oracle cells did not run)
 PRESETS["c16_far"] = {"probes": {"cross_channel_binding@16far": {
     "probe": "cross_channel_binding", "level": "medium:events=16,lag=0,spacing=496", "patch_length": 4,
     "steps": 600, "lr": 1e-3, "batch_size": 16, "init_from": "c16_curriculum"}},
@@ -287,6 +289,7 @@ PRESETS["c16_far"] = {"probes": {"cross_channel_binding@16far": {
 # c16_far's stage for a router that learns which tokens attention reads (DistilledRouter, fitted to the attention of
 # the query key's two tokens and the forecast's two, with every token kept): it starts from c16_curriculum's full
 # attention of its seed (`init_policy`), whose read is learned, its router fresh, and routes 10% from the first step
+# (H200, 2026-12-03: 0.381 at 9.9% KV, 80% of c16_far's full attention)
 PRESETS["c16_far_distilled"] = {"probes": {"cross_channel_binding@16far": {
     **PRESETS["c16_far"]["probes"]["cross_channel_binding@16far"], "init_policy": "all"}},
     "policies": ("distilled",), "budgets": (0.1,), "seeds": (0, 1, 2), "controls": False, **RECIPE}
@@ -294,19 +297,24 @@ PRESETS["c16_far_distilled"] = {"probes": {"cross_channel_binding@16far": {
 # (`routers_only`), at the level that model was trained on: the model routed for is the one that learned the read,
 # and no policy is trained at the level it is scored at (probe_transfer.py scores all of them zero-shot at spacing
 # 112 and 496, where pure GDN falls to 50% and 25% of full attention). 1000 steps of 32 (a CPU pilot of seed 0:
-# 133 s; RS 0.374 at 496 against full attention's 0.339 on 32 sequences)
+# 133 s; RS 0.374 at 496 against full attention's 0.339 on 32 sequences). CPU, 2026-12-03, 150-200 s a cell; at 496
+# (H200, 1000 sequences, calibrated to 10%) 0.347 = 83% of full attention's 0.419, pure GDN 25%
 PRESETS["c16_distilled_fit"] = {"probes": {"cross_channel_binding@16": {
     "probe": "cross_channel_binding", "level": "medium:events=16,lag=0", "patch_length": 4, "steps": 1000,
     "batch_size": 32, "init_from": "c16_curriculum", "init_policy": "all", "routers_only": True}},
     "policies": ("distilled",), "budgets": (0.1,), "seeds": (0, 1, 2), "controls": False, **RECIPE}
 # c16_distilled_fit with a router four times wider, fitted twice as long: in its cells the first layer's router put
 # the read binding token in its top 10% of the 4112 tokens at spacing 496 on 81% of seed 0's sequences; this one (a
-# CPU pilot of seed 0) on 100%
+# CPU pilot of seed 0) on 100%. H200, 2026-12-03, 6 cells with c16_distilled_fit64_far in one 274-s call: at 496
+# (calibrated to 10%, 1000 sequences) 0.360 / 0.433 / 0.388 = 94% of full attention, pure GDN 25%: C's target
+# (results/probe_transfer_c16_distilled_fit64_496_h200.md); at its own level 0.254 in-cell, where 10% cannot hold the
+# bindings and their decoys
 PRESETS["c16_distilled_fit64"] = {"probes": {"cross_channel_binding@16": {
     **PRESETS["c16_distilled_fit"]["probes"]["cross_channel_binding@16"], "steps": 2000, "router_hidden": 64}},
     **{k: v for k, v in PRESETS["c16_distilled_fit"].items() if k != "probes"}}
 # c16_distilled_fit64's router fitted where it is scored, 496 steps apart (4112 tokens, batch 16 as c16_far): the
 # teacher is full attention's own read at that spacing, and the second layer's router sees the inputs it will route
+# (H200, 2026-12-03: 0.336 / 0.438 / 0.439 = 96% of full attention's zero-shot 0.419 at 10% KV, calibrated)
 PRESETS["c16_distilled_fit64_far"] = {"probes": {"cross_channel_binding@16far": {
     **PRESETS["c16_distilled_fit64"]["probes"]["cross_channel_binding@16"], "steps": 1000, "batch_size": 16,
     "level": PRESETS["c16_far"]["probes"]["cross_channel_binding@16far"]["level"]}},

@@ -584,7 +584,7 @@ def frontier_plot(rows: pd.DataFrame, path) -> None:
     import matplotlib.pyplot as plt
 
     table = summarise(rows)
-    fig, axes = plt.subplots(1, len(xs), figsize=(max(7, 5 * len(xs)), 4), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(xs), figsize=(max(8, 5 * len(xs)), 4), sharey=True, squeeze=False)
     axes = axes[0]
     for ax, (x, label) in zip(axes, xs, strict=True):
         for policy, group in table.groupby("policy"):
@@ -596,7 +596,7 @@ def frontier_plot(rows: pd.DataFrame, path) -> None:
         ax.axhline(0.0, color="grey", lw=0.5)
     axes[0].set_ylabel("recall skill (RS)")
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"{rows['probe'].iloc[0]} ({rows['level'].iloc[0]})", fontsize=10)
+    fig.suptitle(f"{rows['probe'].iloc[0]} ({rows['level'].iloc[0]})")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
