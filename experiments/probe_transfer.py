@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
             for budget in (args.budgets or [cell["budget"]]) if budgeted else [cell["budget"]]:
                 if budgeted:
                     calibrate_probe_budget(model, cell["probe"], level, budget, test_seed, args.device)
-                row, scored = score_row(model, path, cell, step, level, budget, budgeted, args)
+                row, scored = score_row(model, path, cell, step, level, test_seed, budget, budgeted, args)
                 rows.append(row)
                 examples.append(scored.assign(probe=cell["probe"], level=level, policy=cell["policy"], budget=budget,
                                               seed=cell["seed"], patch_length=cell["patch_length"],
@@ -147,12 +147,12 @@ def main(argv: list[str] | None = None) -> None:
         print(write_results(args.name, meta, rows, table))
 
 
-def score_row(model: TshamModel, path: Path, cell: dict, step: int, level: str, budget: float, budgeted: bool,
-              args: argparse.Namespace) -> tuple[dict, pd.DataFrame]:
+def score_row(model: TshamModel, path: Path, cell: dict, step: int, level: str, test_seed: int, budget: float,
+              budgeted: bool, args: argparse.Namespace) -> tuple[dict, pd.DataFrame]:
     """One row of the results: ``model`` (the cell at ``path``, trained ``step`` steps) scored on ``args.n`` test
-    sequences of ``level`` with its routers as they are set (calibrated to ``budget`` where ``budgeted``), and the
-    ``args.n`` rows it averages (:func:`tsham.probes.runner.evaluate_probe`)."""
-    scored = evaluate_probe(model, cell["probe"], level, args.n, TEST_SEED_OFFSET + cell["seed"], {}, args.device)
+    sequences of ``level`` drawn with ``test_seed``, with its routers as they are set (calibrated to ``budget`` where
+    ``budgeted``), and the ``args.n`` rows it averages (:func:`tsham.probes.runner.evaluate_probe`)."""
+    scored = evaluate_probe(model, cell["probe"], level, args.n, test_seed, {}, args.device)
     row = {"cell": path.name, "policy": cell["policy"], "seed": cell["seed"], "budget": budget,
            "threshold": "calibrated" if budgeted else "trained" if budgetable_routers(model) else "fixed",
            "trained_at": trained_at(cell, step), "step": step, "level": level, "RS": float(scored.RS.mean()),
